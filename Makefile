@@ -1,0 +1,17 @@
+# The two commands of the README. Both start from a fresh clone.
+.PHONY: demo test install export clean-nbs
+
+install:
+	bash scripts/install.sh
+
+## Install everything, then run the whole pipeline on the embedded model (CPU, offline).
+demo: install
+	.venv/bin/cai-workbench run --preset demo
+
+## Install everything, then run every test (notebooks, pytest, browser tests).
+test: install
+	bash scripts/test.sh
+
+## Notebooks -> library (run after editing nbs/).
+export:
+	.venv/bin/nbdev-export && .venv/bin/nbdev-clean

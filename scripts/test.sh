@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The README's test command (after scripts/install.sh): notebooks and library in sync, notebook tests, pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+V=.venv/bin
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+export MPLBACKEND=Agg
+
+echo "== 1/3 notebooks and exported library in sync (nbdev-export, nbdev-clean)"
+$V/nbdev-export
+$V/nbdev-clean
+if git rev-parse --git-dir >/dev/null 2>&1; then
+  changed=$(git status --porcelain -- nbs cai_workbench)
+  if [ -n "$changed" ]; then
+    echo "error: nbdev-export/nbdev-clean changed these files; run 'make export' and commit them:" >&2
+    echo "$changed" >&2
+    git --no-pager diff --stat -- nbs cai_workbench >&2 || true
+    exit 1
+  fi
+fi
+
+echo "== 2/3 notebook tests (nbdev-test; cells flagged slow/cuda are skipped)"
+$V/nbdev-test --n-workers 2 --timing
+
+echo "== 3/3 pytest (unit, slow and browser tests)"
+# pytest exits 5 when it collected no tests: that fails this script too.
+$V/python -m pytest -q tests "$@"
