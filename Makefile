@@ -14,4 +14,4 @@ test: install
 
 ## Notebooks -> library (run after editing nbs/).
 export:
-	.venv/bin/nbdev-export && .venv/bin/nbdev-clean
+	.venv/bin/nbdev-export && .venv/bin/nbdev-clean && .venv/bin/python scripts/readme.py

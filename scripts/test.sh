@@ -6,15 +6,16 @@ V=.venv/bin
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 export MPLBACKEND=Agg
 
-echo "== 1/3 notebooks and exported library in sync (nbdev-export, nbdev-clean)"
+echo "== 1/3 notebooks, exported library and README in sync (nbdev-export, nbdev-clean, scripts/readme.py)"
 $V/nbdev-export
 $V/nbdev-clean
+$V/python scripts/readme.py >/dev/null
 if git rev-parse --git-dir >/dev/null 2>&1; then
-  changed=$(git status --porcelain -- nbs cai_workbench)
+  changed=$(git status --porcelain -- nbs cai_workbench README.md)
   if [ -n "$changed" ]; then
     echo "error: nbdev-export/nbdev-clean changed these files; run 'make export' and commit them:" >&2
     echo "$changed" >&2
-    git --no-pager diff --stat -- nbs cai_workbench >&2 || true
+    git --no-pager diff --stat -- nbs cai_workbench README.md >&2 || true
     exit 1
   fi
 fi
