@@ -102,6 +102,17 @@ def test_sampling_is_seeded():
     with pytest.raises(ValueError, match="k must be a positive integer"): c.sample(0, k=0)
 
 
+def test_sampling_without_replacement_is_weighted():
+    c = Constitution("w", principles=[_p("a", 8), _p("b", 1), _p("c", 1)])
+    for rng in range(3), (np.random.default_rng(s) for s in range(3)):
+        for r in rng:
+            draw = [p.name for p in c.sample(r, k=3, replace=False)]
+            assert sorted(draw) == ["a", "b", "c"]
+    first = Counter(c.sample(s, k=2, replace=False)[0].name for s in range(3000))
+    assert abs(first["a"]/3000 - 0.8) < 0.03                               # heavy principle usually drawn first
+    with pytest.raises(ValueError, match="has 3"): c.sample(0, k=4, replace=False)
+
+
 def test_get_and_subset():
     c = load_constitution("hhh")
     assert c.get("truthful").category == "honesty"

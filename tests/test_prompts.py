@@ -193,6 +193,9 @@ def test_hh_rlhf_prompts(shared):
     _check_records(ps)
     assert 2290 < len(ps) <= 2312 and set(ps.labels) == {"harmful"} and ps.counts("category") == {"harmless-base": len(ps)}
     assert len(few) == 20
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert load_prompts(shared(HH), limit=20, seed=0) == few          # a plain .jsonl.gz path with `chosen` rows works too
 
 
 def test_hh_rlhf_malformed_rows_are_skipped_and_counted(tmp_path):
