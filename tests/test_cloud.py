@@ -1,0 +1,187 @@
+"S3 sync against a real HTTP S3 API: moto's ThreadedMotoServer on 127.0.0.1, boto3 pointed at it (no mocks)."
+import hashlib, os, socket
+
+import boto3
+import pytest
+import requests
+
+from cai_workbench.cloud import (CloudError, SyncError, push, pull, s3_client, sync_after_stage, PARTIAL_SUFFIX)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint():
+    from moto.server import ThreadedMotoServer
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3(moto_endpoint, monkeypatch):
+    "A fresh moto state with one bucket; returns (endpoint, raw boto3 client)."
+    for k, v in dict(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1",
+                     AWS_ENDPOINT_URL_S3=moto_endpoint, AWS_EC2_METADATA_DISABLED="true").items():
+        monkeypatch.setenv(k, v)
+    requests.post(f"{moto_endpoint}/moto-api/reset")
+    c = boto3.client("s3", endpoint_url=moto_endpoint)
+    c.create_bucket(Bucket="bkt")
+    return moto_endpoint, c
+
+
+def _tree(root, files: dict):
+    for rel, data in files.items():
+        p = root/rel; p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data if isinstance(data, bytes) else data.encode())
+    return root
+
+
+def test_push_then_pull_roundtrip_and_incremental(s3, tmp_path):
+    _, c = s3
+    src = _tree(tmp_path/"run", {"manifest.json": "{}", "sft/metrics.json": '{"loss": 1.0}', "sft/adapter/w.bin": os.urandom(3000)})
+    s = push(src, "s3://bkt/runs/r1", progress=False)
+    assert sorted(s.copied) == ["manifest.json", "sft/adapter/w.bin", "sft/metrics.json"] and s.bytes_copied == 3000 + 2 + 13
+    head = c.head_object(Bucket="bkt", Key="runs/r1/sft/adapter/w.bin")
+    assert head["Metadata"]["sha256"] == hashlib.sha256((src/"sft/adapter/w.bin").read_bytes()).hexdigest()
+    again = push(src, "s3://bkt/runs/r1", progress=False)
+    assert again.copied == [] and len(again.skipped) == 3
+    dst = tmp_path/"back"
+    p = pull("s3://bkt/runs/r1", dst, progress=False)
+    assert len(p.copied) == 3
+    for rel in ["manifest.json", "sft/metrics.json", "sft/adapter/w.bin"]:
+        assert (dst/rel).read_bytes() == (src/rel).read_bytes()
+    assert pull("s3://bkt/runs/r1", dst, progress=False).copied == []
+    assert "copied" in p._repr_markdown_() and "3" in p._repr_markdown_()
+
+
+def test_same_size_change_is_detected_both_ways(s3, tmp_path):
+    src = _tree(tmp_path/"run", {"m.json": '{"loss": 1.25}'})
+    push(src, "s3://bkt/p", progress=False)
+    dst = tmp_path/"back"; pull("s3://bkt/p", dst, progress=False)
+    (src/"m.json").write_text('{"loss": 1.75}')              # same size
+    st = (dst/"m.json").stat(); os.utime(src/"m.json", ns=(st.st_atime_ns, st.st_mtime_ns))  # same mtime too
+    assert push(src, "s3://bkt/p", progress=False).copied == ["m.json"]
+    assert pull("s3://bkt/p", dst, progress=False).copied == ["m.json"]
+    assert (dst/"m.json").read_text() == '{"loss": 1.75}'
+    (dst/"m.json").write_text('{"loss": 9.99}')              # a local same-size edit is overwritten by pull
+    assert pull("s3://bkt/p", dst, progress=False).copied == ["m.json"]
+
+
+def test_multipart_upload_keeps_sha256_and_skips_on_rerun(s3, tmp_path):
+    _, c = s3
+    src = _tree(tmp_path/"run", {"big.bin": os.urandom(11 * 2**20)})
+    push(src, "s3://bkt/mp", multipart_mb=5, chunk_mb=5, progress=False)
+    head = c.head_object(Bucket="bkt", Key="mp/big.bin")
+    assert "-" in head["ETag"]                                 # a multipart ETag: not an MD5 of the content
+    assert head["Metadata"]["sha256"] == hashlib.sha256((src/"big.bin").read_bytes()).hexdigest()
+    assert push(src, "s3://bkt/mp", multipart_mb=5, chunk_mb=5, progress=False).skipped == ["big.bin"]
+    dst = tmp_path/"back"
+    pull("s3://bkt/mp", dst, multipart_mb=5, chunk_mb=5, progress=False)
+    assert (dst/"big.bin").read_bytes() == (src/"big.bin").read_bytes()
+
+
+class _Interrupt(Exception): pass
+
+
+def test_interrupted_pull_leaves_no_half_file_and_rerun_completes(s3, tmp_path):
+    src = _tree(tmp_path/"run", {"a.txt": "small", "big.bin": os.urandom(12 * 2**20)})
+    push(src, "s3://bkt/int", progress=False)
+    dst = tmp_path/"back"
+    seen = []
+    def boom(n):
+        seen.append(n)
+        if sum(seen) > 2**20: raise _Interrupt("network dropped")
+    s = pull("s3://bkt/int", dst, multipart_mb=5, chunk_mb=5, threads=1, callback=boom, strict=False, progress=False)
+    assert "big.bin" in s.failed and not s.ok
+    assert not (dst/"big.bin").exists()                        # no half file under the real name
+    assert not list(dst.rglob(f"*{PARTIAL_SUFFIX}"))
+    # a killed process can leave a partial file behind: the next pull removes it and completes the sync
+    (dst/("big.bin" + PARTIAL_SUFFIX)).write_bytes(b"half")
+    s2 = pull("s3://bkt/int", dst, progress=False)
+    assert "big.bin" in s2.copied and s2.ok
+    assert (dst/"big.bin").read_bytes() == (src/"big.bin").read_bytes()
+    assert not list(dst.rglob(f"*{PARTIAL_SUFFIX}"))
+    with pytest.raises(SyncError, match="big.bin"):          # strict (the default) raises one error naming the file
+        pull("s3://bkt/int", tmp_path/"other", multipart_mb=5, chunk_mb=5, threads=1,
+             callback=lambda n: (_ for _ in ()).throw(_Interrupt("dropped")), progress=False)
+
+
+def test_secrets_are_not_pushed_unless_explicitly_included(s3, tmp_path):
+    _, c = s3
+    src = _tree(tmp_path/"run", {"ok.json": "{}", ".env": "K=v", "certs/server.pem": "x", "tls.key": "x",
+                                 "home/id_rsa": "x", ".aws/config": "x", "sub/credentials": "x",
+                                 ".ipynb_checkpoints/n-checkpoint.ipynb": "{}"})
+    s = push(src, "s3://bkt/sec", progress=False)
+    assert s.copied == ["ok.json"] and len(s.excluded_secrets) == 7
+    keys = [o["Key"] for o in c.list_objects_v2(Bucket="bkt", Prefix="sec/")["Contents"]]
+    assert keys == ["sec/ok.json"]
+    s = push(src, "s3://bkt/sec", include_secrets=["certs/*.pem"], progress=False)
+    assert s.copied == ["certs/server.pem"]
+    assert "secret" in str(s)
+
+
+def test_include_exclude_and_dry_run(s3, tmp_path):
+    _, c = s3
+    src = _tree(tmp_path/"run", {"sft/metrics.json": "{}", "sft/loss.png": "png", "dpo/metrics.json": "{}"})
+    d = push(src, "s3://bkt/f", include=["sft/*"], exclude=["*.png"], dry_run=True, progress=False)
+    assert d.copied == ["sft/metrics.json"] and d.dry_run and "would copy" in str(d)
+    assert c.list_objects_v2(Bucket="bkt", Prefix="f/").get("KeyCount") == 0
+    push(src, "s3://bkt/f", include=["sft/*"], exclude=["*.png"], progress=False)
+    assert [o["Key"] for o in c.list_objects_v2(Bucket="bkt", Prefix="f/")["Contents"]] == ["f/sft/metrics.json"]
+    s = sync_after_stage(src, "s3://bkt/f", stage="dpo", progress=False)
+    assert s.copied == ["dpo/metrics.json"]
+
+
+def test_pull_refuses_keys_that_escape_the_target(s3, tmp_path):
+    _, c = s3
+    for key in ["t/good.txt", "t/../evil.txt", "t/a/../../evil2.txt", "t//etc/evil3"]:
+        c.put_object(Bucket="bkt", Key=key, Body=b"x")
+    dst = tmp_path/"deep"/"target"
+    with pytest.raises(SyncError) as ei:
+        pull("s3://bkt/t", dst, progress=False)
+    s = ei.value.summary
+    assert s.copied == ["good.txt"] and (dst/"good.txt").read_bytes() == b"x"
+    assert set(s.failed) == {"../evil.txt", "a/../../evil2.txt", "/etc/evil3"}
+    assert all("outside" in v for v in s.failed.values())
+    written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert written == ["deep/target/good.txt"]
+
+
+def test_missing_bucket_error(s3, tmp_path):
+    _tree(tmp_path/"run", {"a": "b"})
+    with pytest.raises(CloudError, match="bucket 'nope' does not exist.*aws s3 mb"):
+        push(tmp_path/"run", "s3://nope/x", progress=False)
+    with pytest.raises(CloudError, match="nothing under s3://bkt/empty"):
+        pull("s3://bkt/empty", tmp_path/"b", progress=False)
+
+
+def test_missing_credentials_error(s3, tmp_path, monkeypatch):
+    for k in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"]:
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path/"none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path/"none"))
+    _tree(tmp_path/"run", {"a": "b"})
+    with pytest.raises(CloudError, match="no AWS credentials found: set AWS_ACCESS_KEY_ID"):
+        push(tmp_path/"run", "s3://bkt/x", progress=False)
+
+
+def test_access_denied_error(s3, tmp_path):
+    endpoint, _ = s3
+    iam = boto3.client("iam", endpoint_url=endpoint)
+    iam.create_user(UserName="nobody")                      # a user without any policy
+    key = iam.create_access_key(UserName="nobody")["AccessKey"]
+    requests.post(f"{endpoint}/moto-api/reset-auth", data=b"0")   # moto now checks IAM permissions
+    try:
+        sess = boto3.Session(aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"])
+        client = s3_client(endpoint, session=sess)
+        _tree(tmp_path/"run", {"a": "b"})
+        with pytest.raises(CloudError, match="access denied to s3://bkt/x.*s3:ListBucket"):
+            push(tmp_path/"run", "s3://bkt/x", client=client, progress=False)
+    finally:
+        requests.post(f"{endpoint}/moto-api/reset-auth", data=b"inf")
