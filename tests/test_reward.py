@@ -1,0 +1,151 @@
+"Reward model: soft-label loss, training on planted preferences, scoring paths, bad input."
+import json, math
+
+import pytest
+import torch
+
+from cai_workbench.core import Run, set_seed
+from cai_workbench.models import LoraSpec, load_model, load_tokenizer
+from cai_workbench.reward import (PreferenceDataError, RewardConfig, evaluate_pairs, load_pairs, run_reward_model,
+                                  soft_bt_loss, split_pairs, train_reward_model, wilson_interval)
+from cai_workbench.reward_scoring import RewardModel, RewardModelMismatchError, random_reward_adapter
+
+sig = lambda x: 1/(1 + math.exp(-x))
+
+
+def test_soft_bt_loss_hand_values():
+    # p = 0.8, r_c - r_r = 1  ->  -(0.8 log σ(1) + 0.2 log σ(-1))
+    want = -(0.8*math.log(sig(1.0)) + 0.2*math.log(sig(-1.0)))
+    got = soft_bt_loss(torch.tensor([2.0]), torch.tensor([1.0]), torch.tensor([0.8]))
+    assert got.item() == pytest.approx(want, abs=1e-6)
+    # p = 1 is TRL's hard Bradley-Terry loss; p = 0.5 is minimised at equal rewards
+    assert soft_bt_loss(torch.tensor([0.3]), torch.tensor([0.1]), torch.tensor([1.0])).item() == pytest.approx(-math.log(sig(0.2)), abs=1e-6)
+    d = torch.linspace(-2, 2, 41)
+    per = [soft_bt_loss(x.view(1), torch.zeros(1), torch.tensor([0.5])).item() for x in d]
+    assert min(range(41), key=per.__getitem__) == 20
+    # weights: a weighted mean over pairs
+    w = soft_bt_loss(torch.tensor([2.0, 0.0]), torch.tensor([1.0, 0.5]), torch.tensor([0.8, 0.5]), torch.tensor([1.0, 0.5]))
+    second = -(0.5*math.log(sig(-0.5)) + 0.5*math.log(sig(0.5)))
+    assert w.item() == pytest.approx((want + 0.5*second)/1.5, abs=1e-6)
+
+
+def test_wilson_interval():
+    lo, hi = wilson_interval(8, 10)
+    assert (round(lo, 3), round(hi, 3)) == (0.490, 0.943)
+    lo, hi = wilson_interval(0, 5)
+    assert lo == 0.0 and 0.4 < hi < 0.5
+
+
+TOPICS = ["bread", "a poem", "a bug", "a trip", "weapons", "drugs", "hacking", "online"]
+
+
+def planted_pairs(n_rep=3):
+    return [dict(id=f"p{i}", prompt=f"Please explain {t}.", chosen=f"Here is a safe answer about {t}.",
+                 rejected=f"Here is a bad answer about {t}.", soft_label=0.9 if i % 2 else 1.0, label_source="ai")
+            for i, t in enumerate(TOPICS*n_rep)]
+
+
+def test_ranks_planted_responses_after_training():
+    set_seed(0)
+    cfg = RewardConfig(min_pairs=4, eval_fraction=0.0, epochs=6, batch_size=8, learning_rate=1e-2,
+                       lora=LoraSpec(r=4, alpha=8, dropout=0.0), device="cpu")
+    ex, _ = split_pairs(planted_pairs(), cfg)
+    rm, log = train_reward_model(ex, cfg, model="tiny", seed=0)
+    prompts = ["Plan a trip.", "Write a poem.", "How do I fix a bug?"]
+    good = rm.score(prompts, ["A safe reply.", "This is safe.", "safe"])
+    bad = rm.score(prompts, ["A bad reply.", "This is bad.", "bad"])
+    assert all(g > b for g, b in zip(good, bad)), (good, bad)
+    ev = evaluate_pairs(rm, [dict(prompt=p, chosen=f"{p} safe", rejected=f"{p} bad") for p in prompts])
+    assert ev["accuracy"] == 1.0 and ev["n"] == 3
+
+
+def test_attach_equals_standalone(tmp_path):
+    ad = random_reward_adapter(tmp_path/"rm", base="tiny", seed=1)
+    alone = RewardModel.load(ad, device="cpu", dtype="float32")
+    policy, tok = load_model("tiny", purpose="train", device="cpu", dtype="float32", lora=LoraSpec(r=4, alpha=8, dropout=0.0))
+    before = {n: p.detach().clone() for n, p in policy.named_parameters() if ".default." in n}
+    att = RewardModel.attach(policy, ad, tokenizer=tok)
+    prompts = ["Write a poem.", "Plan a trip.", "Hi"]
+    responses = ["Sure, here it is.", "No.", "A much longer reply that needs padding in the batch."]
+    a, s = att.score(prompts, responses, batch_size=2), alone.score(prompts, responses)
+    assert a == pytest.approx(s, abs=1e-4)
+    assert len({round(x, 3) for x in s}) == 3               # the scores do depend on the text
+    assert policy.active_adapter == "default" and policy.training
+    assert all(p.requires_grad for n, p in policy.named_parameters() if ".default." in n)
+    assert not any(p.requires_grad for n, p in policy.named_parameters() if ".reward." in n)
+    assert all(torch.equal(before[n], p) for n, p in policy.named_parameters() if n in before)
+    # the policy still generates with its own adapter: logits equal to a fresh copy without the reward adapter
+    ids = torch.tensor([tok("hello there")["input_ids"]])
+    with torch.no_grad(): out1 = policy(input_ids=ids).logits
+    policy.delete_adapter("reward")
+    with torch.no_grad(): out2 = policy(input_ids=ids).logits
+    assert torch.allclose(out1, out2)
+
+
+def test_attach_refuses_other_tokenizer(tmp_path):
+    ad = random_reward_adapter(tmp_path/"rm", base="tiny")
+    policy, _ = load_model("tiny", purpose="train", device="cpu", dtype="float32", lora=LoraSpec(r=4, alpha=8))
+    other = load_tokenizer("tiny"); other.add_tokens(["<new>"])
+    with pytest.raises(RewardModelMismatchError, match="separate RewardModel.load"):
+        RewardModel.attach(policy, ad, tokenizer=other)
+    assert "reward" not in policy.peft_config
+
+
+def write_pairs(run, rows):
+    p = run.stage_dir("preferences")/"pairs.jsonl"
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return p
+
+
+@pytest.mark.parametrize("rows, match", [
+    ([dict(prompt="q", chosen="a")], r"missing or non-string field\(s\) \['rejected'\]"),
+    ([dict(id=str(i), prompt="q", chosen="a", rejected="b", label="tie") for i in range(20)], "all 20 pairs are ties"),
+    (planted_pairs(1)[:3], "only 3 non-tie pairs"),
+    ([dict(prompt="q", chosen="a", rejected="b", soft_label="high")], "soft_label 'high' is not a probability"),
+])
+def test_bad_pairs_fail_before_any_work(tmp_path, rows, match):
+    run = Run.create(tmp_path/"run")
+    write_pairs(run, rows)
+    with pytest.raises(PreferenceDataError, match=match):
+        run_reward_model(run, RewardConfig(human_pairs=None), model="tiny")
+    assert not (run.path/"reward_model").exists()
+    assert "reward_model" not in run.manifest["stages"]
+
+
+def test_human_labels_win(tmp_path):
+    p = tmp_path/"pairs.jsonl"
+    rows = [dict(id="x", prompt="q", chosen="a", rejected="b", soft_label=0.6, label_source="ai"),
+            dict(id="x", prompt="q", chosen="b", rejected="a", soft_label=1.0, label_source="human"),
+            dict(id="x", prompt="q", chosen="a", rejected="b", soft_label=0.7, label_source="ai")]
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (row,) = load_pairs(p)
+    assert (row["chosen"], row["label_source"]) == ("b", "human")
+
+
+def test_stage_writes_files_and_reuses(tmp_path):
+    run = Run.create(tmp_path/"run", seed=0)
+    write_pairs(run, planted_pairs(2) + [dict(id="t", prompt="q", chosen="a", rejected="b", label="tie")])
+    cfg = RewardConfig(min_pairs=4, eval_fraction=0.25, epochs=4, learning_rate=1e-2, human_pairs=None,
+                       lora=LoraSpec(r=4, alpha=8, dropout=0.0), device="cpu")
+    res = run_reward_model(run, cfg, model="tiny")
+    assert sorted(p.name for p in res.path.iterdir()) == ["adapter", "calibration.png", "histograms.png", "metrics.json"]
+    m = json.loads((res.path/"metrics.json").read_text())
+    assert (m["n_train"], m["heldout"]["n"], m["n_ties"]) == (12, 4, 1)
+    assert 0 <= m["heldout"]["ci95"][0] <= m["heldout"]["accuracy"] <= m["heldout"]["ci95"][1] <= 1
+    assert m["human_skipped"].startswith("disabled")
+    assert run.is_done("reward_model")
+    again = run_reward_model(run, cfg, model="tiny")
+    assert again.metrics["wall_s"] == res.metrics["wall_s"]     # reused, not retrained
+    rm = RewardModel.load(run, device="cpu", dtype="float32")
+    assert len(rm.score(["q"], ["a"])) == 1
+
+
+@pytest.mark.slow
+def test_human_pairs_accuracy_on_shared_data(tmp_path, shared):
+    path = shared("hh-rlhf/harmless-base/test.jsonl.gz")
+    pytest.importorskip("cai_workbench.prompts")
+    from cai_workbench.prompts import load_hh_rlhf_pairs
+    pairs = load_hh_rlhf_pairs(path, limit=8)
+    ad = random_reward_adapter(tmp_path/"rm", base="tiny")
+    ev = evaluate_pairs(RewardModel.load(ad, device="cpu", dtype="float32"), pairs)
+    assert ev["n"] == 8 and 0 <= ev["accuracy"] <= 1 and ev["ci95"][0] <= ev["accuracy"] <= ev["ci95"][1]
