@@ -1,0 +1,160 @@
+"""SageMaker jobs, offline: launch_stage against moto's S3 + SageMaker HTTP server (real SDK v3 ModelTrainer,
+real boto3), then the uploaded code's entry script on a simulated /opt/ml tree with the tiny model."""
+import json, os, socket, subprocess, sys
+from pathlib import Path
+
+import pytest
+import requests
+
+pytest.importorskip("sagemaker.train", reason="the optional extra: pip install 'cai-workbench[sagemaker]'")
+import boto3
+
+from cai_workbench.cloud import CloudError, pull
+from cai_workbench.core import Run, read_json, write_json
+from cai_workbench.sagemaker_jobs import (ENTRY_SCRIPT, SageMakerJobConfig, launch_stage, main, sagemaker_env)
+
+ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def aws():
+    "moto's server for every AWS service, with dummy credentials; yields the endpoint."
+    from moto.server import ThreadedMotoServer
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False); server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    env = dict(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1",
+               AWS_ENDPOINT_URL=endpoint, SAGEMAKER_VALIDATE_ROLE="false", AWS_EC2_METADATA_DISABLED="true")
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    boto3.client("s3").create_bucket(Bucket="bkt")
+    yield endpoint
+    for k, v in old.items():
+        if v is None: os.environ.pop(k, None)
+        else: os.environ[k] = v
+    server.stop()
+
+
+def _sft_jsonl(n=4):
+    return "\n".join(json.dumps({"prompt": [{"role": "user", "content": f"question {i}?"}],
+                                 "completion": [{"role": "assistant", "content": f"a careful answer {i}."}],
+                                 "label": "harmful"}) for i in range(n)) + "\n"
+
+
+def _run_with_revisions(tmp_path):
+    from cai_workbench.pipeline import PipelineConfig
+    cfg = PipelineConfig(name="smrun", runs_dir=str(tmp_path/"runs"), model="tiny", stages=["sft"],
+                         sft={"max_steps": 2, "batch_size": 2, "max_length": 64, "lora": {"r": 4, "alpha": 8}})
+    run = Run.create(tmp_path/"runs"/"smrun", config=cfg)
+    (run.path/"critique_revision").mkdir()
+    (run.path/"critique_revision"/"sft.jsonl").write_text(_sft_jsonl())
+    (run.path/".env").write_text("SECRET=1")                 # must not reach S3
+    return cfg, run
+
+
+def _download(prefix: str, dest: Path):
+    "Fetch what SageMaker would mount for a channel (S3Prefix, File mode)."
+    return pull(prefix, dest, progress=False)
+
+
+@pytest.mark.slow
+def test_launch_stage_request_then_entry_point_on_simulated_opt_ml(aws, tmp_path, monkeypatch):
+    cfg, run = _run_with_revisions(tmp_path)
+    job = launch_stage("sft", cfg, instance_type="ml.g5.12xlarge", role=ROLE, s3_prefix="s3://bkt/cai-runs",
+                       job=SageMakerJobConfig(distributed=True, processes_per_host=4), progress=False)
+    assert job.run_uri == "s3://bkt/cai-runs/smrun" and job.stage == "sft"
+    assert sorted(job.pushed.copied) == ["config.yaml", "critique_revision/sft.jsonl", "manifest.json"]
+    assert job.pushed.excluded_secrets == [".env"]
+
+    # --- the request SageMaker received
+    d = job.describe()
+    assert d["AlgorithmSpecification"]["TrainingImage"] == "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.6-gpu-py312"
+    assert d["RoleArn"] == ROLE
+    assert d["ResourceConfig"]["InstanceType"] == "ml.g5.12xlarge" and d["ResourceConfig"]["InstanceCount"] == 1
+    assert d["OutputDataConfig"]["S3OutputPath"] == "s3://bkt/cai-runs/smrun/_sagemaker"
+    hps = d["HyperParameters"]
+    assert hps["stage"] == "sft" and hps["run_uri"] == "s3://bkt/cai-runs/smrun" and hps["force"] == "false"
+    ch = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in d["InputDataConfig"]}
+    assert set(ch) == {"run", "code", "sm_drivers"} and ch["run"] == "s3://bkt/cai-runs/smrun/"
+
+    # --- the code channel holds the package, its requirements and the entry script; torchrun is configured
+    code = _download(ch["code"], tmp_path/"opt_ml"/"input"/"data"/"code")
+    assert {ENTRY_SCRIPT, "requirements.txt", "cai_workbench/sagemaker_jobs.py", "cai_workbench/sft.py"} <= set(code.copied)
+    reqs = (tmp_path/"opt_ml"/"input"/"data"/"code"/"requirements.txt").read_text().split()
+    assert any(r.startswith("trl") for r in reqs) and not any(r.startswith("torch") for r in reqs)
+    drivers = tmp_path/"opt_ml"/"input"/"data"/"sm_drivers"
+    _download(ch["sm_drivers"], drivers)
+    assert read_json(drivers/"sourcecode.json")["entry_script"] == ENTRY_SCRIPT
+    assert read_json(drivers/"distributed.json")["process_count_per_node"] == 4
+    assert "torchrun_driver.py" in (drivers/"sm_train.sh").read_text()
+
+    # --- the container: channels mounted, hyperparameters as strings, the entry script run from the code folder
+    root = tmp_path/"opt_ml"
+    _download(ch["run"], root/"input"/"data"/"run")
+    write_json(root/"input"/"config"/"hyperparameters.json", hps)
+    write_json(root/"input"/"config"/"resourceconfig.json", {"current_host": "algo-1", "hosts": ["algo-1"]})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SM_")}
+    env.update(CAI_SM_ROOT=str(root), PYTHONPATH="", HF_HUB_OFFLINE="1", CUDA_VISIBLE_DEVICES="")
+    p = subprocess.run([sys.executable, ENTRY_SCRIPT], cwd=root/"input"/"data"/"code", env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert f"from {root/'input'/'data'/'code'/'cai_workbench'}" in p.stdout     # the uploaded copy ran
+    assert not (root/"output"/"failure").exists()
+    assert (root/"model"/"sft"/"adapter"/"adapter_config.json").exists()         # -> model.tar.gz
+    assert read_json(root/"model"/"manifest.json")["stages"]["sft"]["status"] == "done"
+    metrics = read_json(root/"output"/"data"/"metrics.json")                       # -> output.tar.gz
+    assert metrics["stage"] == "sft" and metrics["status"] == "done" and metrics["steps"] == 2
+    assert "cai_metrics {" in p.stdout
+
+    # --- the job ends (moto marks it Completed); wait() pulls the stage back into the local run folder
+    assert not (run.path/"sft").exists()
+    job.wait(poll_s=0)
+    assert job.status == "Completed"
+    assert (run.path/"sft"/"adapter"/"adapter_config.json").exists()
+    assert Run(run.path).is_done("sft")
+    from cai_workbench.models import load_model
+    m, tok = load_model(run.path/"sft"/"adapter", device="cpu", dtype="float32")
+    assert m is not None
+
+
+def test_launch_stage_refuses_bad_input_before_uploading(aws, tmp_path):
+    cfg, run = _run_with_revisions(tmp_path)
+    before = boto3.client("s3").list_objects_v2(Bucket="bkt", Prefix="x/").get("KeyCount")
+    with pytest.raises(ValueError, match="stage 'sftt'"):
+        launch_stage("sftt", cfg, role=ROLE, s3_prefix="s3://bkt/x", progress=False)
+    with pytest.raises(CloudError, match="needs s3_prefix"):
+        launch_stage("sft", cfg, role=ROLE, progress=False)
+    with pytest.raises(ValueError, match="instance types start with 'ml.'"):
+        launch_stage("sft", cfg, instance_type="g5.xlarge", role=ROLE, s3_prefix="s3://bkt/x", progress=False)
+    assert boto3.client("s3").list_objects_v2(Bucket="bkt", Prefix="x/").get("KeyCount") == before
+
+
+def test_entry_point_failure_is_written_where_sagemaker_reads_it(tmp_path, monkeypatch):
+    for k in [k for k in os.environ if k.startswith("SM_")]: monkeypatch.delenv(k)
+    root = tmp_path/"opt_ml"
+    cfg, run = _run_with_revisions(tmp_path)
+    (run.path/"critique_revision"/"sft.jsonl").unlink()                          # the stage's input is missing
+    import shutil; shutil.copytree(run.path, root/"input"/"data"/"run")
+    write_json(root/"input"/"config"/"hyperparameters.json", {"stage": "sft", "model": "tiny"})
+    assert main(root=root) == 1
+    reason = (root/"output"/"failure").read_text()
+    assert "critique_revision/sft.jsonl" in reason and "MissingStageError" in reason
+    assert not (root/"model"/"sft").exists()
+
+
+def test_sm_variables_take_precedence_over_the_files(tmp_path, monkeypatch):
+    root = tmp_path/"opt_ml"
+    write_json(root/"input"/"config"/"hyperparameters.json", {"stage": "dpo"})
+    monkeypatch.setenv("SM_HPS", json.dumps({"stage": "sft", "force": "true"}))
+    monkeypatch.setenv("SM_MODEL_DIR", str(tmp_path/"m"))
+    monkeypatch.setenv("SM_CHANNEL_RUN", str(tmp_path/"r"))
+    monkeypatch.setenv("SM_HOSTS", json.dumps(["algo-1", "algo-2"]))
+    e = sagemaker_env(root)
+    assert e.hyperparameters == {"stage": "sft", "force": True}
+    assert (e.model_dir, e.channel("run"), e.hosts) == (tmp_path/"m", tmp_path/"r", ["algo-1", "algo-2"])
+    assert e.output_data_dir == root/"output"/"data"                       # no variable: the file-tree fallback
