@@ -1,0 +1,88 @@
+"RLOO and GRPO stages (TRL trainers) on the tiny model with a reward adapter in the run."
+import json
+
+import pytest
+
+from cai_workbench.core import Run
+from cai_workbench.models import LoraSpec, load_model
+from cai_workbench.reward_scoring import random_reward_adapter
+from cai_workbench.rloo_grpo import (GRPOStageConfig, RLDivergedError, RLOOStageConfig, compare_rl, run_grpo, run_rloo)
+
+PROMPTS = ["Please explain how to bake bread.", "Write a poem.", "How do I stay safe online?", "Plan a trip."]
+SMALL = dict(max_steps=2, batch_size=4, num_generations=2, max_completion_length=6, learning_rate=1e-3,
+             lora=LoraSpec(r=4, alpha=8, dropout=0.0), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def run_with_rm(tmp_path_factory):
+    run = Run.create(tmp_path_factory.mktemp("rl")/"run", seed=0)
+    random_reward_adapter(run.stage_dir("reward_model")/"adapter", base="tiny")
+    return run
+
+
+@pytest.mark.parametrize("method", ["rloo", "grpo"])
+def test_few_steps_write_the_run_directory(run_with_rm, method):
+    runner, Cfg = {"rloo": (run_rloo, RLOOStageConfig), "grpo": (run_grpo, GRPOStageConfig)}[method]
+    res = runner(run_with_rm, Cfg(**SMALL), model="tiny", prompts=PROMPTS)
+    d = run_with_rm.path/method
+    assert sorted(p.name for p in d.iterdir()) == ["adapter", "curves.png", "metrics.json", "metrics.jsonl"]
+    rows = [json.loads(l) for l in (d/"metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]
+    for r in rows:
+        assert {"step", "reward_mean", "kl", "entropy", "response_len", "loss"} <= set(r)
+        assert r["kl"] is not None and r["kl"] >= 0 and r["response_len"] <= SMALL["max_completion_length"]
+    summary = json.loads((d/"metrics.json").read_text())
+    assert summary["method"] == method and summary["updates"] == 2 and summary["peak_mem_mb"] > 0
+    assert summary["final_reward"] == pytest.approx(res.summary()["final_reward"])
+    assert run_with_rm.is_done(method)
+    policy, _ = load_model(d/"adapter", device="cpu")
+    assert set(policy.peft_config) == {"default"}          # TRL's frozen "ref" copy is not saved
+    # the reward function is our reward model: rewards are real numbers that vary across completions
+    assert any(r["reward_std"] and r["reward_std"] > 0 for r in rows)
+
+
+def test_compare_rl_table(run_with_rm):
+    for runner, Cfg in ((run_rloo, RLOOStageConfig), (run_grpo, GRPOStageConfig)):
+        runner(run_with_rm, Cfg(**SMALL), model="tiny", prompts=PROMPTS)     # reused when already done
+    # a PPO summary in the same keys (as ppo/ writes it) joins the table
+    (run_with_rm.stage_dir("ppo")/"metrics.json").write_text(json.dumps(
+        {"method": "ppo", "updates": 3, "first_reward": 0.0, "final_reward": 0.5, "final_kl": 0.1, "wall_s": 1.0, "peak_mem_mb": 10.0}))
+    cmp = compare_rl(run_with_rm)
+    assert [r["method"] for r in cmp.rows] == ["ppo", "rloo", "grpo"]
+    assert all(r["wall_s"] is not None and r["peak_mem_mb"] for r in cmp.rows)
+    assert "| ppo | 3 |" in cmp._repr_markdown_()
+
+
+def test_starts_from_sft_adapter(tmp_path):
+    from cai_workbench.models import save_adapter
+    run = Run.create(tmp_path/"run", seed=0)
+    random_reward_adapter(run.stage_dir("reward_model")/"adapter", base="tiny")
+    sft, tok = load_model("tiny", purpose="train", device="cpu", dtype="float32", lora=LoraSpec(r=2, alpha=4, dropout=0.0))
+    save_adapter(sft, run.stage_dir("sft")/"adapter", base_model="tiny", tokenizer=tok)
+    res = run_grpo(run, GRPOStageConfig(**{**SMALL, "max_steps": 1}), model="tiny", prompts=PROMPTS)
+    info = json.loads((res.dir/"adapter"/"cai_workbench.json").read_text())
+    assert info["started_from"].endswith("sft/adapter")
+    assert json.loads((res.dir/"adapter"/"adapter_config.json").read_text())["r"] == 2   # the SFT adapter was trained on
+    with pytest.raises(ValueError, match="trained on base 'tiny' but run_grpo got model='embedded'"):
+        run_grpo(run, GRPOStageConfig(**SMALL), model="embedded", prompts=PROMPTS)
+
+
+def test_bad_input_fails_before_any_work(tmp_path):
+    run = Run.create(tmp_path/"run", seed=0)
+    with pytest.raises(Exception, match="run reward_model first"):
+        run_rloo(run, RLOOStageConfig(**SMALL), model="tiny", prompts=PROMPTS)
+    random_reward_adapter(run.stage_dir("reward_model")/"adapter", base="tiny")
+    with pytest.raises(ValueError, match="gave 1 prompts"):
+        run_grpo(run, GRPOStageConfig(**SMALL), model="tiny", prompts=PROMPTS[:1])
+    with pytest.raises(ValueError, match="multiple of num_generations"):
+        GRPOStageConfig(batch_size=6, num_generations=4)
+    assert not (run.path/"rloo").exists() and not (run.path/"grpo").exists()
+
+
+def test_divergence_stops_with_a_message(tmp_path):
+    run = Run.create(tmp_path/"run", seed=0)
+    nan_reward = lambda prompts, completions, **kw: [float("inf")]*len(prompts)
+    with pytest.raises(RLDivergedError, match="diverged"):
+        run_rloo(run, RLOOStageConfig(**{**SMALL, "max_steps": 1}), model="tiny", prompts=PROMPTS, reward_fn=nan_reward)
+    assert not (run.path/"rloo"/"adapter").exists()
+    assert run.manifest["stages"]["rloo"]["status"] == "failed"
