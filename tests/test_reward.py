@@ -149,3 +149,15 @@ def test_human_pairs_accuracy_on_shared_data(tmp_path, shared):
     ad = random_reward_adapter(tmp_path/"rm", base="tiny")
     ev = evaluate_pairs(RewardModel.load(ad, device="cpu", dtype="float32"), pairs)
     assert ev["n"] == 8 and 0 <= ev["accuracy"] <= 1 and ev["ci95"][0] <= ev["accuracy"] <= ev["ci95"][1]
+
+
+def test_attach_to_bf16_policy(tmp_path):
+    # an inference-dtype policy (bf16 base; PEFT keeps LoRA weights in fp32): the head follows the trunk's dtype
+    ad = random_reward_adapter(tmp_path/"rm", base="tiny", seed=2)
+    policy, tok = load_model("tiny", device="cpu", dtype="bfloat16", lora=LoraSpec(r=4, alpha=8, dropout=0.0))
+    att = RewardModel.attach(policy, ad, tokenizer=tok)
+    alone = RewardModel.load(ad, device="cpu", dtype="float32")
+    prompts, responses = ["Write a poem.", "Plan a trip."], ["Sure.", "No, sorry."]
+    a, s = att.score(prompts, responses), alone.score(prompts, responses)
+    assert all(math.isfinite(x) for x in a)
+    assert a == pytest.approx(s, abs=0.05 + 0.05*max(abs(x) for x in s))
