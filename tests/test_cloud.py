@@ -1,5 +1,5 @@
 "S3 sync against a real HTTP S3 API: moto's ThreadedMotoServer on 127.0.0.1, boto3 pointed at it (no mocks)."
-import hashlib, os, socket
+import hashlib, json, os, socket
 
 import boto3
 import pytest
@@ -183,5 +183,14 @@ def test_access_denied_error(s3, tmp_path):
         _tree(tmp_path/"run", {"a": "b"})
         with pytest.raises(CloudError, match="access denied to s3://bkt/x.*s3:ListBucket"):
             push(tmp_path/"run", "s3://bkt/x", client=client, progress=False)
+        # may list the bucket but not write: the file fails with the same explanation, naming the object
+        requests.post(f"{endpoint}/moto-api/reset-auth", data=b"inf")
+        iam.put_user_policy(UserName="nobody", PolicyName="list-only", PolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Resource": "*",     # moto names HEAD bucket s3:HeadBucket
+                                            "Action": ["s3:ListBucket", "s3:HeadBucket", "s3:GetObject"]}]}))
+        requests.post(f"{endpoint}/moto-api/reset-auth", data=b"0")
+        with pytest.raises(SyncError) as ei:
+            push(tmp_path/"run", "s3://bkt/x", client=client, progress=False)
+        assert "access denied to s3://bkt/x/a" in ei.value.summary.failed["a"] and "s3:PutObject" in str(ei.value)
     finally:
         requests.post(f"{endpoint}/moto-api/reset-auth", data=b"inf")
