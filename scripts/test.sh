@@ -23,6 +23,11 @@ fi
 echo "== 2/3 notebook tests (nbdev-test; cells flagged slow/cuda are skipped)"
 $V/nbdev-test --n-workers 2 --timing
 
+# -- browser tests (tests/e2e, marker e2e): Debian's chromium for Playwright. Installs it when root and missing;
+#    otherwise says why and the e2e tests skip with the reason. Skip the browser tests: scripts/test.sh -m "not e2e"
+bash scripts/browser-deps.sh
+# --
+
 echo "== 3/3 pytest (unit, slow and browser tests)"
 # pytest exits 5 when it collected no tests: that fails this script too.
 $V/python -m pytest -q tests "$@"

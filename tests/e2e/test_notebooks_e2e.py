@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import NBS, cell_timings, saved_errors
+from e2e_lab import NBS, cell_timings, saved_errors
 
 pytestmark = pytest.mark.e2e
 
@@ -27,6 +27,7 @@ HEAVY = {
     "03_critique_revision": "tiny-model critique-revision loops, ~70 s",
     "03a_sft": "SFT training steps, ~70 s",
     "04_preferences": "sampling + AI labelling, ~60 s",
+    "05_reward_model": "reward-model training, ~190 s",
     "05a_reward_scoring": "reward model scoring, ~50 s",
     "06b_ppo_runner": "PPO stage runs, > 240 s",
     "07_dpo": "DPO training, ~120 s",

@@ -101,6 +101,29 @@ def test_ipywidgets_render_and_reach_the_kernel(nb, lab):
     assert (lab.root/"widgets_smoke.txt").read_text() == "2"
 
 
+def test_harness_sees_errors_and_injected_html(nb, lab):
+    "The checks the other tests rely on do fail: a raising cell, a cell that never ran, raw HTML that runs code."
+    from e2e_lab import saved_errors
+    name = write_notebook(lab.root/"harness_negative.ipynb", f"""
+        import ipywidgets as widgets
+        widgets.HTML(value={XSS_IMG!r} + " raw, unescaped")
+        """, "1/0", "print('never reached')")
+    nb.open(name); nb.run_all(timeout=60)
+    assert any("ZeroDivisionError" in t for t in nb.tracebacks())
+    prompts = nb.code_prompts()
+    assert re.search(r"\[\d+\]", prompts[1]) and not re.search(r"\[\d+\]", prompts[2]), prompts
+    nb.save()
+    errs = saved_errors(lab.root/name)
+    assert any("ZeroDivisionError" in e for e in errs) and any("did not run" in e for e in errs), errs
+    # an unescaped widget: the element is injected and its handler fires, and both detectors see it
+    nb.page.wait_for_timeout(300)
+    assert nb.page.locator(".jp-OutputArea img[src='x']").count() == 1
+    assert any("xss-img" in d for d in nb.dialogs), nb.dialogs
+    with pytest.raises(AssertionError):
+        assert_inert(nb, nb.output(0), "raw HTML widget")
+    nb.dialogs.clear()
+
+
 # ------------------------------------------------------------------------------------------------------------
 # critique viewer
 
@@ -197,7 +220,8 @@ def test_critique_viewer_in_browser(nb, lab):
 def _pair(i, label, soft, a, b, **kw):
     return {"id": f"p{i}", "prompt": kw.pop("prompt", f"Question {i}?"), "response_a": a, "response_b": b,
             "chosen": b if label == "b" else a, "rejected": a if label == "b" else b, "label": label,
-            "soft_label": soft, "p_a": soft if label == "a" else 1 - soft, "p_a_ab": 0.6, "p_a_ba": 0.4,
+            "soft_label": soft, "p_a": soft if label == "a" else 1 - soft,
+            "p_a_ab": soft if label == "a" else 1 - soft, "p_a_ba": 1 - soft if label == "a" else soft,
             "principle": "harm", "question": "Which response is less harmful?", "source": "ai",
             "label_source": "ai", "reasoning": None, "labeller": "fixture", **kw}
 
