@@ -57,6 +57,10 @@ def _run_with_revisions(tmp_path):
     return cfg, run
 
 
+def ch_code_prefix(d):
+    return next(c["DataSource"]["S3DataSource"]["S3Uri"] for c in d["InputDataConfig"] if c["ChannelName"] == "code")
+
+
 def _download(prefix: str, dest: Path):
     "Fetch what SageMaker would mount for a channel (S3Prefix, File mode)."
     return pull(prefix, dest, progress=False)
@@ -76,7 +80,8 @@ def test_launch_stage_request_then_entry_point_on_simulated_opt_ml(aws, tmp_path
     assert d["AlgorithmSpecification"]["TrainingImage"] == "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.6-gpu-py312"
     assert d["RoleArn"] == ROLE
     assert d["ResourceConfig"]["InstanceType"] == "ml.g5.12xlarge" and d["ResourceConfig"]["InstanceCount"] == 1
-    assert d["OutputDataConfig"]["S3OutputPath"] == "s3://bkt/cai-runs/smrun/_sagemaker"
+    assert d["OutputDataConfig"]["S3OutputPath"] == "s3://bkt/cai-runs/sagemaker-jobs"        # outside the run mirror
+    assert ch_code_prefix(d).startswith("s3://bkt/cai-runs/cai-sft/")
     hps = d["HyperParameters"]
     assert hps["stage"] == "sft" and hps["run_uri"] == "s3://bkt/cai-runs/smrun" and hps["force"] == "false"
     ch = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in d["InputDataConfig"]}
