@@ -242,10 +242,13 @@ def _first(r: dict, keys) -> str | None:
 def revision_pairs(path) -> list[dict]:
     "Pairs (revision preferred over initial) from critique_revision `records.jsonl`; errors name the line and field."
     path, out = Path(path), []
-    for i, r in enumerate(RecordStore(path).records(), 1):
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip(): continue
+        try: r = json.loads(line)
+        except json.JSONDecodeError as e: raise ValueError(f"{path}:{i}: not valid JSON ({e.msg})") from None
         ini, rev = _first(r, _INITIAL_KEYS), _first(r, _REVISED_KEYS)
         if not isinstance(r.get("prompt"), str) or ini is None or rev is None:
-            raise ValueError(f"{path}: record {i} (id {r.get('id')!r}) lacks prompt / initial response ({'/'.join(_INITIAL_KEYS)}) / "
+            raise ValueError(f"{path}:{i} (id {r.get('id')!r}): lacks prompt / initial response ({'/'.join(_INITIAL_KEYS)}) / "
                              f"revision ({'/'.join(_REVISED_KEYS)}); fields present: {sorted(r)}")
         if not ini.strip() or not rev.strip() or ini.strip() == rev.strip(): continue
         out.append({"id": f"rev:{r.get('id', i)}", "prompt": r["prompt"], "response_a": rev, "response_b": ini,
