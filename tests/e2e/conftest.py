@@ -103,11 +103,18 @@ def pytest_runtest_makereport(item, call):
     return rep
 
 
-@pytest.fixture
-def nb(request, lab, browser):
-    "A `Notebook` driver on a fresh browser page; records page dialogs and errors; screenshot on failure."
+@pytest.fixture(scope="session")
+def browser_context(browser):
+    "One browser context (a laptop-sized window) for the session, so JupyterLab's static files stay cached."
     ctx = browser.new_context(viewport=VIEWPORT, device_scale_factor=1)
-    page = ctx.new_page()
+    yield ctx
+    ctx.close()
+
+
+@pytest.fixture
+def nb(request, lab, browser_context):
+    "A `Notebook` driver on a fresh browser page; records page dialogs and errors; screenshot on failure."
+    page = browser_context.new_page()
     page.set_default_timeout(30_000)
     drv = Notebook(page, lab)
     yield drv
@@ -116,6 +123,6 @@ def nb(request, lab, browser):
         SHOTS.mkdir(parents=True, exist_ok=True)
         try: page.screenshot(path=str(SHOTS/f"FAILED-{re.sub(r'[^A-Za-z0-9_.-]+', '_', request.node.name)}.png"))
         except Exception: pass
-    ctx.close()
+    page.close()
     try: lab.shutdown_kernels()
     except Exception: pass

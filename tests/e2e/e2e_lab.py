@@ -78,11 +78,14 @@ class Notebook:
     def open(self, rel: str, timeout: float = 90):
         "Open notebook `rel` (relative to the server root) in a fresh Lab workspace and wait for an idle kernel."
         self.path = rel
+        t0 = time.monotonic()
         self.page.goto(f"{self.lab.url}/lab/tree/{rel}?reset&token={self.lab.token}", wait_until="domcontentloaded")
         self.panel = self.page.locator(".jp-NotebookPanel:visible").first
         self.panel.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=timeout*1000)
+        t1 = time.monotonic()
         self.dismiss_popups()
         self.wait_kernel_idle(timeout)
+        self.open_timing = {"page_s": round(t1 - t0, 1), "kernel_s": round(time.monotonic() - t1, 1)}
         return self
 
     def dismiss_popups(self):
@@ -189,9 +192,16 @@ class Notebook:
         return self.panel.locator(".jp-CodeCell").nth(index).locator(".jp-OutputArea").first
 
     def tracebacks(self) -> list[str]:
-        "Text of every output that is a Python traceback (error outputs render as stderr with a traceback)."
-        texts = self.panel.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']").all_text_contents()
-        return [t for t in texts if re.search(r"Traceback|Error\b.*\n|^\w+(Error|Exception):", t, re.M)]
+        """Text of every *error* output in the page. Error outputs render like stderr, but IPython colours them
+        (ANSI spans); a traceback a cell merely prints to stderr (e.g. an entry point's `print_exc`) is not one."""
+        outs = self.panel.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+        return [o.text_content() for o in outs.all()
+                if o.locator("span[class*='ansi-']").count() and re.search(r"Error|Exception|Traceback", o.text_content())]
+
+    def scroll_to_top(self):
+        "Scroll the notebook back to its first cell (the title), as a reader opening it sees it."
+        self.panel.locator(".jp-WindowedPanel-outer").first.evaluate("e => { e.scrollTop = 0 }")
+        self.page.wait_for_timeout(200)
 
     def screenshot(self, name: str, locator=None) -> Path:
         "Save a PNG to test-artifacts/screenshots/<name>.png (the whole page, or just `locator`)."

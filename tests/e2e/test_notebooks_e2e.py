@@ -24,16 +24,19 @@ pytestmark = pytest.mark.e2e
 # Open + Run All seconds measured on the 2-core dev box while other jobs ran (load ~15): CI is faster, but these
 # would still take most of the e2e budget. They run with CAI_E2E_NOTEBOOKS=all.
 HEAVY = {
+    "02_models": "the tiny model built and loaded several times, ~70 s",
     "03_critique_revision": "tiny-model critique-revision loops, ~70 s",
     "03a_sft": "SFT training steps, ~70 s",
     "04_preferences": "sampling + AI labelling, ~60 s",
     "05_reward_model": "reward-model training, ~190 s",
     "05a_reward_scoring": "reward model scoring, ~50 s",
+    "06a_rloo_grpo": "RLOO/GRPO training steps, ~95 s",
     "06b_ppo_runner": "PPO stage runs, > 240 s",
     "07_dpo": "DPO training, ~120 s",
+    "08_evaluation": "evaluation runs with adapters, ~80 s",
 }
 DROP_ALWAYS = {"eval: false", "cuda", "notest"}
-TIMEOUT_S = {"default": 300}
+TIMEOUT_S = {"default": 300, "06b_ppo_runner": 600, "05_reward_model": 600}
 
 
 def _flags(cell) -> set[str]:
@@ -93,10 +96,12 @@ def test_notebook_runs_in_jupyterlab(nb, lab, src):
     # the title and purpose line render at the top, as the notebooks promise
     first_md = nb.panel.locator(".jp-MarkdownCell").first
     assert first_md.locator("h1").count() == 1, f"{rel}: the first markdown cell has no H1 title"
+    assert first_md.locator("blockquote").count() == 1, f"{rel}: no '> purpose' line under the title"
     nb.save()
     errs = saved_errors(lab.root/rel)
-    nb.screenshot(f"notebook-{src.stem}")
-    print(f"\n{src.stem}: {n_code} code cells ran in {took:.1f}s (open+run {time.monotonic()-t0:.1f}s); "
+    nb.screenshot(f"notebook-{src.stem}-end")
+    nb.scroll_to_top(); nb.screenshot(f"notebook-{src.stem}-top")
+    print(f"\n{src.stem}: {n_code} code cells ran in {took:.1f}s (open+run {time.monotonic()-t0:.1f}s, open {nb.open_timing}); "
           f"slow cells {'kept' if keep_slow else 'dropped (%d)' % dropped['slow']}, {dropped['other']} never-run cells dropped; "
           f"slowest cells: " + "; ".join(f"#{i} {dt:.1f}s {src!r}" for dt, i, src in cell_timings(lab.root/rel)[:3]))
     assert not tbs, f"{rel}: traceback in the page:\n" + "\n---\n".join(t[-1500:] for t in tbs)

@@ -64,6 +64,16 @@ def wait_text_change(loc, old: str, timeout=15):
     return loc.text_content()
 
 
+def run_viewer_notebook(nb, name: str, cell: int = 1):
+    "Open notebook `name`, Run All Cells, and wait for the viewer in code cell `cell`: (its output, its .cai-view)."
+    nb.open(name); nb.run_all(timeout=90)
+    out = nb.output(cell)
+    view = out.locator(".cai-view")
+    view.wait_for(timeout=20_000)  # a widget that does not render never shows .cai-view
+    assert not nb.tracebacks(), nb.tracebacks()
+    return out, view
+
+
 def assert_long_text_scrolls(out, view):
     "Each box holding the long response scrolls inside a bounded height; the viewer fits a laptop-wide window."
     boxes = view.locator(".cai-text", has_text="Sentence 39 ")
@@ -170,11 +180,7 @@ def test_critique_viewer_in_browser(nb, lab):
         viewer = CritiqueViewer.from_run(run)
         viewer
         """)
-    nb.open(name); nb.run_all(timeout=90)
-    out = nb.output(1)
-    view = out.locator(".cai-view")
-    view.wait_for(timeout=20_000)
-    assert not nb.tracebacks(), nb.tracebacks()
+    out, view = run_viewer_notebook(nb, name)
 
     # record 1 renders: its prompt, the round, and visible, legible word-diff marks
     first = view.text_content()
@@ -272,11 +278,7 @@ def test_pair_viewer_in_browser(nb, lab):
         """)
     pairs_file = lab.root/"runs/prefs/preferences/pairs.jsonl"
     on_disk = lambda: {r["id"]: r for r in map(json.loads, pairs_file.read_text().splitlines())}
-    nb.open(name); nb.run_all(timeout=90)
-    out = nb.output(1)
-    view = out.locator(".cai-view")
-    view.wait_for(timeout=20_000)
-    assert not nb.tracebacks(), nb.tracebacks()
+    out, view = run_viewer_notebook(nb, name)
     first = view.text_content()
     assert "p1" in first and "a better" in first and "label by ai" in first, first[:300]
     assert_inert(nb, view, "pair viewer, pair p1")
