@@ -82,7 +82,15 @@ def test_run_evaluation_end_to_end_and_resume(fake_run, monkeypatch):
 
 def test_report_has_every_section_and_escapes_model_text(fake_run):
     run, prompts = fake_run
-    res = run_evaluation(run, _cfg(prompts, n_examples=4), model=TINY, progress=False)
+    pm, tok = load_model(TINY, purpose="train", device="cpu", lora=LoraSpec(r=4, alpha=8))
+    with torch.no_grad():
+        for n, p in pm.named_parameters():
+            if "lora_B" in n: p.normal_(0, 0.3)
+    save_adapter(pm, run.path/"dpo"/"adapter", base_model=TINY, tokenizer=tok)      # a third stage: every pair is compared
+    res = run_evaluation(run, _cfg(prompts, n_examples=4, pairwise="all"), model=TINY, progress=False)
+    assert res.stages == ["base", "sft", "dpo"]
+    assert set(res.data["win_rates"]) == {"base vs sft", "base vs dpo", "sft vs dpo"}
+    assert all(res.metrics(s)["elo"] is not None for s in res.stages) and res.metrics("base")["elo"] == 1000.0
     html = (run.path/"evaluation"/"report.html").read_text()
     p = _Parse(); p.feed(html)
     assert p.sections == list(REPORT_SECTIONS)
@@ -92,8 +100,8 @@ def test_report_has_every_section_and_escapes_model_text(fake_run):
     v = EvalViewer.from_run(run)
     v.prompt.value = "planted"
     assert "&lt;script&gt;" in v.html.value and "<script>" not in v.html.value
-    assert v.html.value.count('class="cai-section"') == 3    # the prompt + one column per stage
-    assert res.viewer().stages == ["base", "sft"]
+    assert v.html.value.count('class="cai-section"') == 4    # the prompt + one column per stage
+    assert res.viewer().stages == ["base", "sft", "dpo"]
 
 
 def test_bad_input_fails_before_any_work(fake_run):
