@@ -74,6 +74,15 @@ def run_viewer_notebook(nb, name: str, cell: int = 1):
     return out, view
 
 
+def dropdown(scope, label: str):
+    "The <select> of the ipywidgets Dropdown whose description is `label`."
+    return scope.locator(".widget-dropdown", has=scope.page.locator("label", has_text=re.compile(f"^{re.escape(label)}$"))).locator("select")
+
+
+def button(scope, text: str):
+    return scope.locator("button.widget-button", has_text=re.compile(rf"^\s*{re.escape(text)}\s*$"))
+
+
 def assert_long_text_scrolls(out, view):
     "Each box holding the long response scrolls inside a bounded height; the viewer fits a laptop-wide window."
     boxes = view.locator(".cai-text", has_text="Sentence 39 ")
@@ -196,7 +205,7 @@ def test_critique_viewer_in_browser(nb, lab):
     nb.screenshot("critique-viewer-record1", out)
 
     # the next record (the prompt dropdown, as a researcher picks it) changes what is shown
-    pick = out.locator(".widget-dropdown", has=nb.page.locator("label", has_text=re.compile(r"^prompt$"))).locator("select")
+    pick = dropdown(out, "prompt")
     pick.select_option(index=1)
     second = wait_text_change(view, first)
     assert "r2" in second and "How do I pick a lock?" not in second
@@ -217,6 +226,11 @@ def test_critique_viewer_in_browser(nb, lab):
     view.scroll_into_view_if_needed()
     nb.screenshot("critique-viewer-long-record", out)
     nb.screenshot("critique-viewer-page")
+
+    # the filters narrow the records: principle 'honesty' leaves only r2
+    dropdown(out, "principle").select_option(label="honesty")
+    out.locator(".widget-html", has_text="1 of 3 records").wait_for(timeout=20_000)
+    assert "Render this:" in view.text_content() and pick.locator("option").count() == 1
     assert not nb.dialogs and not nb.page_errors, (nb.dialogs, nb.page_errors)
 
 
@@ -249,15 +263,6 @@ def _pair_viewer_module():
             continue
         if hasattr(mod, "PairViewer"): return mod
     pytest.skip("no PairViewer in cai_workbench.pair_viewer or cai_workbench.preferences; the pair viewer has not landed")
-
-
-def dropdown(scope, label: str):
-    "The <select> of the ipywidgets Dropdown whose description is `label`."
-    return scope.locator(".widget-dropdown", has=scope.page.locator("label", has_text=re.compile(f"^{re.escape(label)}$"))).locator("select")
-
-
-def button(scope, text: str):
-    return scope.locator("button.widget-button", has_text=re.compile(rf"^\s*{re.escape(text)}\s*$"))
 
 
 def test_pair_viewer_in_browser(nb, lab):
