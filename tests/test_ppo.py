@@ -1,0 +1,193 @@
+"PPO (ours): GAE, the clipped losses, KL/ratio at init, learning a toy reward, checkpoint/resume, the NaN guard."
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from cai_workbench.core import ConfigError, MissingStageError, Run, read_json
+from cai_workbench.models import Generator, LoraSpec, load_model, save_adapter
+from cai_workbench.ppo import (PPOConfig, PPODivergedError, build_ppo_model, collect_rollouts, gae, masked_whiten,
+                               policy_loss, value_loss)
+from cai_workbench.ppo_runner import _reward_plan, run_ppo, toy_config, word_count_reward
+
+PROMPTS = [f"Tell me about item {i}." for i in range(32)]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    "The tiny model's ops are too small to gain from threads; on a busy 2-core box two threads mostly wait on each other."
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_gae_hand_computed():
+    # gamma=0.5, lam=1 (plain discounted returns minus values), then lam=0 (one-step TD errors)
+    r = torch.tensor([[1.0, 2.0, 4.0, 0.0]]); v = torch.tensor([[1.0, 1.0, 1.0, 7.0]]); m = torch.tensor([[1, 1, 1, 0]])
+    adv, ret = gae(r, v, m, gamma=0.5, lam=1.0)
+    G = [1 + 0.5 * 2 + 0.25 * 4, 2 + 0.5 * 4, 4.0]                  # discounted returns; the padded value 7 is ignored
+    assert torch.allclose(ret[0, :3], torch.tensor(G)) and ret[0, 3] == 0
+    assert torch.allclose(adv[0, :3], torch.tensor(G) - 1)
+    adv0, _ = gae(r, v, m, gamma=0.5, lam=0.0)
+    assert torch.allclose(adv0[0, :3], torch.tensor([1 + 0.5 * 1 - 1, 2 + 0.5 * 1 - 1, 4 + 0 - 1.0]))
+
+
+def test_whiten_ignores_padding():
+    x = torch.tensor([[1.0, 2.0, 3.0, 100.0]]); m = torch.tensor([[1, 1, 1, 0]])
+    w = masked_whiten(x, m)
+    assert torch.allclose(w[0, :3], torch.tensor([-1.0, 0.0, 1.0]), atol=1e-4) and w[0, 3] == 0
+
+
+def test_policy_loss_clipping_hand_values():
+    adv = torch.tensor([[1.0, 1.0, -1.0, -1.0]]); m = torch.ones(1, 4)
+    ratio = torch.tensor([[1.5, 0.5, 0.5, 1.5]])
+    loss, clipfrac, approx_kl, r = policy_loss(ratio.log(), torch.zeros(1, 4), adv, m, clip_range=0.2)
+    # A>0: min(1.5, 1.2)=1.2 -> -1.2; min(0.5, 0.8)=0.5 -> -0.5; A<0: max(0.5, 0.8)=0.8 -> +0.8; 1.5 unclipped -> +1.5
+    assert math.isclose(loss.item(), (-1.2 - 0.5 + 0.8 + 1.5) / 4, rel_tol=1e-6)
+    assert clipfrac.item() == 1.0 and torch.allclose(r, ratio)
+    assert math.isclose(approx_kl.item(), float(((ratio - 1) - ratio.log()).mean()), rel_tol=1e-6)
+    # gradient flows only through the unclipped terms: positions 1 (A>0, r<1-eps) and 3 (A<0, r>1+eps)
+    lp = ratio.log().clone().requires_grad_(True)
+    policy_loss(lp, torch.zeros(1, 4), adv, m, 0.2)[0].backward()
+    assert lp.grad[0, 0] == 0 and lp.grad[0, 2] == 0 and lp.grad[0, 1] != 0 and lp.grad[0, 3] != 0
+
+
+def test_value_loss_clipping_hand_values():
+    old = torch.zeros(1, 3); m = torch.ones(1, 3)
+    v = torch.tensor([[1.0, -1.0, 0.1]]); ret = torch.tensor([[1.0, 0.0, 1.0]])
+    loss, clipfrac = value_loss(v, old, ret, m, clip_range_value=0.2)
+    # (1) v=1 clipped to 0.2: max(0, 0.64); (2) v=-1 clipped to -0.2: max(1, 0.04)=1; (3) inside: 0.81
+    assert math.isclose(loss.item(), 0.5 * (0.64 + 1.0 + 0.81) / 3, rel_tol=1e-6)
+    assert math.isclose(clipfrac.item(), 1 / 3, rel_tol=1e-6)
+
+
+@pytest.mark.parametrize("value_model", ["adapter", "shared"])
+def test_kl_zero_and_ratio_one_at_init(value_model):
+    base, tok = load_model("tiny", device="cpu", purpose="train")
+    cfg = PPOConfig(batch_size=4, minibatch_size=4, max_new_tokens=6, value_model=value_model,
+                    lora=LoraSpec(r=4, alpha=8, dropout=0.0), value_lora=LoraSpec(r=4, alpha=8, dropout=0.0))
+    pv = build_ppo_model(base, cfg)
+    gen = Generator(pv.peft, tok, batch_size=4, progress=False)
+    ro = collect_rollouts(pv, gen, PROMPTS[:4], word_count_reward("e"), cfg, kl_coef=0.1, seed=0)
+    assert ro.ids.shape[1] == ro.Q + ro.mask.shape[1] and ro.mask.sum() > 0
+    assert torch.allclose(ro.logprobs * ro.mask, ro.ref_logprobs * ro.mask, atol=1e-5)
+    assert ro.kl.abs().max().item() < 1e-4
+    new_lp, _, _ = pv(ro.ids, ro.attn, ro.Q)
+    _, clipfrac, approx_kl, ratio = policy_loss(new_lp, ro.logprobs, ro.advantages, ro.mask)
+    assert torch.allclose(ratio[ro.mask.bool()], torch.ones(int(ro.mask.sum())), atol=1e-5)
+    assert clipfrac.item() == 0 and abs(approx_kl.item()) < 1e-6
+
+
+def test_sft_adapter_is_policy_start_and_reference(tmp_path):
+    "With an SFT adapter, policy and reference both start from it (KL 0) and differ from the bare base."
+    m, tok = load_model("tiny", device="cpu", purpose="train",
+                        lora=LoraSpec(r=4, alpha=8, dropout=0.0).to_dict())
+    with torch.no_grad():
+        for n, p in m.named_parameters():
+            if "lora_B" in n: p.normal_(0, 0.5)
+    save_adapter(m, tmp_path/"sft", base_model="tiny", tokenizer=tok)
+    base, tok = load_model("tiny", device="cpu", purpose="train")
+    cfg = PPOConfig(batch_size=4, minibatch_size=4, max_new_tokens=6)
+    pv = build_ppo_model(base, cfg, sft_adapter=tmp_path/"sft")
+    assert pv.has_reference_adapter
+    ro = collect_rollouts(pv, Generator(pv.peft, tok, progress=False), PROMPTS[:4], word_count_reward("e"), cfg, 0.1, seed=0)
+    assert ro.kl.abs().max().item() < 1e-4
+    with pv.peft.disable_adapter():
+        bare = pv.trunk(input_ids=ro.ids, attention_mask=ro.attn).last_hidden_state
+    pv.use("policy")
+    assert not torch.allclose(bare, pv._hidden(ro.ids, ro.attn), atol=1e-3)
+
+
+def test_toy_reward_rises(tmp_path):
+    run = Run.create(tmp_path/"toy", seed=0)
+    res = run_ppo(run, toy_config(), model="tiny", reward_fn=word_count_reward("e"), prompts=PROMPTS, progress=False)
+    rewards = [m["reward_mean"] for m in res.metrics]
+    assert len(rewards) == 20
+    assert sum(rewards[-3:]) / 3 > sum(rewards[:3]) / 3 + 3, rewards
+    assert res.metrics[-1]["kl"] > res.metrics[0]["kl"]                     # it moved away from the reference to get there
+    s = res.summary()
+    assert set(s) >= {"final_reward", "final_kl", "wall_s", "peak_mem_mb"} and s["peak_mem_mb"] > 0
+    assert (run.path/"ppo"/"curves.png").stat().st_size > 1000
+    m, _ = load_model(run.path/"ppo"/"adapter", device="cpu")               # an ordinary PEFT adapter folder
+    assert type(m).__name__ == "PeftModelForCausalLM"
+
+
+def _params(run):
+    return load_file(str(run.path/"ppo"/"adapter"/"adapter_model.safetensors"))
+
+
+def test_checkpoint_resume_gives_the_same_next_update(tmp_path):
+    cfg = toy_config(total_updates=3, save_every=1, batch_size=8, minibatch_size=4)
+    straight = Run.create(tmp_path/"a", seed=1)
+    ra = run_ppo(straight, cfg, model="tiny", reward_fn=word_count_reward("e"), prompts=PROMPTS, progress=False)
+    resumed = Run.create(tmp_path/"b", seed=1)
+    run_ppo(resumed, cfg.replace(total_updates=2), model="tiny", reward_fn=word_count_reward("e"), prompts=PROMPTS, progress=False)
+    rb = run_ppo(resumed, cfg, model="tiny", reward_fn=word_count_reward("e"), prompts=PROMPTS, progress=False)
+    assert rb.resumed_from == 2 and [m["update"] for m in rb.metrics] == [0, 1, 2]
+    for k in ("reward_mean", "kl", "policy_loss", "value_loss", "approx_kl", "kl_coef"):
+        assert math.isclose(ra.metrics[2][k], rb.metrics[2][k], rel_tol=1e-5, abs_tol=1e-7), k
+    pa, pb = _params(straight), _params(resumed)
+    assert pa.keys() == pb.keys() and all(torch.allclose(pa[k], pb[k], atol=1e-6) for k in pa)
+    # a changed structural setting is refused, naming it
+    with pytest.raises(ConfigError, match="value_model"):
+        run_ppo(resumed, cfg.replace(total_updates=4, value_model="shared"), model="tiny",
+                reward_fn=word_count_reward("e"), prompts=PROMPTS, progress=False)
+
+
+def test_nan_guard_stops_and_keeps_last_checkpoint(tmp_path):
+    calls = []
+    def exploding(prompts, responses):
+        calls.append(1)
+        return [1e30 if len(calls) >= 3 else 1.0 for _ in responses]          # update 2 gets an absurd reward scale
+    run = Run.create(tmp_path/"nan", seed=0)
+    cfg = toy_config(total_updates=5, save_every=1, batch_size=8, minibatch_size=4)
+    with pytest.raises(PPODivergedError, match=r"update 2: non-finite .* last good checkpoint .*checkpoint.pt"):
+        run_ppo(run, cfg, model="tiny", reward_fn=exploding, prompts=PROMPTS, progress=False)
+    state = torch.load(run.path/"ppo"/"checkpoint.pt", weights_only=False)
+    assert state["update"] == 2 and all(torch.isfinite(v).all() for sd in state["adapters"].values() for v in sd.values())
+    assert run.stage_info("ppo")["status"] == "failed" and not (run.path/"ppo"/"adapter").exists()
+    # the killed run resumes from the last good update with a sane reward
+    res = run_ppo(run, cfg, model="tiny", reward_fn=word_count_reward("e"), prompts=PROMPTS, progress=False)
+    assert res.resumed_from == 2 and [m["update"] for m in res.metrics] == [0, 1, 2, 3, 4] and run.is_done("ppo")
+
+
+def test_non_finite_reward_is_named(tmp_path):
+    run = Run.create(tmp_path/"r", seed=0)
+    with pytest.raises(FloatingPointError, match="non-finite score"):
+        run_ppo(run, toy_config(total_updates=1, batch_size=4, minibatch_size=4), model="tiny",
+                reward_fn=lambda p, r: [float("nan")] * len(r), prompts=PROMPTS, progress=False)
+
+
+def test_bad_input_stops_before_work(tmp_path):
+    run = Run.create(tmp_path/"bad", seed=0)
+    with pytest.raises(ValueError, match="at least batch_size=16 prompts"):
+        run_ppo(run, toy_config(), model="tiny", reward_fn=word_count_reward("e"), prompts=PROMPTS[:3])
+    with pytest.raises(MissingStageError, match="run reward_model first"):
+        run_ppo(run, toy_config(), model="tiny", prompts=PROMPTS)
+    with pytest.raises(ConfigError, match="learning_rate"):
+        PPOConfig.from_dict({"learning_rate": 1.0})
+    with pytest.raises(ConfigError, match="max_kl"):
+        PPOConfig(target_kl=10, max_kl=5)
+    assert not (run.path/"ppo").exists()
+
+
+def test_kl_divergence_stops(tmp_path):
+    "A KL past max_kl stops the run with the reason (here forced by a tiny max_kl and a fast learner)."
+    run = Run.create(tmp_path/"kl", seed=0)
+    cfg = toy_config(total_updates=20, target_kl=0.05, max_kl=0.5, init_kl_coef=0.0)
+    with pytest.raises(PPODivergedError, match=r"KL to the reference is .* > max_kl=0.5"):
+        run_ppo(run, cfg, model="tiny", reward_fn=word_count_reward("e"), prompts=PROMPTS, progress=False)
+
+
+def test_reward_model_tokenizer_mismatch(tmp_path):
+    from cai_workbench.reward_scoring import random_reward_adapter
+    from cai_workbench.models import load_tokenizer
+    run = Run.create(tmp_path/"tm", seed=0)
+    ad = random_reward_adapter(run.path/"reward_model"/"adapter", base="tiny")
+    tok = load_tokenizer(ad); tok.add_tokens(["<extra_token>"]); tok.save_pretrained(ad)   # a different vocabulary
+    policy_tok = load_tokenizer("tiny")
+    assert _reward_plan(run, toy_config(), "tiny", policy_tok)[1] == "separate"          # auto: its own model
+    with pytest.raises(ConfigError, match="different tokenizer"):
+        _reward_plan(run, toy_config(reward_placement="shared"), "tiny", policy_tok)
