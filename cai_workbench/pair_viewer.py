@@ -11,7 +11,7 @@ from pathlib import Path
 
 import ipywidgets as widgets
 
-from .preferences import load_pair_file, save_pairs
+from .pair_data import load_pair_file, save_pairs
 from .views import badge, esc, section, text_block, view_html, word_diff_html
 
 # %% auto #0

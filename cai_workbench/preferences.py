@@ -6,7 +6,7 @@ Docs: https://cai-workbench.github.io/cai-workbench/preferences.html.md"""
 
 # %% ../nbs/04_preferences.ipynb #acbc364c
 from __future__ import annotations
-import itertools, json, random, time
+import json, random, time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -15,62 +15,15 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .core import ConfigBase, RecordStore, Run, atomic_dir, atomic_write_text
+from .core import ConfigBase, RecordStore, Run
+from .pair_data import PAIRINGS, check_pair, load_pair_file, pair_indices, revision_pairs, save_pairs
 from .models import (GenerationConfig, Generator, completion_logprobs, encode_chat, load_model,
                                   model_id, next_token_logprobs, single_token_ids)
 
 # %% auto #0
-__all__ = ['PAIRINGS', 'ANSWER_PREFIX', 'COT_ANSWER', 'COT_REQUEST', 'FEW_SHOT', 'SCORINGS', 'DATASET_COLUMNS', 'PAIR_SOURCES',
-           'check_pair', 'load_pair_file', 'pair_indices', 'mc_question', 'mc_messages', 'resolve_scoring',
-           'letter_probs', 'combine_orders', 'decide', 'AILabeller', 'revision_pairs', 'pairs_dataset', 'save_pairs',
-           'PreferenceConfig', 'PreferenceResult', 'sample_pairs', 'run_preferences']
-
-# %% ../nbs/04_preferences.ipynb #7b2a4689
-def _pair_fields(r: dict) -> tuple[str, str] | None:
-    "The two response fields a pair uses: ('response_a','response_b') or ('chosen','rejected')."
-    if "response_a" in r or "response_b" in r: return ("response_a", "response_b")
-    if "chosen" in r or "rejected" in r: return ("chosen", "rejected")
-    return None
-
-def check_pair(r: dict, where: str) -> dict:
-    "Check one pair has a non-empty `prompt` and two non-empty responses; raise `ValueError` naming `where` if not."
-    if not isinstance(r, dict): raise ValueError(f"{where}: expected a JSON object, got {type(r).__name__}")
-    f = _pair_fields(r)
-    if f is None:
-        raise ValueError(f"{where}: no response columns (have {sorted(r)}); a pair needs prompt + response_a/response_b "
-                         "(unlabelled) or prompt + chosen/rejected (labelled)")
-    bad = [k for k in ("prompt", *f) if not isinstance(r.get(k), str) or not r[k].strip()]
-    if bad: raise ValueError(f"{where}: missing or empty field(s) {bad}; every pair needs a non-empty prompt, {f[0]} and {f[1]}")
-    return r
-
-def load_pair_file(path) -> list[dict]:
-    "Read and check a JSONL pair file (every line, before returning any); adds `id` = line number where absent."
-    path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"{path}: pair file not found")
-    rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip(): continue
-        try: r = json.loads(line)
-        except json.JSONDecodeError as e: raise ValueError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-        check_pair(r, f"{path}:{n}")
-        rows.append({"id": str(r.get("id", n)), **r})
-    if not rows: raise ValueError(f"{path}: no pairs in the file")
-    ids = [r["id"] for r in rows]
-    if len(set(ids)) != len(ids): raise ValueError(f"{path}: duplicate pair ids {sorted({i for i in ids if ids.count(i) > 1})[:5]}")
-    return rows
-
-# %% ../nbs/04_preferences.ipynb #ca4b5962
-PAIRINGS = ("all", "adjacent", "random")
-
-def pair_indices(k: int, scheme: str = "all", n: int = 1, rng: random.Random | None = None) -> list[tuple[int, int]]:
-    "Index pairs (i, j), i < j, among `k` samples for a pairing `scheme`."
-    if k < 2: raise ValueError(f"k={k}: need at least 2 responses per prompt to make a pair")
-    if scheme == "all": return list(itertools.combinations(range(k), 2))
-    if scheme == "adjacent": return [(i, i+1) for i in range(k-1)]
-    if scheme == "random":
-        allp = list(itertools.combinations(range(k), 2))
-        return sorted((rng or random.Random(0)).sample(allp, min(n, len(allp))))
-    raise ValueError(f"pairing={scheme!r}: use one of {PAIRINGS}")
+__all__ = ['ANSWER_PREFIX', 'COT_ANSWER', 'COT_REQUEST', 'FEW_SHOT', 'SCORINGS', 'PAIR_SOURCES', 'mc_question', 'mc_messages',
+           'resolve_scoring', 'letter_probs', 'combine_orders', 'decide', 'AILabeller', 'PreferenceConfig',
+           'PreferenceResult', 'sample_pairs', 'run_preferences']
 
 # %% ../nbs/04_preferences.ipynb #4f022bb8
 ANSWER_PREFIX = "The answer is: ("
@@ -226,61 +179,6 @@ class AILabeller:
                         "scoring": self.scoring, "seconds": round(secs, 4),
                         **{k: v for k, v in p.items() if k in ("human_label", "prompt_id", "samples")}})
         return out
-
-# %% ../nbs/04_preferences.ipynb #ca54c7cb
-_INITIAL_KEYS = ("initial_response", "initial", "response")
-_REVISED_KEYS = ("final_response", "revision", "revised", "final")
-
-def _first(r: dict, keys) -> str | None:
-    for k in keys:
-        v = r.get(k)
-        if isinstance(v, list) and v: v = v[-1]
-        if isinstance(v, dict): v = v.get("text") or v.get("revision")
-        if isinstance(v, str): return v
-    return None
-
-def revision_pairs(path) -> list[dict]:
-    "Pairs (revision preferred over initial) from critique_revision `records.jsonl`; errors name the line and field."
-    path, out = Path(path), []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip(): continue
-        try: r = json.loads(line)
-        except json.JSONDecodeError as e: raise ValueError(f"{path}:{i}: not valid JSON ({e.msg})") from None
-        ini, rev = _first(r, _INITIAL_KEYS), _first(r, _REVISED_KEYS)
-        if not isinstance(r.get("prompt"), str) or ini is None or rev is None:
-            raise ValueError(f"{path}:{i} (id {r.get('id')!r}): lacks prompt / initial response ({'/'.join(_INITIAL_KEYS)}) / "
-                             f"revision ({'/'.join(_REVISED_KEYS)}); fields present: {sorted(r)}")
-        if not ini.strip() or not rev.strip() or ini.strip() == rev.strip(): continue
-        out.append({"id": f"rev:{r.get('id', i)}", "prompt": r["prompt"], "response_a": rev, "response_b": ini,
-                    "label": "a", "chosen": rev, "rejected": ini, "soft_label": 1.0, "p_a": None, "p_a_ab": None, "p_a_ba": None,
-                    "principle": (r.get("principles") or [None])[-1] if isinstance(r.get("principles"), list) else r.get("principle"), "question": None,
-                    "source": "revision", "label_source": "revision", "reasoning": None, "labeller": None})
-    return out
-
-# %% ../nbs/04_preferences.ipynb #1522e629
-DATASET_COLUMNS = {"prompt": "string", "chosen": "string", "rejected": "string", "id": "string", "label": "string",
-                   "soft_label": "float64", "p_a_ab": "float64", "p_a_ba": "float64", "principle": "string",
-                   "source": "string", "label_source": "string", "labeller": "string", "reasoning": "string"}
-
-def pairs_dataset(records: Sequence[dict], keep_ties: bool = False):
-    "HF `Dataset` of labelled pairs in prompt/chosen/rejected form (+ soft-label columns)."
-    from datasets import Dataset, Features, Value
-    feats = Features({k: Value(v) for k, v in DATASET_COLUMNS.items()})
-    rows = [{k: r.get(k) for k in DATASET_COLUMNS} for r in records if keep_ties or r.get("label") != "tie"]
-    return Dataset.from_list(rows, features=feats) if rows else Dataset.from_dict({k: [] for k in DATASET_COLUMNS}, features=feats)
-
-def save_pairs(stage_dir, records: Sequence[dict], keep_ties: bool = False) -> Path:
-    "Write `pairs.jsonl` and `dataset/` into `stage_dir`, each atomically; returns the JSONL path."
-    stage_dir = Path(stage_dir)
-    from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
-    ds, quiet = pairs_dataset(records, keep_ties), are_progress_bars_disabled()
-    disable_progress_bars()
-    out = atomic_write_text(stage_dir/"pairs.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-    try:                                   # the JSONL (source of truth) first; dataset/ is derived from it
-        with atomic_dir(stage_dir/"dataset") as tmp: ds.save_to_disk(str(tmp))
-    finally:
-        if not quiet: enable_progress_bars()
-    return out
 
 # %% ../nbs/04_preferences.ipynb #1597f65c
 PAIR_SOURCES = ("sampled", "revision", "file")

@@ -5,7 +5,7 @@ import pytest
 
 from cai_workbench.label_quality import synthetic_records
 from cai_workbench.pair_viewer import PairViewer, apply_decision, pair_html, set_label
-from cai_workbench.preferences import load_pair_file, save_pairs
+from cai_workbench.pair_data import load_pair_file, save_pairs
 
 
 @pytest.fixture
