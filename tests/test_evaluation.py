@@ -65,6 +65,9 @@ def test_run_evaluation_end_to_end_and_resume(fake_run, monkeypatch):
     assert 0 <= summary["metrics"]["sft"]["win_rate_vs_base"] <= 1 and summary["metrics"]["base"]["elo"] == 1000.0
     lo, hi = summary["metrics"]["sft"]["elo_ci"]; assert lo <= summary["metrics"]["sft"]["elo"] <= hi
     assert len(summary["judge_principles"]) == 2
+    for s in ("base", "sft"):
+        by = summary["metrics"][s]["ai_judge_by_principle"]
+        assert set(by) == set(summary["judge_principles"]) and all(0 < v < 1 for v in by.values())
     base_texts = [r["text"] for r in store.records() if r["stage"] == "base"]
     sft_texts = [r["text"] for r in store.records() if r["stage"] == "sft"]
     assert base_texts != sft_texts                       # the adapter was really switched on
