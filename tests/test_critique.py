@@ -221,13 +221,14 @@ def test_viewer_over_stage_records(tmp_path, tiny):
     v2 = CritiqueViewer.from_run(Run(tmp_path/"r")).show("p4")
     assert v2.current["id"] == "p4" and v2.slider.value == 4
     assert "Round 2" in record_html(res.records[0])
+    assert isinstance(res.viewer(), CritiqueViewer) and len(res.viewer().filtered) == 6
 
 
 @pytest.mark.slow
-def test_embedded_model_revises(tmp_path):
-    cfg = CritiqueConfig(prompts="demo", limit=3, generation=GenerationConfig(max_new_tokens=40))
-    res = run_critique_revision(Run.create(tmp_path/"r"), cfg, model="embedded", progress=False)
-    assert len(res.records) == 3
+def test_embedded_model_revises(tmp_path, embedded):
+    cfg = CritiqueConfig(prompts="demo", limit=2, generation=GenerationConfig(max_new_tokens=24))
+    res = run_critique_revision(Run.create(tmp_path/"r"), cfg, model=embedded, progress=False)
+    assert len(res.records) == 2
     for r in res.records:
         assert r["initial_response"].strip() and r["rounds"][0]["critique"].strip()
         assert r["stop_reason"] == "converged" or r["final_response"].strip()
