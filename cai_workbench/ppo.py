@@ -59,7 +59,7 @@ class PPOConfig(ConfigBase):
     # --- reward shaping
     missing_eos_penalty: float | None = None  # subtracted from the score of responses that hit max_new_tokens
     # --- weights
-    value_model: Literal["adapter", "shared"] = "adapter"  # value head on its own LoRA adapter, or on the policy trunk
+    value_model: Literal["shared", "adapter"] = "shared"   # value head on the policy trunk, or on its own LoRA adapter (see below)
     lora: LoraSpec = field(default_factory=lambda: LoraSpec(r=16, alpha=32, dropout=0.0))  # policy adapter (when no SFT adapter)
     value_lora: LoraSpec = field(default_factory=lambda: LoraSpec(r=16, alpha=32, dropout=0.0))  # value adapter
     reward_placement: Literal["auto", "shared", "separate"] = "auto"  # reward adapter on the policy's base, or its own model
