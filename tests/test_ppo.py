@@ -132,7 +132,7 @@ def test_checkpoint_resume_gives_the_same_next_update(tmp_path):
     assert pa.keys() == pb.keys() and all(torch.allclose(pa[k], pb[k], atol=1e-6) for k in pa)
     # a changed structural setting is refused, naming it
     with pytest.raises(ConfigError, match="value_model"):
-        run_ppo(resumed, cfg.replace(total_updates=4, value_model="shared"), model="tiny",
+        run_ppo(resumed, cfg.replace(total_updates=4, value_model="adapter"), model="tiny",
                 reward_fn=word_count_reward("e"), prompts=PROMPTS, progress=False)
 
 
