@@ -50,7 +50,7 @@ REQUIRED_PAIR_FIELDS = ("prompt", "chosen", "rejected")
 def read_pair_file(path) -> list[dict]:
     "Read `pairs.jsonl`, checking every line has non-empty prompt/chosen/rejected (errors name the line)."
     path = Path(path); rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1):   # not splitlines(): U+2028 in model text
         if not line.strip(): continue
         try: r = json.loads(line)
         except json.JSONDecodeError as e: raise ValueError(f"{path}:{n}: not valid JSON ({e.msg})") from None

@@ -11,7 +11,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable
 
-from .core import atomic_write_text
+from .core import atomic_write_text, write_jsonl
 from .views import esc
 
 # %% auto #0
@@ -44,7 +44,7 @@ class PromptSet(list):
         return PromptSet([r for r in self if r["category"] == category], f"{self.name}[{category}]")
     def save(self, path) -> Path:
         "Write as JSONL (atomically); `load_prompts(path)` reads it back."
-        return atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self))
+        return write_jsonl(path, self)
     def __repr__(self): return f"PromptSet({self.name!r}, n={len(self)}, labels={self.counts()})"
     def _repr_html_(self, max_rows: int = 20):
         rows = "".join(f"<tr><td>{esc(r['id'])}</td><td>{esc(r['label'])}</td><td>{esc(r['category'])}</td>"
@@ -99,7 +99,7 @@ def _read_txt(path: Path, label: str) -> list[dict]:
 
 def _jsonl_rows(path: Path):
     "Yield (line number, dict) for each non-blank line; garbled lines raise naming the line."
-    for n, line in enumerate(_read_text(path).splitlines(), 1):
+    for n, line in enumerate(_read_text(path).split("\n"), 1):     # not splitlines(): U+2028 inside a JSON string
         if not line.strip(): continue
         try: d = json.loads(line)
         except json.JSONDecodeError as e: raise PromptError(f"{path}: line {n}: not valid JSON ({e.msg}, column {e.colno})") from None

@@ -35,7 +35,7 @@ def load_pairs(path) -> list[dict]:
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"{path}: preference pairs file not found; run the preferences stage first")
     rows = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for i, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1):   # not splitlines(): U+2028 in model text
         if not line.strip(): continue
         try: r = json.loads(line)
         except json.JSONDecodeError as e: raise PreferenceDataError(f"{path}, line {i}: not valid JSON ({e.msg})") from None

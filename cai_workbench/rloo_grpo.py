@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from .core import ConfigBase, Run, atomic_dir, detect_device, read_json, set_seed, write_json, atomic_write_text
+from .core import ConfigBase, Run, atomic_dir, detect_device, read_json, set_seed, write_json, atomic_write_text, jsonl_line, read_jsonl
 from .models import LoraSpec, _adapter_base, load_model, model_id, save_adapter
 from .reward_scoring import RewardModel
 
@@ -112,7 +112,7 @@ class StepMetrics(TrainerCallback):
                                   f"learning_rate ({args.learning_rate}) or raise beta; nothing was saved.")
         self.rows.append(row)
         if self.path is not None:
-            with open(self.path, "a", encoding="utf-8") as f: f.write(json.dumps(row) + "\n")
+            with open(self.path, "a", encoding="utf-8") as f: f.write(jsonl_line(row))
 
 # %% ../nbs/06a_rloo_grpo.ipynb #c6f92983
 def plot_rl_curves(rows: Sequence[dict], path=None, title: str = "RL"):
@@ -214,7 +214,7 @@ def _run_rl(method: str, run: Run, config: RLStageConfig, model: str, reward_fn:
     if reward_fn is None and run.is_done(method) and old.exists():
         m = read_json(old)
         if m.get("key") == key:
-            rows = [json.loads(l) for l in (run.path/method/"metrics.jsonl").read_text().splitlines() if l.strip()]
+            rows = read_jsonl(run.path/method/"metrics.jsonl", "metrics")
             return RLResult(run.path/method, method, rows, m["wall_s"], m["peak_mem_mb"])
     dev = detect_device(config.device)
     t0 = time.time()
