@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .core import ConfigBase, ConfigError, RecordStore, Run, atomic_dir, atomic_write_text, write_json, set_seed
+from .core import ConfigBase, ConfigError, RecordStore, Run, atomic_dir, atomic_write_text, write_json, set_seed, write_jsonl, read_jsonl
 from .models import GenerationConfig, Generator, load_model
 
 # %% auto #0
@@ -200,8 +200,8 @@ def run_critique_revision(run: Run, config: CritiqueConfig | None = None,
                         "final_response": s["final_response"], "stop_reason": s["stop_reason"], "n_rounds": len(s["rounds"]),
                         "initial_tokens": s["initial_tokens"], "critique_tokens": ct, "revision_tokens": rt,
                         "total_tokens": s["initial_tokens"] + ct + rt, "principles": [r["principle"] for r in s["rounds"]]})
-        atomic_write_text(d/"records.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in out))
-        atomic_write_text(d/"sft.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in sft_rows(out)))
+        write_jsonl(d/"records.jsonl", out)
+        write_jsonl(d/"sft.jsonl", sft_rows(out))
         from datasets import Dataset
         with atomic_dir(d/"dataset") as tmp: Dataset.from_list(out).save_to_disk(str(tmp))
         write_json(d/"summary.json", (res := CritiqueResult(d, out, config, time.time() - t0)).summary())
@@ -244,5 +244,5 @@ class CritiqueResult:
 def load_critique_result(run: Run) -> CritiqueResult:
     "Read a finished critique-revision stage from its `records.jsonl`."
     p = run.require("critique_revision", "records.jsonl", hint="run run_critique_revision first")
-    return CritiqueResult(p.parent, [json.loads(l) for l in p.read_text().splitlines() if l.strip()],
+    return CritiqueResult(p.parent, read_jsonl(p, "critique records"),
                           wall_s=run.stage_info("critique_revision").get("wall_s", 0.0))

@@ -12,6 +12,7 @@ from pathlib import Path
 import ipywidgets as widgets
 
 from .views import badge, esc, section, text_block, view_html, word_diff_html, diff_counts
+from .core import read_jsonl
 
 # %% auto #0
 __all__ = ['ALL', 'record_html', 'CritiqueViewer']
@@ -65,7 +66,7 @@ class CritiqueViewer:
     def from_run(cls, run, **kw) -> CritiqueViewer:
         "A viewer over `run`'s critique_revision/records.jsonl."
         p = run.require("critique_revision", "records.jsonl", hint="run run_critique_revision first")
-        return cls([json.loads(l) for l in p.read_text().splitlines() if l.strip()], **kw)
+        return cls(read_jsonl(p, "critique records"), **kw)
 
     @property
     def filtered(self) -> list[dict]:

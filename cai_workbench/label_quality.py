@@ -6,14 +6,14 @@ Docs: https://cai-workbench.github.io/cai-workbench/label_quality.html.md"""
 
 # %% ../nbs/04a_label_quality.ipynb #32906807
 from __future__ import annotations
-import json, math, os, random, re
+import json, math, os, random, re, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from .core import atomic_write_text, write_json
+from .core import atomic_write_text, write_json, write_jsonl
 
 # %% auto #0
 __all__ = ['INFORMAL', 'HEDGES', 'BOOSTERS', 'FEATURES', 'wilson_interval', 'text_features', 'BiasReport', 'bias_report',
@@ -209,6 +209,10 @@ def check_quality_inputs(config) -> list[dict] | None:
     "The hh-rlhf pairs the quality report needs (None when `config.quality_pairs` is 0); errors name the file."
     if not config.quality_pairs: return None
     path = Path(config.hh_rlhf) if config.hh_rlhf else default_hh_rlhf()
+    if not path.exists() and not config.hh_rlhf:   # the default location: a fresh clone has no ../shared, so skip
+        warnings.warn(f"{path} not found (no ../shared/data beside the checkout): the label-quality report is made "
+                      "without human-agreement numbers; set preferences.hh_rlhf to an hh-rlhf test.jsonl.gz to get them")
+        return None
     if not path.exists():
         raise FileNotFoundError(f"{path}: hh-rlhf pairs for the label-quality report not found; set preferences.hh_rlhf "
                                 "to anthropics/hh-rlhf harmless-base/test.jsonl.gz, or quality_pairs: 0")
@@ -222,7 +226,7 @@ def write_quality(stage_dir, records: Sequence[dict], labeller, hh: Sequence[dic
     out, agreement = {"labeller": labeller.id, "scoring": labeller.scoring}, None
     if hh:
         ag, hh_recs = human_agreement(labeller, hh, seed)
-        atomic_write_text(stage_dir/"hh_labels.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in hh_recs))
+        write_jsonl(stage_dir/"hh_labels.jsonl", hh_recs)
         agreement = ag.to_dict()
         out.update(human_agreement=agreement, hh_rlhf_bias=bias_report(hh_recs).to_dict())
         bias_report(hh_recs).plot(stage_dir/"bias.png")
@@ -230,6 +234,6 @@ def write_quality(stage_dir, records: Sequence[dict], labeller, hh: Sequence[dic
     out["stage_bias"] = own.to_dict()
     if not hh and own.n: own.plot(stage_dir/"bias.png")
     vs = verification_sample(records, config.verification_size, config.low_confidence, seed=seed)
-    atomic_write_text(stage_dir/"verification.jsonl", "".join(json.dumps(v, ensure_ascii=False) + "\n" for v in vs))
+    write_jsonl(stage_dir/"verification.jsonl", vs)
     write_json(stage_dir/"quality.json", out)
     return agreement

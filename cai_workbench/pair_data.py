@@ -10,7 +10,7 @@ import itertools, json, random
 from pathlib import Path
 from typing import Sequence
 
-from .core import atomic_dir, atomic_write_text
+from .core import atomic_dir, atomic_write_text, write_jsonl
 
 # %% auto #0
 __all__ = ['PAIRINGS', 'DATASET_COLUMNS', 'check_pair', 'load_pair_file', 'pair_indices', 'revision_pairs', 'pairs_dataset',
@@ -39,7 +39,7 @@ def load_pair_file(path) -> list[dict]:
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"{path}: pair file not found")
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1):   # not splitlines(): U+2028 in model text
         if not line.strip(): continue
         try: r = json.loads(line)
         except json.JSONDecodeError as e: raise ValueError(f"{path}:{n}: not valid JSON ({e.msg})") from None
@@ -78,7 +78,7 @@ def _first(r: dict, keys) -> str | None:
 def revision_pairs(path) -> list[dict]:
     "Pairs (revision preferred over initial) from critique_revision `records.jsonl`; errors name the line and field."
     path, out = Path(path), []
-    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for i, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1):   # not splitlines(): U+2028 in model text
         if not line.strip(): continue
         try: r = json.loads(line)
         except json.JSONDecodeError as e: raise ValueError(f"{path}:{i}: not valid JSON ({e.msg})") from None
@@ -111,7 +111,7 @@ def save_pairs(stage_dir, records: Sequence[dict], keep_ties: bool = False) -> P
     from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
     ds, quiet = pairs_dataset(records, keep_ties), are_progress_bars_disabled()
     disable_progress_bars()
-    out = atomic_write_text(stage_dir/"pairs.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    out = write_jsonl(stage_dir/"pairs.jsonl", records)
     try:                                   # the JSONL (source of truth) first; dataset/ is derived from it
         with atomic_dir(stage_dir/"dataset") as tmp: ds.save_to_disk(str(tmp))
     finally:

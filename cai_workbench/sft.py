@@ -22,7 +22,7 @@ def sft_dataset(path, labels: list[str] | None = None, limit: int | None = None)
     from datasets import Dataset
     path = Path(path)
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1):   # not splitlines(): U+2028 in model text
         if not line.strip(): continue
         try: r = json.loads(line)
         except json.JSONDecodeError as e: raise ConfigError(f"{path}: line {n} is not JSON ({e.msg}); rerun the critique_revision stage") from None

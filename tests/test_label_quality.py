@@ -103,3 +103,14 @@ def test_write_quality_files(tmp_path):
     q = json.loads((tmp_path/"quality.json").read_text())
     assert q["stage_bias"]["n"] == 40 and set(q["stage_bias"]["features"]) == set(FEATURES)
     assert (tmp_path/"bias.png").exists() and len((tmp_path/"verification.jsonl").read_text().splitlines()) == 10
+
+
+def test_quality_report_skips_human_agreement_without_shared_data(tmp_path, monkeypatch):
+    "A fresh clone has no ../shared: the default hh-rlhf location is skipped with a warning, an explicit path is an error."
+    from cai_workbench.label_quality import check_quality_inputs
+    from cai_workbench.preferences import PreferenceConfig
+    monkeypatch.setenv("CAI_WORKBENCH_SHARED_DATA", str(tmp_path))
+    with pytest.warns(UserWarning, match="without human-agreement numbers"):
+        assert check_quality_inputs(PreferenceConfig(quality_pairs=4)) is None
+    with pytest.raises(FileNotFoundError, match="quality_pairs: 0"):
+        check_quality_inputs(PreferenceConfig(quality_pairs=4, hh_rlhf=str(tmp_path/"nope.jsonl.gz")))
