@@ -9,7 +9,8 @@ demo: install
 	.venv/bin/cai-workbench run --preset demo
 
 ## Install everything, then run every test (notebooks, pytest, browser tests).
-test: install
+test:
+	EXTRAS=dev,sagemaker bash scripts/install.sh
 	bash scripts/test.sh
 
 ## Notebooks -> library (run after editing nbs/).
