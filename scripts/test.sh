@@ -26,6 +26,9 @@ $V/nbdev-test --n-workers 2 --timing
 # -- browser tests (tests/e2e, marker e2e): Debian's chromium for Playwright. Installs it when root and missing;
 #    otherwise says why and the e2e tests skip with the reason. Skip the browser tests: scripts/test.sh -m "not e2e"
 bash scripts/browser-deps.sh
+# Every stage notebook runs in the real kernel in the browser (about 6 min on 2 quiet cores);
+# CAI_E2E_NOTEBOOKS=fast keeps to the quick ones.
+export CAI_E2E_NOTEBOOKS=${CAI_E2E_NOTEBOOKS:-all}
 # --
 
 echo "== 3/3 pytest (unit, slow and browser tests)"
