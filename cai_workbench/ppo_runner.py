@@ -155,12 +155,8 @@ def _reward_from_run(adapter: Path, placement: str, model: PolicyValueModel, tok
 
 # %% ../nbs/06b_ppo_runner.ipynb #8b495d23
 def _prompt_texts(config: PPOConfig, prompts, seed: int) -> list[str]:
-    if prompts is None:
-        from cai_workbench.prompts import load_prompts
-        texts, src = list(load_prompts(config.prompts, limit=config.prompt_limit, seed=seed).texts), f"prompts={config.prompts!r}"
-    else:
-        texts, src = [p if isinstance(p, str) else p["prompt"] for p in prompts], "the prompts argument"
-        texts = texts[:config.prompt_limit] if config.prompt_limit else texts
+    from cai_workbench.prompts import prompt_texts
+    texts, src = prompt_texts(config.prompts, config.prompt_limit, seed, prompts)
     if len(texts) < config.batch_size:
         raise ValueError(f"PPO needs at least batch_size={config.batch_size} prompts; {src} gave {len(texts)}. "
                          "Add prompts or lower PPOConfig.batch_size.")

@@ -16,7 +16,7 @@ from .views import esc
 
 # %% auto #0
 __all__ = ['LABELS', 'SHARED_DATA', 'BUILTIN_PROMPT_SETS', 'PromptError', 'PromptSet', 'shared_data_dir', 'shared_path',
-           'split_transcript', 'PairList', 'builtin_prompt_sets', 'load_prompts', 'load_hh_rlhf_pairs']
+           'split_transcript', 'PairList', 'builtin_prompt_sets', 'load_prompts', 'load_hh_rlhf_pairs', 'prompt_texts']
 
 # %% ../nbs/01a_prompts.ipynb #a718f390
 LABELS = ("harmful", "benign")
@@ -264,3 +264,14 @@ def load_hh_rlhf_pairs(path: str | Path,        # an hh-rlhf `.jsonl.gz` (or `.j
         pairs = PairList(pairs[i] for i in keep)
     pairs.skipped, pairs.reasons = skipped, reasons
     return pairs
+
+def prompt_texts(source,                   # prompt source for `load_prompts` (used when `prompts` is None)
+                 limit: int | None = None, # at most this many
+                 seed: int = 0,
+                 prompts=None,             # explicit strings or prompt records: the first `limit` are used
+                 ) -> tuple[list[str], str]:
+    "Prompt strings for an RL stage, and a description of where they came from (for error messages)."
+    if prompts is None:
+        return list(load_prompts(source, limit=limit, seed=seed).texts), f"prompts={source!r}"
+    texts = [p if isinstance(p, str) else p["prompt"] for p in prompts]
+    return (texts[:limit] if limit else texts), "the prompts argument"

@@ -165,12 +165,8 @@ class RLResult:
 RewardFunc = Callable[..., list]
 
 def _prompt_texts(config: RLStageConfig, prompts, seed: int) -> list[str]:
-    if prompts is None:
-        from cai_workbench.prompts import load_prompts
-        texts, src = list(load_prompts(config.prompts, limit=config.prompt_limit, seed=seed).texts), f"prompts={config.prompts!r}"
-    else:
-        texts, src = [p if isinstance(p, str) else p["prompt"] for p in prompts], "the prompts argument"
-        texts = texts[:config.prompt_limit] if config.prompt_limit else texts
+    from cai_workbench.prompts import prompt_texts
+    texts, src = prompt_texts(config.prompts, config.prompt_limit, seed, prompts)
     need = config.batch_size//config.num_generations
     if len(texts) < need:
         raise ValueError(f"{src} gave {len(texts)} prompts; each step needs batch_size/num_generations = {need}. "
