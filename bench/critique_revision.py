@@ -10,6 +10,9 @@ model). Both count completion tokens (EOS included). The seed loop runs in fp32 
 the stage runs in the dtype `detect_device` picks (bf16 on CPUs with native bf16); `--same-dtype` runs both in the
 stage's dtype to separate the batching gain from the dtype gain. `--seed-prompts N` times the seed loop on the
 first N prompts only (tokens/s is a rate; the slow loop on all prompts can take many minutes).
+The stage is also timed with the `Generator`'s prefix caching off (`prefix_cache_min_tokens=0`: the system prompt +
+few-shot conversation every critique and revision chat starts with is then prefilled in every row instead of once
+per batch), to show what that buys; `--skip-no-cache` leaves that run out.
 """
 import argparse, os, tempfile, time
 from pathlib import Path
@@ -54,6 +57,7 @@ def main():
     ap.add_argument("--max-new-tokens", type=int, default=48)
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--no-few-shot", action="store_true")
+    ap.add_argument("--skip-no-cache", action="store_true", help="do not also time the stage without prefix caching")
     ap.add_argument("--same-dtype", action="store_true", help="run the seed loop in the stage's dtype too")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice); 1 wastes less on a busy CPU")
     a = ap.parse_args()
@@ -69,15 +73,21 @@ def main():
           f"batch {a.batch_size}; torch threads={torch.get_num_threads()}, cpus={os.cpu_count()}, load avg={os.getloadavg()[0]:.1f}")
 
     t = time.perf_counter(); n_seed = seed_loop(seed_model, tok, recs[:ns], con, cfg); t_seed = time.perf_counter() - t
-    with tempfile.TemporaryDirectory() as d:
-        t = time.perf_counter()
-        res = run_critique_revision(Run.create(Path(d)/"bench"), cfg, model=(stage_model, tok), prompts=recs, progress=False)
-        t_stage = time.perf_counter() - t
-    n_stage = sum(r["total_tokens"] for r in res.records)
+    def stage(c):
+        with tempfile.TemporaryDirectory() as d:
+            t = time.perf_counter()
+            res = run_critique_revision(Run.create(Path(d)/"bench"), c, model=(stage_model, tok), prompts=recs, progress=False)
+            return sum(r["total_tokens"] for r in res.records), time.perf_counter() - t
+    n_stage, t_stage = stage(cfg)
+    if not a.skip_no_cache:
+        n_plain, t_plain = stage(cfg.replace(generation=cfg.generation.replace(prefix_cache_min_tokens=0)))
 
     seed_tps, stage_tps = n_seed / t_seed, n_stage / t_stage
     print(f"seed loop ({seed_model.dtype}, 1 prompt/call):   {n_seed:6d} tokens in {t_seed:7.1f} s = {seed_tps:7.1f} tok/s")
     print(f"stage     ({stage_model.dtype}, batch {a.batch_size}/call): {n_stage:6d} tokens in {t_stage:7.1f} s = {stage_tps:7.1f} tok/s")
+    if not a.skip_no_cache:
+        print(f"stage without prefix cache:           {n_plain:6d} tokens in {t_plain:7.1f} s = {n_plain/t_plain:7.1f} tok/s "
+              f"(prefix caching: {stage_tps/(n_plain/t_plain):.2f}x; without it the speed-up is {n_plain/t_plain/seed_tps:.1f}x)")
     print(f"speed-up: {stage_tps / seed_tps:.1f}x  (load avg now {os.getloadavg()[0]:.1f}; other processes share the CPU)")
 
 

@@ -21,8 +21,8 @@ from .core import ConfigBase, DeviceInfo, RecordStore, atomic_dir, detect_device
 __all__ = ['EMBEDDED', 'EMBEDDED_GGUF', 'TINY', 'CHATML_TEMPLATE', 'Messages', 'cache_dir', 'embedded_gguf_path',
            'ModelNotFoundError', 'ensure_embedded', 'tiny_model', 'ensure_tiny', 'LoraSpec', 'resolve_model_path',
            'load_tokenizer', 'save_adapter', 'load_model', 'model_id', 'as_messages', 'encode_chat', 'Generation',
-           'GenerationConfig', 'Generator', 'token_logprobs', 'completion_logprobs', 'single_token_ids',
-           'next_token_logprobs']
+           'GenerationConfig', 'shared_prefix_length', 'Generator', 'token_logprobs', 'completion_logprobs',
+           'single_token_ids', 'next_token_logprobs']
 
 # %% ../nbs/02_models.ipynb #0112e344
 EMBEDDED = "embedded"
@@ -93,14 +93,15 @@ def _train_tiny_tokenizer(vocab_size: int = 384):
     tok.chat_template = CHATML_TEMPLATE
     return tok
 
-def tiny_model(seed: int = 0, hidden_size: int = 64, num_layers: int = 2, path=None):
+def tiny_model(seed: int = 0, hidden_size: int = 64, num_layers: int = 2, path=None,
+               init_std: float = 0.02):  # weight init std (HF's default); 0.2 makes greedy outputs depend on the prompt
     "A tiny random Llama + BPE tokenizer, built offline in about a second; saved to `path` when given."
     from transformers import LlamaConfig, LlamaForCausalLM
     torch.manual_seed(seed)
     tok = _train_tiny_tokenizer()
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden_size, intermediate_size=hidden_size*2,
                       num_hidden_layers=num_layers, num_attention_heads=4, num_key_value_heads=2,
-                      max_position_embeddings=1024, tie_word_embeddings=True,
+                      max_position_embeddings=1024, tie_word_embeddings=True, initializer_range=init_std,
                       bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     model = LlamaForCausalLM(cfg)
     model.generation_config.pad_token_id = tok.pad_token_id
@@ -266,6 +267,14 @@ class GenerationConfig(ConfigBase):
     top_p: float = 1.0
     batch_size: int = 32
     system_prompt: str | None = None
+    prefix_cache_min_tokens: int = 32  # a token prefix every prompt of a batch shares, if at least this long, is run once and its KV cache reused (0: off)
+
+def shared_prefix_length(seqs: Sequence[Sequence[int]]) -> int:
+    "Tokens at the start that every sequence shares, leaving each at least one token of its own."
+    n, first = min(len(s) for s in seqs) - 1, seqs[0]
+    k = 0
+    while k < n and all(s[k] == first[k] for s in seqs): k += 1
+    return k
 
 # %% ../nbs/02_models.ipynb #ca15a733
 class Generator:
@@ -290,17 +299,22 @@ class Generator:
     @torch.inference_mode()
     def _generate_batch(self, batch_ids: list[list[int]], cfg: GenerationConfig, seed: int | None, keep_ids: bool) -> list[Generation]:
         tok, model = self.tokenizer, self.model
-        pad = tok.pad_token_id
-        width = max(len(x) for x in batch_ids)
-        input_ids = torch.tensor([[pad]*(width-len(x)) + x for x in batch_ids])            # (B, T) left-padded
-        attn = torch.tensor([[0]*(width-len(x)) + [1]*len(x) for x in batch_ids])
-        dev = next(model.parameters()).device
+        pad, dev = tok.pad_token_id, next(model.parameters()).device
+        n_pre = shared_prefix_length(batch_ids) if len(batch_ids) > 1 and cfg.prefix_cache_min_tokens > 0 else 0
+        if n_pre < cfg.prefix_cache_min_tokens: n_pre = 0
+        prefix, rest = batch_ids[0][:n_pre], [x[n_pre:] for x in batch_ids]
+        width = n_pre + max(len(x) for x in rest)
+        # (B, T): the shared prefix, then each prompt's own tokens left-padded (padding sits after the prefix; the
+        # attention mask hides it and position ids come from the mask, so each row computes what it would alone)
+        input_ids = torch.tensor([prefix + [pad]*(width-n_pre-len(x)) + x for x in rest])
+        attn = torch.tensor([[1]*n_pre + [0]*(width-n_pre-len(x)) + [1]*len(x) for x in rest])
+        cache = self._prefix_cache(prefix, len(batch_ids), dev) if n_pre else None
         sample = cfg.temperature > 0
         if seed is not None: torch.manual_seed(seed)
         out = model.generate(input_ids=input_ids.to(dev), attention_mask=attn.to(dev), max_new_tokens=cfg.max_new_tokens,
                              do_sample=sample, temperature=cfg.temperature if sample else None,
                              top_p=cfg.top_p if sample else None, top_k=None if not sample else 0,
-                             pad_token_id=pad, eos_token_id=self.eos_ids or None)
+                             pad_token_id=pad, eos_token_id=self.eos_ids or None, past_key_values=cache)
         new = out[:, width:].tolist()                                                       # (B, <=max_new_tokens)
         res = []
         for prompt, ids in zip(batch_ids, new):
@@ -310,6 +324,12 @@ class Generator:
                                   completion_tokens=len(comp) + (stop is not None), finish_reason="stop" if stop is not None else "length",
                                   token_ids=(comp + ids[stop:stop+1]) if keep_ids and stop is not None else (comp if keep_ids else None)))
         return res
+
+    def _prefix_cache(self, prefix: list[int], batch_size: int, device):
+        "KV cache of `prefix`, computed once (batch 1) and repeated for every row of the batch."
+        cache = self.model(input_ids=torch.tensor([prefix], device=device), use_cache=True).past_key_values
+        cache.batch_repeat_interleave(batch_size)                                           # (B, heads, P, d) per layer
+        return cache
 
     def generate(
         self,
