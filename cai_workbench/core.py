@@ -19,7 +19,7 @@ import yaml
 __all__ = ['WATCHED_PACKAGES', 'ConfigError', 'ConfigBase', 'set_seed', 'atomic_write_text', 'write_json', 'read_json',
            'atomic_dir', 'jsonl_line', 'write_jsonl', 'read_jsonl', 'RecordStore', 'cpu_has_fast_bf16', 'DeviceInfo',
            'detect_device', 'Platform', 'detect_platform', 'EnvironmentInfo', 'describe_environment',
-           'MissingStageError', 'Run']
+           'MissingStageError', 'is_main_process', 'Run']
 
 # %% ../nbs/00_core.ipynb #36419796
 class ConfigError(ValueError):
@@ -388,6 +388,15 @@ def _git_commit(path=".") -> str | None:
         return out.stdout.strip() or None if out.returncode == 0 else None
     except (OSError, subprocess.TimeoutExpired): return None
 
+def is_main_process() -> bool:
+    "Is this the process that writes run files? Rank 0 under torchrun/accelerate (`RANK`), or a plain process."
+    return int(os.environ.get("RANK", "0")) == 0
+
+def _barrier():
+    "Wait for every rank when a process group is up (after rank 0 wrote a stage), else do nothing."
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized(): dist.barrier()
+
 def _now() -> str: return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 # %% ../nbs/00_core.ipynb #74ce835c
@@ -402,6 +411,12 @@ class Run:
     def create(cls, path, config: dict | ConfigBase | None = None, seed: int = 0, device: str | None = None, exist_ok: bool = True) -> Run:
         "Create (or reopen, when `exist_ok`) the run directory at `path` and write its manifest."
         path = Path(path)
+        if not is_main_process():                 # under torchrun rank 0 creates the run; the others wait for it
+            t0 = time.time()
+            while not (path/"manifest.json").exists():
+                if time.time() - t0 > 300: raise TimeoutError(f"{path}: rank {os.environ.get('RANK')} waited 300 s for rank 0 to create the run")
+                time.sleep(0.2)
+            return cls(path)
         if (path/"manifest.json").exists():
             if not exist_ok: raise FileExistsError(f"{path}: a run already exists here")
             run = cls(path)
@@ -425,12 +440,14 @@ class Run:
 
     def update_manifest(self, **kw) -> dict:
         "Merge top-level keys into the manifest (atomic write)."
-        m = self.manifest; m.update(kw); write_json(self.path/"manifest.json", m); return m
+        m = self.manifest; m.update(kw)
+        if is_main_process(): write_json(self.path/"manifest.json", m)   # other ranks never write run files
+        return m
 
     def save_config(self, config):
         d = config.to_dict() if hasattr(config, "to_dict") else dict(config)
         self.update_manifest(config=d)
-        atomic_write_text(self.path/"config.yaml", yaml.safe_dump(d, sort_keys=False))
+        if is_main_process(): atomic_write_text(self.path/"config.yaml", yaml.safe_dump(d, sort_keys=False))
 
     def stage_dir(self, stage: str) -> Path:
         "The stage's own folder (created)."
@@ -450,7 +467,12 @@ class Run:
 
     @contextmanager
     def stage(self, stage: str, **info):
-        "Record a stage's start, end, wall time and status ('running' → 'done' or 'failed') in the manifest."
+        """Record a stage's start, end, wall time and status ('running' → 'done' or 'failed') in the manifest.
+        Under torchrun only rank 0 writes: the other ranks get a scratch folder, deleted afterwards, and every rank
+        waits at the end until rank 0 has written the stage."""
+        if not is_main_process():
+            with tempfile.TemporaryDirectory(prefix=f"cai-{stage}-rank{os.environ.get('RANK')}-") as scratch: yield Path(scratch)
+            _barrier(); return
         t0 = time.time()
         stages = self.manifest["stages"]
         stages[stage] = {**stages.get(stage, {}), "status": "running", "started": _now(), **info}
@@ -465,6 +487,7 @@ class Run:
         stages[stage].update(status="done", ended=_now(), wall_s=round(time.time()-t0, 2))
         stages[stage].pop("error", None)
         self.update_manifest(stages=stages)
+        _barrier()
 
     def _repr_markdown_(self):
         rows = "\n".join(f"| {k} | {v.get('status')} | {v.get('wall_s', '')} |" for k, v in self.manifest["stages"].items())

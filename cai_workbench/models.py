@@ -267,7 +267,7 @@ class GenerationConfig(ConfigBase):
     top_p: float = 1.0
     batch_size: int = 32
     system_prompt: str | None = None
-    prefix_cache_min_tokens: int = 32  # a token prefix every prompt of a batch shares, if at least this long, is run once and its KV cache reused (0: off)
+    prefix_cache_min_tokens: int = 16  # a token prefix every prompt of a batch shares, if at least this long, is run once and its KV cache reused (0: off)
 
 def shared_prefix_length(seqs: Sequence[Sequence[int]]) -> int:
     "Tokens at the start that every sequence shares, leaving each at least one token of its own."

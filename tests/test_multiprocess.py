@@ -1,5 +1,5 @@
 """The SFT stage runs unchanged under torchrun: two CPU processes (gloo) train to the same losses and the same
-adapter as one process on the same global batch.
+adapter as one process on the same global batch, and only rank 0 writes into the run folder.
 
 This file is also the launcher: `torchrun --standalone --nproc_per_node 2 tests/test_multiprocess.py RUN_DIR BATCH`
 runs `cai_workbench.sft.run_sft` in every process and records which processes started."""
@@ -56,6 +56,12 @@ def test_sft_under_torchrun_matches_one_process(tmp_path):
     assert w1.keys() == w2.keys() and any(k for k in w1 if "lora_B" in k)
     assert any(w1[k].abs().sum() > 0 for k in w1 if "lora_B" in k)            # training moved the zero-initialised B
     for k in w1: torch.testing.assert_close(w1[k], w2[k], atol=1e-5, rtol=1e-4)
+    # only rank 0 wrote run files (manifest, metrics, adapter); rank 1 wrote into its scratch folder only
+    writes = {i["rank"]: i["writes"] for i in info2}
+    assert writes[1] == [] and {"manifest.json", "sft/metrics.json", "sft/adapter"} <= set(writes[0]), writes
+    manifest = json.loads((two.path/"manifest.json").read_text())
+    assert manifest["stages"]["sft"]["status"] == "done"
+    assert sorted(p.name for p in (two.path/"sft").iterdir()) == ["adapter", "loss.png", "metrics.json"]
 
 
 def _worker(run_dir: str, per_device_batch: int):
@@ -64,13 +70,23 @@ def _worker(run_dir: str, per_device_batch: int):
     from cai_workbench.models import LoraSpec
     from cai_workbench.sft import SFTStageConfig, run_sft
     import torch.distributed as dist
+    import cai_workbench.core as core, cai_workbench.sft as sft
+    writes = []                                 # run files this process wrote (relative paths)
+    def log(path):
+        p = Path(path).resolve()
+        if p.is_relative_to(Path(run_dir).resolve()): writes.append(str(p.relative_to(Path(run_dir).resolve())))
+    def spy(module, name, path_arg):
+        orig = getattr(module, name)
+        def wrapper(*a, **k): log(a[path_arg]); return orig(*a, **k)
+        setattr(module, name, wrapper)
+    spy(core, "write_json", 0); spy(sft, "write_json", 0); spy(sft, "save_adapter", 1)
     cfg = SFTStageConfig(max_steps=STEPS, batch_size=per_device_batch, learning_rate=5e-3, max_length=64,
                          lora=LoraSpec(r=4, alpha=8, dropout=0.0), device="cpu", seed=0)
     run_sft(Run(run_dir), cfg, model="tiny", progress=False)
     rank = int(os.environ.get("RANK", 0))
     info = {"rank": rank, "world_size": int(os.environ.get("WORLD_SIZE", 1)), "pid": os.getpid(),
             "distributed": dist.is_available() and dist.is_initialized(),
-            "backend": dist.get_backend() if dist.is_available() and dist.is_initialized() else None}
+            "backend": dist.get_backend() if dist.is_available() and dist.is_initialized() else None, "writes": sorted(set(writes))}
     out = Path(run_dir)/"ranks"; out.mkdir(exist_ok=True)
     (out/f"rank{rank}.json").write_text(json.dumps(info))
 
