@@ -6,16 +6,16 @@ Docs: https://cai-workbench.github.io/cai-workbench/dpo.html.md"""
 
 # %% ../nbs/07_dpo.ipynb #20d99c0c
 from __future__ import annotations
-import json, math, time
+import math, time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .core import ConfigBase, Run, detect_device, write_json, set_seed
 from .models import LoraSpec, load_model, save_adapter
+from .pair_data import load_training_pairs
 
 # %% auto #0
-__all__ = ['REQUIRED_PAIR_FIELDS', 'DPOStageConfig', 'read_pair_file', 'select_pairs', 'smoothing_from_soft_labels', 'DPOResult',
-           'plot_dpo_curves', 'train_dpo', 'run_dpo']
+__all__ = ['DPOStageConfig', 'select_pairs', 'smoothing_from_soft_labels', 'DPOResult', 'plot_dpo_curves', 'train_dpo', 'run_dpo']
 
 # %% ../nbs/07_dpo.ipynb #ad3792b8
 @dataclass
@@ -45,20 +45,6 @@ class DPOStageConfig(ConfigBase):
         if self.beta <= 0: raise ValueError(f"beta: {self.beta} must be > 0")
 
 # %% ../nbs/07_dpo.ipynb #01a9af9f
-REQUIRED_PAIR_FIELDS = ("prompt", "chosen", "rejected")
-
-def read_pair_file(path) -> list[dict]:
-    "Read `pairs.jsonl`, checking every line has non-empty prompt/chosen/rejected (errors name the line)."
-    path = Path(path); rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1):   # not splitlines(): U+2028 in model text
-        if not line.strip(): continue
-        try: r = json.loads(line)
-        except json.JSONDecodeError as e: raise ValueError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-        missing = [k for k in REQUIRED_PAIR_FIELDS if not isinstance(r.get(k), str) or not r.get(k).strip()]
-        if missing: raise ValueError(f"{path}:{n}: missing or empty field(s) {missing}; each pair needs prompt, chosen and rejected")
-        rows.append(r)
-    return rows
-
 def _labelled_by_ai(p: dict) -> bool:
     "An AI label (not a revision pair, not a human decision)."
     return p.get("label_source", p.get("source", "ai")) == "ai"
@@ -152,7 +138,7 @@ def run_dpo(run: Run, config: DPOStageConfig | None = None, model: str = "embedd
     "The DPO stage: read `preferences/pairs.jsonl`, train a LoRA with TRL, write `dpo/` (adapter, metrics.json, curves.png)."
     config = config or DPOStageConfig()
     pairs_file = run.require("preferences", "pairs.jsonl", hint="run the preferences stage first")
-    pairs, dropped = select_pairs(read_pair_file(pairs_file), config)
+    pairs, dropped = select_pairs(load_training_pairs(pairs_file), config)
     if len(pairs) < 2:
         raise ValueError(f"{pairs_file}: only {len(pairs)} usable pair(s) after filtering (dropped: {dropped}); "
                          "DPO needs at least 2 — lower min_confidence, add pair_sources, or label more pairs")

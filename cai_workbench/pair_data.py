@@ -13,8 +13,8 @@ from typing import Sequence
 from .core import atomic_dir, atomic_write_text, write_jsonl
 
 # %% auto #0
-__all__ = ['PAIRINGS', 'DATASET_COLUMNS', 'check_pair', 'load_pair_file', 'pair_indices', 'revision_pairs', 'pairs_dataset',
-           'save_pairs']
+__all__ = ['PAIRINGS', 'DATASET_COLUMNS', 'check_pair', 'load_pair_file', 'load_training_pairs', 'pair_indices', 'revision_pairs',
+           'pairs_dataset', 'save_pairs']
 
 # %% ../nbs/04c_pair_data.ipynb #d4338a42
 def _pair_fields(r: dict) -> tuple[str, str] | None:
@@ -34,9 +34,32 @@ def check_pair(r: dict, where: str) -> dict:
     if bad: raise ValueError(f"{where}: missing or empty field(s) {bad}; every pair needs a non-empty prompt, {f[0]} and {f[1]}")
     return r
 
-def load_pair_file(path) -> list[dict]:
+def _check_labelled(r: dict, where: str) -> dict:
+    "A training pair: labelled, with a soft label (when present) that is a probability."
+    bad = [k for k in ("chosen", "rejected") if not isinstance(r.get(k), str) or not r[k].strip()]
+    if bad:
+        raise ValueError(f"{where}: no label: missing or empty {bad}; label the pair first (the preferences stage or the "
+                         "pair viewer) so it has non-empty chosen and rejected")
+    sl = r.get("soft_label")
+    if sl is not None and (isinstance(sl, bool) or not isinstance(sl, (int, float)) or not 0 <= sl <= 1):
+        raise ValueError(f"{where}: soft_label {sl!r} is not a probability in [0, 1] (P(chosen is better))")
+    return r
+
+def _prefer_human(rows: list[dict]) -> list[dict]:
+    "One row per id: a human label wins over AI ones, otherwise the last line (first-seen order kept)."
+    best: dict[str, dict] = {}
+    for r in rows:
+        prev = best.get(r["id"])
+        if prev is None or r.get("label_source") == "human" or prev.get("label_source") != "human": best[r["id"]] = r
+    return list(best.values())
+
+def load_pair_file(path,
+                   labelled: bool = False,         # every pair must have chosen/rejected and a valid soft_label
+                   duplicates: str = "error",      # "error": one line per id; "prefer_human": keep one row per id
+                   ) -> list[dict]:
     "Read and check a JSONL pair file (every line, before returning any); adds `id` = line number where absent."
     path = Path(path)
+    if duplicates not in ("error", "prefer_human"): raise ValueError(f"duplicates={duplicates!r}: use 'error' or 'prefer_human'")
     if not path.exists(): raise FileNotFoundError(f"{path}: pair file not found")
     rows = []
     for n, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1):   # not splitlines(): U+2028 in model text
@@ -44,11 +67,17 @@ def load_pair_file(path) -> list[dict]:
         try: r = json.loads(line)
         except json.JSONDecodeError as e: raise ValueError(f"{path}:{n}: not valid JSON ({e.msg})") from None
         check_pair(r, f"{path}:{n}")
-        rows.append({"id": str(r.get("id", n)), **r})
+        if labelled: _check_labelled(r, f"{path}:{n}")
+        rows.append({**r, "id": str(r.get("id", n))})
     if not rows: raise ValueError(f"{path}: no pairs in the file")
+    if duplicates == "prefer_human": return _prefer_human(rows)
     ids = [r["id"] for r in rows]
     if len(set(ids)) != len(ids): raise ValueError(f"{path}: duplicate pair ids {sorted({i for i in ids if ids.count(i) > 1})[:5]}")
     return rows
+
+def load_training_pairs(path) -> list[dict]:
+    "The pairs the reward-model and DPO stages train on: labelled, soft labels checked, one row per id (human first)."
+    return load_pair_file(path, labelled=True, duplicates="prefer_human")
 
 # %% ../nbs/04c_pair_data.ipynb #37089c76
 PAIRINGS = ("all", "adjacent", "random")

@@ -6,7 +6,7 @@ Docs: https://cai-workbench.github.io/cai-workbench/reward_model.html.md"""
 
 # %% ../nbs/05_reward_model.ipynb #37f2e716
 from __future__ import annotations
-import hashlib, json, math, os, random, time
+import hashlib, math, os, random, time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,44 +16,23 @@ import torch.nn.functional as F
 
 from .core import ConfigBase, Run, atomic_dir, detect_device, read_json, set_seed, write_json
 from .models import LoraSpec, _adapter_base, load_tokenizer, model_id, resolve_model_path, save_adapter
+from .pair_data import load_training_pairs
 from .reward_scoring import RewardModel, RewardModelMismatchError, reward_adapter_dir
 
 # %% auto #0
-__all__ = ['PAIR_COLUMNS', 'PreferenceDataError', 'load_pairs', 'is_tie', 'RewardConfig', 'split_pairs', 'soft_bt_loss',
-           'SoftPreferenceCollator', 'SoftLabelRewardTrainer', 'train_reward_model', 'wilson_interval',
-           'calibration_table', 'evaluate_pairs', 'plot_calibration', 'plot_reward_histograms', 'default_hh_rlhf_path',
-           'RewardResult', 'run_reward_model']
+__all__ = ['PreferenceDataError', 'load_pairs', 'is_tie', 'RewardConfig', 'split_pairs', 'soft_bt_loss', 'SoftPreferenceCollator',
+           'SoftLabelRewardTrainer', 'train_reward_model', 'wilson_interval', 'calibration_table', 'evaluate_pairs',
+           'plot_calibration', 'plot_reward_histograms', 'default_hh_rlhf_path', 'RewardResult', 'run_reward_model']
 
 # %% ../nbs/05_reward_model.ipynb #2ee9c581
-PAIR_COLUMNS = ("prompt", "chosen", "rejected")
-
 class PreferenceDataError(ValueError):
     "Preference pairs that cannot train a reward model (missing columns, too few pairs, only ties)."
 
 def load_pairs(path) -> list[dict]:
-    "Read a pairs JSONL: validated rows, one per pair id, human labels winning over AI ones."
-    path = Path(path)
-    if not path.exists(): raise FileNotFoundError(f"{path}: preference pairs file not found; run the preferences stage first")
-    rows = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1):   # not splitlines(): U+2028 in model text
-        if not line.strip(): continue
-        try: r = json.loads(line)
-        except json.JSONDecodeError as e: raise PreferenceDataError(f"{path}, line {i}: not valid JSON ({e.msg})") from None
-        missing = [c for c in PAIR_COLUMNS if not isinstance(r.get(c), str)]
-        if missing:
-            raise PreferenceDataError(f"{path}, line {i}: missing or non-string field(s) {missing}; every pair needs "
-                                      f"string fields {list(PAIR_COLUMNS)} (and optionally soft_label, label, label_source, id)")
-        sl = r.get("soft_label")
-        if sl is not None and (isinstance(sl, bool) or not isinstance(sl, (int, float)) or not 0 <= sl <= 1):
-            raise PreferenceDataError(f"{path}, line {i}: soft_label {sl!r} is not a probability in [0, 1]")
-        r = {**r, "id": str(r.get("id", f"line{i}"))}
-        rows.append(r)
-    if not rows: raise PreferenceDataError(f"{path}: no pairs in the file; run the preferences stage (or label pairs) first")
-    best: dict[str, dict] = {}
-    for r in rows:
-        prev = best.get(r["id"])
-        if prev is None or r.get("label_source") == "human" or prev.get("label_source") != "human": best[r["id"]] = r
-    return list(best.values())
+    "Read a pairs JSONL with `pair_data.load_training_pairs` (checked rows, one per pair id, human labels winning over AI ones)."
+    try: return load_training_pairs(path)
+    except FileNotFoundError as e: raise FileNotFoundError(f"{e}; run the preferences stage first") from None
+    except ValueError as e: raise PreferenceDataError(str(e)) from None
 
 def is_tie(pair: dict) -> bool:
     "A tie: labelled `tie`, or a soft label of exactly 0.5."

@@ -98,7 +98,7 @@ def write_pairs(run, rows):
 
 
 @pytest.mark.parametrize("rows, match", [
-    ([dict(prompt="q", chosen="a")], r"missing or non-string field\(s\) \['rejected'\]"),
+    ([dict(prompt="q", chosen="a")], r"missing or empty field\(s\) \['rejected'\]"),
     ([dict(id=str(i), prompt="q", chosen="a", rejected="b", label="tie") for i in range(20)], "all 20 pairs are ties"),
     (planted_pairs(1)[:3], "only 3 non-tie pairs"),
     ([dict(prompt="q", chosen="a", rejected="b", soft_label="high")], "soft_label 'high' is not a probability"),
