@@ -119,8 +119,8 @@ class PairViewer:
         self.accept_button.on_click(lambda b: self.decide("a" if self._is_tie() else "accept"))
         self.flip_button.on_click(lambda b: self.decide("b" if self._is_tie() else "flip"))
         self.tie_button.on_click(lambda b: self.decide("tie"))
-        self.widget = widgets.VBox([widgets.HBox([self.principle, self.source, self.sort, self.count]),
-                                    widgets.HBox([self.slider, self.accept_button, self.flip_button, self.tie_button, self.status]), self.html])
+        self.widget = widgets.VBox([widgets.HBox([self.principle, self.source, self.sort, self.count], layout=widgets.Layout(flex_flow="row wrap")),
+                                    widgets.HBox([self.slider, self.accept_button, self.flip_button, self.tie_button, self.status], layout=widgets.Layout(flex_flow="row wrap")), self.html])
         self._refilter()
 
     @property
@@ -141,7 +141,7 @@ class PairViewer:
     def _refilter(self, *_):
         f = self.filtered
         self.slider.max = max(len(f) - 1, 0); self.slider.disabled = len(f) <= 1
-        self.count.value = f'<span style="padding:0 8px">{len(f)} of {len(self.records)} pairs</span>'
+        self.count.value = f'<span style="padding:0 8px;white-space:nowrap">{len(f)} of {len(self.records)} pairs</span>'
         self._render()
 
     def show(self, id) -> PairViewer:
@@ -156,7 +156,7 @@ class PairViewer:
         if r is None: return None
         new = set_label(self.dir, r["id"], decision, self.keep_ties)
         self.records = [new if x["id"] == new["id"] else x for x in self.records]
-        self.status.value = f'<span style="padding:0 8px">saved: {esc(new["id"])} → {esc(new["label"])}</span>'
+        self.status.value = f'<span style="padding:0 8px;white-space:nowrap">saved: {esc(new["id"])} → {esc(new["label"])}</span>'
         self._refilter()
         return new
 

@@ -27,11 +27,13 @@ def _plt():
 def plot_helpful_harmless(summary: dict):
     "One point per stage: benign prompts answered (x) vs harmful prompts refused (y)."
     plt = _plt(); fig, ax = plt.subplots(figsize=(5, 4.2))
+    at: dict[tuple, list[str]] = {}               # stages that land on the same point share one label
     for s in summary["stages"]:
         m = summary["metrics"][s]
         x = 1 - m["over_refusal_benign"] if m.get("n_benign") else float("nan")
         y = m["refusal_harmful"] if m.get("n_harmful") else float("nan")
-        ax.scatter([x], [y], s=60); ax.annotate(s, (x, y), textcoords="offset points", xytext=(6, 4))
+        ax.scatter([x], [y], s=60, label=s); at.setdefault((round(x, 3), round(y, 3)), []).append(s)
+    for (x, y), names in at.items(): ax.annotate(", ".join(names), (x, y), textcoords="offset points", xytext=(6, 4))
     ax.set(xlim=(-0.05, 1.05), ylim=(-0.05, 1.05), xlabel="helpfulness: benign prompts answered",
            ylabel="harmlessness: harmful prompts refused", title="Helpfulness vs harmlessness")
     ax.grid(alpha=0.3); fig.tight_layout(); return fig
