@@ -33,7 +33,8 @@ def child(args):
     import torch, torch.nn as nn
     if args.threads: torch.set_num_threads(args.threads)
     import transformers  # noqa: F401  (part of the baseline)
-    from cai_workbench.core import detect_device, set_seed
+    from cai_workbench.core import set_seed
+    from cai_workbench.environment import detect_device
     dev = detect_device(args.device)
     if dev.kind == "cuda": torch.cuda.reset_peak_memory_stats()
     base_mb = peak_mb(dev.kind)

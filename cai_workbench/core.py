@@ -1,4 +1,4 @@
-"""Configs, seeding, the run directory, the crash-safe record store, and where we are running (device, dtype, SageMaker).
+"""Configs, seeding, atomic files and JSONL, the crash-safe record store, and the run directory.
 
 Docs: https://cai-workbench.github.io/cai-workbench/core.html.md"""
 
@@ -6,7 +6,7 @@ Docs: https://cai-workbench.github.io/cai-workbench/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #ba363e12
 from __future__ import annotations
-import dataclasses, datetime as _dt, json, os, platform, random, shutil, subprocess, sys, tempfile, time, types, typing
+import dataclasses, datetime as _dt, json, os, random, shutil, subprocess, tempfile, time, types, typing
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -15,11 +15,11 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 import yaml
 
+from .environment import describe_environment
+
 # %% auto #0
-__all__ = ['WATCHED_PACKAGES', 'ConfigError', 'ConfigBase', 'set_seed', 'atomic_write_text', 'write_json', 'read_json',
-           'atomic_dir', 'jsonl_line', 'write_jsonl', 'read_jsonl', 'RecordStore', 'cpu_has_fast_bf16', 'DeviceInfo',
-           'detect_device', 'Platform', 'detect_platform', 'EnvironmentInfo', 'describe_environment',
-           'MissingStageError', 'is_main_process', 'Run']
+__all__ = ['ConfigError', 'ConfigBase', 'set_seed', 'atomic_write_text', 'write_json', 'read_json', 'atomic_dir', 'jsonl_line',
+           'write_jsonl', 'read_jsonl', 'RecordStore', 'MissingStageError', 'is_main_process', 'Run']
 
 # %% ../nbs/00_core.ipynb #36419796
 class ConfigError(ValueError):
@@ -253,130 +253,6 @@ class RecordStore:
         return sum(self.append(r) for r in records)
 
     def __repr__(self): return f"RecordStore({str(self.path)!r}, {len(self)} records)"
-
-# %% ../nbs/00_core.ipynb #fd347c23
-def _cpu_flags() -> set[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"): return set(line.split(":", 1)[1].split())
-    except OSError: pass
-    return set()
-
-def cpu_has_fast_bf16() -> bool:
-    "True when the CPU has native bf16 matmuls (AVX512-BF16 or AMX) and oneDNN can use them."
-    import torch
-    flags = _cpu_flags()
-    native = bool(flags & {"avx512_bf16", "amx_bf16"})
-    try: native = native and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except Exception: pass
-    return native
-
-@dataclass
-class DeviceInfo:
-    "The device to use and the dtypes for inference and training."
-    kind: str                   # "cuda" | "mps" | "cpu"
-    name: str                   # human readable, e.g. "NVIDIA H100" or "cpu (2 cores, avx512_bf16)"
-    infer_dtype: str            # "bfloat16" | "float16" | "float32"
-    train_dtype: str            # dtype for trainable weights / mixed precision
-    count: int = 1
-
-    @property
-    def torch_device(self):
-        import torch; return torch.device(self.kind)
-    def dtype(self, purpose: str = "infer"):
-        "torch dtype for `purpose` ('infer' or 'train')."
-        import torch; return getattr(torch, self.infer_dtype if purpose == "infer" else self.train_dtype)
-    @property
-    def mixed_precision(self) -> str:
-        "Value for TRL/transformers `bf16`/`fp16` flags: 'bf16', 'fp16' or 'no'."
-        return {"bfloat16": "bf16", "float16": "fp16"}.get(self.train_dtype, "no") if self.kind == "cuda" else "no"
-
-def detect_device(prefer: str | None = None) -> DeviceInfo:
-    "Pick CUDA, then MPS, then CPU (or `prefer`: 'cpu'/'cuda'/'mps'), with the dtypes to use there."
-    import torch
-    prefer = prefer or os.environ.get("CAI_WORKBENCH_DEVICE") or None
-    if prefer not in (None, "auto", "cpu", "cuda", "mps"):
-        raise ValueError(f"device {prefer!r}: use 'auto', 'cpu', 'cuda' or 'mps'")
-    if prefer in (None, "auto", "cuda") and torch.cuda.is_available():
-        bf16 = torch.cuda.is_bf16_supported()
-        dt = "bfloat16" if bf16 else "float16"
-        return DeviceInfo("cuda", torch.cuda.get_device_name(0), dt, dt, torch.cuda.device_count())
-    if prefer == "cuda": raise RuntimeError("device 'cuda' asked for, but torch sees no CUDA GPU")
-    if prefer in (None, "auto", "mps") and getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return DeviceInfo("mps", "Apple MPS", "float16", "float32")
-    if prefer == "mps": raise RuntimeError("device 'mps' asked for, but torch sees no Apple MPS device")
-    fast = cpu_has_fast_bf16()
-    return DeviceInfo("cpu", f"cpu ({os.cpu_count()} cores{', native bf16' if fast else ''})",
-                      "bfloat16" if fast else "float32", "float32")
-
-# %% ../nbs/00_core.ipynb #bea66db7
-@dataclass
-class Platform:
-    "Where the code runs and where its outputs survive."
-    kind: str                    # "sagemaker-training-job" | "sagemaker-notebook" | "sagemaker-studio" | "local"
-    persistent_dir: Path         # put run directories under here
-    details: dict = field(default_factory=dict)
-
-def detect_platform(environ: dict | None = None, root="/") -> Platform:
-    "Detect a SageMaker training job, notebook instance, Studio, or a local machine."
-    env = dict(os.environ if environ is None else environ)
-    root = Path(root)
-    rc = root/"opt/ml/input/config/resourceconfig.json"
-    if env.get("SM_TRAINING_ENV") or env.get("TRAINING_JOB_NAME") or rc.exists():
-        det = {"job": env.get("TRAINING_JOB_NAME"), "hosts": env.get("SM_HOSTS"), "current_host": env.get("SM_CURRENT_HOST")}
-        if rc.exists():
-            try: det.update(resource_config=json.loads(rc.read_text()))
-            except json.JSONDecodeError: pass
-        return Platform("sagemaker-training-job", Path(env.get("SM_MODEL_DIR", root/"opt/ml/model")), det)
-    meta_f = root/"opt/ml/metadata/resource-metadata.json"
-    meta = {}
-    if meta_f.exists():
-        try: meta = json.loads(meta_f.read_text())
-        except json.JSONDecodeError: meta = {}
-    arn = str(meta.get("ResourceArn", ""))
-    if "DomainId" in meta or env.get("SAGEMAKER_SPACE_NAME") or env.get("SM_STUDIO"):
-        home = Path(env.get("HOME") or root/"home/sagemaker-user")
-        return Platform("sagemaker-studio", home, {"domain": meta.get("DomainId"), "space": meta.get("SpaceName", env.get("SAGEMAKER_SPACE_NAME"))})
-    if "notebook-instance" in arn or (root/"home/ec2-user/SageMaker").is_dir():
-        return Platform("sagemaker-notebook", root/"home/ec2-user/SageMaker", {"instance": meta.get("ResourceName"), "arn": arn or None})
-    return Platform("local", Path.cwd(), {})
-
-# %% ../nbs/00_core.ipynb #885012c4
-def _pkg_version(name: str) -> str | None:
-    from importlib.metadata import version, PackageNotFoundError
-    try: return version(name)
-    except PackageNotFoundError: return None
-
-WATCHED_PACKAGES = ("cai-workbench", "torch", "transformers", "trl", "peft", "datasets", "accelerate", "boto3", "sagemaker")
-
-@dataclass
-class EnvironmentInfo:
-    "What `describe_environment` found; shows as a table in a notebook."
-    python: str
-    os: str
-    device: DeviceInfo
-    platform: Platform
-    packages: dict
-
-    def as_dict(self) -> dict:
-        return {"python": self.python, "os": self.os, "device": dataclasses.asdict(self.device),
-                "platform": {"kind": self.platform.kind, "persistent_dir": str(self.platform.persistent_dir)},
-                "packages": self.packages}
-    def _rows(self):
-        d = self.device
-        return [("python", self.python), ("os", self.os), ("device", f"{d.kind}: {d.name}"),
-                ("dtype (generate / train)", f"{d.infer_dtype} / {d.train_dtype}"),
-                ("platform", self.platform.kind), ("persistent folder", str(self.platform.persistent_dir)),
-                *[(k, v or "not installed") for k, v in self.packages.items()]]
-    def _repr_markdown_(self):
-        return "| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in self._rows())
-    def __repr__(self): return "\n".join(f"{k:>26}: {v}" for k, v in self._rows())
-
-def describe_environment(device: str | None = None) -> EnvironmentInfo:
-    "Versions, device, dtypes and platform, for the top of a notebook and the run manifest."
-    return EnvironmentInfo(python=platform.python_version(), os=f"{platform.system()} {platform.machine()}",
-                           device=detect_device(device), platform=detect_platform(),
-                           packages={p: _pkg_version(p) for p in WATCHED_PACKAGES})
 
 # %% ../nbs/00_core.ipynb #645bbc67
 class MissingStageError(RuntimeError):

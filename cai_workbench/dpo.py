@@ -10,7 +10,9 @@ import math, time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .core import ConfigBase, Run, detect_device, write_json, set_seed
+from .core import ConfigBase, Run, write_json, set_seed
+
+from .environment import detect_device
 from .models import LoraSpec, load_model, save_adapter
 from .pair_data import load_training_pairs
 

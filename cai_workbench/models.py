@@ -15,7 +15,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .core import ConfigBase, DeviceInfo, RecordStore, atomic_dir, detect_device, write_json, read_json
+from .core import ConfigBase, RecordStore, atomic_dir, write_json, read_json
+
+from .environment import DeviceInfo, detect_device
 
 # %% auto #0
 __all__ = ['EMBEDDED', 'EMBEDDED_GGUF', 'TINY', 'CHATML_TEMPLATE', 'Messages', 'cache_dir', 'embedded_gguf_path',

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import yaml
 
-from .core import ConfigBase, ConfigError, Run, MissingStageError, set_seed, describe_environment, write_json
+from .core import ConfigBase, ConfigError, Run, MissingStageError, set_seed, write_json
+
+from .environment import describe_environment
 
 # %% auto #0
 __all__ = ['STAGES', 'DEFAULT_STAGES', 'PRESETS_DIR', 'StageSpec', 'PipelineConfig', 'preset_path', 'load_config',

@@ -14,7 +14,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .core import ConfigBase, Run, atomic_dir, detect_device, read_json, set_seed, write_json
+from .core import ConfigBase, Run, atomic_dir, read_json, set_seed, write_json
+
+from .environment import detect_device
 from .models import LoraSpec, _adapter_base, load_tokenizer, model_id, resolve_model_path, save_adapter
 from .pair_data import load_training_pairs
 from .reward_scoring import RewardModel, RewardModelMismatchError, reward_adapter_dir

@@ -14,7 +14,9 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from .core import Run, detect_device
+from .core import Run
+
+from .environment import detect_device
 from .models import Messages, _adapter_base, as_messages, encode_chat, load_tokenizer, model_id, resolve_model_path
 
 # %% auto #0

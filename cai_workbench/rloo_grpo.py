@@ -13,7 +13,9 @@ from typing import Callable, Sequence
 
 import torch
 
-from .core import ConfigBase, Run, atomic_dir, detect_device, read_json, set_seed, write_json, atomic_write_text, jsonl_line, read_jsonl
+from .core import ConfigBase, Run, atomic_dir, read_json, set_seed, write_json, atomic_write_text, jsonl_line, read_jsonl
+
+from .environment import detect_device
 from .models import LoraSpec, _adapter_base, load_model, model_id, save_adapter
 from .reward_scoring import RewardModel
 

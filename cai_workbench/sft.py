@@ -10,7 +10,9 @@ import json, time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .core import ConfigBase, ConfigError, Run, detect_device, read_json, set_seed, write_json
+from .core import ConfigBase, ConfigError, Run, read_json, set_seed, write_json
+
+from .environment import detect_device
 from .models import LoraSpec, load_model, save_adapter
 
 # %% auto #0

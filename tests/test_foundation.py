@@ -4,7 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from cai_workbench.core import RecordStore, detect_platform, Run, ConfigError
+from cai_workbench.core import RecordStore, Run, ConfigError
+
+from cai_workbench.environment import detect_platform
 from cai_workbench.models import Generator, load_model, ModelNotFoundError
 
 

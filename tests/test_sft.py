@@ -4,7 +4,9 @@ import json
 import pytest
 import torch
 
-from cai_workbench.core import ConfigError, Run, detect_device, read_json
+from cai_workbench.core import ConfigError, Run, read_json
+
+from cai_workbench.environment import detect_device
 from cai_workbench.models import GenerationConfig, Generator, LoraSpec, load_model
 from cai_workbench.sft import SFTStageConfig, run_sft, sft_dataset, trainer_args
 
