@@ -82,7 +82,7 @@ class SeedModels:
     @classmethod
     def _make(cls, policy, value_lm, reference, cfg):
         import torch, torch.nn as nn
-        from cai_workbench.models import token_logprobs
+        from cai_workbench.scoring import token_logprobs
         from cai_workbench.ppo import ValueHead
 
         class _Seed(nn.Module):

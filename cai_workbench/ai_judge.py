@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .models import next_token_logprobs, single_token_ids
+from .scoring import next_token_logprobs, single_token_ids
 
 # %% auto #0
 __all__ = ['ANSWER_PAIRS', 'answer_tokens', 'principle_question', 'judge_prompt', 'judge_responses', 'comparison_prompt',

@@ -1,4 +1,4 @@
-"""Load any causal LM (the embedded SmolLM2, a hub id, a local path, a tiny test model), the one generation path every stage shares, and log-prob scoring.
+"""Load any causal LM (the embedded SmolLM2, a hub id, a local path, a tiny test model) and the one generation path every stage shares (log-prob scoring is in `scoring`).
 
 Docs: https://cai-workbench.github.io/cai-workbench/models.html.md"""
 
@@ -6,13 +6,12 @@ Docs: https://cai-workbench.github.io/cai-workbench/models.html.md"""
 
 # %% ../nbs/02_models.ipynb #9f829ed2
 from __future__ import annotations
-import importlib.util, json, math, os, time
+import importlib.util, os, time
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .core import ConfigBase, RecordStore, atomic_dir, write_json, read_json
@@ -23,8 +22,7 @@ from .environment import DeviceInfo, detect_device
 __all__ = ['EMBEDDED', 'EMBEDDED_GGUF', 'TINY', 'CHATML_TEMPLATE', 'Messages', 'cache_dir', 'embedded_gguf_path',
            'ModelNotFoundError', 'ensure_embedded', 'tiny_model', 'ensure_tiny', 'LoraSpec', 'resolve_model_path',
            'load_tokenizer', 'save_adapter', 'load_model', 'model_id', 'as_messages', 'encode_chat', 'Generation',
-           'GenerationConfig', 'shared_prefix_length', 'Generator', 'token_logprobs', 'completion_logprobs',
-           'single_token_ids', 'next_token_logprobs']
+           'GenerationConfig', 'shared_prefix_length', 'Generator']
 
 # %% ../nbs/02_models.ipynb #0112e344
 EMBEDDED = "embedded"
@@ -304,13 +302,14 @@ class Generator:
         pad, dev = tok.pad_token_id, next(model.parameters()).device
         n_pre = shared_prefix_length(batch_ids) if len(batch_ids) > 1 and cfg.prefix_cache_min_tokens > 0 else 0
         if n_pre < cfg.prefix_cache_min_tokens: n_pre = 0
+        cache = self._prefix_cache(batch_ids[0][:n_pre], len(batch_ids), dev) if n_pre else None
+        if cache is None: n_pre = 0
         prefix, rest = batch_ids[0][:n_pre], [x[n_pre:] for x in batch_ids]
         width = n_pre + max(len(x) for x in rest)
         # (B, T): the shared prefix, then each prompt's own tokens left-padded (padding sits after the prefix; the
         # attention mask hides it and position ids come from the mask, so each row computes what it would alone)
         input_ids = torch.tensor([prefix + [pad]*(width-n_pre-len(x)) + x for x in rest])
         attn = torch.tensor([[1]*n_pre + [0]*(width-n_pre-len(x)) + [1]*len(x) for x in rest])
-        cache = self._prefix_cache(prefix, len(batch_ids), dev) if n_pre else None
         sample = cfg.temperature > 0
         if seed is not None: torch.manual_seed(seed)
         out = model.generate(input_ids=input_ids.to(dev), attention_mask=attn.to(dev), max_new_tokens=cfg.max_new_tokens,
@@ -328,8 +327,13 @@ class Generator:
         return res
 
     def _prefix_cache(self, prefix: list[int], batch_size: int, device):
-        "KV cache of `prefix`, computed once (batch 1) and repeated for every row of the batch."
+        """KV cache of `prefix`, computed once (batch 1) and repeated for every row of the batch; None when the cache
+        is not plain per-layer keys/values (recurrent or linear-attention layers must see each row's own tokens)."""
+        from transformers import cache_utils
         cache = self.model(input_ids=torch.tensor([prefix], device=device), use_cache=True).past_key_values
+        linear = getattr(cache_utils, "LinearAttentionCacheLayerMixin", ())
+        if not isinstance(cache, cache_utils.DynamicCache) or not all(
+            isinstance(l, cache_utils.DynamicLayer) and not isinstance(l, linear) for l in cache.layers): return None
         cache.batch_repeat_interleave(batch_size)                                           # (B, heads, P, d) per layer
         return cache
 
@@ -373,63 +377,3 @@ class Generator:
         return results
 
     __call__ = generate
-
-# %% ../nbs/02_models.ipynb #47b30825
-def token_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    "log p(label) at each position: logits (B, T, V), labels (B, T) -> (B, T)."
-    return torch.gather(F.log_softmax(logits.float(), dim=-1), 2, labels.unsqueeze(-1)).squeeze(-1)
-
-def _pad_left(seqs: list[list[int]], pad: int):
-    w = max(len(s) for s in seqs)
-    ids = torch.tensor([[pad]*(w-len(s)) + s for s in seqs])
-    mask = torch.tensor([[0]*(w-len(s)) + [1]*len(s) for s in seqs])
-    return ids, mask
-
-@torch.inference_mode()
-def completion_logprobs(model, tokenizer, prompts: Sequence[str | Messages], completions: Sequence[str],
-                        batch_size: int = 16, system: str | None = None, average: bool = False, progress: bool = False) -> list[float]:
-    "Sum (or mean) of log p(completion | chat prompt) for each pair."
-    dev = next(model.parameters()).device
-    p_ids = [encode_chat(tokenizer, p, system=system) for p in prompts]
-    c_ids = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in completions]
-    out = []
-    for k in tqdm(range(0, len(p_ids), batch_size), disable=not progress, desc="score", leave=False):
-        seqs = [p + c for p, c in zip(p_ids[k:k+batch_size], c_ids[k:k+batch_size])]
-        ids, mask = _pad_left(seqs, tokenizer.pad_token_id)                                 # (B, T)
-        logits = model(input_ids=ids.to(dev), attention_mask=mask.to(dev)).logits[:, :-1]   # (B, T-1, V)
-        lp = token_logprobs(logits, ids[:, 1:].to(dev)).cpu()                                # (B, T-1)
-        for j, c in enumerate(c_ids[k:k+batch_size]):
-            n = len(c); s = lp[j, -n:].sum().item() if n else 0.0
-            out.append(s / max(n, 1) if average else s)
-    return out
-
-def single_token_ids(tokenizer, candidates: Sequence[str]) -> list[int]:
-    "Each candidate's token id when it is exactly one token (tried with and without a leading space)."
-    ids = []
-    for c in candidates:
-        for form in (c, " " + c):
-            t = tokenizer(form, add_special_tokens=False)["input_ids"]
-            if len(t) == 1: ids.append(t[0]); break
-        else:
-            raise ValueError(f"option {c!r} is not a single token for this tokenizer ({type(tokenizer).__name__}); "
-                             "score the full option strings with completion_logprobs instead")
-    if len(set(ids)) != len(ids): raise ValueError(f"options {list(candidates)} map to the same token ids {ids}")
-    return ids
-
-@torch.inference_mode()
-def next_token_logprobs(model, tokenizer, prompts: Sequence[str | Messages], candidates: Sequence[str],
-                        batch_size: int = 16, system: str | None = None, prefix: str = "", progress: bool = False,
-                        desc: str = "score") -> torch.Tensor:
-    "log p(candidate token) at the next position after each chat prompt (+ `prefix` text): (N, K)."
-    dev = next(model.parameters()).device
-    cand = torch.tensor(single_token_ids(tokenizer, candidates))
-    pre = tokenizer(prefix, add_special_tokens=False)["input_ids"] if prefix else []
-    enc = [encode_chat(tokenizer, p, system=system) + pre for p in prompts]
-    order = sorted(range(len(enc)), key=lambda i: -len(enc[i]))
-    out = torch.empty(len(enc), len(candidates))
-    for k in tqdm(range(0, len(order), batch_size), disable=not progress, desc=desc, leave=False):
-        idx = order[k:k+batch_size]
-        ids, mask = _pad_left([enc[i] for i in idx], tokenizer.pad_token_id)
-        logits = model(input_ids=ids.to(dev), attention_mask=mask.to(dev), logits_to_keep=1).logits[:, -1]  # (B, V)
-        out[idx] = F.log_softmax(logits.float(), -1)[:, cand.to(dev)].cpu()
-    return out

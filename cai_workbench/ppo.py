@@ -16,7 +16,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .core import ConfigBase, ConfigError
-from .models import LoraSpec, Generator, token_logprobs
+from .models import LoraSpec, Generator
+from .scoring import token_logprobs
 
 # %% auto #0
 __all__ = ['RewardFn', 'PPOConfig', 'AdaptiveKLController', 'masked_mean', 'masked_var', 'masked_whiten', 'gae', 'policy_loss',

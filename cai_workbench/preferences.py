@@ -17,8 +17,8 @@ from tqdm.auto import tqdm
 
 from .core import ConfigBase, RecordStore, Run
 from .pair_data import PAIRINGS, check_pair, load_pair_file, pair_indices, revision_pairs, save_pairs
-from .models import (GenerationConfig, Generator, completion_logprobs, encode_chat, load_model,
-                                  model_id, next_token_logprobs, single_token_ids)
+from .models import GenerationConfig, Generator, encode_chat, load_model, model_id
+from .scoring import completion_logprobs, next_token_logprobs, single_token_ids
 
 # %% auto #0
 __all__ = ['ANSWER_PREFIX', 'COT_ANSWER', 'COT_REQUEST', 'FEW_SHOT', 'SCORINGS', 'PAIR_SOURCES', 'mc_question', 'mc_messages',

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cai_workbench.core import ConfigError, Run
-from cai_workbench.models import completion_logprobs, next_token_logprobs, single_token_ids
+from cai_workbench.scoring import completion_logprobs, next_token_logprobs, single_token_ids
 from cai_workbench.preferences import (ANSWER_PREFIX, AILabeller, PreferenceConfig, combine_orders, letter_probs, load_pair_file,
                                        mc_messages, pair_indices, revision_pairs, run_preferences, save_pairs)
 

@@ -64,7 +64,7 @@ def test_loss_falls_and_adapter_reloads(tmp_path):
     with torch.no_grad():
         assert (tuned(ids).logits - base(ids).logits).abs().max().item() > 1e-3
     # the tuned model puts more probability on the trained completions than the base
-    from cai_workbench.models import completion_logprobs
+    from cai_workbench.scoring import completion_logprobs
     lp_t = completion_logprobs(tuned, tok, [p for p, _ in EX], [c for _, c in EX])
     lp_b = completion_logprobs(base, tok, [p for p, _ in EX], [c for _, c in EX])
     assert sum(lp_t) > sum(lp_b)
