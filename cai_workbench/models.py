@@ -330,6 +330,8 @@ class Generator:
         """KV cache of `prefix`, computed once (batch 1) and repeated for every row of the batch; None when the cache
         is not plain per-layer keys/values (recurrent or linear-attention layers must see each row's own tokens)."""
         from transformers import cache_utils
+        if getattr(self.model.generation_config, "cache_implementation", None) not in (None, "dynamic", "hybrid"):
+            return None                                 # generate() refuses a cache object next to a cache_implementation
         cache = self.model(input_ids=torch.tensor([prefix], device=device), use_cache=True).past_key_values
         linear = getattr(cache_utils, "LinearAttentionCacheLayerMixin", ())
         if not isinstance(cache, cache_utils.DynamicCache) or not all(
