@@ -19,7 +19,7 @@ from .environment import describe_environment
 
 # %% auto #0
 __all__ = ['ConfigError', 'ConfigBase', 'set_seed', 'atomic_write_text', 'write_json', 'read_json', 'atomic_dir', 'jsonl_line',
-           'write_jsonl', 'read_jsonl', 'RecordStore', 'MissingStageError', 'is_main_process', 'Run']
+           'write_jsonl', 'iter_jsonl', 'read_jsonl', 'RecordStore', 'MissingStageError', 'is_main_process', 'Run']
 
 # %% ../nbs/00_core.ipynb #36419796
 class ConfigError(ValueError):
@@ -193,16 +193,23 @@ def write_jsonl(path, rows: Iterable) -> Path:
     "Atomically write `rows` as JSONL."
     return atomic_write_text(path, "".join(jsonl_line(r) for r in rows))
 
-def read_jsonl(path, what: str = "records") -> list[dict]:
-    "All objects of a JSONL file (blank lines skipped); a bad line raises an error naming the file and line."
+def iter_jsonl(path,
+               what: str = "records",                 # what the file holds, for the not-found message
+               error: type[Exception] = ValueError,   # the exception a bad line raises (a stage's own error type)
+               hint: str = "fix or remove that line", # what to do about a bad line
+               ) -> Iterator[tuple[int, Any]]:
+    "(line number, object) for each non-blank line of a JSONL file; a bad line raises `error` naming the file and line."
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"{path}: {what} file not found")
-    out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1):
+    for n, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1):   # not splitlines(): U+2028 in model text
         if not line.strip(): continue
-        try: out.append(json.loads(line))
-        except json.JSONDecodeError as e: raise ValueError(f"{path}:{n}: not valid JSON ({e.msg}); fix or remove that line") from None
-    return out
+        try: obj = json.loads(line)
+        except json.JSONDecodeError as e: raise error(f"{path}:{n}: not valid JSON ({e.msg}); {hint}") from None
+        yield n, obj
+
+def read_jsonl(path, what: str = "records") -> list[dict]:
+    "All objects of a JSONL file (blank lines skipped); a bad line raises an error naming the file and line."
+    return [obj for _, obj in iter_jsonl(path, what)]
 
 # %% ../nbs/00_core.ipynb #4904b7f1
 class RecordStore:

@@ -284,6 +284,7 @@ class Generator:
         self.config = (config or GenerationConfig()).replace(**kw) if kw else (config or GenerationConfig())
         self.progress = progress
         self.eos_ids = self._eos_ids()
+        self._no_prefix_cache = False   # set once the model's cache turns out not to be shareable
 
     def _eos_ids(self) -> list[int]:
         ids = self.model.generation_config.eos_token_id
@@ -301,8 +302,7 @@ class Generator:
         tok, model = self.tokenizer, self.model
         pad, dev = tok.pad_token_id, next(model.parameters()).device
         n_pre = shared_prefix_length(batch_ids) if len(batch_ids) > 1 and cfg.prefix_cache_min_tokens > 0 else 0
-        if n_pre < cfg.prefix_cache_min_tokens: n_pre = 0
-        cache = self._prefix_cache(batch_ids[0][:n_pre], len(batch_ids), dev) if n_pre else None
+        cache = self._prefix_cache(batch_ids[0][:n_pre], len(batch_ids), dev) if n_pre >= max(cfg.prefix_cache_min_tokens, 1) else None
         if cache is None: n_pre = 0
         prefix, rest = batch_ids[0][:n_pre], [x[n_pre:] for x in batch_ids]
         width = n_pre + max(len(x) for x in rest)
@@ -330,12 +330,14 @@ class Generator:
         """KV cache of `prefix`, computed once (batch 1) and repeated for every row of the batch; None when the cache
         is not plain per-layer keys/values (recurrent or linear-attention layers must see each row's own tokens)."""
         from transformers import cache_utils
+        if self._no_prefix_cache: return None
         if getattr(self.model.generation_config, "cache_implementation", None) not in (None, "dynamic", "hybrid"):
             return None                                 # generate() refuses a cache object next to a cache_implementation
         cache = self.model(input_ids=torch.tensor([prefix], device=device), use_cache=True).past_key_values
         linear = getattr(cache_utils, "LinearAttentionCacheLayerMixin", ())
         if not isinstance(cache, cache_utils.DynamicCache) or not all(
-            isinstance(l, cache_utils.DynamicLayer) and not isinstance(l, linear) for l in cache.layers): return None
+            isinstance(l, cache_utils.DynamicLayer) and not isinstance(l, linear) for l in cache.layers):
+            self._no_prefix_cache = True; return None   # the model's cache kind does not change: skip this forward from now on
         cache.batch_repeat_interleave(batch_size)                                           # (B, heads, P, d) per layer
         return cache
 

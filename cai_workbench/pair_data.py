@@ -6,11 +6,11 @@ Docs: https://cai-workbench.github.io/cai-workbench/pair_data.html.md"""
 
 # %% ../nbs/04c_pair_data.ipynb #7b28e2b9
 from __future__ import annotations
-import itertools, json, random
+import itertools, random
 from pathlib import Path
 from typing import Sequence
 
-from .core import atomic_dir, atomic_write_text, write_jsonl
+from .core import atomic_dir, atomic_write_text, iter_jsonl, write_jsonl
 
 # %% auto #0
 __all__ = ['PAIRINGS', 'DATASET_COLUMNS', 'check_pair', 'load_pair_file', 'load_training_pairs', 'pair_indices', 'revision_pairs',
@@ -60,12 +60,8 @@ def load_pair_file(path,
     "Read and check a JSONL pair file (every line, before returning any); adds `id` = line number where absent."
     path = Path(path)
     if duplicates not in ("error", "prefer_human"): raise ValueError(f"duplicates={duplicates!r}: use 'error' or 'prefer_human'")
-    if not path.exists(): raise FileNotFoundError(f"{path}: pair file not found")
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1):   # not splitlines(): U+2028 in model text
-        if not line.strip(): continue
-        try: r = json.loads(line)
-        except json.JSONDecodeError as e: raise ValueError(f"{path}:{n}: not valid JSON ({e.msg})") from None
+    for n, r in iter_jsonl(path, "pair"):
         check_pair(r, f"{path}:{n}")
         if labelled: _check_labelled(r, f"{path}:{n}")
         rows.append({**r, "id": str(r.get("id", n))})
@@ -107,10 +103,7 @@ def _first(r: dict, keys) -> str | None:
 def revision_pairs(path) -> list[dict]:
     "Pairs (revision preferred over initial) from critique_revision `records.jsonl`; errors name the line and field."
     path, out = Path(path), []
-    for i, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1):   # not splitlines(): U+2028 in model text
-        if not line.strip(): continue
-        try: r = json.loads(line)
-        except json.JSONDecodeError as e: raise ValueError(f"{path}:{i}: not valid JSON ({e.msg})") from None
+    for i, r in iter_jsonl(path, "critique records"):
         ini, rev = _first(r, _INITIAL_KEYS), _first(r, _REVISED_KEYS)
         if not isinstance(r.get("prompt"), str) or ini is None or rev is None:
             raise ValueError(f"{path}:{i} (id {r.get('id')!r}): lacks prompt / initial response ({'/'.join(_INITIAL_KEYS)}) / "

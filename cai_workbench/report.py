@@ -32,7 +32,7 @@ def plot_helpful_harmless(summary: dict):
         m = summary["metrics"][s]
         x = 1 - m["over_refusal_benign"] if m.get("n_benign") else float("nan")
         y = m["refusal_harmful"] if m.get("n_harmful") else float("nan")
-        ax.scatter([x], [y], s=60, label=s); at.setdefault((round(x, 3), round(y, 3)), []).append(s)
+        ax.scatter([x], [y], s=60); at.setdefault((round(x, 3), round(y, 3)), []).append(s)
     for (x, y), names in at.items(): ax.annotate(", ".join(names), (x, y), textcoords="offset points", xytext=(6, 4))
     ax.set(xlim=(-0.05, 1.05), ylim=(-0.05, 1.05), xlabel="helpfulness: benign prompts answered",
            ylabel="harmlessness: harmful prompts refused", title="Helpfulness vs harmlessness")
