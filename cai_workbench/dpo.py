@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .core import ConfigBase, Run, write_json, set_seed
+from .checkpoints import CheckpointSettings, checkpoint_args, finish_checkpoints, resume_point
 
 from .environment import detect_device
 from .models import LoraSpec, load_model, save_adapter
@@ -21,7 +22,7 @@ __all__ = ['DPOStageConfig', 'select_pairs', 'smoothing_from_soft_labels', 'DPOR
 
 # %% ../nbs/07_dpo.ipynb #ad3792b8
 @dataclass
-class DPOStageConfig(ConfigBase):
+class DPOStageConfig(CheckpointSettings):   # save_every / keep_last / keep_checkpoints
     "Settings of the DPO stage (the TRL `DPOConfig` is built from these)."
     pair_sources: list[str] = field(default_factory=lambda: ["ai", "revision"])  # which pairs; human-labelled pairs are always used
     min_confidence: float = 0.0       # drop AI pairs whose |2·soft_label − 1| is below this (0 keeps all)
@@ -126,13 +127,13 @@ def train_dpo(model, tokenizer, pairs: list[dict], config: DPOStageConfig, outpu
     args = DPOConfig(output_dir=str(output_dir), beta=config.beta, loss_type=[config.loss_type], label_smoothing=label_smoothing,
                      learning_rate=config.learning_rate, max_steps=config.max_steps, num_train_epochs=config.num_train_epochs,
                      per_device_train_batch_size=config.batch_size, gradient_accumulation_steps=config.gradient_accumulation_steps,
-                     max_length=config.max_length, logging_steps=1, save_strategy="no", report_to="none", seed=config.seed,
+                     max_length=config.max_length, logging_steps=1, **checkpoint_args(config, "dpo"), seed=config.seed,
                      bf16=dev.mixed_precision == "bf16", fp16=dev.mixed_precision == "fp16", use_cpu=dev.kind == "cpu",
                      disable_tqdm=not progress, dataloader_num_workers=0)
     peft_config = None if isinstance(model, PeftModel) else config.lora.peft_config()
     trainer = DPOTrainer(model=model, args=args, train_dataset=_to_conversational(pairs), processing_class=tokenizer,
                          peft_config=peft_config)
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resume_point(trainer))
     return trainer
 
 # %% ../nbs/07_dpo.ipynb #5e6b3eef
@@ -155,7 +156,7 @@ def run_dpo(run: Run, config: DPOStageConfig | None = None, model: str = "embedd
     smoothing = smoothing_from_soft_labels(pairs) if config.soft_label_smoothing else config.label_smoothing
     t0 = time.time()
     with run.stage("dpo", pairs=len(pairs)) as d:
-        trainer = train_dpo(policy, tok, pairs, config, d/"trainer", label_smoothing=smoothing, progress=progress)
+        trainer = train_dpo(policy, tok, pairs, config, d/"checkpoints", label_smoothing=smoothing, progress=progress)
         hist = trainer.state.log_history
         peft_model = trainer.model
         if "ref" in getattr(peft_model, "peft_config", {}): peft_model.delete_adapter("ref")
@@ -169,5 +170,5 @@ def run_dpo(run: Run, config: DPOStageConfig | None = None, model: str = "embedd
         write_json(d/"metrics.json", {"summary": res.summary(), "config": config.to_dict(), "log_history": hist, "dropped": dropped,
                                       "label_smoothing": smoothing, "reference": reference})
         plot_dpo_curves(hist, d/"curves.png")
-        import shutil; shutil.rmtree(d/"trainer", ignore_errors=True)
+        finish_checkpoints(d/"checkpoints", config)
     return res

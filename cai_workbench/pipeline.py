@@ -61,6 +61,8 @@ class PipelineConfig(ConfigBase):
     skip_done: bool = True              # skip stages the manifest says are done (resume)
     s3: str | None = None               # push the run folder here at the end (s3://bucket/prefix)
     sync_after_stage: bool = False      # ... and after every stage
+    report_to: str | list[str] = "none" # experiment tracking: "none", "tensorboard", "mlflow" or a list (see tracking)
+    tracking_uri: str | None = None     # MLflow: folder, server URL or SageMaker tracking-server ARN (default <runs_dir>/mlruns)
     critique_revision: dict = field(default_factory=dict)
     sft: dict = field(default_factory=dict)
     preferences: dict = field(default_factory=dict)
@@ -158,13 +160,15 @@ def run_pipeline(
     run = Run.create(Path(run_dir) if run_dir else Path(config.runs_dir)/config.name, config=config, seed=config.seed, device=config.device)
     set_seed(config.seed)
     res = PipelineResult(run)
-    for i, stage in enumerate(stages, 1):
+    from cai_workbench.tracking import Tracker
+    with Tracker(run, config.report_to, config.tracking_uri, config=config.to_dict()) as tracker:   # one run = one MLflow run
+      for i, stage in enumerate(stages, 1):
         if config.skip_done and not force and run.is_done(stage):
             print(f"[{i}/{len(stages)}] {stage}: done already (skipped; --force reruns it)"); res.results[stage] = None; continue
         print(f"[{i}/{len(stages)}] {stage} ...", flush=True)
         _, runner = STAGES[stage].load()
         t0 = time.time()
-        out = runner(run, configs[stage], model=config.model)
+        with tracker.stage(stage): out = runner(run, configs[stage], model=config.model)
         res.results[stage] = out
         m = run.manifest
         info = m["stages"].setdefault(stage, {"status": "done"})
@@ -189,6 +193,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--force", action="store_true", help="rerun stages that are already done")
     r.add_argument("--model", help="override the config's model")
     sub.add_parser("env", help="describe the device, dtypes, platform and versions")
+    e = sub.add_parser("estimate", help="predict tokens, wall time and cost per stage before launching")
+    e.add_argument("config", help="YAML config file or preset name")
+    e.add_argument("--instance", default="local", help="SageMaker instance type, e.g. ml.g5.2xlarge (default: local)")
+    e.add_argument("--reference", help="a finished smaller run folder whose measured throughput to use")
+    e.add_argument("--price", type=float, help="USD per instance-hour (overrides the price table)")
     sub.add_parser("presets", help="list the built-in presets")
     return ap
 
@@ -196,6 +205,11 @@ def main(argv: list[str] | None = None) -> int:
     "Entry point of the `cai-workbench` command."
     a = _parser().parse_args(argv)
     if a.cmd == "env": print(describe_environment()); return 0
+    if a.cmd == "estimate":
+        from cai_workbench.estimate import estimate
+        try: print(estimate(a.config, a.instance, reference=a.reference, prices={a.instance: a.price} if a.price else None))
+        except (ConfigError, ValueError, FileNotFoundError) as e: print(f"error: {e}", file=sys.stderr); return 2
+        return 0
     if a.cmd == "presets":
         for p in sorted(PRESETS_DIR.glob("*.yaml")): print(f"{p.stem:<10} {p}")
         return 0

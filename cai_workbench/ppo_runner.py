@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .core import ConfigError, RecordStore, Run, atomic_dir, atomic_write_text, read_json, set_seed, write_json
+from .tracking import log_metrics
 from .models import (EMBEDDED, GenerationConfig, Generator, _adapter_base, load_model, load_tokenizer,
                                   resolve_model_path)
 from .ppo import (AdaptiveKLController, PPOConfig, PPODivergedError, PolicyValueModel, RewardFn,
@@ -227,7 +228,7 @@ def run_ppo(
                    "response_len": ro.mask.sum(1).mean().item(), "eos_frac": sum(ro.finished) / B,
                    "wall_s": round(time.time() - t_up, 3), "sample": ro.texts[0][:200]}
             kl_ctl.update(kl, B)
-            store.append(rec)
+            store.append(rec); log_metrics(rec, step=k + 1)      # TRL's names, to the run's trackers
             if (k + 1) % config.save_every == 0 or k + 1 == config.total_updates:
                 save_checkpoint(ckpt, pv, optimizer, kl_ctl, k + 1, config)
         metrics = sorted(store.records(), key=lambda m: m["update"])

@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 import torch
 
 from .core import ConfigBase, Run, atomic_dir, read_json, set_seed, write_json, atomic_write_text, jsonl_line, read_jsonl
+from .checkpoints import CheckpointSettings, checkpoint_args, finish_checkpoints, resume_point
 
 from .environment import detect_device
 from .models import LoraSpec, _adapter_base, load_model, model_id, save_adapter
@@ -25,7 +26,7 @@ __all__ = ['RewardFunc', 'RLStageConfig', 'RLOOStageConfig', 'GRPOStageConfig', 
 
 # %% ../nbs/06a_rloo_grpo.ipynb #eb66c680
 @dataclass
-class RLStageConfig(ConfigBase):
+class RLStageConfig(CheckpointSettings):   # save_every / keep_last / keep_checkpoints
     "Settings shared by the RLOO and GRPO stages (TRL trainers, LoRA policy, our reward model)."
     prompts: str = "red-team"          # prompt source for `prompts.load_prompts` (built-in name, file, hh-rlhf:..., hf:...)
     prompt_limit: int | None = 16      # use at most this many prompts (None: all)
@@ -188,7 +189,7 @@ def _trl_args(method: str, config: RLStageConfig, out: str, seed: int, dev):
     _, Args = _trainer_cls(method)
     kw = dict(output_dir=out, per_device_train_batch_size=config.batch_size, num_generations=config.num_generations,
               max_completion_length=config.max_completion_length, max_steps=config.max_steps, learning_rate=config.learning_rate,
-              beta=config.beta, temperature=config.temperature, logging_steps=1, save_strategy="no", report_to=[], seed=seed,
+              beta=config.beta, temperature=config.temperature, logging_steps=1, **checkpoint_args(config, method), seed=seed,
               use_cpu=dev.kind == "cpu", bf16=dev.mixed_precision == "bf16", fp16=dev.mixed_precision == "fp16",
               gradient_checkpointing=False, disable_tqdm=False, log_completions=False, dataloader_num_workers=0)
     if method == "rloo": kw["normalize_advantages"] = config.normalize_advantages
@@ -196,7 +197,6 @@ def _trl_args(method: str, config: RLStageConfig, out: str, seed: int, dev):
     return Args(**kw)
 
 def _run_rl(method: str, run: Run, config: RLStageConfig, model: str, reward_fn: RewardFunc | None, prompts) -> RLResult:
-    import tempfile
     from datasets import Dataset
     seed = run.seed if config.seed is None else config.seed
     texts = _prompt_texts(config, prompts, seed)
@@ -227,17 +227,17 @@ def _run_rl(method: str, run: Run, config: RLStageConfig, model: str, reward_fn:
         ds = Dataset.from_list([{"prompt": msgs(t)} for t in texts])
         Trainer, _ = _trainer_cls(method)
         log = StepMetrics(out/"metrics.jsonl", method)
-        with tempfile.TemporaryDirectory() as tmp:
-            trainer = Trainer(model=policy, reward_funcs=reward_fn, args=_trl_args(method, config, tmp, seed, dev),
-                              train_dataset=ds, processing_class=tok, callbacks=[log],
-                              peft_config=None if sft is not None else config.lora.peft_config())
-            trainer.train()
+        trainer = Trainer(model=policy, reward_funcs=reward_fn, args=_trl_args(method, config, str(d/"checkpoints"), seed, dev),
+                          train_dataset=ds, processing_class=tok, callbacks=[log],   # checkpoints in the stage folder survive a kill
+                          peft_config=None if sft is not None else config.lora.peft_config())
+        trainer.train(resume_from_checkpoint=resume_point(trainer))
         pm = trainer.model
         if "ref" in pm.peft_config: pm.delete_adapter("ref")    # TRL's frozen copy of the SFT adapter
         save_adapter(pm, out/"adapter", base_model=str(model), tokenizer=tok, method=method, steps=config.max_steps,
                      started_from=str(sft) if sft else "base")
         plot_rl_curves(log.rows, out/"curves.png", title=f"{method.upper()} on {model} ({run.name})")
         res = RLResult(d, method, log.rows, time.time() - t0, 0.0)
+        finish_checkpoints(d/"checkpoints", config, into=out)
     res.peak_mem_mb = mem.mb
     write_json(d/"metrics.json", {**res.summary(), "rss_at_start_mb": round(mem.start_mb, 1),
                                   "process_peak_rss_mb": round(mem.process_peak_mb, 1), "key": key,
