@@ -10,7 +10,7 @@ demo: install
 
 ## Install everything, then run every test (notebooks, pytest, browser tests).
 test:
-	EXTRAS=dev,sagemaker bash scripts/install.sh
+	EXTRAS=dev,sagemaker,tracking bash scripts/install.sh
 	bash scripts/test.sh
 
 ## Notebooks -> library (run after editing nbs/).

@@ -51,16 +51,20 @@ def _hash_dataset(h, ds) -> None:
             for buf in chunk.buffers():
                 if buf is not None: h.update(memoryview(buf))
 
+def _canon(o):
+    "JSON for what json cannot write: sets sorted (their order changes with PYTHONHASHSEED, e.g. LoRA target_modules), else str."
+    return sorted(map(str, o)) if isinstance(o, (set, frozenset)) else str(o)
+
 def fingerprint_parts(trainer) -> dict[str, str]:
     "Hashes (12 hex) of each part that decides a trainer's trajectory: args, model, adapter config, initial trainable weights, data."
     import torch
     hs = {k: hashlib.sha256() for k in ("args", "model", "adapters", "weights", "data")}
     args = {k: v for k, v in trainer.args.to_dict().items() if k not in _NOT_TRAJECTORY}
-    hs["args"].update(json.dumps(args, sort_keys=True, default=str).encode())
+    hs["args"].update(json.dumps(args, sort_keys=True, default=_canon).encode())
     m = trainer.model
     hs["model"].update(str(getattr(getattr(m, "config", None), "_name_or_path", type(m).__name__)).encode())
     for name, pc in sorted(getattr(m, "peft_config", {}).items()):
-        hs["adapters"].update(name.encode()); hs["adapters"].update(json.dumps(pc.to_dict(), sort_keys=True, default=str).encode())
+        hs["adapters"].update(name.encode()); hs["adapters"].update(json.dumps(pc.to_dict(), sort_keys=True, default=_canon).encode())
     for name, p in m.named_parameters():
         if p.requires_grad: hs["weights"].update(name.encode()); hs["weights"].update(p.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
     _hash_dataset(hs["data"], trainer.train_dataset)
