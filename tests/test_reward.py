@@ -192,3 +192,20 @@ def test_multi_turn_human_pairs_are_scored_against_the_whole_conversation(tmp_pa
     rmt = RewardModel(None, load_tokenizer("tiny", padding_side="right"))
     text = rmt.tokenizer.decode(rmt.encode(rm.prompts[0], "To bake bread"))
     assert text.index("hi there") < text.index("Hello!") < text.index("bake bread?") < text.index("To bake bread")
+
+
+def test_reward_pools_the_token_trl_trains_on_when_a_reply_ends_in_eos_equal_pad(tmp_path):
+    "A chat template that ends each turn with EOS, and pad == EOS: scoring reads the last non-pad token, as TRL's training does."
+    ad = random_reward_adapter(tmp_path/"rm", base="tiny", seed=3)
+    rm = RewardModel.load(ad, device="cpu", dtype="float32")
+    tok = rm.tokenizer
+    assert tok.pad_token_id == tok.eos_token_id
+    tok.chat_template = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
+                         "'<|im_end|>'}}{% endfor %}")                      # no newline after the last <|im_end|>
+    prompts, replies = ["Plan a trip.", "Write a poem about bread, please."], ["Go to the sea.", "Bread"]
+    ids = [rm.encode(p, r) for p, r in zip(prompts, replies)]
+    assert all(x[-1] == tok.eos_token_id for x in ids)
+    got = rm.score(prompts, replies)
+    with torch.no_grad():          # what TRL's RewardTrainer optimises: the sequence-classification model's own pooled logit
+        want = [rm.model(input_ids=torch.tensor([x])).logits[0, 0].item() for x in ids]
+    assert got == pytest.approx(want, abs=1e-5)
