@@ -14,7 +14,8 @@ and exits 1 at the end, naming each failure and the cell it stopped in.
 
 Outputs are scrubbed of what changes from run to run, so a rerun gives a small, reviewable diff: the repository's
 absolute path, the home folder and temporary folders, memory addresses (`0x7f...`), ISO timestamps, durations
-(`12.3 s`, `train_runtime`, `it/s`), ANSI colour codes and progress-bar redraws (`\\r`). Then `nbdev-clean` runs
+(`12.3 s`, `train_runtime`, `it/s`), ANSI colour codes and progress-bar redraws (`\\r`); a live widget's output (its model id changes every run and no widget state is
+saved) becomes a one-line note, the static `views.snapshot` beside it showing the view. Then `nbdev-clean` runs
 on the written notebooks (it keeps outputs: `clear_all = false` in pyproject.toml) and the time per notebook is
 printed and written to test-artifacts/notebooks-timing.json.
 """
@@ -67,6 +68,8 @@ def scrub(s: str, root: Path = ROOT) -> str:
     return _DUR.sub(r"…\1\2", s)
 
 
+WIDGET = "application/vnd.jupyter.widget-view+json"
+WIDGET_NOTE = "[live ipywidgets view: it appears when the notebook runs in a kernel]"
 _TEXT_MIMES = ("text/plain", "text/html", "text/markdown", "text/latex", "application/javascript")
 
 
@@ -78,6 +81,8 @@ def scrub_outputs(cell) -> None:
             o["text"] = scrub("".join(o["text"]))
             if not o["text"].strip(): continue
         elif o.get("output_type") in ("display_data", "execute_result"):
+            if WIDGET in o.get("data", {}):  # no widget state is saved (its model id changes every run): say what it is
+                o["data"] = {"text/plain": WIDGET_NOTE}
             for k in _TEXT_MIMES:
                 if k in o.get("data", {}):
                     v = o["data"][k]

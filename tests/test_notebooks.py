@@ -62,6 +62,8 @@ def test_saved_outputs_are_clean(path):
         assert str(REPO) not in t, f"{path.name}: an output holds this checkout's absolute path {REPO}"
         assert "\x1b[" not in t, f"{path.name}: an output holds ANSI escape codes"
         assert not re.search(r"\bat 0x[0-9a-f]{6,}", t), f"{path.name}: an output holds a memory address: {t[:200]!r}"
+    widgets = [c["id"] for c in _code_cells(nb) for o in c.get("outputs", []) if run_notebooks.WIDGET in o.get("data", {})]
+    assert not widgets, f"{path.name}: cells {widgets} saved a widget view (its model id changes every run): run `make notebooks`"
 
 
 def test_scrub_replaces_what_changes_between_runs(tmp_path):
@@ -82,8 +84,11 @@ def test_scrub_replaces_what_changes_between_runs(tmp_path):
 def test_scrub_outputs_drops_empty_streams_and_scrubs_html():
     cell = {"outputs": [{"output_type": "stream", "name": "stderr", "text": ["\r  0%|   |\r"]},
                         {"output_type": "execute_result", "data": {"text/html": [f"<p>{REPO}/nbs at 0xdeadbeef00</p>"]}}]}
+    cell["outputs"].append({"output_type": "display_data", "metadata": {}, "data": {
+        run_notebooks.WIDGET: {"model_id": "b2ebe333a8cf40bc92b55c88285437d0", "version_major": 2}, "text/plain": ["VBox(...)"]}})
     run_notebooks.scrub_outputs(cell)
-    assert len(cell["outputs"]) == 1 and cell["outputs"][0]["data"]["text/html"] == "<p>nbs at 0x…</p>"
+    assert len(cell["outputs"]) == 2 and cell["outputs"][0]["data"]["text/html"] == "<p>nbs at 0x…</p>"
+    assert cell["outputs"][1]["data"] == {"text/plain": run_notebooks.WIDGET_NOTE}  # no model id that changes every run
 
 
 def test_cells_that_never_run_are_recognised():
