@@ -928,6 +928,7 @@ d = { 'settings': { 'branch': 'main',
                                      'cai_workbench.views.diff_counts': ('views.html#diff_counts', 'cai_workbench/views.py'),
                                      'cai_workbench.views.esc': ('views.html#esc', 'cai_workbench/views.py'),
                                      'cai_workbench.views.section': ('views.html#section', 'cai_workbench/views.py'),
+                                     'cai_workbench.views.snapshot': ('views.html#snapshot', 'cai_workbench/views.py'),
                                      'cai_workbench.views.text_block': ('views.html#text_block', 'cai_workbench/views.py'),
                                      'cai_workbench.views.view_html': ('views.html#view_html', 'cai_workbench/views.py'),
                                      'cai_workbench.views.word_diff_html': ('views.html#word_diff_html', 'cai_workbench/views.py')}}}
