@@ -37,7 +37,7 @@ class PPOConfig(ConfigBase):
     ppo_epochs: int = 2                 # passes over each rollout batch
     max_new_tokens: int = 48            # response length cap
     temperature: float = 1.0            # sampling temperature of rollouts (log-probs use the same)
-    top_p: float = 1.0
+    top_p: float = 1.0                  # must stay 1: rollouts sample from exactly softmax(logits/temperature), the scored distribution
     system_prompt: str | None = None
     # --- optimisation
     learning_rate: float = 5e-5         # AdamW, policy + value parameters
@@ -87,6 +87,8 @@ class PPOConfig(ConfigBase):
         if self.target_kl <= 0: bad("target_kl", "must be > 0 nats")
         if self.max_kl <= self.target_kl: bad("max_kl", f"must exceed target_kl ({self.target_kl})")
         if self.temperature <= 0: bad("temperature", "PPO rollouts must sample: use a temperature > 0")
+        if self.top_p != 1.0: bad("top_p", "PPO scores log-probs of softmax(logits/temperature); nucleus sampling would make the "
+                                  "ratio and KL off-policy: use top_p=1.0 (lower the temperature to sharpen sampling)")
         if self.max_grad_norm <= 0: bad("max_grad_norm", "must be > 0")
 
 # %% ../nbs/06_ppo.ipynb #62319983
@@ -267,7 +269,7 @@ def collect_rollouts(model: PolicyValueModel, gen: Generator, prompts: list[str]
                      config: PPOConfig, kl_coef: float, seed: int | None = None) -> Rollout:
     "Sample responses for `prompts` and turn them into advantages and returns."
     model.use("policy")
-    gens = gen.generate(prompts, seed=seed, keep_token_ids=True, temperature=config.temperature, top_p=config.top_p,
+    gens = gen.generate(prompts, seed=seed, keep_token_ids=True, temperature=config.temperature, top_p=1.0, exact=True,
                         max_new_tokens=config.max_new_tokens, desc="rollouts")
     queries = gen.encode(prompts)
     responses = [g.token_ids or [gen.tokenizer.eos_token_id] for g in gens]

@@ -180,8 +180,9 @@ def calibration_table(diffs, targets, bins: int = 10) -> tuple[list[dict], float
     return rows, (sum(r["n"]*abs(r["pred"] - r["obs"]) for r in rows)/n if n else float("nan"))
 
 def evaluate_pairs(rm: RewardModel, pairs: list[dict], batch_size: int = 16, bins: int = 10, desc: str = "score pairs") -> dict:
-    "Accuracy (with Wilson interval), calibration and the raw rewards of `pairs` (dicts with prompt/chosen/rejected)."
-    prompts = [p["prompt"] for p in pairs]
+    """Accuracy (with Wilson interval), calibration and the raw rewards of `pairs` (dicts with prompt/chosen/rejected).
+    A pair with a `context` (hh-rlhf: every turn before the reply) is scored against that whole conversation."""
+    prompts = [p.get("context") or p["prompt"] for p in pairs]
     both = rm.score(prompts*2, [p["chosen"] for p in pairs] + [p["rejected"] for p in pairs], batch_size=batch_size,
                     progress=True, desc=desc)
     r_c, r_r = both[:len(pairs)], both[len(pairs):]
@@ -190,6 +191,7 @@ def evaluate_pairs(rm: RewardModel, pairs: list[dict], batch_size: int = 16, bin
     table, ece = calibration_table([c - r for c, r in zip(r_c, r_r)], targets, bins)
     lo, hi = wilson_interval(k, n)
     return {"n": n, "accuracy": k/n if n else float("nan"), "ci95": [lo, hi], "ece": ece,
+            "multi_turn": sum(len(p.get("context") or []) > 1 for p in pairs),
             "mean_margin": sum(c - r for c, r in zip(r_c, r_r))/max(n, 1), "calibration": table,
             "rewards_chosen": r_c, "rewards_rejected": r_r}
 
