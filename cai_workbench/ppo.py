@@ -55,7 +55,7 @@ class PPOConfig(ConfigBase):
     init_kl_coef: float = 0.1           # beta: per-token KL penalty in the reward
     adaptive_kl: bool = True            # Ziegler et al.'s proportional controller towards `target_kl`
     target_kl: float = 6.0              # nats per response the controller aims for
-    kl_horizon: int | None = None       # controller horizon in rollouts; None: a tenth of the run's rollouts (see AdaptiveKLController.for_config)
+    kl_horizon: int | None = None       # controller horizon in rollouts; None: 10 updates' worth (see AdaptiveKLController.for_config)
     max_kl: float = 50.0                # stop the run when the KL to the reference exceeds this (diverged)
     # --- reward shaping
     missing_eos_penalty: float | None = None  # subtracted from the score of responses that hit max_new_tokens
@@ -104,10 +104,10 @@ class AdaptiveKLController:
 
     @classmethod
     def for_config(cls, config) -> AdaptiveKLController:
-        """The controller of a `PPOConfig`. Its horizon defaults to a tenth of the run's rollouts, so β can move by up
-        to e^±2 (×7.4) over the run; a fixed 10,000-rollout horizon would move it by about 0.3% in a 160-rollout run."""
-        run = config.total_updates * config.batch_size
-        horizon = config.kl_horizon or max(1, run // 10)
+        """The controller of a `PPOConfig`. Its horizon defaults to 10 updates' rollouts: β moves up to ±2% per update,
+        Ziegler et al.'s K_β = 0.1 per batch, whatever the batch size (a fixed 10,000-rollout horizon moves it by about
+        0.3% over a 160-rollout run). It does not depend on `total_updates`, so extending a run resumes it exactly."""
+        horizon = config.kl_horizon or 10 * config.batch_size
         return cls(config.init_kl_coef, config.target_kl, horizon, config.adaptive_kl)
 
     def update(self, kl: float, n_rollouts: int) -> float:
