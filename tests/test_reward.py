@@ -243,3 +243,17 @@ def test_pairs_are_filtered_before_training(tmp_path):
     assert res.metrics["filtered"]["dropped_identical"] == 1 and res.summary()["filtered_out"] == n + 1
     q = json.loads((res.path/"quality.json").read_text())["data_filters"]
     assert q["counts"]["identical"] == 1 and q["examples"]["identical"][0]["id"] == "same"
+
+
+def test_reward_model_sees_the_conversation_it_was_trained_on(tmp_path):
+    "RLOO/GRPO hand the reward model the policy's chat with its system prompt: it is scored as in training (no system)."
+    from cai_workbench.reward import _example
+    ad = random_reward_adapter(tmp_path/"rm", base="tiny", seed=4)
+    rm = RewardModel.load(ad, device="cpu", dtype="float32")
+    ex = _example(dict(id="x", prompt="How do I stay safe online?", chosen="Use strong passwords.", rejected="No."), 1.0, 1.0)
+    trained = rm.tokenizer.apply_chat_template(ex["prompt"] + ex["chosen"], tokenize=True, return_dict=True)["input_ids"]  # TRL's tokenisation
+    chat = [{"role": "system", "content": "You are a careful assistant."}, {"role": "user", "content": "How do I stay safe online?"}]
+    assert rm.encode(chat, "Use strong passwords.") == list(trained)
+    plain = rm.score(["How do I stay safe online?"], ["Use strong passwords."])
+    trl_style = rm.as_reward_func()(prompts=[chat], completions=[[{"role": "assistant", "content": "Use strong passwords."}]])
+    assert trl_style == pytest.approx(plain, abs=1e-6)
