@@ -121,6 +121,7 @@ def plot_dpo_curves(history: list[dict], path) -> Path:
 def train_dpo(model, tokenizer, pairs: list[dict], config: DPOStageConfig, output_dir, label_smoothing: float = 0.0, progress: bool = True):
     "Run TRL's DPOTrainer on `pairs` with `model` (a PeftModel, or a plain model that gets a fresh LoRA). Returns the trainer."
     from trl import DPOConfig, DPOTrainer
+    from cai_workbench.guards import nonfinite_guard
     from peft import PeftModel
     dev = detect_device()
     args = DPOConfig(output_dir=str(output_dir), beta=config.beta, loss_type=[config.loss_type], label_smoothing=label_smoothing,
@@ -131,7 +132,7 @@ def train_dpo(model, tokenizer, pairs: list[dict], config: DPOStageConfig, outpu
                      disable_tqdm=not progress, dataloader_num_workers=0)
     peft_config = None if isinstance(model, PeftModel) else config.lora.peft_config()
     trainer = DPOTrainer(model=model, args=args, train_dataset=_to_conversational(pairs), processing_class=tokenizer,
-                         peft_config=peft_config)
+                         peft_config=peft_config, callbacks=[nonfinite_guard("dpo")])
     trainer.train()
     return trainer
 

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .guards import nonfinite_guard
 from .core import ConfigBase, Run, atomic_dir, read_json, set_seed, write_json
 
 from .environment import detect_device
@@ -150,7 +151,7 @@ def train_reward_model(examples: list[dict], config: RewardConfig, model: str = 
         ds = Dataset.from_list([{c: e[c] for c in cols} for e in examples])
         trainer = SoftLabelRewardTrainer(model=m, args=args, train_dataset=ds, processing_class=tok,
                                          data_collator=SoftPreferenceCollator(pad_token_id=tok.pad_token_id),
-                                         peft_config=config.lora.peft_config("SEQ_CLS"))
+                                         peft_config=config.lora.peft_config("SEQ_CLS"), callbacks=[nonfinite_guard("reward_model")])
         trainer.train()
         log = [h for h in trainer.state.log_history if "loss" in h or "train_loss" in h]
     pm = trainer.model.eval()

@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from .guards import nonfinite_guard
 from .core import ConfigBase, Run, atomic_dir, read_json, set_seed, write_json, atomic_write_text, jsonl_line, read_jsonl
 
 from .environment import detect_device
@@ -229,7 +230,7 @@ def _run_rl(method: str, run: Run, config: RLStageConfig, model: str, reward_fn:
         log = StepMetrics(out/"metrics.jsonl", method)
         with tempfile.TemporaryDirectory() as tmp:
             trainer = Trainer(model=policy, reward_funcs=reward_fn, args=_trl_args(method, config, tmp, seed, dev),
-                              train_dataset=ds, processing_class=tok, callbacks=[log],
+                              train_dataset=ds, processing_class=tok, callbacks=[log, nonfinite_guard(method)],
                               peft_config=None if sft is not None else config.lora.peft_config())
             trainer.train()
         pm = trainer.model

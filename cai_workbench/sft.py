@@ -10,6 +10,7 @@ import json, time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .guards import nonfinite_guard
 from .core import ConfigBase, ConfigError, Run, read_json, set_seed, write_json
 
 from .environment import detect_device
@@ -113,7 +114,7 @@ def run_sft(run: Run, config: SFTStageConfig | None = None, model: str = "embedd
         args = trainer_args(config, d/"_trainer", dev)
         if not progress: args.disable_tqdm = True
         trainer = SFTTrainer(model=m, args=args, train_dataset=data, processing_class=tok,
-                             peft_config=config.lora.peft_config("CAUSAL_LM"))
+                             peft_config=config.lora.peft_config("CAUSAL_LM"), callbacks=[nonfinite_guard("sft")])
         trainer.train()
         losses = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
         save_adapter(trainer.model, d/"adapter", base_model=str(model), tokenizer=tok, stage="sft")
