@@ -55,7 +55,7 @@ class PPOConfig(ConfigBase):
     init_kl_coef: float = 0.1           # beta: per-token KL penalty in the reward
     adaptive_kl: bool = True            # Ziegler et al.'s proportional controller towards `target_kl`
     target_kl: float = 6.0              # nats per response the controller aims for
-    kl_horizon: int = 10000             # controller horizon (in rollouts)
+    kl_horizon: int | None = None       # controller horizon in rollouts; None: 10 updates' worth (see AdaptiveKLController.for_config)
     max_kl: float = 50.0                # stop the run when the KL to the reference exceeds this (diverged)
     # --- reward shaping
     missing_eos_penalty: float | None = None  # subtracted from the score of responses that hit max_new_tokens
@@ -73,8 +73,9 @@ class PPOConfig(ConfigBase):
         def bad(name, why): raise ConfigError(f"PPOConfig.{name}={getattr(self, name)!r}: {why}")
         for n in ("lora", "value_lora"):                      # PPOConfig(lora={"r": 8}) works like from_dict
             if isinstance(getattr(self, n), dict): setattr(self, n, LoraSpec.from_dict(getattr(self, n), where=f"PPOConfig.{n}"))
-        for n in ("total_updates", "batch_size", "minibatch_size", "ppo_epochs", "max_new_tokens", "save_every", "kl_horizon"):
+        for n in ("total_updates", "batch_size", "minibatch_size", "ppo_epochs", "max_new_tokens", "save_every"):
             if getattr(self, n) < 1: bad(n, "must be >= 1")
+        if self.kl_horizon is not None and self.kl_horizon < 1: bad("kl_horizon", "must be >= 1 rollout (or None: scaled to the run)")
         if self.batch_size < 2: bad("batch_size", "needs >= 2 rollouts to whiten advantages")
         if self.minibatch_size > self.batch_size: bad("minibatch_size", f"must be <= batch_size ({self.batch_size})")
         if not 0 < self.learning_rate <= 1e-2:
@@ -94,11 +95,20 @@ class PPOConfig(ConfigBase):
 # %% ../nbs/06_ppo.ipynb #62319983
 @dataclass
 class AdaptiveKLController:
-    "β for the per-token KL penalty; adapts towards `target` nats when `adaptive`."
+    """β for the per-token KL penalty; adapts towards `target` nats when `adaptive` (Ziegler et al. 2019):
+    β ← β·(1 + clip(KL/target − 1, ±0.2)·n/horizon) after a batch of n rollouts."""
     value: float            # current beta
     target: float = 6.0     # target KL (nats per response)
-    horizon: int = 10000    # rollouts over which beta may change by ~e
+    horizon: int = 10000    # rollouts over which beta changes by up to a factor e^0.2 (the clipped error)
     adaptive: bool = True
+
+    @classmethod
+    def for_config(cls, config) -> AdaptiveKLController:
+        """The controller of a `PPOConfig`. Its horizon defaults to 10 updates' rollouts: β moves up to ±2% per update,
+        Ziegler et al.'s K_β = 0.1 per batch, whatever the batch size (a fixed 10,000-rollout horizon moves it by about
+        0.3% over a 160-rollout run). It does not depend on `total_updates`, so extending a run resumes it exactly."""
+        horizon = config.kl_horizon or 10 * config.batch_size
+        return cls(config.init_kl_coef, config.target_kl, horizon, config.adaptive_kl)
 
     def update(self, kl: float, n_rollouts: int) -> float:
         "Move beta after a batch whose mean KL was `kl`; returns the new beta."

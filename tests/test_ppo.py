@@ -268,3 +268,29 @@ def test_checkpoint_resumes_only_with_the_same_config_and_inputs(tmp_path):
         run_ppo(run, cfg, model="tiny", reward_fn=word_count_reward("e"), prompts=PROMPTS[::-1], progress=False)
     res = run_ppo(run, cfg.replace(total_updates=3), model="tiny", reward_fn=word_count_reward("e"), prompts=PROMPTS, progress=False)
     assert res.resumed_from == 2 and len(res.metrics) == 3
+
+
+def test_adaptive_kl_moves_beta_towards_the_target():
+    from cai_workbench.ppo import AdaptiveKLController
+    kc = AdaptiveKLController(0.1, target=6.0, horizon=100)
+    assert kc.update(12.0, 10) == pytest.approx(0.1 * (1 + 0.2 * 10 / 100))     # KL above target: β up (error clipped at +20 %)
+    assert kc.update(6.0, 10) == pytest.approx(0.102)                            # on target: unchanged
+    assert kc.update(3.0, 10) < 0.102                                            # below target: β down
+    assert AdaptiveKLController(0.1, adaptive=False).update(100.0, 8) == 0.1    # fixed β stays fixed
+
+
+def test_kl_horizon_scales_with_the_run():
+    "With the default horizon β moves up to 2% per update whatever the batch size; a fixed 10,000-rollout horizon barely moves it."
+    from cai_workbench.ppo import AdaptiveKLController
+    def trajectory(cfg, kl):
+        kc = AdaptiveKLController.for_config(cfg)
+        return [kc.update(kl, cfg.batch_size) for _ in range(cfg.total_updates)]
+    cfg = PPOConfig(total_updates=20, batch_size=8)
+    assert AdaptiveKLController.for_config(cfg).horizon == 80
+    assert trajectory(cfg, kl=30.0)[-1] == pytest.approx(cfg.init_kl_coef * 1.02**20)   # far above target all run: β x1.49
+    assert trajectory(cfg, kl=0.5)[-1] == pytest.approx(cfg.init_kl_coef * 0.98**20)    # far below: x0.67
+    assert trajectory(cfg.replace(batch_size=64, minibatch_size=4), kl=30.0)[-1] == pytest.approx(cfg.init_kl_coef * 1.02**20)
+    fixed = trajectory(cfg.replace(kl_horizon=10000), kl=30.0)[-1]
+    assert abs(fixed / cfg.init_kl_coef - 1) < 0.004
+    with pytest.raises(ConfigError, match="kl_horizon"):
+        PPOConfig(kl_horizon=0)

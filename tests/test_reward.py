@@ -209,3 +209,34 @@ def test_reward_pools_the_token_trl_trains_on_when_a_reply_ends_in_eos_equal_pad
     with torch.no_grad():          # what TRL's RewardTrainer optimises: the sequence-classification model's own pooled logit
         want = [rm.model(input_ids=torch.tensor([x])).logits[0, 0].item() for x in ids]
     assert got == pytest.approx(want, abs=1e-5)
+
+
+def test_heldout_split_is_by_prompt():
+    "k=3 samples per prompt give 3 pairs that share responses: a prompt's pairs all go to one side of the split."
+    pairs = []
+    for i in range(10):
+        a, b, c = (f"reply {s} to prompt {i}" for s in "abc")
+        pairs += [dict(id=f"{i}-{x}{y}", prompt=f"prompt {i}", chosen=x_, rejected=y_, soft_label=0.8)
+                  for (x, x_), (y, y_) in [(("a", a), ("b", b)), (("a", a), ("c", c)), (("b", b), ("c", c))]]
+    pairs.append(dict(id="tie", prompt="prompt 0", chosen="x", rejected="y", label="tie"))
+    for seed in range(5):
+        train, held = split_pairs(pairs, RewardConfig(eval_fraction=0.2, ties="weight"), seed=seed)
+        train_prompts = {e["prompt"][0]["content"] for e in train}
+        assert {p["prompt"] for p in held}.isdisjoint(train_prompts)
+        train_replies = {e[k][0]["content"] for e in train for k in ("chosen", "rejected")}
+        assert {p[k] for p in held for k in ("chosen", "rejected")}.isdisjoint(train_replies)
+        assert len(held) == 6 and len(train) + len(held) == 30 + ("prompt 0" in train_prompts)
+
+
+def test_reward_model_sees_the_conversation_it_was_trained_on(tmp_path):
+    "RLOO/GRPO hand the reward model the policy's chat with its system prompt: it is scored as in training (no system)."
+    from cai_workbench.reward import _example
+    ad = random_reward_adapter(tmp_path/"rm", base="tiny", seed=4)
+    rm = RewardModel.load(ad, device="cpu", dtype="float32")
+    ex = _example(dict(id="x", prompt="How do I stay safe online?", chosen="Use strong passwords.", rejected="No."), 1.0, 1.0)
+    trained = rm.tokenizer.apply_chat_template(ex["prompt"] + ex["chosen"], tokenize=True, return_dict=True)["input_ids"]  # TRL's tokenisation
+    chat = [{"role": "system", "content": "You are a careful assistant."}, {"role": "user", "content": "How do I stay safe online?"}]
+    assert rm.encode(chat, "Use strong passwords.") == list(trained)
+    plain = rm.score(["How do I stay safe online?"], ["Use strong passwords."])
+    trl_style = rm.as_reward_func()(prompts=[chat], completions=[[{"role": "assistant", "content": "Use strong passwords."}]])
+    assert trl_style == pytest.approx(plain, abs=1e-6)
