@@ -45,6 +45,10 @@ class DPOStageConfig(ConfigBase):
         if bad: raise ValueError(f"pair_sources: unknown source(s) {sorted(bad)}; use 'ai', 'revision', 'human'")
         if not 0 <= self.min_confidence <= 1: raise ValueError(f"min_confidence: {self.min_confidence} must be in [0, 1]")
         if self.beta <= 0: raise ValueError(f"beta: {self.beta} must be > 0")
+        if self.learning_rate <= 0: raise ValueError(f"learning_rate: {self.learning_rate} must be > 0 (0 trains nothing and replaces the adapter)")
+        if self.batch_size < 1 or self.gradient_accumulation_steps < 1:
+            raise ValueError(f"batch_size={self.batch_size}, gradient_accumulation_steps={self.gradient_accumulation_steps}: both must be >= 1")
+        if self.max_steps == 0 or self.max_steps < -1: raise ValueError(f"max_steps: {self.max_steps}; use a positive number, or -1 for num_train_epochs")
 
 # %% ../nbs/07_dpo.ipynb #01a9af9f
 def _labelled_by_ai(p: dict) -> bool:

@@ -67,6 +67,9 @@ class RewardConfig(ConfigBase):
     def __post_init__(self):
         if self.ties not in ("skip", "weight"): raise ValueError(f"ties={self.ties!r}: use 'skip' or 'weight'")
         if not 0 <= self.eval_fraction < 1: raise ValueError(f"eval_fraction={self.eval_fraction}: must be in [0, 1)")
+        if self.learning_rate <= 0: raise ValueError(f"learning_rate={self.learning_rate}: must be > 0 (0 trains nothing and replaces the adapter)")
+        if self.batch_size < 1: raise ValueError(f"batch_size={self.batch_size}: must be >= 1")
+        if self.max_steps == 0 or self.max_steps < -1: raise ValueError(f"max_steps={self.max_steps}: use a positive number, or -1 for epochs")
 
 # %% ../nbs/05_reward_model.ipynb #9abaeb21
 def _example(r: dict, p: float, w: float) -> dict:

@@ -80,3 +80,50 @@ def test_learning_rate_1e30_stops_keeps_the_good_adapter_and_writes_no_nan(tmp_p
     info = _strict_json(run.path/"manifest.json")["stages"][stage]
     assert info["status"] == "failed" and msg[:60] in info["error"]
     for f in run.path.rglob("*.json"): _strict_json(f)
+
+
+# --- config checks that run before any model loads ---------------------------------------------------------------
+from cai_workbench.core import ConfigError
+
+
+@pytest.mark.parametrize("stage, section, field", [
+    ("dpo", {"learning_rate": 0}, "learning_rate"), ("reward_model", {"learning_rate": 0}, "learning_rate"),
+    ("dpo", {"batch_size": 0}, "batch_size"), ("reward_model", {"batch_size": -1}, "batch_size"),
+    ("critique_revision", {"generation": {"batch_size": 0}}, "batch_size"),
+    ("critique_revision", {"generation": {"temperature": -0.5}}, "temperature"),
+    ("critique_revision", {"generation": {"max_new_tokens": 0}}, "max_new_tokens"),
+    ("sft", {"batch_size": 0}, "batch_size"), ("rloo", {"batch_size": 0}, "batch_size"),
+])
+def test_bad_settings_fail_before_any_model_loads(tmp_path, capsys, monkeypatch, stage, section, field):
+    import yaml
+    from cai_workbench import models
+    from cai_workbench.pipeline import main
+    monkeypatch.setattr(models, "load_model", lambda *a, **k: (_ for _ in ()).throw(AssertionError("a model was loaded")))
+    cfg = tmp_path/"c.yaml"; cfg.write_text(yaml.safe_dump({"model": "tiny", "stages": [stage], stage: section}))
+    assert main(["run", str(cfg), "--run-dir", str(tmp_path/"run")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and field in err and "Traceback" not in err, err
+    assert not (tmp_path/"run").exists()                                       # nothing created
+
+
+def test_non_utf8_constitution_names_the_file(tmp_path):
+    from cai_workbench.constitution import ConstitutionError, load_constitution
+    for name in ("c.yaml", "c.md", "c.json"):
+        p = tmp_path/name; p.write_bytes("principles:\n  - name: caf\xe9\n".encode("latin-1"))
+        with pytest.raises(ConstitutionError, match=f"{p}: not UTF-8 text"):
+            load_constitution(p)
+
+
+def test_huge_prompt_is_cut_with_a_warning_and_the_others_answered(tiny):
+    from cai_workbench.models import GenerationConfig, Generator
+    model, tok = tiny
+    gen = Generator(model, tok, GenerationConfig(max_new_tokens=3, batch_size=4), progress=False)
+    huge = "word " * 20_000                                                     # ~20 k tokens, the context is 1024
+    with pytest.warns(UserWarning, match=r"1 of 3 prompt\(s\) are longer than 1021 tokens"):
+        out = gen.generate(["hi", huge, "hello"])
+    assert [o.prompt_tokens for o in out][1] == 1021 and out[0].prompt_tokens < 30 and all(o.completion_tokens > 0 for o in out)
+    with pytest.warns(UserWarning, match="skipped"):
+        out = gen.generate(["hi", huge], long_prompts="skip", max_prompt_tokens=64)
+    assert out[1].finish_reason == "skipped" and out[1].text == "" and out[0].finish_reason in ("stop", "length")
+    ids = gen.encode([huge], cfg=gen.config.replace(max_prompt_tokens=100))[0]          # PPO's queries: the same cut
+    assert len(ids) == 100 and ids[-3:] == gen.encode(["word"])[0][-3:]
