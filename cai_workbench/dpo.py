@@ -159,8 +159,9 @@ def run_dpo(run: Run, config: DPOStageConfig | None = None, model: str = "embedd
         reference = "base model (adapters disabled)"
     smoothing = smoothing_from_soft_labels(pairs) if config.soft_label_smoothing else config.label_smoothing
     t0 = time.time()
-    with run.stage("dpo", pairs=len(pairs)) as d:
-        trainer = train_dpo(policy, tok, pairs, config, d/"trainer", label_smoothing=smoothing, progress=progress)
+    import tempfile
+    with run.stage("dpo", pairs=len(pairs)) as d, tempfile.TemporaryDirectory(prefix="cai-dpo-") as scratch:
+        trainer = train_dpo(policy, tok, pairs, config, scratch, label_smoothing=smoothing, progress=progress)  # removed even on failure
         hist = trainer.state.log_history
         peft_model = trainer.model
         if "ref" in getattr(peft_model, "peft_config", {}): peft_model.delete_adapter("ref")
@@ -174,5 +175,4 @@ def run_dpo(run: Run, config: DPOStageConfig | None = None, model: str = "embedd
         write_json(d/"metrics.json", {"summary": res.summary(), "config": config.to_dict(), "log_history": hist, "dropped": dropped,
                                       "label_smoothing": smoothing, "reference": reference})
         plot_dpo_curves(hist, d/"curves.png")
-        import shutil; shutil.rmtree(d/"trainer", ignore_errors=True)
     return res

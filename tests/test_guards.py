@@ -69,6 +69,7 @@ def test_learning_rate_1e30_stops_keeps_the_good_adapter_and_writes_no_nan(tmp_p
     run = Run.create(tmp_path/"run", seed=0, device="cpu")
     train(run, 1e-3)
     good = (run.path/stage/"adapter"/"adapter_model.safetensors").read_bytes()
+    files = sorted(p.relative_to(run.path).as_posix() for p in (run.path/stage).rglob("*"))
     assert run.is_done(stage)
     if stage == "ppo": (run.path/"ppo"/"checkpoint").rename(run.path/"ppo"/"old-checkpoint")   # a fresh run over a good adapter
     with pytest.raises((NonFiniteError, RuntimeError)) as e:
@@ -77,6 +78,8 @@ def test_learning_rate_1e30_stops_keeps_the_good_adapter_and_writes_no_nan(tmp_p
     assert stage.split("_")[0] in msg.lower() and ("step" in msg or "update" in msg) and "learning_rate" in msg, msg
     assert "nan" in msg.lower() or "non-finite" in msg.lower() or "inf" in msg.lower(), msg
     assert (run.path/stage/"adapter"/"adapter_model.safetensors").read_bytes() == good      # the previous adapter is kept
+    if stage != "ppo":                                                  # (PPO keeps its resume state: metrics, checkpoint)
+        assert sorted(p.relative_to(run.path).as_posix() for p in (run.path/stage).rglob("*")) == files   # no partial files
     info = _strict_json(run.path/"manifest.json")["stages"][stage]
     assert info["status"] == "failed" and msg[:60] in info["error"]
     for f in run.path.rglob("*.json"): _strict_json(f)
