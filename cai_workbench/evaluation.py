@@ -81,11 +81,6 @@ def _load_policies(model: str, adapters: dict, progress: bool = True):
         m.eval()
     return m, tok
 
-def _use_stage(model, stage: str):
-    "Context in which `model` acts as `stage`'s policy."
-    if stage == "base": return model.disable_adapter() if hasattr(model, "disable_adapter") else nullcontext()
-    model.set_adapter(stage); return nullcontext()
-
 # %% ../nbs/08_evaluation.ipynb #4c5002dc
 def _distinct_principles(cons, k: int, seed: int) -> list:
     "k distinct principles, weighted draw (all when k == 0 or k >= len)."
@@ -177,8 +172,8 @@ def run_evaluation(run: Run, config: EvalConfig | None = None, model: str = EMBE
             meta = lambda i, g, s=s: {"stage": s, "prompt_id": prompts[i]["id"], "prompt": prompts[i]["prompt"], "label": prompts[i]["label"],
                                       "category": prompts[i].get("category", ""), "source": prompts[i].get("source", ""),
                                       "refusal": classify_refusal(g.text).label}
-            with _use_stage(pol, s):
-                gens = gen.generate([p["prompt"] for p in prompts], ids=ids, store=store, record=meta, desc=f"answers: {s}")
+            gens = gen.generate([p["prompt"] for p in prompts], ids=ids, store=store, record=meta, desc=f"answers: {s}",
+                                adapter=s)               # the engine switches to stage s's adapter ("base": adapters off)
             texts[s], ntok[s] = [g.text for g in gens], [g.completion_tokens for g in gens]
         # -- 3. judges
         recs = {s: [] for s in stages}
