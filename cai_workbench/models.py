@@ -302,7 +302,7 @@ class Generator:
                           completion_tokens=len(comp) + (stop is not None), finish_reason="stop" if stop is not None else "length",
                           token_ids=(comp + new_ids[stop:stop+1] if stop is not None else comp) if keep_ids else None)
 
-# %% ../nbs/02_models.ipynb #90e8edfa
+# %% ../nbs/02_models.ipynb #aa026ecf
 @patch
 def generate(
     self: Generator,
@@ -328,7 +328,8 @@ def generate(
                 r = store[str(ids[i])]
                 results[i] = Generation(r["text"], r.get("prompt_tokens", 0), r.get("completion_tokens", 0), r.get("finish_reason", "stop"))
     shards = Shards.current() if cfg.shard else Shards()
-    todo = shards.agree([i for i in range(len(prompts)) if results[i] is None])   # rank 0's store decides
+    results = shards.agree(results)                  # rank 0's store decides (the other ranks' are scratch)
+    todo = [i for i in range(len(prompts)) if results[i] is None]
     mine = shards.mine(todo)
     enc = dict(zip(mine, self.encode([prompts[i] for i in mine], system=system)))
     bar = tqdm(total=len(todo), desc=desc, unit="prompt", disable=not self.progress or not todo or not shards.main, leave=False)
