@@ -15,7 +15,8 @@ import torch
 
 # %% auto #0
 __all__ = ['Chunk', 'BACKENDS', 'DEFAULT_BACKEND', 'GenerationBackend', 'register_backend', 'make_backend', 'use_adapter',
-           'shared_prefix_length', 'sampling_kwargs', 'HFBackend', 'HFPagedBackend', 'rank_seed', 'Shards']
+           'shared_prefix_length', 'sampling_kwargs', 'plain_generation_config', 'HFBackend', 'HFPagedBackend',
+           'rank_seed', 'Shards']
 
 # %% ../nbs/02c_backends.ipynb #48a4db31
 Chunk = tuple[list[int], list[list[int]]]   # (indices into the prompts, the new token ids of each)
@@ -89,6 +90,17 @@ def sampling_kwargs(cfg) -> dict:
     if cfg.temperature <= 0: return dict(do_sample=False, temperature=None, top_p=None, top_k=None)
     return dict(do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p, top_k=0)
 
+@contextmanager
+def plain_generation_config(model):
+    "Within: the model's `generation_config` keeps only its token ids and cache kind, so `generate` adds no processors (exact sampling)."
+    from transformers import GenerationConfig as HFGenerationConfig
+    inner = getattr(model, "get_base_model", lambda: model)()
+    old = inner.generation_config
+    keep = ("bos_token_id", "eos_token_id", "pad_token_id", "cache_implementation")
+    inner.generation_config = HFGenerationConfig(**{k: getattr(old, k, None) for k in keep})
+    try: yield
+    finally: inner.generation_config = old
+
 # %% ../nbs/02c_backends.ipynb #a89c8777
 @register_backend("hf")
 class HFBackend:
@@ -119,8 +131,9 @@ def _hf_batch(self: HFBackend, batch_ids: list[list[int]], cfg, seed: int | None
     input_ids = torch.tensor([prefix + [pad]*(width-n_pre-len(x)) + x for x in rest])
     attn = torch.tensor([[1]*n_pre + [0]*(width-n_pre-len(x)) + [1]*len(x) for x in rest])
     if seed is not None: torch.manual_seed(seed)
-    out = self.model.generate(input_ids=input_ids.to(dev), attention_mask=attn.to(dev), max_new_tokens=cfg.max_new_tokens,
-                              pad_token_id=pad, eos_token_id=self.eos_ids or None, past_key_values=cache, **sampling_kwargs(cfg))
+    with plain_generation_config(self.model) if getattr(cfg, "exact", False) else nullcontext():
+        out = self.model.generate(input_ids=input_ids.to(dev), attention_mask=attn.to(dev), max_new_tokens=cfg.max_new_tokens,
+                                  pad_token_id=pad, eos_token_id=self.eos_ids or None, past_key_values=cache, **sampling_kwargs(cfg))
     return out[:, width:].tolist()                                                        # (B, <=max_new_tokens)
 HFBackend.batch = _hf_batch
 

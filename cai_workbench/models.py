@@ -14,10 +14,10 @@ from typing import Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from .core import ConfigBase, RecordStore, atomic_dir, write_json, read_json
+from .core import ConfigBase, ConfigError, RecordStore, atomic_dir, write_json, read_json
 
 from .environment import DeviceInfo, detect_device
-from .backends import make_backend, Shards, shared_prefix_length
+from .backends import make_backend, Shards, shared_prefix_length, plain_generation_config
 from fastcore.basics import patch
 
 # %% auto #0
@@ -272,6 +272,14 @@ class GenerationConfig(ConfigBase):
     prefix_cache_min_tokens: int = 16  # a token prefix every prompt of a batch shares, if at least this long, is run once and its KV cache reused (0: off)
     backend: str = "auto"         # the engine (`backends.BACKENDS`): "hf", "hf-paged", or "auto" (the device's measured default)
     shard: bool = True            # under torchrun, each rank generates 1/N of the prompts and every rank gets all results
+    exact: bool = False           # sample from softmax(logits/temperature) alone (PPO): top_k 0, top_p 1, none of the model's generation_config processors
+
+    def __post_init__(self):
+        if self.exact and self.temperature <= 0:
+            raise ConfigError(f"GenerationConfig.temperature={self.temperature}: exact sampling needs a temperature > 0")
+        if self.exact and self.top_p != 1.0:
+            raise ConfigError(f"GenerationConfig.top_p={self.top_p}: exact sampling draws from the whole softmax(logits/T), "
+                              "whose log-probs are the ones scored; use top_p=1.0 (or exact=False)")
 
 # %% ../nbs/02_models.ipynb #ca15a733
 class Generator:
