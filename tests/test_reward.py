@@ -227,3 +227,17 @@ def test_heldout_split_is_by_prompt():
         train_replies = {e[k][0]["content"] for e in train for k in ("chosen", "rejected")}
         assert {p[k] for p in held for k in ("chosen", "rejected")}.isdisjoint(train_replies)
         assert len(held) == 6 and len(train) + len(held) == 30 + ("prompt 0" in train_prompts)
+
+
+def test_reward_model_sees_the_conversation_it_was_trained_on(tmp_path):
+    "RLOO/GRPO hand the reward model the policy's chat with its system prompt: it is scored as in training (no system)."
+    from cai_workbench.reward import _example
+    ad = random_reward_adapter(tmp_path/"rm", base="tiny", seed=4)
+    rm = RewardModel.load(ad, device="cpu", dtype="float32")
+    ex = _example(dict(id="x", prompt="How do I stay safe online?", chosen="Use strong passwords.", rejected="No."), 1.0, 1.0)
+    trained = rm.tokenizer.apply_chat_template(ex["prompt"] + ex["chosen"], tokenize=True, return_dict=True)["input_ids"]  # TRL's tokenisation
+    chat = [{"role": "system", "content": "You are a careful assistant."}, {"role": "user", "content": "How do I stay safe online?"}]
+    assert rm.encode(chat, "Use strong passwords.") == list(trained)
+    plain = rm.score(["How do I stay safe online?"], ["Use strong passwords."])
+    trl_style = rm.as_reward_func()(prompts=[chat], completions=[[{"role": "assistant", "content": "Use strong passwords."}]])
+    assert trl_style == pytest.approx(plain, abs=1e-6)
