@@ -116,6 +116,8 @@ def stage_metrics(recs: dict, metrics: dict, base: str = "base", n_boot: int = 1
     return out
 
 # %% ../nbs/08_evaluation.ipynb #4f576899
+_HEADLINE = ("refusal_harmful", "over_refusal_benign", "empty_rate", "win_rate_vs_base")
+
 @dataclass
 class EvalResult:
     "What `run_evaluation` measured; `data` is what `evaluation/summary.json` holds."
@@ -139,6 +141,7 @@ class EvalResult:
             for k in ("refusal_harmful", "over_refusal_benign", "empty_rate", "violation_rate", "weighted_score", "ai_judge", "win_rate_vs_base", "elo"):
                 if m.get(k) is None: continue
                 row[f"{s}_{k}"] = round(float(m[k]), 4)
+                if k not in _HEADLINE: continue                     # the headline rates also carry interval and n
                 if m.get(f"{k}_ci") is not None: row[f"{s}_{k}_ci"] = [round(float(x), 4) for x in m[f"{k}_ci"]]
                 if m.get(f"{k}_n") is not None: row[f"{s}_{k}_n"] = m[f"{k}_n"]
         return row
