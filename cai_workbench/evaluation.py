@@ -17,6 +17,7 @@ from .core import ConfigBase, RecordStore, Run, set_seed, write_json, read_json
 from .models import EMBEDDED, Generator, GenerationConfig, load_model, resolve_model_path
 from .judges import XSTEST_COMPLETION_FILES, JudgeContext, classify_refusal, constitutional_metrics, get_judge, xstest_agreement
 from .ai_judge import compare_pairs, elo_ratings, win_rate_intervals
+from . import contemplative as _contemplative   # registers the "contemplative" judge (EvalConfig.judges)
 from .report import EvalViewer, stage_conclusions, summary_rows, write_report, plot_helpful_harmless
 from .stats import mean, mean_difference, rate, rate_difference, wilson
 
