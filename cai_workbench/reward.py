@@ -206,6 +206,7 @@ def evaluate_pairs(rm: RewardModel, pairs: list[dict], batch_size: int = 16, bin
     table, ece = calibration_table([c - r for c, r in zip(r_c, r_r)], targets, bins)
     lo, hi = wilson_interval(k, n)
     return {"n": n, "accuracy": k/n if n else float("nan"), "ci95": [lo, hi], "ece": ece,
+            "accuracy_ci": [lo, hi], "accuracy_n": n,   # the x / x_ci / x_n shape every rate has (stats)
             "multi_turn": sum(len(p.get("context") or []) > 1 for p in pairs),
             "mean_margin": sum(c - r for c, r in zip(r_c, r_r))/max(n, 1), "calibration": table,
             "rewards_chosen": r_c, "rewards_rejected": r_r}
@@ -271,6 +272,7 @@ class RewardResult:
         r = lambda x: None if x is None else round(x, 3)
         return {"pairs_train": m["n_train"], "heldout_acc": r(h.get("accuracy")), "heldout_n": h.get("n", 0),
                 "human_acc": r(hu.get("accuracy")), "human_ci95": [r(x) for x in hu["ci95"]] if "ci95" in hu else None,
+                "heldout_ci95": [r(x) for x in h["ci95"]] if "ci95" in h else None, "human_n": hu.get("n", 0),
                 "ece": r(h.get("ece")), "final_loss": r(m.get("final_loss")), "wall_s": round(m["wall_s"], 1),
                 "filtered_out": (m.get("filtered") or {}).get("dropped", 0)}
 
