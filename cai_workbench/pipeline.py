@@ -44,6 +44,7 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in [
     StageSpec("grpo", "cai_workbench.rloo_grpo", "GRPOStageConfig", "run_grpo"),
     StageSpec("dpo", "cai_workbench.dpo", "DPOStageConfig", "run_dpo"),
     StageSpec("evaluation", "cai_workbench.evaluation", "EvalConfig", "run_evaluation"),
+    StageSpec("probe", "cai_workbench.probe", "ProbeConfig", "run_probe"),   # known-answer check (11_probe), after evaluation
 ]}
 
 DEFAULT_STAGES = ["critique_revision", "sft", "preferences", "reward_model", "ppo", "dpo", "evaluation"]
@@ -70,6 +71,7 @@ class PipelineConfig(ConfigBase):
     grpo: dict = field(default_factory=dict)
     dpo: dict = field(default_factory=dict)
     evaluation: dict = field(default_factory=dict)
+    probe: dict = field(default_factory=dict)
 
     def __post_init__(self):
         unknown = [s for s in self.stages if s not in STAGES]
