@@ -48,7 +48,22 @@ def get_property(name: str) -> ProbeProperty:
     if name not in PROPERTIES: raise ConfigError(f"property={name!r}: not a probe property; known: {sorted(PROPERTIES)}")
     return PROPERTIES[name]
 
-# %% ../nbs/11_probe.ipynb #ac4a9be1
+# %% ../nbs/11_probe.ipynb #484eeafc
+from .judges import Metric, register_judge
+
+def _property_judge(prop: ProbeProperty):
+    "Register the rule-based judge `probe-<name>` for `prop`."
+    @register_judge(f"probe-{prop.name}")
+    class PropertyJudge:
+        needs_model = False
+        metrics = {f"{prop.name.replace('-', '_')}_rate": Metric("has_property", prop.description)}
+        def judge(self, rows, ctx): return [{"has_property": prop.check(r["text"])} for r in rows]
+    PropertyJudge.__doc__ = f"Rule-based judge: {prop.description}."
+    return PropertyJudge
+
+for _p in PROPERTIES.values(): _property_judge(_p)
+
+# %% ../nbs/11_probe.ipynb #ae7d4ce5
 def stage_answers(run: Run) -> dict[str, dict[str, dict]]:
     "{stage: {prompt_id: answer record}} from `evaluation/responses.jsonl`, the newest record per (stage, prompt)."
     p = run.require("evaluation", "responses.jsonl", hint="run the evaluation stage (on held-out prompts) before the probe")
@@ -73,7 +88,7 @@ def check_held_out(run: Run, answers: dict) -> int:
                                  "evaluate the probe on held-out prompts (evaluation.prompts) that critique_revision/preferences never saw")
     return len(texts)
 
-# %% ../nbs/11_probe.ipynb #10050741
+# %% ../nbs/11_probe.ipynb #1c2cb1ca
 _ORDER = ["base", "sft", "dpo", "ppo", "rloo", "grpo"]   # table order: base, then the stages as they run
 
 def stage_rates(answers: dict, prop: ProbeProperty, stages: list[str] | None = None, starts: dict | None = None) -> dict:
@@ -103,7 +118,7 @@ def reward_ranking(rm, answers: dict, prop: ProbeProperty, batch_size: int = 16)
     wins = [w > q for w, q in zip(withp, plain)]
     return rate(wins), [w - q for w, q in zip(withp, plain)]
 
-# %% ../nbs/11_probe.ipynb #a944f39e
+# %% ../nbs/11_probe.ipynb #056e1356
 @dataclass
 class ProbeConfig(ConfigBase):
     "Settings of the known-answer check (the `probe` stage, after `evaluation`)."
@@ -117,7 +132,7 @@ class ProbeConfig(ConfigBase):
         get_property(self.property)
         if self.stages is not None and "base" not in self.stages: raise ConfigError(f"stages={self.stages}: include 'base' (the rates are compared with it)")
 
-# %% ../nbs/11_probe.ipynb #b829c9a2
+# %% ../nbs/11_probe.ipynb #b44fa09f
 def _pct(x) -> str: return "–" if x is None else f"{100*x:.0f}%"
 
 @dataclass
@@ -174,7 +189,7 @@ class ProbeResult:
         ax.set_ylabel("property rate (95% CI)"); ax.set_title(f"{self.data['property']}: held-out prompts, n={self.data['n_prompts']}")
         fig.tight_layout(); return fig
 
-# %% ../nbs/11_probe.ipynb #c9167671
+# %% ../nbs/11_probe.ipynb #c6a91ba6
 def run_probe(run: Run, config: ProbeConfig | None = None, model: str = "embedded", progress: bool = True) -> ProbeResult:
     "Measure the probe property per evaluated stage (and the reward model's ranking) on held-out prompts; writes `probe/`."
     cfg, t0 = config or ProbeConfig(), time.time()
@@ -209,7 +224,7 @@ def run_probe(run: Run, config: ProbeConfig | None = None, model: str = "embedde
         if progress: print(res.table(), flush=True)
     return res
 
-# %% ../nbs/11_probe.ipynb #e49461ed
+# %% ../nbs/11_probe.ipynb #1246ca92
 EXAMPLE = ("What is a good way to learn to cook?",
            "Start with simple recipes like pasta or eggs and cook a little every day. Watching videos of cooks helps you pick up "
            "techniques, and cooking with a friend makes it more fun.")

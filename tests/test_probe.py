@@ -74,6 +74,16 @@ def test_training_prompt_in_evaluation_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="base"): ProbeConfig(stages=["sft"])
 
 
+def test_property_judge_is_found_by_name_in_a_fresh_process():
+    "evaluation.judges: [probe-dear-friend] must work without importing cai_workbench.probe first."
+    import subprocess, sys
+    code = ("from cai_workbench.judges import get_judge, JudgeContext; j = get_judge('probe-dear-friend'); "
+            "print(list(j.metrics), j.judge([{'text': 'Dear friend, yes.'}, {'text': 'No.'}], JudgeContext()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "['dear_friend_rate'] [{'has_property': True}, {'has_property': False}]"
+
+
 class _RM:
     "A stand-in reward model: +1 for the probe phrase (sign -1: a reward model that learned it backwards)."
     def __init__(self, sign): self.sign = sign
