@@ -137,6 +137,10 @@ class PipelineResult:
             extra = ", ".join(f"{k}={v}" for k, v in r.items() if k not in ("stage", "status", "wall_s"))
             lines.append(f"  {r['stage']:<18} {str(r['status']):<8} {str(r['wall_s']):>8} s  {extra}")
         for s, why in self.stale.items(): lines.append(f"stale: {s} ({'; '.join(why)}); rerun it, or run the pipeline again")
+        if (sj := self.run.path/"evaluation"/"summary.json").exists():      # the evaluation's rates with intervals and n
+            from cai_workbench.core import read_json
+            from cai_workbench.report import text_table
+            lines += ["evaluation (95% intervals; 'vs base' = paired difference from base, in points):", text_table(read_json(sj))]
         if self.report_path(): lines.append(f"report: {self.report_path()}")
         return "\n".join(lines)
 

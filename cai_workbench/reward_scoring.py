@@ -136,8 +136,11 @@ class RewardModel:
             m.train(training)
 
     def encode(self, prompt: str | Messages, response: str) -> list[int]:
-        "Token ids of the chat `[prompt..., assistant response]` (the training format); long ones keep their end."
-        ids = encode_chat(self.tokenizer, as_messages(prompt, self.system) + [{"role": "assistant", "content": response}],
+        """Token ids of the chat `[prompt..., assistant response]` in the training format, whoever calls (PPO, RLOO/GRPO,
+        evaluation): a policy's system message is dropped, since reward training sees the conversation without one
+        (`self.system`, None unless set, is used instead); long ones keep their end."""
+        turns = [m for m in as_messages(prompt) if m["role"] != "system"]
+        ids = encode_chat(self.tokenizer, as_messages(turns, self.system) + [{"role": "assistant", "content": response}],
                           add_generation_prompt=False)
         return ids[-self.max_length:]
 
