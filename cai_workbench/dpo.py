@@ -16,6 +16,7 @@ from .core import ConfigBase, ConfigError, Run, write_json, set_seed
 from .environment import detect_device
 from .models import LoraSpec, load_model, save_adapter
 from .pair_data import load_training_pairs
+from .data_filters import DataFilterConfig, filter_pairs
 
 # %% auto #0
 __all__ = ['SMOOTHED_LOSSES', 'PER_PAIR_LOSSES', 'DPOStageConfig', 'select_pairs', 'pair_weights', 'pair_smoothing',
@@ -46,6 +47,7 @@ class DPOStageConfig(ConfigBase):
     start_from_sft: bool = True       # continue the SL-CAI adapter when sft/adapter exists
     lora: LoraSpec = field(default_factory=LoraSpec)
     limit: int | None = None          # use at most this many pairs
+    filters: DataFilterConfig = field(default_factory=DataFilterConfig)  # data_filters run on the pairs first
     seed: int = 0
 
     def __post_init__(self):
@@ -224,7 +226,9 @@ def run_dpo(run: Run, config: DPOStageConfig | None = None, model: str = "embedd
     "The DPO stage: read `preferences/pairs.jsonl`, train a LoRA with TRL, write `dpo/` (adapter, metrics.json, curves.png)."
     config = config or DPOStageConfig()
     pairs_file = run.require("preferences", "pairs.jsonl", hint="run the preferences stage first")
-    pairs, dropped = select_pairs(load_training_pairs(pairs_file), config)
+    filtered = filter_pairs(load_training_pairs(pairs_file), config.filters)   # duplicates, identical/empty/boilerplate pairs
+    pairs, dropped = select_pairs(filtered.kept, config)
+    dropped.update({k: v for k, v in filtered.counts.items() if v})
     if len(pairs) < 2:
         raise ValueError(f"{pairs_file}: only {len(pairs)} usable pair(s) after filtering (dropped: {dropped}); "
                          "DPO needs at least 2 — lower min_confidence, add pair_sources, or label more pairs")
@@ -256,6 +260,6 @@ def run_dpo(run: Run, config: DPOStageConfig | None = None, model: str = "embedd
                                       "label_smoothing": smoothing, "reference": reference,
                                       "confidence": {"mode": config.confidence, "n": len(weights), "sum_weight": round(sum(weights), 3),
                                                      "mean_epsilon": round(sum(eps)/len(eps), 4), "full": sum(w == 1 and e == 0 for w, e in zip(weights, eps))}})
-        plot_dpo_curves(hist, d/"curves.png")
+        plot_dpo_curves(hist, d/"curves.png"); filtered.write(d)
         import shutil; shutil.rmtree(d/"trainer", ignore_errors=True)
     return res

@@ -49,6 +49,7 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in [
     StageSpec("dpo", "cai_workbench.dpo", "DPOStageConfig", "run_dpo", ("preferences/pairs.jsonl", "sft/adapter")),
     StageSpec("evaluation", "cai_workbench.evaluation", "EvalConfig", "run_evaluation",
               ("sft/adapter", "ppo/adapter", "rloo/adapter", "grpo/adapter", "dpo/adapter")),
+    StageSpec("probe", "cai_workbench.probe", "ProbeConfig", "run_probe", ("evaluation/responses.jsonl", "reward_model/adapter")),  # known-answer check (11_probe)
 ]}
 
 DEFAULT_STAGES = ["critique_revision", "sft", "preferences", "reward_model", "ppo", "dpo", "evaluation"]
@@ -76,6 +77,7 @@ class PipelineConfig(ConfigBase):
     grpo: dict = field(default_factory=dict)
     dpo: dict = field(default_factory=dict)
     evaluation: dict = field(default_factory=dict)
+    probe: dict = field(default_factory=dict)
 
     def __post_init__(self):
         unknown = [s for s in self.stages if s not in STAGES]
@@ -135,6 +137,10 @@ class PipelineResult:
             extra = ", ".join(f"{k}={v}" for k, v in r.items() if k not in ("stage", "status", "wall_s"))
             lines.append(f"  {r['stage']:<18} {str(r['status']):<8} {str(r['wall_s']):>8} s  {extra}")
         for s, why in self.stale.items(): lines.append(f"stale: {s} ({'; '.join(why)}); rerun it, or run the pipeline again")
+        if (sj := self.run.path/"evaluation"/"summary.json").exists():      # the evaluation's rates with intervals and n
+            from cai_workbench.core import read_json
+            from cai_workbench.report import text_table
+            lines += ["evaluation (95% intervals; 'vs base' = paired difference from base, in points):", text_table(read_json(sj))]
         if self.report_path(): lines.append(f"report: {self.report_path()}")
         return "\n".join(lines)
 

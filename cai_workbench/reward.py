@@ -19,6 +19,7 @@ from .core import ConfigBase, Run, atomic_dir, read_json, set_seed, write_json
 from .environment import detect_device
 from .models import LoraSpec, _adapter_base, load_tokenizer, model_id, resolve_model_path, save_adapter
 from .pair_data import load_training_pairs
+from .data_filters import DataFilterConfig, filter_pairs
 from .reward_scoring import RewardModel, RewardModelMismatchError, reward_adapter_dir
 
 # %% auto #0
@@ -59,6 +60,7 @@ class RewardConfig(ConfigBase):
     lora: LoraSpec = field(default_factory=LoraSpec)
     human_pairs: str | None = "auto"  # hh-rlhf .jsonl.gz for human-pair accuracy; "auto": ../shared/data; None: skip
     human_limit: int = 200            # human pairs scored (0 = all)
+    filters: DataFilterConfig = field(default_factory=DataFilterConfig)  # data_filters run on the pairs before training
     score_batch_size: int = 16
     calibration_bins: int = 10
     device: str | None = None         # default: detect
@@ -204,6 +206,7 @@ def evaluate_pairs(rm: RewardModel, pairs: list[dict], batch_size: int = 16, bin
     table, ece = calibration_table([c - r for c, r in zip(r_c, r_r)], targets, bins)
     lo, hi = wilson_interval(k, n)
     return {"n": n, "accuracy": k/n if n else float("nan"), "ci95": [lo, hi], "ece": ece,
+            "accuracy_ci": [lo, hi], "accuracy_n": n,   # the x / x_ci / x_n shape every rate has (stats)
             "multi_turn": sum(len(p.get("context") or []) > 1 for p in pairs),
             "mean_margin": sum(c - r for c, r in zip(r_c, r_r))/max(n, 1), "calibration": table,
             "rewards_chosen": r_c, "rewards_rejected": r_r}
@@ -269,7 +272,9 @@ class RewardResult:
         r = lambda x: None if x is None else round(x, 3)
         return {"pairs_train": m["n_train"], "heldout_acc": r(h.get("accuracy")), "heldout_n": h.get("n", 0),
                 "human_acc": r(hu.get("accuracy")), "human_ci95": [r(x) for x in hu["ci95"]] if "ci95" in hu else None,
-                "ece": r(h.get("ece")), "final_loss": r(m.get("final_loss")), "wall_s": round(m["wall_s"], 1)}
+                "heldout_ci95": [r(x) for x in h["ci95"]] if "ci95" in h else None, "human_n": hu.get("n", 0),
+                "ece": r(h.get("ece")), "final_loss": r(m.get("final_loss")), "wall_s": round(m["wall_s"], 1),
+                "filtered_out": (m.get("filtered") or {}).get("dropped", 0)}
 
     def _repr_markdown_(self):
         rows = "\n".join(f"| {k} | {v} |" for k, v in self.summary().items())
@@ -282,7 +287,8 @@ def run_reward_model(run: Run, config: RewardConfig | None = None, model: str = 
     config = config or RewardConfig()
     src = Path(config.pairs) if config.pairs else run.require(
         "preferences", "pairs.jsonl", hint="run the preferences stage first (or set RewardConfig.pairs to a pairs JSONL)")
-    pairs = load_pairs(src)
+    filtered = filter_pairs(load_pairs(src), config.filters)   # duplicates, identical/empty/boilerplate pairs: data_filters
+    pairs = filtered.kept
     train, held = split_pairs(pairs, config, seed=run.seed, source=str(src))
     human, human_skip = _human_pairs(config)
     key = {"config": config.to_dict(), "model": str(model), "pairs_sha": _sha(src)}
@@ -307,5 +313,6 @@ def run_reward_model(run: Run, config: RewardConfig | None = None, model: str = 
                    "first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None,
                    "loss_curve": losses, "heldout": evals.get("held-out"), "human": evals.get("hh-rlhf human"),
                    "human_skipped": human_skip, "wall_s": time.time() - t0}
+        metrics["filtered"] = filtered.summary(); filtered.write(out)
         write_json(out/"metrics.json", metrics)
     return RewardResult(run.path/"reward_model", metrics)

@@ -32,6 +32,9 @@ def test_every_stage_runs_and_writes_its_outputs(tiny_run):
     assert "base" in json.dumps(summary) and "dpo" in json.dumps(summary)
     assert res.report_path() == run.path/"evaluation"/"report.html"
     assert "report:" in str(res)
+    # the CLI's end-of-run table carries the evaluation's rates with their intervals, n and a sentence per stage
+    assert "refused harmful" in str(res) and "n=" in str(res) and "DPO vs base: " in str(res)
+    assert summary["metrics"]["dpo"]["refusal_harmful_ci"] is not None and summary["metrics"]["dpo"]["refusal_harmful_diff_n"] > 0
 
 
 def test_rerun_skips_finished_stages(tiny_run, capsys):

@@ -2,6 +2,8 @@
 import json, math
 
 import pytest
+
+from cai_workbench.data_filters import DataFilterConfig
 import torch
 
 from cai_workbench.core import Run, set_seed
@@ -57,6 +59,7 @@ def test_ranks_planted_responses_after_training():
     assert all(g > b for g, b in zip(good, bad)), (good, bad)
     ev = evaluate_pairs(rm, [dict(prompt=p, chosen=f"{p} safe", rejected=f"{p} bad") for p in prompts])
     assert ev["accuracy"] == 1.0 and ev["n"] == 3
+    assert ev["accuracy_n"] == 3 and ev["accuracy_ci"][0] < 1.0 == ev["accuracy_ci"][1]     # 3 of 3 is not certainty
 
 
 def test_attach_equals_standalone(tmp_path):
@@ -99,7 +102,7 @@ def write_pairs(run, rows):
 
 @pytest.mark.parametrize("rows, match", [
     ([dict(prompt="q", chosen="a")], r"missing or empty field\(s\) \['rejected'\]"),
-    ([dict(id=str(i), prompt="q", chosen="a", rejected="b", label="tie") for i in range(20)], "all 20 pairs are ties"),
+    ([dict(id=str(i), prompt=f"q{i}", chosen="a", rejected="b", label="tie") for i in range(20)], "all 20 pairs are ties"),
     (planted_pairs(1)[:3], "only 3 non-tie pairs"),
     ([dict(prompt="q", chosen="a", rejected="b", soft_label="high")], "soft_label 'high' is not a probability"),
 ])
@@ -126,9 +129,10 @@ def test_stage_writes_files_and_reuses(tmp_path):
     run = Run.create(tmp_path/"run", seed=0)
     write_pairs(run, planted_pairs(2) + [dict(id="t", prompt="q", chosen="a", rejected="b", label="tie")])
     cfg = RewardConfig(min_pairs=4, eval_fraction=0.25, epochs=4, learning_rate=1e-2, human_pairs=None,
-                       lora=LoraSpec(r=4, alpha=8, dropout=0.0), device="cpu")
+                       lora=LoraSpec(r=4, alpha=8, dropout=0.0), device="cpu",
+                       filters=DataFilterConfig(exact_duplicates=False, near_duplicates=False))  # planted_pairs(2) repeats pairs on purpose
     res = run_reward_model(run, cfg, model="tiny")
-    assert sorted(p.name for p in res.path.iterdir()) == ["adapter", "calibration.png", "histograms.png", "metrics.json"]
+    assert sorted(p.name for p in res.path.iterdir()) == ["adapter", "calibration.png", "histograms.png", "metrics.json", "quality.json"]
     m = json.loads((res.path/"metrics.json").read_text())
     assert (m["n_train"], m["heldout"]["n"], m["n_ties"]) == (12, 4, 1)
     assert 0 <= m["heldout"]["ci95"][0] <= m["heldout"]["accuracy"] <= m["heldout"]["ci95"][1] <= 1
@@ -226,6 +230,20 @@ def test_heldout_split_is_by_prompt():
         train_replies = {e[k][0]["content"] for e in train for k in ("chosen", "rejected")}
         assert {p[k] for p in held for k in ("chosen", "rejected")}.isdisjoint(train_replies)
         assert len(held) == 6 and len(train) + len(held) == 30 + ("prompt 0" in train_prompts)
+
+
+def test_pairs_are_filtered_before_training(tmp_path):
+    "data_filters run first: repeated and identical pairs are dropped, counted in metrics and reported in quality.json."
+    run = Run.create(tmp_path/"run", seed=0)
+    rows = planted_pairs(2) + [dict(id="same", prompt="Please explain tides.", chosen="Tides  follow the moon.", rejected="Tides follow the moon.",
+                                    soft_label=0.9, label_source="ai")]
+    write_pairs(run, rows)
+    res = run_reward_model(run, RewardConfig(min_pairs=4, eval_fraction=0.25, max_steps=1, human_pairs=None, device="cpu"), model="tiny")
+    n = len(planted_pairs(1))
+    assert res.metrics["n_pairs"] == n and res.metrics["filtered"]["dropped_exact_duplicate"] == n
+    assert res.metrics["filtered"]["dropped_identical"] == 1 and res.summary()["filtered_out"] == n + 1
+    q = json.loads((res.path/"quality.json").read_text())["data_filters"]
+    assert q["counts"]["identical"] == 1 and q["examples"]["identical"][0]["id"] == "same"
 
 
 def test_reward_model_sees_the_conversation_it_was_trained_on(tmp_path):
