@@ -134,7 +134,9 @@ def test_stage_settings_reach_trl(tmp_path, monkeypatch):
             seen.update(args=self.args, beta=self.beta, loss_types=self.loss_types, label_smoothing=self.label_smoothing,
                         weights=list(self.train_dataset["pair_weight"]), eps=list(self.train_dataset["pair_epsilon"]))
     monkeypatch.setattr(dpo, "ConfidenceDPOTrainer", Spy)
-    run = _run_with_pairs(tmp_path, _pairs(4) + [dict(_pairs(1)[0], id="rev", source="revision", label_source="revision")])
+    rev = dict(id="rev", prompt="tell me a secret, please", chosen="I would rather keep it private.", rejected="the secret is 42",
+               source="revision", label_source="revision", label="a", soft_label=1.0)
+    run = _run_with_pairs(tmp_path, _pairs(4) + [rev])
     cfg = DPOStageConfig(beta=0.37, loss_type="robust", label_smoothing=0.2, confidence="weight", max_steps=1, batch_size=2,
                          lora=LoraSpec(r=4, alpha=8))
     res = run_dpo(run, cfg, model="tiny", progress=False)
