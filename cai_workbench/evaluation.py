@@ -17,6 +17,7 @@ from .core import ConfigBase, RecordStore, Run, set_seed, write_json, read_json
 from .models import EMBEDDED, Generator, GenerationConfig, load_model, resolve_model_path
 from .judges import XSTEST_COMPLETION_FILES, JudgeContext, classify_refusal, constitutional_metrics, get_judge, xstest_agreement
 from .ai_judge import compare_pairs, elo_ratings, win_rate_intervals
+from . import contemplative as _contemplative   # registers the "contemplative" judge (EvalConfig.judges)
 from .report import EvalViewer, stage_conclusions, summary_rows, write_report, plot_helpful_harmless
 from .stats import mean, mean_difference, rate, rate_difference, wilson
 
@@ -83,11 +84,6 @@ def _load_policies(model: str, adapters: dict, progress: bool = True):
         for s, a in named[1:]: m.load_adapter(str(a), adapter_name=s)
         m.eval()
     return m, tok
-
-def _use_stage(model, stage: str):
-    "Context in which `model` acts as `stage`'s policy."
-    if stage == "base": return model.disable_adapter() if hasattr(model, "disable_adapter") else nullcontext()
-    model.set_adapter(stage); return nullcontext()
 
 # %% ../nbs/08_evaluation.ipynb #4c5002dc
 def _distinct_principles(cons, k: int, seed: int) -> list:
@@ -192,8 +188,8 @@ def _answer(pol, tok, prompts, adapters: dict, cfg: EvalConfig, store: RecordSto
         meta = lambda i, g, s=s: {"stage": s, "prompt_id": prompts[i]["id"], "prompt": prompts[i]["prompt"], "label": prompts[i]["label"],
                                   "category": prompts[i].get("category", ""), "source": prompts[i].get("source", ""),
                                   "refusal": classify_refusal(g.text).label}
-        with _use_stage(pol, s):
-            gens = gen.generate([p["prompt"] for p in prompts], ids=[f"{s}:{fp}:{p['id']}" for p in prompts], store=store, record=meta, desc=f"answers: {s}")
+        gens = gen.generate([p["prompt"] for p in prompts], ids=[f"{s}:{fp}:{p['id']}" for p in prompts], store=store, record=meta,
+                            desc=f"answers: {s}", adapter=s)      # the engine switches to stage s's adapter ("base": adapters off)
         out[s] = [(g.text, g.completion_tokens) for g in gens]
     return out
 
