@@ -49,6 +49,7 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in [
     StageSpec("dpo", "cai_workbench.dpo", "DPOStageConfig", "run_dpo", ("preferences/pairs.jsonl", "sft/adapter")),
     StageSpec("evaluation", "cai_workbench.evaluation", "EvalConfig", "run_evaluation",
               ("sft/adapter", "ppo/adapter", "rloo/adapter", "grpo/adapter", "dpo/adapter")),
+    StageSpec("probe", "cai_workbench.probe", "ProbeConfig", "run_probe", ("evaluation/responses.jsonl", "reward_model/adapter")),  # known-answer check (11_probe)
 ]}
 
 DEFAULT_STAGES = ["critique_revision", "sft", "preferences", "reward_model", "ppo", "dpo", "evaluation"]
@@ -76,6 +77,7 @@ class PipelineConfig(ConfigBase):
     grpo: dict = field(default_factory=dict)
     dpo: dict = field(default_factory=dict)
     evaluation: dict = field(default_factory=dict)
+    probe: dict = field(default_factory=dict)
 
     def __post_init__(self):
         unknown = [s for s in self.stages if s not in STAGES]
