@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .core import ConfigBase, RecordStore, Run, set_seed, write_json, read_json
+from .core import ConfigBase, RecordStore, Run, derive_seed, set_seed, write_json, read_json
 from .models import EMBEDDED, Generator, GenerationConfig, load_model, resolve_model_path
 from .judges import XSTEST_COMPLETION_FILES, classify_refusal, constitutional_metrics, evaluate_principles, xstest_agreement
 from .ai_judge import compare_pairs, elo_ratings, judge_responses, win_rates
@@ -199,7 +199,7 @@ def run_evaluation(run: Run, config: EvalConfig | None = None, model: str = EMBE
                 [(s, "base") for s in stages if s != "base"] if cfg.pairwise == "vs_base" else \
                 [(a, b) for i, a in enumerate(stages) for b in stages[i+1:]]
         matches = []
-        qs = [_comparison_question(cons.sample(random.Random(run.seed*100_003 + i))[0]) for i in range(len(prompts))]
+        qs = [_comparison_question(cons.sample(random.Random(derive_seed(run.seed, "judge-principle", i)))[0]) for i in range(len(prompts))]
         for a, b in pairs:
             r = compare_pairs(jm, jt, [p["prompt"] for p in prompts], texts[a], texts[b], qs, batch_size=cfg.judge_batch_size,
                               max_chars=cfg.max_judge_chars, progress=progress)
