@@ -10,6 +10,8 @@ separate the batching gain from the dtype gain.
 """
 import argparse, time
 
+from _results import write_results
+
 import torch
 
 from cai_workbench.models import Generator, encode_chat, load_model
@@ -50,6 +52,10 @@ def main():
     print(f"seed loop  ({seed_model.dtype}, 1 prompt/call): {n_seed:6d} tokens in {t_seed:7.1f} s = {seed_tps:7.1f} tok/s")
     print(f"Generator  ({engine_model.dtype}, batch {a.batch_size}):  {n_eng:6d} tokens in {t_eng:7.1f} s = {eng_tps:7.1f} tok/s")
     print(f"ratio: {eng_tps / seed_tps:.1f}x (target >= 10x)")
+    write_results("generation", [
+        {"side": "seed loop (1 prompt/call)", "dtype": str(seed_model.dtype), "tokens": n_seed, "s": round(t_seed, 2), "tok/s": round(seed_tps, 1)},
+        {"side": f"Generator (batch {a.batch_size})", "dtype": str(engine_model.dtype), "tokens": n_eng, "s": round(t_eng, 2), "tok/s": round(eng_tps, 1)}],
+        summary={"speed-up": round(eng_tps / seed_tps, 1), "target": ">= 10x", "prompts": len(prompts), "max_new_tokens": a.max_new_tokens})
 
 
 if __name__ == "__main__":
