@@ -166,6 +166,12 @@ class HFPagedBackend:
 
     def adapter(self, name: str | None): return use_adapter(self.model, name)
 
+    def cache_config(self, prompts: Sequence[list[int]], cfg, page_size: int = 64):
+        "A paged cache sized for this chunk's requests: left alone, transformers sizes it to 90% of free memory (system RAM on CPU)."
+        from transformers import ContinuousBatchingConfig
+        blocks = sum(-(-(len(p) + cfg.max_new_tokens) // page_size) for p in prompts)   # ceil per request
+        return ContinuousBatchingConfig(page_size=page_size, num_blocks=blocks + len(prompts))
+
     def run(self, prompts: Sequence[list[int]], cfg, seed: int | None) -> Iterator[Chunk]:
         from transformers import GenerationConfig as HFGenerationConfig
         kw = sampling_kwargs(cfg)
@@ -175,7 +181,8 @@ class HFPagedBackend:
         for c, k in enumerate(range(0, len(prompts), n)):
             idx = list(range(k, min(k + n, len(prompts))))
             if seed is not None: torch.manual_seed(seed + c)
-            out = self.model.generate_batch(inputs=[list(prompts[i]) for i in idx], generation_config=gc, warmup=False)
+            out = self.model.generate_batch(inputs=[list(prompts[i]) for i in idx], generation_config=gc, warmup=False,
+                                            continuous_batching_config=self.cache_config([prompts[i] for i in idx], cfg))
             by_id = {o.request_id: o for o in out.values()}
             rows = sorted(by_id, key=lambda r: int(r.rsplit("_", 1)[1]))               # request ids follow input order
             bad = [by_id[r].error for r in rows if by_id[r].error]
