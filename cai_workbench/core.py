@@ -19,8 +19,9 @@ from .environment import describe_environment
 from .guards import run_lock
 
 # %% auto #0
-__all__ = ['ConfigError', 'ConfigBase', 'set_seed', 'atomic_write_text', 'write_json', 'read_json', 'atomic_dir', 'jsonl_line',
-           'write_jsonl', 'iter_jsonl', 'read_jsonl', 'RecordStore', 'MissingStageError', 'is_main_process', 'Run']
+__all__ = ['ConfigError', 'ConfigBase', 'set_seed', 'derive_seed', 'atomic_write_text', 'write_json', 'read_json', 'atomic_dir',
+           'jsonl_line', 'write_jsonl', 'iter_jsonl', 'read_jsonl', 'RecordStore', 'MissingStageError',
+           'is_main_process', 'Run']
 
 # %% ../nbs/00_core.ipynb #36419796
 class ConfigError(ValueError):
@@ -133,6 +134,14 @@ def set_seed(seed: int) -> int:
         if torch.cuda.is_available(): torch.cuda.manual_seed_all(seed)
     except ImportError: pass
     return seed
+
+# %% ../nbs/00_core.ipynb #d1dc0197
+def derive_seed(seed: int, *keys: int | str) -> int:
+    "Seed in [0, 2**31) for the sub-stream `keys` (ints or names, e.g. `(\"rollout\", step)`) of the run seeded with `seed`."
+    import hashlib
+    words = [int.from_bytes(hashlib.sha256(k.encode()).digest()[:8], "little") if isinstance(k, str) else int(k) for k in keys]
+    if any(w < 0 for w in words): raise ValueError(f"derive_seed: keys must be non-negative ints or strings, got {keys!r}")
+    return int(np.random.SeedSequence(int(seed) % 2**64, spawn_key=tuple(words)).generate_state(1)[0]) & 0x7FFFFFFF
 
 # %% ../nbs/00_core.ipynb #28be43aa
 def atomic_write_text(path, text: str) -> Path:

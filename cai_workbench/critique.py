@@ -13,7 +13,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .guards import fingerprint
-from .core import ConfigBase, ConfigError, RecordStore, Run, atomic_dir, atomic_write_text, write_json, set_seed, write_jsonl, read_jsonl
+from .core import ConfigBase, ConfigError, RecordStore, Run, atomic_dir, atomic_write_text, write_json, set_seed, derive_seed, write_jsonl, read_jsonl
 from .data_filters import DataFilterConfig, filter_sft
 from .models import GenerationConfig, Generator, load_model
 
@@ -263,7 +263,7 @@ def run_critique_revision(run: Run, config: CritiqueConfig | None = None,
                 p, shots, cur = s["_p"], few_shot_messages(con, s["_p"], config), s["final_response"]
                 chats.append(critique_chat(s["prompt"], cur, p, shots) if kind == "critique"
                              else revision_chat(s["prompt"], cur, p, shots, s["rounds"][-1]["critique"]))
-            gens = gen.generate(chats, ids=active, store=RecordStore(steps/f"{step}.jsonl"), seed=config.seed + 1000*k + (kind == "revision"),
+            gens = gen.generate(chats, ids=active, store=RecordStore(steps/f"{step}.jsonl"), seed=derive_seed(config.seed, kind, k),
                                 desc=f"round {k} {kind}", record=lambda j, g: {"principle": state[active[j]]["_p"].name})
             for i, g in zip(active, gens):
                 s, last = state[i], state[i]["rounds"][-1]

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .guards import fingerprint
-from .core import ConfigBase, RecordStore, Run, set_seed, write_json, read_json
+from .core import ConfigBase, RecordStore, Run, derive_seed, set_seed, write_json, read_json
 from .models import EMBEDDED, Generator, GenerationConfig, load_model, resolve_model_path
 from .judges import XSTEST_COMPLETION_FILES, JudgeContext, classify_refusal, constitutional_metrics, get_judge, xstest_agreement
 from .ai_judge import compare_pairs, elo_ratings, win_rate_intervals
@@ -205,7 +205,7 @@ def _pairwise(jm, jt, prompts, texts: dict, stages: list[str], cons, cfg: EvalCo
     pairs = [] if cfg.pairwise == "none" or len(stages) < 2 else \
             [(s, "base") for s in stages if s != "base"] if cfg.pairwise == "vs_base" else \
             [(a, b) for i, a in enumerate(stages) for b in stages[i+1:]]
-    qs = [_comparison_question(cons.sample(random.Random(seed*100_003 + i))[0]) for i in range(len(prompts))]
+    qs = [_comparison_question(cons.sample(random.Random(derive_seed(seed, "judge-principle", i)))[0]) for i in range(len(prompts))]
     matches = []
     for a, b in pairs:
         r = compare_pairs(jm, jt, [p["prompt"] for p in prompts], texts[a], texts[b], qs, batch_size=cfg.judge_batch_size,

@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .guards import fingerprint, stage_fingerprint, stale_reasons
-from .core import ConfigError, RecordStore, Run, atomic_dir, atomic_write_text, read_json, set_seed, write_json
+from .core import ConfigError, RecordStore, Run, atomic_dir, atomic_write_text, derive_seed, read_json, set_seed, write_json
 from .models import (EMBEDDED, GenerationConfig, Generator, _adapter_base, load_model, load_tokenizer,
                                   resolve_model_path)
 from .ppo import (AdaptiveKLController, PPOConfig, PPODivergedError, PolicyValueModel, RewardFn,
@@ -261,14 +261,14 @@ def run_ppo(
         for k in tqdm(range(start, config.total_updates), desc="PPO", unit="update", disable=not progress, initial=start, total=config.total_updates):
             t_up = time.time()
             batch = [texts[order[(k * B + i) % len(texts)]] for i in range(B)]
-            ro = collect_rollouts(pv, gen, batch, reward_fn, config, kl_ctl.value, seed=seed * 100003 + k)
+            ro = collect_rollouts(pv, gen, batch, reward_fn, config, kl_ctl.value, seed=derive_seed(seed, "rollout", k))
             kl = ro.kl.mean().item()
             if kl > config.max_kl:
                 raise PPODivergedError(f"update {k}: KL to the reference is {kl:.1f} nats > max_kl={config.max_kl}; the policy "
                                        f"has diverged. Lower learning_rate ({config.learning_rate}) or raise init_kl_coef "
                                        f"({config.init_kl_coef}). The last good checkpoint is {ckpt}.")
             try:
-                stats = ppo_update(pv, optimizer, ro, config, torch.Generator().manual_seed(seed * 7919 + k), accelerator)
+                stats = ppo_update(pv, optimizer, ro, config, torch.Generator().manual_seed(derive_seed(seed, "minibatch", k)), accelerator)
             except PPODivergedError as e:
                 raise PPODivergedError(f"ppo update {k}: {e} The last good checkpoint is {ckpt}"
                                        f"{'' if ckpt.exists() else ' (none yet)'}; it was kept.") from None

@@ -161,7 +161,7 @@ def train_reward_model(examples: list[dict], config: RewardConfig, model: str = 
     with tempfile.TemporaryDirectory() as tmp:
         args = TRLRewardConfig(output_dir=str(output_dir or tmp), per_device_train_batch_size=config.batch_size,
                                num_train_epochs=config.epochs, max_steps=config.max_steps, learning_rate=config.learning_rate,
-                               max_length=config.max_length, gradient_checkpointing=config.gradient_checkpointing,
+                               max_length=config.max_length, activation_checkpointing=config.gradient_checkpointing,
                                bf16=dev.mixed_precision == "bf16", fp16=dev.mixed_precision == "fp16",
                                use_cpu=dev.kind == "cpu", logging_steps=1, save_strategy="no", report_to=[], seed=seed,
                                disable_tqdm=False, dataloader_num_workers=0)

@@ -189,7 +189,7 @@ def _trl_args(method: str, config: RLStageConfig, out: str, seed: int, dev):
               max_completion_length=config.max_completion_length, max_steps=config.max_steps, learning_rate=config.learning_rate,
               beta=config.beta, temperature=config.temperature, logging_steps=1, save_strategy="no", report_to=[], seed=seed,
               use_cpu=dev.kind == "cpu", bf16=dev.mixed_precision == "bf16", fp16=dev.mixed_precision == "fp16",
-              gradient_checkpointing=False, disable_tqdm=False, log_completions=False, dataloader_num_workers=0)
+              activation_checkpointing=False, disable_tqdm=False, log_completions=False, dataloader_num_workers=0)
     if method == "rloo": kw["normalize_advantages"] = config.normalize_advantages
     else: kw.update(loss_type=config.loss_type, scale_rewards=config.scale_rewards)
     return Args(**kw)
