@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .guards import nonfinite_guard
 from .core import ConfigBase, Run, atomic_dir, read_json, set_seed, write_json
 from .checkpoints import CheckpointSettings, checkpoint_args, finish_checkpoints, resume_point
 
@@ -69,6 +70,9 @@ class RewardConfig(CheckpointSettings):   # save_every / keep_last / keep_checkp
     def __post_init__(self):
         if self.ties not in ("skip", "weight"): raise ValueError(f"ties={self.ties!r}: use 'skip' or 'weight'")
         if not 0 <= self.eval_fraction < 1: raise ValueError(f"eval_fraction={self.eval_fraction}: must be in [0, 1)")
+        if self.learning_rate <= 0: raise ValueError(f"learning_rate={self.learning_rate}: must be > 0 (0 trains nothing and replaces the adapter)")
+        if self.batch_size < 1: raise ValueError(f"batch_size={self.batch_size}: must be >= 1")
+        if self.max_steps == 0 or self.max_steps < -1: raise ValueError(f"max_steps={self.max_steps}: use a positive number, or -1 for epochs")
 
 # %% ../nbs/05_reward_model.ipynb #9abaeb21
 def _example(r: dict, p: float, w: float) -> dict:
@@ -158,7 +162,7 @@ def train_reward_model(examples: list[dict], config: RewardConfig, model: str = 
     with tempfile.TemporaryDirectory() as tmp:
         args = TRLRewardConfig(output_dir=str(output_dir or tmp), per_device_train_batch_size=config.batch_size,
                                num_train_epochs=config.epochs, max_steps=config.max_steps, learning_rate=config.learning_rate,
-                               max_length=config.max_length, gradient_checkpointing=config.gradient_checkpointing,
+                               max_length=config.max_length, activation_checkpointing=config.gradient_checkpointing,
                                bf16=dev.mixed_precision == "bf16", fp16=dev.mixed_precision == "fp16",
                                use_cpu=dev.kind == "cpu", logging_steps=1, **checkpoint_args(config, "reward_model"), seed=seed,
                                disable_tqdm=False, dataloader_num_workers=0)
@@ -166,7 +170,7 @@ def train_reward_model(examples: list[dict], config: RewardConfig, model: str = 
         ds = Dataset.from_list([{c: e[c] for c in cols} for e in examples])
         trainer = SoftLabelRewardTrainer(model=m, args=args, train_dataset=ds, processing_class=tok,
                                          data_collator=SoftPreferenceCollator(pad_token_id=tok.pad_token_id),
-                                         peft_config=config.lora.peft_config("SEQ_CLS"))
+                                         peft_config=config.lora.peft_config("SEQ_CLS"), callbacks=[nonfinite_guard("reward_model")])
         trainer.train(resume_from_checkpoint=resume_point(trainer) if output_dir else None)
         log = [h for h in trainer.state.log_history if "loss" in h or "train_loss" in h]
     pm = trainer.model.eval()
@@ -207,6 +211,7 @@ def evaluate_pairs(rm: RewardModel, pairs: list[dict], batch_size: int = 16, bin
     table, ece = calibration_table([c - r for c, r in zip(r_c, r_r)], targets, bins)
     lo, hi = wilson_interval(k, n)
     return {"n": n, "accuracy": k/n if n else float("nan"), "ci95": [lo, hi], "ece": ece,
+            "accuracy_ci": [lo, hi], "accuracy_n": n,   # the x / x_ci / x_n shape every rate has (stats)
             "multi_turn": sum(len(p.get("context") or []) > 1 for p in pairs),
             "mean_margin": sum(c - r for c, r in zip(r_c, r_r))/max(n, 1), "calibration": table,
             "rewards_chosen": r_c, "rewards_rejected": r_r}
@@ -272,6 +277,7 @@ class RewardResult:
         r = lambda x: None if x is None else round(x, 3)
         return {"pairs_train": m["n_train"], "heldout_acc": r(h.get("accuracy")), "heldout_n": h.get("n", 0),
                 "human_acc": r(hu.get("accuracy")), "human_ci95": [r(x) for x in hu["ci95"]] if "ci95" in hu else None,
+                "heldout_ci95": [r(x) for x in h["ci95"]] if "ci95" in h else None, "human_n": hu.get("n", 0),
                 "ece": r(h.get("ece")), "final_loss": r(m.get("final_loss")), "wall_s": round(m["wall_s"], 1),
                 "filtered_out": (m.get("filtered") or {}).get("dropped", 0)}
 

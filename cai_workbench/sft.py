@@ -6,10 +6,11 @@ Docs: https://cai-workbench.github.io/cai-workbench/sft.html.md"""
 
 # %% ../nbs/03a_sft.ipynb #0c4b82b5
 from __future__ import annotations
-import json, time
+import json, tempfile, time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .guards import nonfinite_guard
 from .core import ConfigBase, ConfigError, Run, read_json, set_seed, write_json
 from .checkpoints import CheckpointSettings, checkpoint_args, finish_checkpoints, resume_point
 
@@ -111,10 +112,10 @@ def run_sft(run: Run, config: SFTStageConfig | None = None, model: str = "embedd
     tok.padding_side = "right"                                 # training pads on the right
     with run.stage("sft", examples=len(data), model=str(model)) as d:
         t0 = time.time()
-        args = trainer_args(config, d/"checkpoints", dev)
+        args = trainer_args(config, d/"checkpoints", dev)    # checkpoints survive a kill (resumed below); deleted when done
         if not progress: args.disable_tqdm = True
         trainer = SFTTrainer(model=m, args=args, train_dataset=data, processing_class=tok,
-                             peft_config=config.lora.peft_config("CAUSAL_LM"))
+                             peft_config=config.lora.peft_config("CAUSAL_LM"), callbacks=[nonfinite_guard("sft")])
         trainer.train(resume_from_checkpoint=resume_point(trainer))
         losses = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
         save_adapter(trainer.model, d/"adapter", base_model=str(model), tokenizer=tok, stage="sft")

@@ -91,13 +91,21 @@ def bootstrap_over(keys: Sequence[Hashable],                     # one key per r
     return est, ci
 
 # %% ../nbs/00b_stats.ipynb #a7cee7b2
+def _mean_ci(x: np.ndarray, n_boot: int, seed: int, confidence: float = 0.95):
+    "Percentile bootstrap interval of the mean of `x` (one value per unit), vectorised; None for fewer than 2 units."
+    if len(x) < 2 or n_boot < 1: return None
+    ci = _st.bootstrap((x,), np.mean, vectorized=True, n_resamples=n_boot, confidence_level=confidence, method="percentile",
+                       rng=np.random.default_rng(seed)).confidence_interval
+    return float(ci.low), float(ci.high)
+
 def mean(xs: Sequence, keys: Sequence[Hashable] | None = None, n_boot: int = 1000, seed: int = 0) -> Rate:
     "Mean of `xs` (None left out) with a bootstrap interval over units, or over groups of rows sharing a key (prompts)."
     keep = [i for i, v in enumerate(xs) if v is not None]
     x = np.array([xs[i] for i in keep], float)
     keys = [keys[i] for i in keep] if keys is not None else list(range(len(x)))
     if not len(x): return Rate(None, None, 0, "bootstrap")
-    est, ci = bootstrap_over(keys, lambda i: x[i].mean(), n_boot, seed)
+    if len(set(keys)) == len(keys): est, ci = float(x.mean()), _mean_ci(x, n_boot, seed)   # one row per unit: vectorised
+    else: est, ci = bootstrap_over(keys, lambda i: x[i].mean(), n_boot, seed)
     return Rate(float(est), None if ci is None else (float(ci[0]), float(ci[1])), len(set(keys)), "bootstrap")
 
 # %% ../nbs/00b_stats.ipynb #ba1e48d1
@@ -168,12 +176,11 @@ def mean_difference(a: Mapping | Sequence, b: Mapping | Sequence, n_boot: int = 
     "mean(a) − mean(b) with a bootstrap interval: paired over shared prompt ids for mappings, independent for sequences."
     if isinstance(a, Mapping) and isinstance(b, Mapping) and (xy := _aligned(a, b))[0]:
         d = np.array(xy[0], float) - np.array(xy[1], float)
-        ci = bootstrap_ci(len(d), lambda i: d[i].mean(), n_boot, seed)
-        return Difference(float(d.mean()), None if ci is None else (float(ci[0]), float(ci[1])), len(d), "bootstrap-paired")
+        return Difference(float(d.mean()), _mean_ci(d, n_boot, seed), len(d), "bootstrap-paired")
     x = np.array([v for v in (a.values() if isinstance(a, Mapping) else a) if v is not None], float)
     y = np.array([v for v in (b.values() if isinstance(b, Mapping) else b) if v is not None], float)
     if not len(x) or not len(y): return Difference(None, None, min(len(x), len(y)), "bootstrap")
-    ci = None if min(len(x), len(y)) < 2 else _st.bootstrap((x, y), lambda u, v: u.mean() - v.mean(), vectorized=False, n_resamples=n_boot,
+    ci = None if min(len(x), len(y)) < 2 else _st.bootstrap((x, y), lambda u, v, axis=-1: u.mean(axis) - v.mean(axis), n_resamples=n_boot,
                                                              method="percentile", rng=np.random.default_rng(seed)).confidence_interval
     return Difference(float(x.mean() - y.mean()), None if ci is None else (float(ci.low), float(ci.high)), min(len(x), len(y)), "bootstrap")
 

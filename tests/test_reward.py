@@ -59,6 +59,7 @@ def test_ranks_planted_responses_after_training():
     assert all(g > b for g, b in zip(good, bad)), (good, bad)
     ev = evaluate_pairs(rm, [dict(prompt=p, chosen=f"{p} safe", rejected=f"{p} bad") for p in prompts])
     assert ev["accuracy"] == 1.0 and ev["n"] == 3
+    assert ev["accuracy_n"] == 3 and ev["accuracy_ci"][0] < 1.0 == ev["accuracy_ci"][1]     # 3 of 3 is not certainty
 
 
 def test_attach_equals_standalone(tmp_path):
