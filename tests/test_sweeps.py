@@ -9,7 +9,7 @@ def test_sweep_computes_a_shared_stage_once(tmp_path, monkeypatch):
     cfg = {"name": "sw", "model": "tiny", "stages": ["critique_revision"],
            "critique_revision": {"prompts": "demo", "limit": 2, "rounds": 1, "generation": {"max_new_tokens": 4, "batch_size": 2}},
            "sweep": {"sft.learning_rate": [1e-4, 2e-4], "seed": [0, 1]}}
-    p = tmp_path/"sweep.yaml"; p.write_text(yaml.safe_dump(cfg))
+    p = tmp_path/"sweep.yaml"; p.write_text(yaml.safe_dump(cfg, sort_keys=False))
     import cai_workbench.critique as C
     calls = []
     real = C.run_critique_revision
