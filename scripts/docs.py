@@ -132,7 +132,8 @@ def stage_notebook(nb: dict) -> dict:
                 if not c.get("outputs"): continue
         cells.append(c)
     for c in cells:  # nbdev's add_links points at the hosted site: this build is that site, so links are relative
-        if c["cell_type"] == "markdown": c["source"] = _relative_links("".join(c["source"]))
+        if c["cell_type"] == "markdown":  # no `code` in headings: mkdocs-jupyter's TOC slugs it to '_1', the page's id differs
+            c["source"] = re.sub(r"^(#{1,6} .*)$", lambda m: m.group(1).replace("`", ""), _relative_links("".join(c["source"])), flags=re.M)
         for o in c.get("outputs", []):
             for k in ("text/markdown", "text/html"):
                 if k in o.get("data", {}): o["data"][k] = _relative_links("".join(o["data"][k]))
