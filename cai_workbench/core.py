@@ -108,8 +108,9 @@ class ConfigBase:
         "Load from a YAML file; errors name the file and the field."
         path = Path(path)
         if not path.exists(): raise ConfigError(f"{path}: config file not found")
-        try: d = yaml.safe_load(path.read_text()) or {}
+        try: d = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as e: raise ConfigError(f"{path}: not valid YAML ({e})") from e
+        except UnicodeDecodeError as e: raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
         if not isinstance(d, dict): raise ConfigError(f"{path}: the top level must be a mapping of fields")
         return cls.from_dict(d, where=str(path))
 
@@ -185,6 +186,7 @@ def read_json(path):
     try: return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError: raise FileNotFoundError(f"{path}: file not found") from None
     except json.JSONDecodeError as e: raise ValueError(f"{path}: not valid JSON ({e})") from e
+    except UnicodeDecodeError as e: raise ValueError(f"{path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
 
 @contextmanager
 def atomic_dir(path) -> Iterator[Path]:
@@ -224,7 +226,9 @@ def iter_jsonl(path,
     "(line number, object) for each non-blank line of a JSONL file; a bad line raises `error` naming the file and line."
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"{path}: {what} file not found")
-    for n, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1):   # not splitlines(): U+2028 in model text
+    try: text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e: raise error(f"{path}: not UTF-8 text (byte {e.start}); {hint}") from None
+    for n, line in enumerate(text.split("\n"), 1):   # not splitlines(): U+2028 in model text
         if not line.strip(): continue
         try: obj = json.loads(line)
         except json.JSONDecodeError as e: raise error(f"{path}:{n}: not valid JSON ({e.msg}); {hint}") from None

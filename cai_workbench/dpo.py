@@ -55,6 +55,10 @@ class DPOStageConfig(ConfigBase):
         if bad: raise ValueError(f"pair_sources: unknown source(s) {sorted(bad)}; use 'ai', 'revision', 'human'")
         if not 0 <= self.min_confidence <= 1: raise ValueError(f"min_confidence: {self.min_confidence} must be in [0, 1]")
         if self.beta <= 0: raise ValueError(f"beta: {self.beta} must be > 0")
+        if self.learning_rate <= 0: raise ValueError(f"learning_rate: {self.learning_rate} must be > 0 (0 trains nothing and replaces the adapter)")
+        if self.batch_size < 1 or self.gradient_accumulation_steps < 1:
+            raise ValueError(f"batch_size={self.batch_size}, gradient_accumulation_steps={self.gradient_accumulation_steps}: both must be >= 1")
+        if self.max_steps == 0 or self.max_steps < -1: raise ValueError(f"max_steps: {self.max_steps}; use a positive number, or -1 for num_train_epochs")
         if self.confidence not in ("smoothing", "weight", "none"):
             raise ConfigError(f"DPOStageConfig.confidence={self.confidence!r}: use 'smoothing', 'weight' or 'none'")
         if self.confidence == "smoothing" and self.loss_type != "sigmoid":
@@ -205,6 +209,7 @@ def train_dpo(model, tokenizer, pairs: list[dict], config: DPOStageConfig, outpu
               smoothing: list[float] | None = None): # per-pair label smoothing ε (`pair_smoothing`, sigmoid loss); None: all 0
     "Run TRL's DPOTrainer on `pairs` with `model` (a PeftModel, or a plain model that gets a fresh LoRA). Returns the trainer."
     from trl import DPOConfig
+    from cai_workbench.guards import nonfinite_guard
     from peft import PeftModel
     dev = detect_device()
     args = DPOConfig(output_dir=str(output_dir), beta=config.beta, loss_type=[config.loss_type], label_smoothing=label_smoothing,
@@ -217,7 +222,8 @@ def train_dpo(model, tokenizer, pairs: list[dict], config: DPOStageConfig, outpu
     collator = WeightedPreferenceCollator(pad_token_id=tokenizer.pad_token_id, max_length=args.max_length,
                                           truncation_mode=args.truncation_mode, pad_to_multiple_of=args.pad_to_multiple_of)
     trainer = ConfidenceDPOTrainer(model=model, args=args, train_dataset=_to_conversational(pairs, weights, smoothing), processing_class=tokenizer,
-                                   peft_config=peft_config, data_collator=collator)
+                                   peft_config=peft_config, data_collator=collator,
+                                   callbacks=[nonfinite_guard("dpo")])
     trainer.train()
     return trainer
 
@@ -242,9 +248,10 @@ def run_dpo(run: Run, config: DPOStageConfig | None = None, model: str = "embedd
         reference = "base model (adapters disabled)"
     smoothing = smoothing_from_soft_labels(pairs) if config.soft_label_smoothing else config.label_smoothing
     t0 = time.time()
-    with run.stage("dpo", pairs=len(pairs)) as d:
+    import tempfile
+    with run.stage("dpo", pairs=len(pairs)) as d, tempfile.TemporaryDirectory(prefix="cai-dpo-") as scratch:
         weights, eps = pair_weights(pairs, config), pair_smoothing(pairs, config)
-        trainer = train_dpo(policy, tok, pairs, config, d/"trainer", label_smoothing=smoothing, progress=progress,
+        trainer = train_dpo(policy, tok, pairs, config, scratch, label_smoothing=smoothing, progress=progress,  # scratch: removed even on failure
                             weights=weights, smoothing=eps)
         hist = trainer.state.log_history
         peft_model = trainer.model
@@ -261,5 +268,4 @@ def run_dpo(run: Run, config: DPOStageConfig | None = None, model: str = "embedd
                                       "confidence": {"mode": config.confidence, "n": len(weights), "sum_weight": round(sum(weights), 3),
                                                      "mean_epsilon": round(sum(eps)/len(eps), 4), "full": sum(w == 1 and e == 0 for w, e in zip(weights, eps))}})
         plot_dpo_curves(hist, d/"curves.png"); filtered.write(d)
-        import shutil; shutil.rmtree(d/"trainer", ignore_errors=True)
     return res
