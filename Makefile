@@ -1,5 +1,6 @@
 # The two commands of the README. Both start from a fresh clone.
-.PHONY: demo test install export clean-nbs
+.PHONY: demo test install export clean-nbs notebooks docs
+V ?= .venv/bin
 
 install:
 	bash scripts/install.sh
@@ -16,3 +17,8 @@ test:
 ## Notebooks -> library (run after editing nbs/).
 export:
 	.venv/bin/nbdev-export && .venv/bin/nbdev-clean && .venv/bin/python scripts/readme.py
+
+## Re-execute every notebook in nbs/ in place with its outputs (CPU, offline; embedded model where used).
+## Some notebooks: make notebooks NBS="nbs/00_core.ipynb nbs/02a_views.ipynb"; options: NBFLAGS="-j 1 --no-slow"
+notebooks:
+	$(V)/python scripts/notebooks.py $(NBFLAGS) $(NBS)

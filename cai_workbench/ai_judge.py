@@ -14,11 +14,13 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from .judges import JudgeContext, Metric, register_judge
 from .scoring import next_token_logprobs, single_token_ids
+from .stats import Rate, bootstrap_over, mean
 
 # %% auto #0
-__all__ = ['ANSWER_PAIRS', 'answer_tokens', 'principle_question', 'judge_prompt', 'judge_responses', 'comparison_prompt',
-           'compare_pairs', 'win_rates', 'EloResult', 'elo_ratings']
+__all__ = ['ANSWER_PAIRS', 'answer_tokens', 'principle_question', 'judge_prompt', 'judge_responses', 'AIJudge',
+           'comparison_prompt', 'compare_pairs', 'win_rates', 'win_rate_intervals', 'EloResult', 'elo_ratings']
 
 # %% ../nbs/08c_ai_judge.ipynb #66e8d85d
 ANSWER_PAIRS = (("Yes", "No"), ("yes", "no"), ("Y", "N"))
@@ -62,6 +64,19 @@ def judge_responses(model, tokenizer, prompts: Sequence[str], responses: Sequenc
     w = np.array([float(getattr(p, "weight", 1.0)) for p in principles])
     return p_yes, p_yes @ w / w.sum()
 
+# %% ../nbs/08c_ai_judge.ipynb #bc3ec6b8
+@register_judge("ai_judge")
+class AIJudge:
+    "The feedback model's principle-weighted P(yes) for every answer, and P(yes) per principle."
+    needs_model = True
+    metrics = {"ai_judge": Metric("ai_judge", "the AI judge's P(yes)", kind="mean")}
+    def judge(self, rows, ctx: JudgeContext):
+        if not rows or not ctx.principles: return [{} for _ in rows]
+        py, w = judge_responses(ctx.model, ctx.tokenizer, [r["prompt"] for r in rows], [r["text"] for r in rows], ctx.principles,
+                                batch_size=ctx.batch_size, max_chars=ctx.max_chars, progress=ctx.progress)
+        names = [q.name for q in ctx.principles]
+        return [{"ai_judge": float(x), "ai_judge_by_principle": dict(zip(names, row.tolist()))} for x, row in zip(w, py)]
+
 # %% ../nbs/08c_ai_judge.ipynb #edf6d6a9
 def comparison_prompt(question: str, prompt: str, a: str, b: str, max_chars: int = 1200) -> str:
     "The user message for comparing two answers to `prompt` by `question`."
@@ -94,6 +109,14 @@ def win_rates(matches: Sequence[dict]) -> dict:
             s = acc.setdefault((x, y), [0.0, 0]); s[0] += p; s[1] += 1
     return {k: v[0]/v[1] for k, v in acc.items()}
 
+def win_rate_intervals(matches: Sequence[dict], n_boot: int = 1000, seed: int = 0) -> dict:
+    "`{(a, b): Rate}`: mean P(a beats b) with a bootstrap interval over prompts, for every ordered pair seen."
+    by: dict = {}
+    for i, m in enumerate(matches):
+        for (x, y, p) in ((m["a"], m["b"], m["p_a"]), (m["b"], m["a"], 1 - m["p_a"])):
+            by.setdefault((x, y), ([], []))[0].append(float(p)); by[(x, y)][1].append(m.get("prompt_id", f"#{i}"))
+    return {k: mean(ps, keys=ks, n_boot=n_boot, seed=seed) for k, (ps, ks) in by.items()}
+
 def _bt_fit(ia: np.ndarray, ib: np.ndarray, p: np.ndarray, k: int, prior: float = 0.01, iters: int = 200) -> np.ndarray:
     "Bradley-Terry strengths (natural-log scale, mean 0) for soft outcomes p = P(a beats b), by Newton's method."
     r = np.zeros(k)
@@ -109,24 +132,27 @@ def _bt_fit(ia: np.ndarray, ib: np.ndarray, p: np.ndarray, k: int, prior: float 
 
 @dataclass
 class EloResult:
-    "Elo ratings with bootstrap confidence intervals."
+    "Elo ratings with bootstrap confidence intervals (over prompts)."
     ratings: dict          # stage -> Elo
-    ci: dict               # stage -> (low, high), 95%
+    ci: dict               # stage -> (low, high), 95%; None with fewer than 2 prompts
     n_matches: int
     anchor: str | None
+    n_prompts: int = 0     # the bootstrap's units
 
     def table(self) -> list[dict]:
-        return [{"stage": s, "elo": round(self.ratings[s], 1), "ci_low": round(self.ci[s][0], 1), "ci_high": round(self.ci[s][1], 1)}
+        c = lambda s, j: None if self.ci[s] is None else round(self.ci[s][j], 1)
+        return [{"stage": s, "elo": round(self.ratings[s], 1), "ci_low": c(s, 0), "ci_high": c(s, 1)}
                 for s in sorted(self.ratings, key=lambda s: -self.ratings[s])]
     def _repr_markdown_(self):
-        return ("| stage | Elo | 95% CI |\n|---|---|---|\n" +
-                "\n".join(f"| {r['stage']} | {r['elo']:.0f} | {r['ci_low']:.0f} - {r['ci_high']:.0f} |" for r in self.table()))
+        f = lambda r: "–" if r["ci_low"] is None else f"{r['ci_low']:.0f} - {r['ci_high']:.0f}"
+        return (f"{self.n_matches} matches on {self.n_prompts} prompts\n\n| stage | Elo | 95% CI |\n|---|---|---|\n" +
+                "\n".join(f"| {r['stage']} | {r['elo']:.0f} | {f(r)} |" for r in self.table()))
 
 def elo_ratings(matches: Sequence[dict], stages: Sequence[str] | None = None, anchor: str | None = None,
                 n_boot: int = 200, seed: int = 0, base: float = 1000.0) -> EloResult:
-    "Bradley-Terry fit of soft pairwise outcomes on the Elo scale, with bootstrap 95% intervals."
+    "Bradley-Terry fit of soft pairwise outcomes on the Elo scale, with 95% intervals from a bootstrap over prompts."
     stages = list(stages or dict.fromkeys(s for m in matches for s in (m["a"], m["b"])))
-    if not matches: return EloResult({s: base for s in stages}, {s: (base, base) for s in stages}, 0, anchor)
+    if not matches: return EloResult({s: base for s in stages}, {s: None for s in stages}, 0, anchor)
     idx = {s: i for i, s in enumerate(stages)}
     unknown = {s for m in matches for s in (m["a"], m["b"])} - set(idx)
     if unknown: raise ValueError(f"matches mention stages {sorted(unknown)} not in stages={stages}")
@@ -137,8 +163,7 @@ def elo_ratings(matches: Sequence[dict], stages: Sequence[str] | None = None, an
     def fit(sel):
         r = _bt_fit(ia[sel], ib[sel], p[sel], len(stages))*scale
         return r - (r[idx[anchor]] if anchor is not None else 0) + base
-    full = fit(np.arange(len(p)))
-    rng = np.random.default_rng(seed)
-    boots = np.array([fit(rng.integers(0, len(p), len(p))) for _ in range(n_boot)]) if n_boot else full[None]
-    lo, hi = np.percentile(boots, 2.5, axis=0), np.percentile(boots, 97.5, axis=0)
-    return EloResult({s: float(full[i]) for s, i in idx.items()}, {s: (float(lo[i]), float(hi[i])) for s, i in idx.items()}, len(p), anchor)
+    keys = [m.get("prompt_id", f"#{j}") for j, m in enumerate(matches)]
+    full, ci = bootstrap_over(keys, fit, n_boot, seed)
+    cis = {s: None if ci is None else (float(ci[0][i]), float(ci[1][i])) for s, i in idx.items()}
+    return EloResult({s: float(full[i]) for s, i in idx.items()}, cis, len(p), anchor, len(set(keys)))

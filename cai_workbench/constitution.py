@@ -61,7 +61,7 @@ class Principle:
     def __post_init__(self): self._validate(f"principle {self.name!r}")
 
     def _validate(self, where: str):
-        for f in ("name", "critique_request", "revision_request"):
+        for f in ("name",) + (() if self.comparison_only else ("critique_request", "revision_request")):
             v = getattr(self, f)
             if not isinstance(v, str) or not v.strip(): raise ConstitutionError(f"{where}.{f}: must be a non-empty string")
         if self.category not in CATEGORIES:
@@ -74,6 +74,12 @@ class Principle:
         if not self.comparison_question.strip(): self.comparison_question = DEFAULT_QUESTIONS[self.category]
         if not isinstance(self.few_shot, list): raise ConstitutionError(f"{where}.few_shot: must be a list of conversations")
         self.few_shot = [_check_messages(c, f"{where}.few_shot[{i}]") for i, c in enumerate(self.few_shot)]
+
+    @property
+    def comparison_only(self) -> bool:
+        "Only a comparison question (for the labeller), no critique or revision request: e.g. the paper's RL principles."
+        return all(not (getattr(self, f) or "").strip() for f in ("critique_request", "revision_request")) \
+            and isinstance(self.comparison_question, str) and bool(self.comparison_question.strip())
 
     def to_dict(self) -> dict:
         d = {k: getattr(self, k) for k in ("name", "category", "weight", "critique_request", "revision_request", "comparison_question")}
@@ -89,6 +95,7 @@ class Constitution:
     principles: list = field(default_factory=list) # list[Principle], at least one, unique names
     few_shot: list = field(default_factory=list)   # list of conversations (lists of messages)
     description: str = ""                          # one line on what it is for
+    comparison_few_shot: list = field(default_factory=list) # worked comparison examples (text), e.g. the paper's RL few-shot file
 
     def __post_init__(self):
         w = f"constitution {self.name!r}"
@@ -99,6 +106,8 @@ class Constitution:
         if dup: raise ConstitutionError(f"{w}.principles: duplicate name(s) {dup}")
         self.version = str(self.version)
         self.few_shot = [_check_messages(c, f"{w}.few_shot[{i}]") for i, c in enumerate(self.few_shot)]
+        if not isinstance(self.comparison_few_shot, list) or not all(isinstance(x, str) for x in self.comparison_few_shot):
+            raise ConstitutionError(f"{w}.comparison_few_shot: must be a list of strings")
 
     def __len__(self): return len(self.principles)
     def __iter__(self): return iter(self.principles)
@@ -117,7 +126,8 @@ class Constitution:
     def subset(self, names: Iterable[str]) -> Constitution:
         "A new constitution with only the named principles (in the order given)."
         names = [names] if isinstance(names, str) else list(names)
-        return Constitution(self.name, self.version, [self.get(n) for n in names], list(self.few_shot), self.description)
+        return Constitution(self.name, self.version, [self.get(n) for n in names], list(self.few_shot), self.description,
+                            list(self.comparison_few_shot))
 
     def sample(self, rng_or_seed: int | random.Random | np.random.Generator | None = 0, # seed or generator
                k: int = 1,              # how many principles
@@ -145,6 +155,7 @@ class Constitution:
         d = {"name": self.name, "version": self.version, "description": self.description,
              "principles": [p.to_dict() for p in self.principles]}
         if self.few_shot: d["few_shot"] = self.few_shot
+        if self.comparison_few_shot: d["comparison_few_shot"] = self.comparison_few_shot
         return d
 
     def _repr_markdown_(self):
@@ -157,7 +168,7 @@ class Constitution:
     def __repr__(self): return f"Constitution({self.name!r}, version={self.version!r}, principles={len(self)}, few_shot={len(self.few_shot)})"
 
 # %% ../nbs/01_constitution.ipynb #689673df
-_TOP_KEYS = {"name", "version", "description", "few_shot", "principles"}
+_TOP_KEYS = {"name", "version", "description", "few_shot", "principles", "comparison_few_shot"}
 _P_KEYS = {"name", "category", "weight", "critique_request", "revision_request", "comparison_question", "few_shot"}
 
 def _need(d: dict, key: str, where: str, typ=str, sep: str = "."):
@@ -184,14 +195,18 @@ def constitution_from_dict(d: Any, where: str = "constitution") -> Constitution:
         if not isinstance(p, dict): raise ConstitutionError(f"{w}: expected a mapping, got {p!r:.60}")
         unknown = sorted(set(p) - _P_KEYS)
         if unknown: raise ConstitutionError(f"{w}: unknown key(s) {unknown}; valid keys are {sorted(_P_KEYS)}")
-        for k in ("name", "critique_request", "revision_request"): _need(p, k, w)
+        only_q = "comparison_question" in p and not p.get("critique_request") and not p.get("revision_request")
+        for k in ("name",) + (() if only_q else ("critique_request", "revision_request")): _need(p, k, w)
         if p["name"] in seen: raise ConstitutionError(f"{w}.name: duplicate principle name {p['name']!r}")
         seen.add(p["name"])
         principles.append(_principle(p, w))
     version, desc = d.get("version", "1"), d.get("description", "")
     if not isinstance(version, (str, int, float)) or isinstance(version, bool): raise ConstitutionError(f"{where}: version: must be a string")
     if not isinstance(desc, str): raise ConstitutionError(f"{where}: description: must be a string")
-    return Constitution(name, str(version), principles, few, desc)
+    cfew = d.get("comparison_few_shot") or []
+    if not isinstance(cfew, list) or not all(isinstance(x, str) for x in cfew):
+        raise ConstitutionError(f"{where}: comparison_few_shot: must be a list of strings")
+    return Constitution(name, str(version), principles, few, desc, cfew)
 
 def _principle(p: dict, where: str) -> Principle:
     obj = Principle.__new__(Principle)
@@ -242,7 +257,7 @@ _BUILTIN_DIR = Path(str(importlib.resources.files("cai_workbench")))/"data"/"con
 
 def builtin_constitutions() -> list[str]:
     "Names of the built-in constitutions (package data), the default first."
-    names = sorted(p.stem for p in _BUILTIN_DIR.glob("*.yaml"))
+    names = sorted(p.stem for p in _BUILTIN_DIR.iterdir() if p.suffix in (".yaml", ".md"))
     return sorted(names, key=lambda n: n != DEFAULT_CONSTITUTION)
 
 def _read_file(path: Path) -> Any:
@@ -258,22 +273,33 @@ def _read_file(path: Path) -> Any:
         at = f"line {m.line+1}, column {m.column+1}: " if m else ""
         raise ConstitutionError(f"{path}: not valid YAML ({at}{getattr(e, 'problem', None) or e})") from None
 
-def load_constitution(name_or_path: str | Path | Constitution | None = None) -> Constitution:
-    "A built-in constitution by name, or one read from our YAML/JSON schema or Hugging Face's CAI JSON."
+def load_constitution(name_or_path: str | Path | Constitution | list | None = None) -> Constitution:
+    "A built-in by name, or a file: our YAML/JSON, markdown (`.md`), Hugging Face CAI JSON, or the paper's prompt files (a folder or a list of them)."
     if isinstance(name_or_path, Constitution): return name_or_path
+    from cai_workbench import constitution_formats as fmt
+    if isinstance(name_or_path, (list, tuple)): return fmt.load_paper_prompts(name_or_path)
     src = DEFAULT_CONSTITUTION if name_or_path is None else name_or_path
-    if isinstance(src, str) and src in builtin_constitutions(): path = _BUILTIN_DIR/f"{src}.yaml"
+    if isinstance(src, str) and src in builtin_constitutions(): path = next(p for p in _BUILTIN_DIR.iterdir() if p.stem == src)
     else:
         path = Path(src)
         if not path.exists():
             raise ConstitutionError(f"{src}: neither a built-in constitution {builtin_constitutions()} nor an existing file")
-        if path.suffix.lower() not in (".yaml", ".yml", ".json"):
-            raise ConstitutionError(f"{path}: unknown file type {path.suffix!r}; use .yaml, .yml or .json")
-    return constitution_from_dict(_read_file(path), str(path))
+        if path.is_dir(): return fmt.load_paper_prompts(path)
+        if path.suffix.lower() not in (".yaml", ".yml", ".json", ".md"):
+            raise ConstitutionError(f"{path}: unknown file type {path.suffix!r}; use .yaml, .yml, .json or .md")
+    if path.suffix.lower() == ".md":
+        if not path.read_text(encoding="utf-8").strip(): raise ConstitutionError(f"{path}: file is empty")
+        return fmt.constitution_from_markdown(path.read_text(encoding="utf-8"), str(path))
+    data = _read_file(path)
+    if path.suffix.lower() == ".json" and fmt._paper_kind(data): return fmt.load_paper_prompts(path)
+    return constitution_from_dict(data, str(path))
 
 def save_constitution(c: Constitution, path: str | Path) -> Path:
-    "Write `c` in our schema (JSON for `.json`, else YAML), atomically; `load_constitution(path)` reads it back."
+    "Write `c` in our schema (JSON for `.json`, markdown for `.md`, else YAML), atomically; `load_constitution(path)` reads it back."
     path = Path(path)
+    if path.suffix.lower() == ".md":
+        from cai_workbench.constitution_formats import constitution_to_markdown
+        return atomic_write_text(path, constitution_to_markdown(c))
     d = c.to_dict()
     text = json.dumps(d, indent=2, ensure_ascii=False) + "\n" if path.suffix.lower() == ".json" else \
         yaml.safe_dump(d, sort_keys=False, allow_unicode=True, width=110)

@@ -16,6 +16,7 @@ import numpy as np
 import yaml
 
 from .environment import describe_environment
+from .guards import run_lock
 
 # %% auto #0
 __all__ = ['ConfigError', 'ConfigBase', 'set_seed', 'atomic_write_text', 'write_json', 'read_json', 'atomic_dir', 'jsonl_line',
@@ -152,9 +153,22 @@ def _json_default(o):
     if is_dataclass(o): return dataclasses.asdict(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
+def _finite(o):
+    "`o` with every NaN/inf float replaced by None (JSON has no NaN; `json.dumps` would write invalid JSON)."
+    if isinstance(o, float): return o if o == o and o not in (float("inf"), float("-inf")) else None
+    if isinstance(o, dict): return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)): return [_finite(v) for v in o]
+    if isinstance(o, (np.generic, np.ndarray)) or is_dataclass(o): return _finite(_json_default(o))
+    return o
+
+def _dumps(obj, **kw) -> str:
+    "Strict JSON: NaN/inf become null, never the invalid `NaN` token."
+    try: return json.dumps(obj, default=_json_default, ensure_ascii=False, allow_nan=False, **kw)
+    except ValueError: return json.dumps(_finite(obj), default=_json_default, ensure_ascii=False, allow_nan=False, **kw)
+
 def write_json(path, obj, indent: int = 2) -> Path:
-    "Atomically write `obj` as JSON (numpy scalars, paths and dataclasses allowed)."
-    return atomic_write_text(path, json.dumps(obj, indent=indent, default=_json_default, ensure_ascii=False) + "\n")
+    "Atomically write `obj` as JSON (numpy scalars, paths and dataclasses allowed; NaN/inf written as null)."
+    return atomic_write_text(path, _dumps(obj, indent=indent) + "\n")
 
 def read_json(path):
     "Read a JSON file; a missing or corrupt file raises an error naming it."
@@ -184,7 +198,7 @@ _LINE_BREAKS = {"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 
 def jsonl_line(obj) -> str:
     "One JSONL line (with its newline): readable UTF-8, but no character any reader could take for a line break."
-    s = json.dumps(obj, default=_json_default, ensure_ascii=False)
+    s = _dumps(obj)
     for ch, esc in _LINE_BREAKS.items():
         if ch in s: s = s.replace(ch, esc)
     return s + "\n"
@@ -348,11 +362,19 @@ class Run:
                                     f"{hint or f'run the {stage} stage first'}")
         return p
 
+    def lock(self):
+        "Context holding this run's advisory lock (re-entrant; `guards.RunLockedError` when another process holds it)."
+        return run_lock(self.path)
+
     @contextmanager
     def stage(self, stage: str, **info):
         """Record a stage's start, end, wall time and status ('running' → 'done' or 'failed') in the manifest.
         Under torchrun only rank 0 writes: the other ranks get a scratch folder, deleted afterwards, and every rank
-        waits at the end until rank 0 has written the stage."""
+        waits at the end until rank 0 has written the stage. The run's lock is held throughout."""
+        with self.lock():
+            yield from self._stage(stage, **info)
+
+    def _stage(self, stage: str, **info):
         if not is_main_process():
             with tempfile.TemporaryDirectory(prefix=f"cai-{stage}-rank{os.environ.get('RANK')}-") as scratch: yield Path(scratch)
             _barrier(); return

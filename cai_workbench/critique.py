@@ -13,11 +13,13 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .core import ConfigBase, ConfigError, RecordStore, Run, atomic_dir, atomic_write_text, write_json, set_seed, write_jsonl, read_jsonl
+from .data_filters import DataFilterConfig, filter_sft
 from .models import GenerationConfig, Generator, load_model
 
 # %% auto #0
-__all__ = ['DEFAULT_CONVERGED', 'CritiqueConfig', 'principle_seed', 'few_shot_messages', 'critique_chat', 'revision_chat',
-           'prepare', 'model_id_of', 'sft_rows', 'run_critique_revision', 'CritiqueResult', 'load_critique_result']
+__all__ = ['DEFAULT_CONVERGED', 'STOP_REASONS', 'CritiqueConfig', 'principle_seed', 'few_shot_messages', 'critique_chat',
+           'revision_chat', 'violation_probs', 'gate_revisions', 'prepare', 'model_id_of', 'sft_rows',
+           'run_critique_revision', 'CritiqueResult', 'load_critique_result']
 
 # %% ../nbs/03_critique_revision.ipynb #793fc6b7
 DEFAULT_CONVERGED = r"\bno (issues|problems|changes)\b|\bnothing to (fix|change|improve)\b|\balready (safe|harmless|appropriate)\b"
@@ -34,6 +36,12 @@ class CritiqueConfig(ConfigBase):
     use_few_shot: bool = True             # prepend the constitution's few-shot conversations (HF recipe)
     max_few_shot: int | None = 1          # at most this many few-shot conversations (None: all; they are long on CPU)
     converged_pattern: str = DEFAULT_CONVERGED  # regex on the critique text that stops a prompt early ("" disables)
+    gate: bool = False                    # keep a revision only when the feedback model prefers it to the response it revises
+    gate_margin: float = 0.05             # ... by this much: P(revision better), both orders averaged, >= 0.5 + gate_margin
+    violation_threshold: float | None = None  # stop once the feedback model's P(response still violates the principle) < this
+    min_improvement: float = 0.0          # stop when a round lowers P(violates) by less than this (0: off)
+    feedback_model: str | None = None     # model that gates and judges violations; None: the policy itself
+    filters: DataFilterConfig = field(default_factory=DataFilterConfig)  # cleaning of sft.jsonl (see data_filters)
     generation: GenerationConfig = field(default_factory=lambda: GenerationConfig(max_new_tokens=96))
     seed: int = 0                         # principle sampling and generation seed
 
@@ -42,8 +50,15 @@ class CritiqueConfig(ConfigBase):
             raise ConfigError(f"rounds={self.rounds!r}: must be an integer >= 1 (1 = one critique and one revision)")
         if self.limit is not None and self.limit < 1: raise ConfigError(f"limit={self.limit!r}: must be >= 1 or None (all prompts)")
         if self.max_few_shot is not None and self.max_few_shot < 0: raise ConfigError(f"max_few_shot={self.max_few_shot!r}: must be >= 0 or None")
+        if not 0 <= self.gate_margin < 0.5: raise ConfigError(f"gate_margin={self.gate_margin!r}: must be in [0, 0.5)")
+        if self.violation_threshold is not None and not 0 < self.violation_threshold < 1:
+            raise ConfigError(f"violation_threshold={self.violation_threshold!r}: must be in (0, 1) or None (off)")
+        if not 0 <= self.min_improvement < 1: raise ConfigError(f"min_improvement={self.min_improvement!r}: must be in [0, 1)")
         try: re.compile(self.converged_pattern or "")
         except re.error as e: raise ConfigError(f"converged_pattern={self.converged_pattern!r}: not a valid regular expression ({e})") from None
+
+    @property
+    def judges(self) -> bool: return self.violation_threshold is not None or self.min_improvement > 0
 
     def is_converged(self, critique: str) -> bool:
         "Does `critique` say there is nothing to fix (see the converged rule above)?"
@@ -77,6 +92,25 @@ def revision_chat(prompt: str, response: str, principle, shots: list[dict], crit
                         {"role": "user", "content": principle.revision_request}]
     return critique_chat(prompt, response, principle, shots) + [{"role": "assistant", "content": critique},
                                                                 {"role": "user", "content": principle.revision_request}]
+
+# %% ../nbs/03_critique_revision.ipynb #457a9480
+def violation_probs(model, tokenizer, principles, prompts, responses, batch_size: int = 16) -> list[float]:
+    "The feedback model's P(the response still violates its principle): P(No) to the principle's yes/no question."
+    from cai_workbench.ai_judge import answer_tokens, judge_prompt
+    from cai_workbench.scoring import next_token_logprobs
+    if not responses: return []
+    yes, no = answer_tokens(tokenizer)
+    texts = [judge_prompt(p, q, r, yes, no) for p, q, r in zip(principles, prompts, responses)]
+    lp = next_token_logprobs(model, tokenizer, texts, [yes, no], batch_size=batch_size, desc="violation")
+    return [round(float(x), 6) for x in lp.float().softmax(-1)[:, 1]]
+
+def gate_revisions(model, tokenizer, principles, prompts, revisions, previous, margin: float = 0.05, batch_size: int = 16) -> list[dict]:
+    "Keep each revision only if the feedback model prefers it to `previous` by `margin` (both orders, `ai_judge.compare_pairs`)."
+    from cai_workbench.ai_judge import compare_pairs
+    if not revisions: return []
+    r = compare_pairs(model, tokenizer, prompts, revisions, previous, [p.comparison_question for p in principles], batch_size=batch_size)
+    return [{"p_revision": round(float(a), 6), "p_revision_ab": round(float(b), 6), "p_revision_ba": round(float(c), 6),
+             "margin": margin, "accepted": bool(a >= 0.5 + margin)} for a, b, c in zip(r["p_a"], r["p_a_ab"], r["p_a_ba"])]
 
 # %% ../nbs/03_critique_revision.ipynb #09c2c115
 def _subset(constitution, names: list[str]):
@@ -118,7 +152,7 @@ def prepare(config: CritiqueConfig, prompts=None, constitution=None):
 
 # %% ../nbs/03_critique_revision.ipynb #c823a39c
 def _fingerprint(config: CritiqueConfig, con, model_name: str) -> str:
-    d = config.to_dict(); d.pop("limit", None); d.pop("prompts", None)
+    d = config.to_dict(); d.pop("limit", None); d.pop("prompts", None); d.pop("filters", None)
     d["model"] = model_name
     d["principles_text"] = [[p.name, getattr(p, "critique_request", ""), p.revision_request, getattr(p, "weight", 1)] for p in con.principles]
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
@@ -142,6 +176,48 @@ def sft_rows(records: list[dict]) -> list[dict]:
     return out
 
 # %% ../nbs/03_critique_revision.ipynb #b1acf09c
+def _feedback(config: CritiqueConfig, gen: Generator):
+    if not (config.gate or config.judges): return None
+    return load_model(config.feedback_model, purpose="infer") if config.feedback_model else (gen.model, gen.tokenizer)
+
+def _judge_round(fb, config, state, ids, kind, k):
+    "Before a round: P(violates) of the current responses; a response already below the threshold stops as satisfied."
+    todo = [i for i in ids if "violation_before" not in state[i]["rounds"][-1]]
+    v = violation_probs(*fb, [state[i]["_p"] for i in todo], [state[i]["prompt"] for i in todo],
+                        [state[i]["final_response"] for i in todo], config.generation.batch_size)
+    for i, x in zip(todo, v): state[i]["rounds"][-1]["violation_before"] = x
+    keep = []
+    for i in ids:
+        if config.violation_threshold is not None and state[i]["rounds"][-1]["violation_before"] < config.violation_threshold:
+            state[i]["stop_reason"] = "satisfied"; state[i]["rounds"][-1]["skipped"] = True
+        else: keep.append(i)
+    return keep
+
+def _after_revision(fb, config, state, ids, texts):
+    "Gate the new revisions and judge them; sets `final_response` and stop reasons."
+    P, Q, prev = [state[i]["_p"] for i in ids], [state[i]["prompt"] for i in ids], [state[i]["final_response"] for i in ids]
+    gates = gate_revisions(*fb, P, Q, texts, prev, config.gate_margin, config.generation.batch_size) if config.gate else [None]*len(ids)
+    ok = [i for i, g in zip(ids, gates) if g is None or g["accepted"]]
+    v = dict(zip(ok, violation_probs(*fb, [state[i]["_p"] for i in ok], [state[i]["prompt"] for i in ok],
+                                     [t for i, t in zip(ids, texts) if i in set(ok)], config.generation.batch_size))) if config.judges else {}
+    for i, t, g in zip(ids, texts, gates):
+        s, last = state[i], state[i]["rounds"][-1]
+        if g is not None: last["gate"] = g
+        if g is not None and not g["accepted"]: s["stop_reason"] = "rejected"; continue
+        s["final_response"] = t
+        if i not in v: continue
+        last["violation_after"] = v[i]
+        if config.violation_threshold is not None and v[i] < config.violation_threshold: s["stop_reason"] = "satisfied"
+        elif config.min_improvement > 0 and last["violation_before"] - v[i] < config.min_improvement: s["stop_reason"] = "no_improvement"
+
+def _sft_filtered(config, out):
+    "Apply the data filters to the records; mark each with `dropped_by` and return (rows for sft.jsonl, report)."
+    report = filter_sft(out, config.filters, max_new_tokens=config.generation.max_new_tokens)
+    why = report.dropped_ids
+    for r in out: r["dropped_by"] = why.get(r["id"])
+    return sft_rows(report.kept), report
+
+# %% ../nbs/03_critique_revision.ipynb #8f67a629
 def run_critique_revision(run: Run, config: CritiqueConfig | None = None,
                           model="embedded",        # model name for `load_model`, a `(model, tokenizer)` pair, or a `Generator`
                           prompts=None,            # optional prompt records/strings instead of `config.prompts`
@@ -151,6 +227,7 @@ def run_critique_revision(run: Run, config: CritiqueConfig | None = None,
     config = config or CritiqueConfig()
     recs, con = prepare(config, prompts, constitution)          # every check happens before any generation
     gen, mname = _generator(model, config, progress)
+    fb = _feedback(config, gen)
     set_seed(config.seed)
     t0 = time.time()
     with run.stage("critique_revision", n_prompts=len(recs), model=mname) as d:
@@ -170,16 +247,18 @@ def run_critique_revision(run: Run, config: CritiqueConfig | None = None,
                     state[i].update(initial_response=g.text, initial_tokens=g.completion_tokens, final_response=g.text)
                 continue
             k, kind = int(step[1:step.index("_")]), step.split("_")[1]
-            active = [i for i in ids if state[i]["stop_reason"] != "converged"]
+            active = [i for i in ids if state[i]["stop_reason"] == "rounds"]
+            if kind == "critique" or config.critique_free:
+                for i in active:
+                    p = con.sample(principle_seed(config.seed, i, k), k=1)[0]
+                    state[i]["rounds"].append({"round": k, "principle": p.name, "critique": None, "revision": None,
+                                               "critique_tokens": 0, "revision_tokens": 0})
+                    state[i]["_p"] = p
+                if config.judges and active: active = _judge_round(fb, config, state, active, kind, k)
             if not active: continue
             chats = []
             for i in active:
                 s = state[i]
-                if kind == "critique" or config.critique_free:
-                    p = con.sample(principle_seed(config.seed, i, k), k=1)[0]
-                    s["rounds"].append({"round": k, "principle": p.name, "critique": None, "revision": None,
-                                        "critique_tokens": 0, "revision_tokens": 0})
-                    s["_p"] = p
                 p, shots, cur = s["_p"], few_shot_messages(con, s["_p"], config), s["final_response"]
                 chats.append(critique_chat(s["prompt"], cur, p, shots) if kind == "critique"
                              else revision_chat(s["prompt"], cur, p, shots, s["rounds"][-1]["critique"]))
@@ -189,7 +268,8 @@ def run_critique_revision(run: Run, config: CritiqueConfig | None = None,
                 s, last = state[i], state[i]["rounds"][-1]
                 last[f"{kind}"], last[f"{kind}_tokens"] = g.text, g.completion_tokens
                 if kind == "critique" and config.is_converged(g.text): s["stop_reason"] = "converged"
-                if kind == "revision": s["final_response"] = g.text
+                if kind == "revision" and fb is None: s["final_response"] = g.text
+            if kind == "revision" and fb is not None: _after_revision(fb, config, state, active, [g.text for g in gens])
         bar.close()
         out = []
         for i in ids:
@@ -200,14 +280,18 @@ def run_critique_revision(run: Run, config: CritiqueConfig | None = None,
                         "final_response": s["final_response"], "stop_reason": s["stop_reason"], "n_rounds": len(s["rounds"]),
                         "initial_tokens": s["initial_tokens"], "critique_tokens": ct, "revision_tokens": rt,
                         "total_tokens": s["initial_tokens"] + ct + rt, "principles": [r["principle"] for r in s["rounds"]]})
+        sft, report = _sft_filtered(config, out)
         write_jsonl(d/"records.jsonl", out)
-        write_jsonl(d/"sft.jsonl", sft_rows(out))
+        write_jsonl(d/"sft.jsonl", sft)
+        report.write(d)
         from datasets import Dataset
         with atomic_dir(d/"dataset") as tmp: Dataset.from_list(out).save_to_disk(str(tmp))
         write_json(d/"summary.json", (res := CritiqueResult(d, out, config, time.time() - t0)).summary())
     return res
 
 # %% ../nbs/03_critique_revision.ipynb #337ecc10
+STOP_REASONS = ("rounds", "converged", "rejected", "satisfied", "no_improvement")
+
 @dataclass
 class CritiqueResult:
     "The records of a critique-revision run and its headline numbers."
@@ -219,8 +303,13 @@ class CritiqueResult:
     def summary(self) -> dict:
         n = len(self.records); toks = sum(r["total_tokens"] for r in self.records)
         changed = sum(r["final_response"] != r["initial_response"] for r in self.records)
+        stops = {k: sum(r["stop_reason"] == k for r in self.records) for k in STOP_REASONS}
+        gates = [x["gate"]["accepted"] for r in self.records for x in r["rounds"] if "gate" in x]
+        dropped = sum(r.get("dropped_by") is not None for r in self.records)
         return {"stage": "critique_revision", "prompts": n,
-                "converged": sum(r["stop_reason"] == "converged" for r in self.records),
+                **{k: v for k, v in stops.items() if v or k in ("converged", "rounds")},
+                **({"gate_accepted": sum(gates), "gate_rejected": len(gates) - sum(gates)} if gates else {}),
+                "sft_examples": n - dropped, "sft_dropped": dropped,
                 "revised": changed, "mean_rounds": round(sum(r["n_rounds"] for r in self.records)/max(n, 1), 2),
                 "tokens": toks, "wall_s": round(self.wall_s, 1), "tok_per_s": round(toks/self.wall_s, 1) if self.wall_s else None}
 

@@ -1,4 +1,4 @@
-"""Browse critique-revision records in JupyterLab: filter by principle and stop reason, step through prompts, and see each round and a word-level diff of initial vs final.
+"""Browse critique-revision records in JupyterLab: filter by principle, stop reason, gate decision and data filter, step through prompts, and see each round and a word-level diff of initial vs final.
 
 Docs: https://cai-workbench.github.io/cai-workbench/critique_viewer.html.md"""
 
@@ -15,10 +15,27 @@ from .views import badge, esc, section, text_block, view_html, word_diff_html, d
 from .core import read_jsonl
 
 # %% auto #0
-__all__ = ['ALL', 'record_html', 'CritiqueViewer']
+__all__ = ['ALL', 'gate_state', 'record_html', 'CritiqueViewer']
 
 # %% ../nbs/03b_critique_viewer.ipynb #7c12e50f
-_STOP_KIND = {"converged": "good", "rounds": "info"}
+_STOP_KIND = {"converged": "good", "satisfied": "good", "rounds": "info", "rejected": "bad", "no_improvement": "warn"}
+
+def gate_state(r: dict) -> str:
+    "'rejected' if the gate refused a revision of this record, 'accepted' if it kept every one, 'no gate' otherwise."
+    g = [x["gate"]["accepted"] for x in r.get("rounds", []) if "gate" in x]
+    return "no gate" if not g else "accepted" if all(g) else "rejected"
+
+def _round_badges(x: dict) -> str:
+    out = ""
+    if "gate" in x:
+        g = x["gate"]
+        out += badge(f'gate {"kept" if g["accepted"] else "rejected"}: P(revision better) {g["p_revision"]:.3f} '
+                     f'(A/B {g["p_revision_ab"]:.3f}, B/A {g["p_revision_ba"]:.3f}; needs ≥ {0.5 + g["margin"]:.3f})',
+                     "good" if g["accepted"] else "bad")
+    if "violation_before" in x:
+        after = f' → {x["violation_after"]:.3f}' if "violation_after" in x else ""
+        out += badge(f'P(violates) {x["violation_before"]:.3f}{after}', "info")
+    return out
 _LABEL_KIND = {"harmful": "bad", "benign": "good"}
 
 def record_html(r: dict, max_height: str = "14em") -> str:
@@ -26,11 +43,16 @@ def record_html(r: dict, max_height: str = "14em") -> str:
     head = (badge(r.get("id", "?"), "muted") + (badge(r["label"], _LABEL_KIND.get(r["label"], "info")) if r.get("label") else "")
             + (badge(r["category"], "muted") if r.get("category") else "")
             + badge(f'{r.get("stop_reason", "?")} after {r.get("n_rounds", len(r.get("rounds", [])))} round(s)', _STOP_KIND.get(r.get("stop_reason"), "warn"))
-            + badge(f'{r.get("total_tokens", 0)} tokens', "muted"))
+            + badge(f'{r.get("total_tokens", 0)} tokens', "muted")
+            + (badge(f'dropped from SFT: {r["dropped_by"]}', "bad") if r.get("dropped_by") else ""))
     parts = [f"<div>{head}</div>", section("Prompt", text=r.get("prompt", ""), max_height=max_height),
              section("Initial response", text=r.get("initial_response", ""), max_height=max_height)]
     for x in r.get("rounds", []):
-        body = (badge(x.get("principle", "?"), "info") + " "
+        if x.get("skipped"):
+            parts.append(section(f'Round {x.get("round", "?")}', badge(x.get("principle", "?"), "info") + _round_badges(x)
+                                 + f'<div class="cai-text">{badge("satisfied", "good")} below the violation threshold; no critique</div>'))
+            continue
+        body = (badge(x.get("principle", "?"), "info") + _round_badges(x) + " "
                 + (section("Critique", text=x["critique"], max_height=max_height) if x.get("critique") is not None else badge("critique-free", "muted"))
                 + (section("Revision", text=x["revision"], max_height=max_height) if x.get("revision") is not None
                    else f'<div class="cai-text">{badge("converged", "good")} the critique found nothing to fix; no revision</div>'))
@@ -52,14 +74,17 @@ class CritiqueViewer:
         stops = sorted({r.get("stop_reason") for r in self.records if r.get("stop_reason")})
         self.principle = widgets.Dropdown(options=[ALL] + names, value=ALL, description="principle")
         self.stop = widgets.Dropdown(options=[ALL] + stops, value=ALL, description="stop reason")
+        self.gate = widgets.Dropdown(options=[ALL] + sorted({gate_state(r) for r in self.records}), value=ALL, description="gate")
+        kept = sorted({f'dropped: {r["dropped_by"]}' for r in self.records if r.get("dropped_by")})
+        self.data = widgets.Dropdown(options=[ALL, "kept for SFT"] + kept, value=ALL, description="SFT data")
         self.slider = widgets.IntSlider(min=0, max=0, value=0, description="record", continuous_update=False)
         self.pick = widgets.Dropdown(options=[], description="prompt", layout=widgets.Layout(width="60%"))
         self.count = widgets.HTML()
         self.html = widgets.HTML()
         self._busy = False
-        self.principle.observe(self._refilter, "value"); self.stop.observe(self._refilter, "value")
+        for w in (self.principle, self.stop, self.gate, self.data): w.observe(self._refilter, "value")
         self.slider.observe(self._from_slider, "value"); self.pick.observe(self._from_pick, "value")
-        self.widget = widgets.VBox([widgets.HBox([self.principle, self.stop, self.count]), widgets.HBox([self.slider, self.pick]), self.html])
+        self.widget = widgets.VBox([widgets.HBox([self.principle, self.stop, self.count]), widgets.HBox([self.gate, self.data]), widgets.HBox([self.slider, self.pick]), self.html])
         self._refilter()
 
     @classmethod
@@ -70,10 +95,12 @@ class CritiqueViewer:
 
     @property
     def filtered(self) -> list[dict]:
-        "The records that pass both filters."
-        p, s = self.principle.value, self.stop.value
+        "The records that pass every filter."
+        p, s, g, dv = self.principle.value, self.stop.value, self.gate.value, self.data.value
+        want = None if dv in (ALL, "kept for SFT") else dv.removeprefix("dropped: ")
         return [r for r in self.records if (p == ALL or any(x["principle"] == p for x in r.get("rounds", [])))
-                and (s == ALL or r.get("stop_reason") == s)]
+                and (s == ALL or r.get("stop_reason") == s) and (g == ALL or gate_state(r) == g)
+                and (dv == ALL or r.get("dropped_by") == want)]
 
     @property
     def current(self) -> dict | None:
@@ -107,7 +134,7 @@ class CritiqueViewer:
 
     def show(self, id) -> CritiqueViewer:
         "Select the record with this id (clearing filters that hide it)."
-        if not any(str(r["id"]) == str(id) for r in self.filtered): self.principle.value, self.stop.value = ALL, ALL
+        if not any(str(r["id"]) == str(id) for r in self.filtered): self.principle.value, self.stop.value, self.gate.value, self.data.value = ALL, ALL, ALL, ALL
         idx = [str(r["id"]) for r in self.filtered].index(str(id))
         self.slider.value = idx
         return self

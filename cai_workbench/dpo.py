@@ -15,6 +15,7 @@ from .core import ConfigBase, Run, write_json, set_seed
 from .environment import detect_device
 from .models import LoraSpec, load_model, save_adapter
 from .pair_data import load_training_pairs
+from .data_filters import DataFilterConfig, filter_pairs
 
 # %% auto #0
 __all__ = ['DPOStageConfig', 'select_pairs', 'smoothing_from_soft_labels', 'DPOResult', 'plot_dpo_curves', 'train_dpo', 'run_dpo']
@@ -38,6 +39,7 @@ class DPOStageConfig(ConfigBase):
     start_from_sft: bool = True       # continue the SL-CAI adapter when sft/adapter exists
     lora: LoraSpec = field(default_factory=LoraSpec)
     limit: int | None = None          # use at most this many pairs
+    filters: DataFilterConfig = field(default_factory=DataFilterConfig)  # data_filters run on the pairs first
     seed: int = 0
 
     def __post_init__(self):
@@ -140,7 +142,9 @@ def run_dpo(run: Run, config: DPOStageConfig | None = None, model: str = "embedd
     "The DPO stage: read `preferences/pairs.jsonl`, train a LoRA with TRL, write `dpo/` (adapter, metrics.json, curves.png)."
     config = config or DPOStageConfig()
     pairs_file = run.require("preferences", "pairs.jsonl", hint="run the preferences stage first")
-    pairs, dropped = select_pairs(load_training_pairs(pairs_file), config)
+    filtered = filter_pairs(load_training_pairs(pairs_file), config.filters)   # duplicates, identical/empty/boilerplate pairs
+    pairs, dropped = select_pairs(filtered.kept, config)
+    dropped.update({k: v for k, v in filtered.counts.items() if v})
     if len(pairs) < 2:
         raise ValueError(f"{pairs_file}: only {len(pairs)} usable pair(s) after filtering (dropped: {dropped}); "
                          "DPO needs at least 2 — lower min_confidence, add pair_sources, or label more pairs")
@@ -168,6 +172,6 @@ def run_dpo(run: Run, config: DPOStageConfig | None = None, model: str = "embedd
                         label_smoothing=smoothing, wall_s=time.time() - t0, adapter=str(d/"adapter"), reference=reference)
         write_json(d/"metrics.json", {"summary": res.summary(), "config": config.to_dict(), "log_history": hist, "dropped": dropped,
                                       "label_smoothing": smoothing, "reference": reference})
-        plot_dpo_curves(hist, d/"curves.png")
+        plot_dpo_curves(hist, d/"curves.png"); filtered.write(d)
         import shutil; shutil.rmtree(d/"trainer", ignore_errors=True)
     return res

@@ -14,19 +14,12 @@ from typing import Sequence
 import numpy as np
 
 from .core import atomic_write_text, write_json, write_jsonl
+from .stats import Rate, rate, rate_conclusion, wilson, wilson_interval
 
 # %% auto #0
-__all__ = ['INFORMAL', 'HEDGES', 'BOOSTERS', 'FEATURES', 'wilson_interval', 'text_features', 'BiasReport', 'bias_report',
-           'synthetic_records', 'Agreement', 'agreement_of', 'shuffle_human_pairs', 'human_agreement',
-           'verification_sample', 'default_hh_rlhf', 'check_quality_inputs', 'write_quality']
-
-# %% ../nbs/04a_label_quality.ipynb #0f2224e6
-def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    "Wilson score interval for `k` successes in `n` trials (95% for z=1.96); (0, 1) when n = 0."
-    if n == 0: return (0.0, 1.0)
-    p = k/n; d = 1 + z*z/n
-    c = (p + z*z/(2*n))/d; h = z*math.sqrt(p*(1-p)/n + z*z/(4*n*n))/d
-    return (max(0.0, c - h), min(1.0, c + h))
+__all__ = ['INFORMAL', 'HEDGES', 'BOOSTERS', 'FEATURES', 'text_features', 'BiasReport', 'bias_report', 'synthetic_records',
+           'Agreement', 'agreement_of', 'shuffle_human_pairs', 'human_agreement', 'verification_sample',
+           'default_hh_rlhf', 'check_quality_inputs', 'write_quality']
 
 # %% ../nbs/04a_label_quality.ipynb #71208df8
 INFORMAL = {"yeah", "yep", "nope", "ok", "okay", "hey", "gonna", "wanna", "gotta", "kinda", "sorta", "lol", "cool",
@@ -61,10 +54,14 @@ class BiasReport:
     first_slot_rate: float | None
     features: dict                       # name -> {"n", "prefers_higher", "ci", "corr"}
     points: list = field(default_factory=list, repr=False)   # (p_a_ab, p_a_ba) for the plot
+    consistency: Rate | None = None      # position_consistency with its Wilson interval and n (pairs labelled in both orders)
+    first_slot: Rate | None = None       # first_slot_rate with its interval and n (labels)
 
     def to_dict(self) -> dict:
-        return {"n": self.n, "position_consistency": self.position_consistency, "first_slot_rate": self.first_slot_rate,
-                "features": self.features}
+        out = {"n": self.n, "position_consistency": self.position_consistency, "first_slot_rate": self.first_slot_rate, "features": self.features}
+        for name, r in (("position_consistency", self.consistency), ("first_slot_rate", self.first_slot)):
+            if r is not None: out |= {f"{name}_ci": r.fields(name)[f"{name}_ci"], f"{name}_n": r.n}
+        return out
 
     def plot(self, path=None):
         "Left: 'prefers higher' per feature and the first-slot rate with 95% intervals; right: P(A) in both orders."
@@ -89,17 +86,20 @@ class BiasReport:
 
     def _repr_markdown_(self):
         rows = "\n".join(f"| {k} | {v['n']} | {v['prefers_higher']} | {v['ci']} | {v['corr']} |" for k, v in self.features.items())
-        return (f"**bias report** ({self.n} AI labels) — position consistency **{self.position_consistency}**, "
-                f"first-slot rate **{self.first_slot_rate}** (0.5 = none)\n\n| feature | pairs | prefers higher | 95% CI | corr |\n"
+        pc = self.consistency.format() if self.consistency else self.position_consistency
+        fs = self.first_slot.format() if self.first_slot else self.first_slot_rate
+        return (f"**bias report** ({self.n} AI labels) — position consistency **{pc}**, "
+                f"first-slot rate **{fs}** (0.5 = none)\n\n| feature | pairs | prefers higher | 95% CI | corr |\n"
                 f"|---|---|---|---|---|\n{rows}")
 
 def bias_report(records: Sequence[dict]) -> BiasReport:
     "Position and feature biases of the AI-labelled records (`p_a` present)."
     ai = [r for r in records if r.get("p_a") is not None]
     both = [r for r in ai if r.get("p_a_ba") is not None]
-    cons = round(float(np.mean([(r["p_a_ab"] > .5) == (r["p_a_ba"] < .5) for r in both])), 4) if both else None
-    picks = [r["p_a_ab"] > .5 for r in ai] + [r["p_a_ba"] > .5 for r in both]
-    first = round(float(np.mean(picks)), 4) if picks else None
+    rc = rate([(r["p_a_ab"] > .5) == (r["p_a_ba"] < .5) for r in both])
+    rf = rate([r["p_a_ab"] > .5 for r in ai] + [r["p_a_ba"] > .5 for r in both])
+    cons = None if rc.value is None else round(rc.value, 4)
+    first = None if rf.value is None else round(rf.value, 4)
     fa = [text_features(r["response_a"]) for r in ai]; fb = [text_features(r["response_b"]) for r in ai]
     feats = {}
     for name in FEATURES:
@@ -111,7 +111,7 @@ def bias_report(records: Sequence[dict]) -> BiasReport:
         feats[name] = {"n": len(dec), "prefers_higher": round(k/len(dec), 4) if dec else None,
                        "ci": [round(x, 4) for x in wilson_interval(k, len(dec))] if dec else None,
                        "corr": None if corr is None else round(corr, 4)}
-    return BiasReport(len(ai), cons, first, feats, [(r["p_a_ab"], r["p_a_ba"]) for r in both])
+    return BiasReport(len(ai), cons, first, feats, [(r["p_a_ab"], r["p_a_ba"]) for r in both], rc if rc.n else None, rf if rf.n else None)
 
 # %% ../nbs/04a_label_quality.ipynb #490085c6
 def synthetic_records(n: int = 200, length_bias: float = 0.9, seed: int = 0) -> list[dict]:
@@ -146,15 +146,19 @@ class Agreement:
     def chance_level(self) -> bool: lo, hi = self.ci; return lo <= 0.5 <= hi
 
     def to_dict(self) -> dict:
-        return {"n": self.n, "decided": self.decided, "agree": self.agree, "ties": self.ties, "agreement": self.agreement,
-                "ci": self.ci, "soft_agreement": self.soft_agreement, "chance_level": self.chance_level}
+        return {"n": self.n, "decided": self.decided, "agree": self.agree, "ties": self.ties, **wilson(self.agree, self.decided).fields("agreement"),
+                "agreement": self.agreement, "ci": self.ci, "soft_agreement": self.soft_agreement, "chance_level": self.chance_level}
+
+    def conclusion(self) -> str:
+        "One sentence: the agreement, its interval and n, and whether it is above chance."
+        return rate_conclusion(wilson(self.agree, self.decided), "agreement with human labels", chance=0.5)
 
     def _repr_markdown_(self):
         verdict = ("**not distinguishable from chance** — treat these labels as noise; use a stronger feedback model, "
                    "few-shot examples or chain of thought" if self.chance_level else
                    ("better than chance" if self.ci[0] > 0.5 else "**worse than chance** (systematically inverted)"))
         return (f"agreement with human labels: **{self.agreement}** (95% Wilson CI {self.ci[0]}–{self.ci[1]}) on {self.decided} "
-                f"decided pairs ({self.ties} ties of {self.n}); mean P(human's choice) {self.soft_agreement}: {verdict}.")
+                f"decided pairs ({self.ties} ties of {self.n}); mean P(human's choice) {self.soft_agreement}: {verdict}.\n\n{self.conclusion()}.")
 
 def agreement_of(records: Sequence[dict]) -> Agreement:
     "Agreement of labelled records that carry `human_label` ('a'/'b')."

@@ -7,6 +7,7 @@ Docs: https://cai-workbench.github.io/cai-workbench/models.html.md"""
 # %% ../nbs/02_models.ipynb #9f829ed2
 from __future__ import annotations
 import importlib.util, os, time
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Callable, Sequence
@@ -14,7 +15,7 @@ from typing import Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from .core import ConfigBase, RecordStore, atomic_dir, write_json, read_json
+from .core import ConfigBase, ConfigError, RecordStore, atomic_dir, write_json, read_json
 
 from .environment import DeviceInfo, detect_device
 
@@ -22,7 +23,7 @@ from .environment import DeviceInfo, detect_device
 __all__ = ['EMBEDDED', 'EMBEDDED_GGUF', 'TINY', 'CHATML_TEMPLATE', 'Messages', 'cache_dir', 'embedded_gguf_path',
            'ModelNotFoundError', 'ensure_embedded', 'tiny_model', 'ensure_tiny', 'LoraSpec', 'resolve_model_path',
            'load_tokenizer', 'save_adapter', 'load_model', 'model_id', 'as_messages', 'encode_chat', 'Generation',
-           'GenerationConfig', 'shared_prefix_length', 'Generator']
+           'GenerationConfig', 'plain_generation_config', 'shared_prefix_length', 'Generator']
 
 # %% ../nbs/02_models.ipynb #0112e344
 EMBEDDED = "embedded"
@@ -268,6 +269,25 @@ class GenerationConfig(ConfigBase):
     batch_size: int = 32
     system_prompt: str | None = None
     prefix_cache_min_tokens: int = 16  # a token prefix every prompt of a batch shares, if at least this long, is run once and its KV cache reused (0: off)
+    exact: bool = False           # sample from softmax(logits/temperature) alone (PPO): top_k 0, top_p 1, none of the model's generation_config processors
+
+    def __post_init__(self):
+        if self.exact and self.temperature <= 0:
+            raise ConfigError(f"GenerationConfig.temperature={self.temperature}: exact sampling needs a temperature > 0")
+        if self.exact and self.top_p != 1.0:
+            raise ConfigError(f"GenerationConfig.top_p={self.top_p}: exact sampling draws from the whole softmax(logits/T), "
+                              "whose log-probs are the ones scored; use top_p=1.0 (or exact=False)")
+
+@contextmanager
+def plain_generation_config(model):
+    "Within: the model's `generation_config` keeps only its token ids and cache kind, so `generate` adds no processors."
+    from transformers import GenerationConfig as HFGenerationConfig
+    inner = getattr(model, "get_base_model", lambda: model)()
+    old = inner.generation_config
+    keep = ("bos_token_id", "eos_token_id", "pad_token_id", "cache_implementation")
+    inner.generation_config = HFGenerationConfig(**{k: getattr(old, k, None) for k in keep})
+    try: yield
+    finally: inner.generation_config = old
 
 def shared_prefix_length(seqs: Sequence[Sequence[int]]) -> int:
     "Tokens at the start that every sequence shares, leaving each at least one token of its own."
@@ -312,10 +332,11 @@ class Generator:
         attn = torch.tensor([[1]*n_pre + [0]*(width-n_pre-len(x)) + [1]*len(x) for x in rest])
         sample = cfg.temperature > 0
         if seed is not None: torch.manual_seed(seed)
-        out = model.generate(input_ids=input_ids.to(dev), attention_mask=attn.to(dev), max_new_tokens=cfg.max_new_tokens,
-                             do_sample=sample, temperature=cfg.temperature if sample else None,
-                             top_p=cfg.top_p if sample else None, top_k=None if not sample else 0,
-                             pad_token_id=pad, eos_token_id=self.eos_ids or None, past_key_values=cache)
+        with plain_generation_config(model) if cfg.exact else nullcontext():
+            out = model.generate(input_ids=input_ids.to(dev), attention_mask=attn.to(dev), max_new_tokens=cfg.max_new_tokens,
+                                 do_sample=sample, temperature=cfg.temperature if sample else None,
+                                 top_p=cfg.top_p if sample else None, top_k=None if not sample else 0,
+                                 pad_token_id=pad, eos_token_id=self.eos_ids or None, past_key_values=cache)
         new = out[:, width:].tolist()                                                       # (B, <=max_new_tokens)
         res = []
         for prompt, ids in zip(batch_ids, new):

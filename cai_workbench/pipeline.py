@@ -6,7 +6,7 @@ Docs: https://cai-workbench.github.io/cai-workbench/pipeline.html.md"""
 
 # %% ../nbs/10_pipeline.ipynb #34aef2fc
 from __future__ import annotations
-import argparse, importlib, importlib.resources, sys, time
+import argparse, contextlib, errno, importlib, importlib.resources, os, shutil, sys, time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,10 +15,12 @@ import yaml
 from .core import ConfigBase, ConfigError, Run, MissingStageError, set_seed, write_json
 
 from .environment import describe_environment
+from .guards import stage_fingerprint, stale_reasons, run_lock
 
 # %% auto #0
 __all__ = ['STAGES', 'DEFAULT_STAGES', 'PRESETS_DIR', 'StageSpec', 'PipelineConfig', 'preset_path', 'load_config',
-           'PipelineResult', 'run_pipeline', 'main']
+           'PipelineResult', 'StaleStageError', 'current_fingerprint', 'stale_stages', 'run_pipeline', 'error_line',
+           'main']
 
 # %% ../nbs/10_pipeline.ipynb #f84aa558
 @dataclass(frozen=True)
@@ -28,6 +30,7 @@ class StageSpec:
     module: str
     config_class: str
     runner: str
+    reads: tuple[str, ...] = ()     # files/folders of earlier stages it consumes (paths in the run): its inputs' fingerprints
 
     def load(self):
         "(ConfigClass, runner function), imported on demand."
@@ -36,14 +39,16 @@ class StageSpec:
 
 STAGES: dict[str, StageSpec] = {s.name: s for s in [
     StageSpec("critique_revision", "cai_workbench.critique", "CritiqueConfig", "run_critique_revision"),
-    StageSpec("sft", "cai_workbench.sft", "SFTStageConfig", "run_sft"),
-    StageSpec("preferences", "cai_workbench.preferences", "PreferenceConfig", "run_preferences"),
-    StageSpec("reward_model", "cai_workbench.reward", "RewardConfig", "run_reward_model"),
-    StageSpec("ppo", "cai_workbench.ppo_runner", "PPOConfig", "run_ppo"),
-    StageSpec("rloo", "cai_workbench.rloo_grpo", "RLOOStageConfig", "run_rloo"),
-    StageSpec("grpo", "cai_workbench.rloo_grpo", "GRPOStageConfig", "run_grpo"),
-    StageSpec("dpo", "cai_workbench.dpo", "DPOStageConfig", "run_dpo"),
-    StageSpec("evaluation", "cai_workbench.evaluation", "EvalConfig", "run_evaluation"),
+    StageSpec("sft", "cai_workbench.sft", "SFTStageConfig", "run_sft", ("critique_revision/sft.jsonl",)),
+    StageSpec("preferences", "cai_workbench.preferences", "PreferenceConfig", "run_preferences",
+              ("critique_revision/records.jsonl", "sft/adapter")),
+    StageSpec("reward_model", "cai_workbench.reward", "RewardConfig", "run_reward_model", ("preferences/pairs.jsonl",)),
+    StageSpec("ppo", "cai_workbench.ppo_runner", "PPOConfig", "run_ppo", ("sft/adapter", "reward_model/adapter")),
+    StageSpec("rloo", "cai_workbench.rloo_grpo", "RLOOStageConfig", "run_rloo", ("sft/adapter", "reward_model/adapter")),
+    StageSpec("grpo", "cai_workbench.rloo_grpo", "GRPOStageConfig", "run_grpo", ("sft/adapter", "reward_model/adapter")),
+    StageSpec("dpo", "cai_workbench.dpo", "DPOStageConfig", "run_dpo", ("preferences/pairs.jsonl", "sft/adapter")),
+    StageSpec("evaluation", "cai_workbench.evaluation", "EvalConfig", "run_evaluation",
+              ("sft/adapter", "ppo/adapter", "rloo/adapter", "grpo/adapter", "dpo/adapter")),
 ]}
 
 DEFAULT_STAGES = ["critique_revision", "sft", "preferences", "reward_model", "ppo", "dpo", "evaluation"]
@@ -59,6 +64,7 @@ class PipelineConfig(ConfigBase):
     device: str | None = None           # "cpu"/"cuda"/"mps"; default: detect
     stages: list[str] = field(default_factory=lambda: list(DEFAULT_STAGES))  # in order
     skip_done: bool = True              # skip stages the manifest says are done (resume)
+    on_stale: str = "rerun"             # a done stage whose config or inputs changed: "rerun" it from scratch, or "refuse"
     s3: str | None = None               # push the run folder here at the end (s3://bucket/prefix)
     sync_after_stage: bool = False      # ... and after every stage
     critique_revision: dict = field(default_factory=dict)
@@ -74,6 +80,8 @@ class PipelineConfig(ConfigBase):
     def __post_init__(self):
         unknown = [s for s in self.stages if s not in STAGES]
         if unknown: raise ValueError(f"stages: unknown stage(s) {unknown}; the stages are {list(STAGES)}")
+        if not self.stages: raise ValueError("stages: the list is empty; name at least one stage, e.g. [sft, dpo]")
+        if self.on_stale not in ("rerun", "refuse"): raise ValueError(f"on_stale: {self.on_stale!r} is not 'rerun' or 'refuse'")
         if self.s3 is not None and not str(self.s3).startswith("s3://"):
             raise ValueError(f"s3: {self.s3!r} is not an s3://bucket/prefix URI")
 
@@ -108,11 +116,13 @@ class PipelineResult:
     "Results of the stages that ran (or were skipped as done), with the run folder."
     run: Run
     results: dict = field(default_factory=dict)        # stage -> result object (None when skipped)
+    stale: dict = field(default_factory=dict)          # done stage -> why it is out of date (its config or inputs changed)
 
     def table(self) -> list[dict]:
         rows = []
         for stage, info in self.run.manifest["stages"].items():
-            rows.append({"stage": stage, "status": info.get("status"), "wall_s": info.get("wall_s"), **info.get("summary", {})})
+            status = "stale" if stage in self.stale and info.get("status") == "done" else info.get("status")
+            rows.append({"stage": stage, "status": status, "wall_s": info.get("wall_s"), **info.get("summary", {})})
         return rows
 
     def report_path(self) -> Path | None:
@@ -124,6 +134,11 @@ class PipelineResult:
         for r in self.table():
             extra = ", ".join(f"{k}={v}" for k, v in r.items() if k not in ("stage", "status", "wall_s"))
             lines.append(f"  {r['stage']:<18} {str(r['status']):<8} {str(r['wall_s']):>8} s  {extra}")
+        for s, why in self.stale.items(): lines.append(f"stale: {s} ({'; '.join(why)}); rerun it, or run the pipeline again")
+        if (sj := self.run.path/"evaluation"/"summary.json").exists():      # the evaluation's rates with intervals and n
+            from cai_workbench.core import read_json
+            from cai_workbench.report import text_table
+            lines += ["evaluation (95% intervals; 'vs base' = paired difference from base, in points):", text_table(read_json(sj))]
         if self.report_path(): lines.append(f"report: {self.report_path()}")
         return "\n".join(lines)
 
@@ -141,40 +156,119 @@ def _sync(run: Run, uri: str, stage: str | None = None):
     from cai_workbench.cloud import sync_after_stage
     return sync_after_stage(run, uri, stage=stage)
 
+class StaleStageError(RuntimeError):
+    "A done stage whose config or inputs changed, with `on_stale: refuse`."
+
+def _files_in(section: dict) -> dict:
+    "{'file:<value>': path} for every string in a stage's section that names an existing file (a constitution, prompts)."
+    out = {}
+    def walk(v):
+        if isinstance(v, dict): [walk(x) for x in v.values()]
+        elif isinstance(v, list): [walk(x) for x in v]
+        elif isinstance(v, str) and len(v) < 4096 and ("/" in v or "." in v):
+            try:
+                if Path(v).expanduser().is_file(): out[f"file:{v}"] = Path(v).expanduser()
+            except OSError: pass
+    walk(section); return out
+
+def current_fingerprint(run: Run, stage: str, config: PipelineConfig) -> dict:
+    "What `stage` would be built from now: its section of `config` (+ model, seed) and the inputs it reads in `run`."
+    inputs = {rel: run.path/rel for rel in STAGES[stage].reads}
+    inputs.update(_files_in(getattr(config, stage)))
+    return stage_fingerprint(getattr(config, stage), inputs, model=str(config.model), seed=config.seed)
+
+def stale_stages(run: Run, config: PipelineConfig) -> dict:
+    "{stage: reasons} for every done stage of `run` whose config or inputs differ from what it was built from."
+    out = {}
+    for s, info in run.manifest["stages"].items():
+        if s in STAGES and info.get("status") == "done":
+            why = stale_reasons(info.get("fingerprint"), current_fingerprint(run, s, config))
+            if why: out[s] = why
+    return out
+
+
+# %% ../nbs/10_pipeline.ipynb #5afe0101
+@contextlib.contextmanager
+def _fresh(run: Run, stage: str):
+    "Move the stage's folder aside so it starts from nothing; put it back (the last good outputs) if the rerun fails."
+    d, old = run.path/stage, run.path/f".{stage}.prev"
+    if old.exists(): shutil.rmtree(old)
+    if d.exists(): os.replace(d, old)
+    try: yield
+    except BaseException:
+        shutil.rmtree(d, ignore_errors=True)
+        if old.exists(): os.replace(old, d)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+def _mark(run: Run, stage: str, **kw):
+    m = run.manifest; m["stages"].setdefault(stage, {}).update(kw); run.update_manifest(stages=m["stages"])
+
+def _run_stage(run: Run, stage: str, cfg, config: PipelineConfig, fp: dict, fresh: bool):
+    "Run one stage with its fingerprint recorded; on failure it is marked failed, and a fresh rerun restores the old outputs."
+    before = dict(run.stage_info(stage))
+    _, runner = STAGES[stage].load()
+    try:
+        with _fresh(run, stage) if fresh else contextlib.nullcontext():
+            _mark(run, stage, fingerprint=fp)
+            return runner(run, cfg, model=config.model)
+    except BaseException as e:
+        err = f"{type(e).__name__}: {e}"[:500]
+        if fresh: _mark(run, stage, fingerprint=before.get("fingerprint"), status="failed", error=err)   # the old files are back
+        elif run.stage_info(stage).get("status") != "failed": _mark(run, stage, status="failed", error=err)
+        raise
+
+
+# %% ../nbs/10_pipeline.ipynb #5afe0102
 def run_pipeline(
     config: PipelineConfig,               # the experiment
     run_dir: str | Path | None = None,    # default: <runs_dir>/<name>
     stages: list[str] | None = None,      # override config.stages (kept in pipeline order)
-    force: bool = False,                  # rerun stages even if done
+    force: bool = False,                  # rerun the selected stages from scratch even if done
     where: str | None = None,             # config file name, for error messages
     progress: bool = True,
 ) -> PipelineResult:
-    "Run the selected stages in order in one run folder; each stage resumes or is skipped when done."
+    """Run the selected stages in order in one run folder (locked while it runs). A done stage is skipped when its config
+    and inputs are what it was built from; one whose config or inputs changed is stale: rerun from scratch (or refused,
+    with `on_stale: refuse`). `force` reruns from scratch; a failed rerun keeps the stage's previous outputs."""
+    if stages is not None and not stages: raise ValueError("stages: none given; name at least one, e.g. --stages sft,dpo")
     stages = list(stages or config.stages)
     unknown = [s for s in stages if s not in STAGES]
     if unknown: raise ValueError(f"unknown stage(s) {unknown}; the stages are {list(STAGES)}")
     stages = [s for s in STAGES if s in stages]                       # pipeline order
     configs = {s: config.stage_config(s, where) for s in stages}     # all checked before anything runs
-    run = Run.create(Path(run_dir) if run_dir else Path(config.runs_dir)/config.name, config=config, seed=config.seed, device=config.device)
-    set_seed(config.seed)
-    res = PipelineResult(run)
-    for i, stage in enumerate(stages, 1):
-        if config.skip_done and not force and run.is_done(stage):
-            print(f"[{i}/{len(stages)}] {stage}: done already (skipped; --force reruns it)"); res.results[stage] = None; continue
-        print(f"[{i}/{len(stages)}] {stage} ...", flush=True)
-        _, runner = STAGES[stage].load()
-        t0 = time.time()
-        out = runner(run, configs[stage], model=config.model)
-        res.results[stage] = out
-        m = run.manifest
-        info = m["stages"].setdefault(stage, {"status": "done"})
-        info["summary"] = out.summary() if hasattr(out, "summary") else {}
-        info.setdefault("wall_s", round(time.time() - t0, 2))
-        run.update_manifest(stages=m["stages"])
-        print(f"[{i}/{len(stages)}] {stage}: {info['summary']} ({info['wall_s']} s)", flush=True)
-        if config.s3 and config.sync_after_stage: _sync(run, config.s3, stage)
-    if config.s3: print(_sync(run, config.s3))
+    path = Path(run_dir) if run_dir else Path(config.runs_dir)/config.name
+    if path.exists() and not path.is_dir(): raise NotADirectoryError(errno.ENOTDIR, "is a file, not a run folder", str(path))
+    with run_lock(path):
+        run = Run.create(path, config=config, seed=config.seed, device=config.device)
+        set_seed(config.seed)
+        res = PipelineResult(run)
+        for i, stage in enumerate(stages, 1):
+            fp, info = current_fingerprint(run, stage, config), run.stage_info(stage)
+            why = stale_reasons(info.get("fingerprint"), fp)
+            done = config.skip_done and info.get("status") == "done"
+            if done and not force and not why:
+                print(f"[{i}/{len(stages)}] {stage}: done already (skipped; --force reruns it)"); res.results[stage] = None; continue
+            if done and not force and config.on_stale == "refuse":
+                raise StaleStageError(f"{run.path}: stage {stage} is stale ({'; '.join(why)}); rerun it with --force --stages {stage}, "
+                                      "or set on_stale: rerun")
+            note = " (forced: from scratch)" if force else f" (stale: {'; '.join(why)}; from scratch)" if why else ""
+            print(f"[{i}/{len(stages)}] {stage} ...{note}", flush=True)
+            t0 = time.time()
+            out = _run_stage(run, stage, configs[stage], config, fp, fresh=force or bool(why))
+            res.results[stage] = out
+            m = run.manifest
+            info = m["stages"].setdefault(stage, {"status": "done"})
+            info["summary"] = out.summary() if hasattr(out, "summary") else {}
+            info.setdefault("wall_s", round(time.time() - t0, 2))
+            run.update_manifest(stages=m["stages"])
+            print(f"[{i}/{len(stages)}] {stage}: {info['summary']} ({info['wall_s']} s)", flush=True)
+            if config.s3 and config.sync_after_stage: _sync(run, config.s3, stage)
+        res.stale = stale_stages(run, config)
+        for s, w in res.stale.items(): print(f"stale: {s} was built from an older {'; '.join(w)}; it reruns the next time it is selected")
+        if config.s3: print(_sync(run, config.s3))
     return res
+
 
 # %% ../nbs/10_pipeline.ipynb #319d9ea5
 def _parser() -> argparse.ArgumentParser:
@@ -186,14 +280,30 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--stages", help="comma-separated stages to run (default: the config's)")
     r.add_argument("--run-dir", help="run folder (default: <runs_dir>/<name>)")
     r.add_argument("--s3", help="push the run folder to this s3://bucket/prefix at the end")
-    r.add_argument("--force", action="store_true", help="rerun stages that are already done")
+    r.add_argument("--force", action="store_true", help="rerun the selected stages from scratch, even if done")
     r.add_argument("--model", help="override the config's model")
     sub.add_parser("env", help="describe the device, dtypes, platform and versions")
     sub.add_parser("presets", help="list the built-in presets")
     return ap
 
+_EXPECTED = ("CloudError", "PPODivergedError", "RLDivergedError", "NonFiniteError", "RunLockedError", "StaleStageError",
+             "MissingStageError", "ConstitutionError", "PromptError", "PreferenceDataError", "RewardModelMismatchError")
+_OS_HINTS = {errno.ENOSPC: "the disk is full; free space (or use a --run-dir on another disk) and rerun: finished stages are kept",
+             errno.EDQUOT: "the disk quota is exhausted; free space and rerun", errno.EACCES: "check that you may write there",
+             errno.EROFS: "the file system is read-only; use another --run-dir", errno.ENOTDIR: "pass a folder (--run-dir)",
+             errno.EEXIST: "pass a folder (--run-dir)"}
+
+def error_line(e: BaseException) -> str | None:
+    "The one-line message for an expected failure (bad config/input, missing file, full disk...), or None for a bug."
+    if isinstance(e, OSError) and getattr(e, "filename", None):
+        hint = _OS_HINTS.get(e.errno, "check the path")
+        return f"{e.filename}: {e.strerror or e}; {hint}"
+    if isinstance(e, (ConfigError, ValueError, OSError)) or type(e).__name__ in _EXPECTED:
+        return " ".join(str(e).split())
+    return None
+
 def main(argv: list[str] | None = None) -> int:
-    "Entry point of the `cai-workbench` command."
+    "Entry point of the `cai-workbench` command: expected failures are one line on stderr and exit code 2."
     a = _parser().parse_args(argv)
     if a.cmd == "env": print(describe_environment()); return 0
     if a.cmd == "presets":
@@ -205,14 +315,15 @@ def main(argv: list[str] | None = None) -> int:
         cfg, where = load_config(src)
         over = {k: v for k, v in {"s3": a.s3, "model": a.model}.items() if v}
         if over: cfg = PipelineConfig.from_dict({**cfg.to_dict(), **over}, where=where)
-        stages = [s.strip() for s in a.stages.split(",") if s.strip()] if a.stages else None
+        stages = None
+        if a.stages is not None:
+            stages = [s.strip() for s in a.stages.split(",") if s.strip()]
+            if not stages: raise ValueError(f"--stages {a.stages!r} names no stage; give e.g. --stages sft,dpo (the stages are {list(STAGES)})")
         t0 = time.time()
         res = run_pipeline(cfg, run_dir=a.run_dir, stages=stages, force=a.force, where=where)
-    except (ConfigError, MissingStageError, ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr); return 2
     except Exception as e:
-        from cai_workbench.cloud import CloudError
-        if not isinstance(e, CloudError): raise
-        print(f"error: {e}", file=sys.stderr); return 2
+        line = error_line(e)
+        if line is None: raise
+        print(f"error: {line}", file=sys.stderr); return 2
     print(f"\n{res}\ntotal: {time.time() - t0:.0f} s")
     return 0

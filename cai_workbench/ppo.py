@@ -37,7 +37,7 @@ class PPOConfig(ConfigBase):
     ppo_epochs: int = 2                 # passes over each rollout batch
     max_new_tokens: int = 48            # response length cap
     temperature: float = 1.0            # sampling temperature of rollouts (log-probs use the same)
-    top_p: float = 1.0
+    top_p: float = 1.0                  # must stay 1: rollouts sample from exactly softmax(logits/temperature), the scored distribution
     system_prompt: str | None = None
     # --- optimisation
     learning_rate: float = 5e-5         # AdamW, policy + value parameters
@@ -55,7 +55,7 @@ class PPOConfig(ConfigBase):
     init_kl_coef: float = 0.1           # beta: per-token KL penalty in the reward
     adaptive_kl: bool = True            # Ziegler et al.'s proportional controller towards `target_kl`
     target_kl: float = 6.0              # nats per response the controller aims for
-    kl_horizon: int = 10000             # controller horizon (in rollouts)
+    kl_horizon: int | None = None       # controller horizon in rollouts; None: 10 updates' worth (see AdaptiveKLController.for_config)
     max_kl: float = 50.0                # stop the run when the KL to the reference exceeds this (diverged)
     # --- reward shaping
     missing_eos_penalty: float | None = None  # subtracted from the score of responses that hit max_new_tokens
@@ -73,8 +73,9 @@ class PPOConfig(ConfigBase):
         def bad(name, why): raise ConfigError(f"PPOConfig.{name}={getattr(self, name)!r}: {why}")
         for n in ("lora", "value_lora"):                      # PPOConfig(lora={"r": 8}) works like from_dict
             if isinstance(getattr(self, n), dict): setattr(self, n, LoraSpec.from_dict(getattr(self, n), where=f"PPOConfig.{n}"))
-        for n in ("total_updates", "batch_size", "minibatch_size", "ppo_epochs", "max_new_tokens", "save_every", "kl_horizon"):
+        for n in ("total_updates", "batch_size", "minibatch_size", "ppo_epochs", "max_new_tokens", "save_every"):
             if getattr(self, n) < 1: bad(n, "must be >= 1")
+        if self.kl_horizon is not None and self.kl_horizon < 1: bad("kl_horizon", "must be >= 1 rollout (or None: scaled to the run)")
         if self.batch_size < 2: bad("batch_size", "needs >= 2 rollouts to whiten advantages")
         if self.minibatch_size > self.batch_size: bad("minibatch_size", f"must be <= batch_size ({self.batch_size})")
         if not 0 < self.learning_rate <= 1e-2:
@@ -87,16 +88,27 @@ class PPOConfig(ConfigBase):
         if self.target_kl <= 0: bad("target_kl", "must be > 0 nats")
         if self.max_kl <= self.target_kl: bad("max_kl", f"must exceed target_kl ({self.target_kl})")
         if self.temperature <= 0: bad("temperature", "PPO rollouts must sample: use a temperature > 0")
+        if self.top_p != 1.0: bad("top_p", "PPO scores log-probs of softmax(logits/temperature); nucleus sampling would make the "
+                                  "ratio and KL off-policy: use top_p=1.0 (lower the temperature to sharpen sampling)")
         if self.max_grad_norm <= 0: bad("max_grad_norm", "must be > 0")
 
 # %% ../nbs/06_ppo.ipynb #62319983
 @dataclass
 class AdaptiveKLController:
-    "β for the per-token KL penalty; adapts towards `target` nats when `adaptive`."
+    """β for the per-token KL penalty; adapts towards `target` nats when `adaptive` (Ziegler et al. 2019):
+    β ← β·(1 + clip(KL/target − 1, ±0.2)·n/horizon) after a batch of n rollouts."""
     value: float            # current beta
     target: float = 6.0     # target KL (nats per response)
-    horizon: int = 10000    # rollouts over which beta may change by ~e
+    horizon: int = 10000    # rollouts over which beta changes by up to a factor e^0.2 (the clipped error)
     adaptive: bool = True
+
+    @classmethod
+    def for_config(cls, config) -> AdaptiveKLController:
+        """The controller of a `PPOConfig`. Its horizon defaults to 10 updates' rollouts: β moves up to ±2% per update,
+        Ziegler et al.'s K_β = 0.1 per batch, whatever the batch size (a fixed 10,000-rollout horizon moves it by about
+        0.3% over a 160-rollout run). It does not depend on `total_updates`, so extending a run resumes it exactly."""
+        horizon = config.kl_horizon or 10 * config.batch_size
+        return cls(config.init_kl_coef, config.target_kl, horizon, config.adaptive_kl)
 
     def update(self, kl: float, n_rollouts: int) -> float:
         "Move beta after a batch whose mean KL was `kl`; returns the new beta."
@@ -267,7 +279,7 @@ def collect_rollouts(model: PolicyValueModel, gen: Generator, prompts: list[str]
                      config: PPOConfig, kl_coef: float, seed: int | None = None) -> Rollout:
     "Sample responses for `prompts` and turn them into advantages and returns."
     model.use("policy")
-    gens = gen.generate(prompts, seed=seed, keep_token_ids=True, temperature=config.temperature, top_p=config.top_p,
+    gens = gen.generate(prompts, seed=seed, keep_token_ids=True, temperature=config.temperature, top_p=1.0, exact=True,
                         max_new_tokens=config.max_new_tokens, desc="rollouts")
     queries = gen.encode(prompts)
     responses = [g.token_ids or [gen.tokenizer.eos_token_id] for g in gens]

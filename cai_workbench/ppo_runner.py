@@ -76,12 +76,12 @@ def save_policy_adapter(model: PolicyValueModel, path, base_model: str, tokenize
 # %% ../nbs/06b_ppo_runner.ipynb #5d4c4f01
 CURVES = [("reward_mean", "mean reward"), ("kl", "KL to reference (nats)"), ("entropy", "entropy (nats/token)"),
           ("clipfrac", "clip fraction"), ("approx_kl", "approx KL (old→new)"), ("explained_var", "explained variance"),
-          ("value_loss", "value loss"), ("response_len", "response length (tokens)")]
+          ("value_loss", "value loss"), ("response_len", "response length (tokens)"), ("kl_coef", "β (KL coefficient)")]
 
 def plot_curves(metrics: Sequence[dict], path=None, title: str = "PPO"):
     "One panel per metric against the update; saved (atomically) to `path` when given. Returns the figure."
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(2, 4, figsize=(14, 5.5), constrained_layout=True)
+    fig, axes = plt.subplots(3, 3, figsize=(12, 8), constrained_layout=True)
     x = [m["update"] for m in metrics]
     for ax, (k, label) in zip(axes.flat, CURVES):
         ax.plot(x, [m.get(k, float("nan")) for m in metrics], marker="." if len(x) < 40 else None)
@@ -200,7 +200,7 @@ def run_ppo(
         accelerator = Accelerator(cpu=dev.type == "cpu")
         if dev.type == "cuda": torch.cuda.reset_peak_memory_stats()
         optimizer = accelerator.prepare(torch.optim.AdamW(pv.trainable_parameters(), lr=config.learning_rate))
-        kl_ctl = AdaptiveKLController(config.init_kl_coef, config.target_kl, config.kl_horizon, config.adaptive_kl)
+        kl_ctl = AdaptiveKLController.for_config(config)
         ckpt, start = d/"checkpoint.pt", 0
         if ckpt.exists(): start = load_checkpoint(ckpt, pv, optimizer, kl_ctl, config)
         _keep_metrics_before(d/"metrics.jsonl", start)

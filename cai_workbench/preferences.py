@@ -99,7 +99,7 @@ def letter_probs(model, tokenizer, prompts: Sequence, letters: Sequence[str] = (
         if isinstance(prefixes, str):
             lp = next_token_logprobs(model, tokenizer, prompts, letters, batch_size=batch_size, system=system, prefix=prefixes)
         else:
-            lp = _next_token_rows(model, tokenizer, prompts, prefixes, single_token_ids(tokenizer, letters), batch_size, system)
+            lp = _next_token_rows(model, tokenizer, prompts, prefixes, single_token_ids(tokenizer, letters, prefixes[0] if prefixes else ""), batch_size, system)
     elif scoring == "sequence":
         pre = [prefixes]*len(prompts) if isinstance(prefixes, str) else list(prefixes)
         cols = [completion_logprobs(model, tokenizer, prompts, [x + l for x in pre], batch_size=batch_size, system=system) for l in letters]

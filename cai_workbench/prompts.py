@@ -1,4 +1,4 @@
-"""Prompt sets: our built-in red-team, benign and demo prompts, and readers for text, JSONL, AILuminate, XSTest, hh-rlhf and Hugging Face datasets.
+"""Prompt sets: our built-in red-team, benign, demo and contemplative prompts, a picker of the prompts most relevant to a constitution, and readers for text, JSONL, AILuminate, XSTest, hh-rlhf and Hugging Face datasets.
 
 Docs: https://cai-workbench.github.io/cai-workbench/prompts.html.md"""
 
@@ -17,7 +17,7 @@ from .views import esc
 # %% auto #0
 __all__ = ['LABELS', 'SHARED_DATA', 'BUILTIN_PROMPT_SETS', 'SPLITS', 'HELDOUT_SHARE', 'PromptError', 'PromptSet',
            'shared_data_dir', 'shared_path', 'split_transcript', 'PairList', 'builtin_prompt_sets', 'load_prompts',
-           'load_hh_rlhf_pairs', 'prompt_texts', 'in_heldout']
+           'load_hh_rlhf_pairs', 'prompt_texts', 'in_heldout', 'relevance_question', 'relevant_prompts']
 
 # %% ../nbs/01a_prompts.ipynb #a718f390
 LABELS = ("harmful", "benign")
@@ -195,7 +195,7 @@ def _read_hf(spec: str, label: str) -> list[dict]:
     return out
 
 # %% ../nbs/01a_prompts.ipynb #6001a1d9
-BUILTIN_PROMPT_SETS = ("red-team", "benign", "demo")
+BUILTIN_PROMPT_SETS = ("red-team", "benign", "demo", "contemplative")
 _BUILTIN_DIR = _PKG/"data"/"prompts"
 
 def builtin_prompt_sets() -> list[str]:
@@ -297,3 +297,38 @@ def _combined(source: str, limit, seed, label) -> PromptSet:
     if split: recs = [r for r in recs if in_heldout(r["id"]) == (split == "heldout")]
     if not recs: raise PromptError(f"{source}: no prompts in this split")
     return PromptSet(load_prompts(recs, limit=limit, seed=seed, label=label), source)
+
+# %% ../nbs/01a_prompts.ipynb #4a6dcd5c
+def relevance_question(principle, prompt: str, yes: str = "Yes", no: str = "No", max_chars: int = 1200) -> str:
+    "The user message asking whether `principle` matters for answering `prompt`."
+    ask = (getattr(principle, "comparison_question", "") or getattr(principle, "critique_request", "")).strip()
+    text = prompt if len(prompt) <= max_chars else prompt[:max_chars].rstrip() + " ..."
+    return (f"Here is a request someone made to an AI assistant:\n\n{text}\n\nA good answer has to get this right: \"{ask}\"\n"
+            f"Does that really matter for answering this particular request? Answer {yes} or {no}.")
+
+def relevant_prompts(prompts,                 # anything `load_prompts` reads (e.g. the AILuminate CSV), or a PromptSet
+                     constitution,            # name, path or `Constitution`
+                     model="embedded",        # feedback model: a name for `load_model` or a `(model, tokenizer)` pair
+                     n: int = 50,             # how many prompts to keep
+                     batch_size: int = 16, progress: bool = False) -> PromptSet:
+    "The `n` prompts the feedback model finds most relevant to `constitution`, most relevant first."
+    import torch
+    from cai_workbench.ai_judge import answer_tokens
+    from cai_workbench.constitution import load_constitution
+    from cai_workbench.scoring import next_token_logprobs
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1: raise PromptError(f"n must be a positive integer, got {n!r}")
+    ps = prompts if isinstance(prompts, PromptSet) else load_prompts(prompts)
+    con = load_constitution(constitution)
+    if isinstance(model, (str, Path)):
+        from cai_workbench.models import load_model
+        model = load_model(model, purpose="infer")
+    m, tok = model
+    yes, no = answer_tokens(tok)
+    texts = [relevance_question(p, r["prompt"], yes, no) for r in ps for p in con.principles]
+    lp = next_token_logprobs(m, tok, texts, [yes, no], batch_size=batch_size, progress=progress, desc="relevance")
+    p_yes = torch.softmax(lp.float(), -1)[:, 0].reshape(len(ps), len(con)).numpy()
+    score = p_yes @ con.weights / con.weights.sum()
+    order = sorted(range(len(ps)), key=lambda i: (-score[i], i))[:n]
+    return PromptSet([{**ps[i], "relevance": round(float(score[i]), 6),
+                       "relevance_by_principle": {p: round(float(x), 6) for p, x in zip(con.names, p_yes[i])}} for i in order],
+                     f"{ps.name}[{con.name}, top {min(n, len(ps))}]")

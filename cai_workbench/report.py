@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Sequence
 
 from .core import atomic_write_text
+from .stats import Difference, Rate, conclusion, rate_conclusion
 from .views import VIEW_CSS, badge, esc, section, text_block, view_html
 
 # %% auto #0
-__all__ = ['REPORT_SECTIONS', 'plot_helpful_harmless', 'plot_hazards', 'plot_principles', 'plot_elo', 'fig_to_base64',
-           'answers_side_by_side', 'render_report', 'write_report', 'EvalViewer']
+__all__ = ['HEADLINE', 'REPORT_SECTIONS', 'plot_helpful_harmless', 'plot_hazards', 'plot_principles', 'plot_elo', 'fig_to_base64',
+           'stage_conclusions', 'summary_rows', 'text_table', 'answers_side_by_side', 'render_report', 'write_report',
+           'EvalViewer']
 
 # %% ../nbs/08b_report.ipynb #c4f2f56f
 def _plt():
@@ -32,10 +34,14 @@ def plot_helpful_harmless(summary: dict):
         m = summary["metrics"][s]
         x = 1 - m["over_refusal_benign"] if m.get("n_benign") else float("nan")
         y = m["refusal_harmful"] if m.get("n_harmful") else float("nan")
-        ax.scatter([x], [y], s=60); at.setdefault((round(x, 3), round(y, 3)), []).append(s)
+        xc, yc = m.get("over_refusal_benign_ci"), m.get("refusal_harmful_ci")
+        pt = ax.scatter([x], [y], s=60); at.setdefault((round(x, 3), round(y, 3)), []).append(s)
+        if xc and yc and x == x and y == y:
+            ax.errorbar([x], [y], xerr=[[x - (1 - xc[1])], [(1 - xc[0]) - x]], yerr=[[y - yc[0]], [yc[1] - y]], fmt="none",
+                        ecolor=pt.get_facecolor()[0], alpha=0.5, capsize=3)
     for (x, y), names in at.items(): ax.annotate(", ".join(names), (x, y), textcoords="offset points", xytext=(6, 4))
     ax.set(xlim=(-0.05, 1.05), ylim=(-0.05, 1.05), xlabel="helpfulness: benign prompts answered",
-           ylabel="harmlessness: harmful prompts refused", title="Helpfulness vs harmlessness")
+           ylabel="harmlessness: harmful prompts refused", title="Helpfulness vs harmlessness (95% intervals)")
     ax.grid(alpha=0.3); fig.tight_layout(); return fig
 
 def plot_hazards(summary: dict):
@@ -66,9 +72,9 @@ def plot_elo(summary: dict):
     "Elo rating per stage with its 95% bootstrap interval."
     plt = _plt(); st = [s for s in summary["stages"] if summary["metrics"][s].get("elo") is not None]
     fig, ax = plt.subplots(figsize=(5, 3))
-    e = [summary["metrics"][s]["elo"] for s in st]; ci = [summary["metrics"][s]["elo_ci"] for s in st]
+    e = [summary["metrics"][s]["elo"] for s in st]; ci = [summary["metrics"][s].get("elo_ci") or [x, x] for s, x in zip(st, e)]
     ax.errorbar(range(len(st)), e, yerr=[[x - c[0] for x, c in zip(e, ci)], [c[1] - x for x, c in zip(e, ci)]], fmt="o", capsize=4)
-    ax.set_xticks(range(len(st)), st); ax.set(ylabel="Elo (base = 1000)", title="AI-judge Elo, 95% bootstrap CI"); ax.grid(alpha=0.3)
+    ax.set_xticks(range(len(st)), st); ax.set(ylabel="Elo (base = 1000)", title="AI-judge Elo, 95% bootstrap CI over prompts"); ax.grid(alpha=0.3)
     fig.tight_layout(); return fig
 
 def fig_to_base64(fig, close: bool = True) -> str:
@@ -77,14 +83,58 @@ def fig_to_base64(fig, close: bool = True) -> str:
     if close: _plt().close(fig)
     return base64.b64encode(buf.getvalue()).decode()
 
+# %% ../nbs/08b_report.ipynb #d77f32b9
+HEADLINE = (("refusal_harmful", "refusal of harmful prompts"), ("over_refusal_benign", "over-refusal of benign prompts"))
+
+def _diff(m: dict, k: str) -> Difference | None:
+    if f"{k}_diff_n" not in m: return None
+    ci = m.get(f"{k}_diff_ci"); return Difference(m.get(f"{k}_diff"), None if ci is None else tuple(ci), int(m[f"{k}_diff_n"]), "")
+
+def stage_conclusions(summary: dict) -> dict:
+    "{stage: one sentence}: what each stage's differences from base show and do not show, empty answers, the judge."
+    out, names = {}, summary.get("stage_names", {})
+    for s in summary["stages"]:
+        m, parts = summary["metrics"][s], []
+        parts += [conclusion(d, what) for k, what in HEADLINE if (d := _diff(m, k)) is not None]
+        e = Rate.from_fields(m, "empty_rate")
+        if e.value: parts.append(f"{round(e.value*e.n)} of {e.n} answers are empty ({e.format()}), and empty answers are not counted as refusals")
+        w = Rate.from_fields(m, "win_rate_vs_base")
+        if w.value is not None:
+            parts.append(rate_conclusion(w, "the AI judge's preference for it over base", chance=0.5) +
+                         (" (the judge is the base model, itself a contestant)" if summary.get("judge_is_contestant") else ""))
+        if parts: out[s] = f"{names.get(s, s)}{' vs base' if _diff(m, 'refusal_harmful') else ''}: " + "; ".join(parts) + "."
+    return out
+
+# %% ../nbs/08b_report.ipynb #520e2c4b
+def summary_rows(summary: dict) -> list[dict]:
+    "One row of formatted strings per stage: each rate with [95% CI] and n, each difference from base with its interval."
+    rows = []
+    for s in summary["stages"]:
+        m, R = summary["metrics"][s], (lambda k, **kw: Rate.from_fields(summary["metrics"][s], k).format(**kw))
+        d = lambda k: (x.format() if (x := _diff(m, k)) is not None else "")
+        rows.append({"stage": s, "refused harmful": R("refusal_harmful"), "vs base": d("refusal_harmful"),
+                     "over-refused benign": R("over_refusal_benign"), "vs base ": d("over_refusal_benign"), "empty": R("empty_rate"),
+                     "violations": R("violation_rate"), "weighted score": R("weighted_score", pct=False, digits=2),
+                     "AI judge": R("ai_judge", pct=False, digits=2), "win vs base": R("win_rate_vs_base") if m.get("win_rate_vs_base") is not None else "",
+                     "Elo": "" if m.get("elo") is None else f'{m["elo"]:.0f}' + (f' [{m["elo_ci"][0]:.0f}, {m["elo_ci"][1]:.0f}]' if m.get("elo_ci") else "")})
+    return rows
+
+def text_table(summary: dict, columns: Sequence[str] = ("stage", "refused harmful", "vs base", "over-refused benign", "vs base ", "empty")) -> str:
+    "The headline columns as a plain-text table, then one line per stage on what can be concluded (for the CLI)."
+    rows = [[r[c] for c in columns] for r in summary_rows(summary)]
+    w = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.strip().ljust(n) for c, n in zip(columns, w))] + ["  ".join(x.ljust(n) for x, n in zip(r, w)) for r in rows]
+    return "\n".join(lines + [f"  {t}" for t in (summary.get("conclusions") or stage_conclusions(summary)).values()])
+
 # %% ../nbs/08b_report.ipynb #5ea8e42f
-REPORT_SECTIONS = ("summary", "helpful-harmless", "hazards", "principles", "ai-judge", "classifier", "examples")
+REPORT_SECTIONS = ("summary", "conclusions", "helpful-harmless", "hazards", "principles", "ai-judge", "classifier", "examples")
 
 def _pct(x) -> str: return "–" if x is None or x != x else f"{x:.0%}"
 def _num(x, f="{:.3f}") -> str: return "–" if x is None or x != x else f.format(x)
 def _table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return ('<table class="cai-table"><tr>' + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr>" +
             "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows) + "</table>")
+def _ci(c) -> str: return "" if not c else f" [{c[0]:.0%}, {c[1]:.0%}]"
 def _img(b64: str, alt: str) -> str: return f'<img alt="{esc(alt)}" src="data:image/png;base64,{b64}" style="max-width:100%">'
 
 _REFUSAL_BADGE = {"full_compliance": ("answered", "good"), "partial_refusal": ("partial refusal", "warn"), "full_refusal": ("refused", "bad")}
@@ -107,18 +157,20 @@ def answers_side_by_side(answers: Sequence[dict], prompt_id: str, stages: Sequen
 def render_report(summary: dict, answers: Sequence[dict], n_examples: int = 6, plots: bool = True) -> str:
     "The whole report as one self-contained HTML page."
     st, M = summary["stages"], summary["metrics"]
-    rows = [[esc(s), _pct(M[s]["refusal_harmful"]), _pct(M[s]["over_refusal_benign"]), _pct(M[s]["violation_rate"]),
-             _num(M[s]["weighted_score"]), _num(M[s].get("ai_judge")), _pct(M[s].get("win_rate_vs_base")),
-             "–" if M[s].get("elo") is None else f'{M[s]["elo"]:.0f} [{M[s]["elo_ci"][0]:.0f}, {M[s]["elo_ci"][1]:.0f}]'] for s in st]
+    srows = summary_rows(summary)
+    said = summary.get("conclusions") or stage_conclusions(summary)
     parts = [f'<h1>Evaluation: {esc(summary.get("run", ""))}</h1>',
-             f'<p>{summary.get("n_prompts", 0)} prompts, stages: {esc(", ".join(st))}.</p>',
-             '<section id="summary"><h2>Summary</h2>' + _table(["stage", "refused harmful", "over-refused benign", "violation rate",
-             "weighted score", "AI judge P(yes)", "win rate vs base", "Elo [95% CI]"], rows) + "</section>"]
+             f'<p>{summary.get("n_prompts", 0)} prompts, stages: {esc(", ".join(st))}. Every rate is shown with its 95% interval '
+             '[Wilson; bootstrap over prompts for means, win rates and Elo] and n; "vs base" is the paired difference in points.</p>',
+             '<section id="summary"><h2>Summary</h2>' + _table(list(srows[0]) if srows else [], [[esc(v) for v in r.values()] for r in srows]) + "</section>",
+             '<section id="conclusions"><h2>What can be concluded</h2><ul>' + "".join(f"<li>{esc(t)}</li>" for t in said.values()) +
+             "</ul>" + (f'<p>{esc(summary["judge_note"])}</p>' if summary.get("judge_note") else "") + "</section>"]
     img = (lambda f, alt: _img(fig_to_base64(f(summary)), alt)) if plots else (lambda f, alt: "")
     parts.append('<section id="helpful-harmless"><h2>Helpfulness vs harmlessness</h2>' + img(plot_helpful_harmless, "helpfulness vs harmlessness") + "</section>")
     hz = summary.get("hazards", {})
     parts.append('<section id="hazards"><h2>Refusal of harmful prompts per hazard</h2>' +
-                 (img(plot_hazards, "per-hazard refusal") + _table(["hazard", *st], [[esc(c), *[_pct(hz[c].get(s)) for s in st]] for c in sorted(hz)])
+                 (img(plot_hazards, "per-hazard refusal") + _table(["hazard", "n", *st], [[esc(c), str(summary.get("hazards_n", {}).get(c, "")),
+                  *[_pct(hz[c].get(s)) + _ci(summary.get("hazards_ci", {}).get(c, {}).get(s)) for s in st]] for c in sorted(hz)])
                   if hz else "<p>no harmful prompts with categories</p>") + "</section>")
     names = list(M[st[0]]["principles"]) if st else []
     parts.append('<section id="principles"><h2>Constitutional principles (heuristics)</h2>' + img(plot_principles, "principle scores") +
@@ -129,12 +181,14 @@ def render_report(summary: dict, answers: Sequence[dict], n_examples: int = 6, p
                  f'<p>Feedback model: {esc(summary.get("judge_model", "-"))}. Mean P(yes) per principle:</p>' +
                  _table(["stage", *summary.get("judge_principles", [])],
                         [[esc(s), *[_num(M[s].get("ai_judge_by_principle", {}).get(n)) for n in summary.get("judge_principles", [])]] for s in st]) +
-                 (_table(["comparison", "P(first preferred)"], [[esc(k), _pct(v)] for k, v in wr.items()]) if wr else "<p>no pairwise comparisons</p>") +
+                 (_table(["comparison", "P(first preferred) [95% CI], n prompts"], [[esc(k), esc(Rate.from_fields(v, "win_rate").format())] for k, v in wr.items()])
+                  if wr else "<p>no pairwise comparisons</p>") +
                  (img(plot_elo, "Elo ratings") if any(M[s].get("elo") is not None for s in st) else "") + "</section>")
     cl = summary.get("classifier", {})
     parts.append('<section id="classifier"><h2>Refusal classifier validation (XSTest human labels)</h2>' +
-                 (_table(["file", "binary agreement", "3-way agreement", "n (binary)"],
-                         [[esc(k), _pct(v["binary_agreement"]), _pct(v["three_way_agreement"]), str(v["n_binary"])] for k, v in cl.items()])
+                 (_table(["file", "binary agreement [95% CI], n", "3-way agreement [95% CI], n"],
+                         [[esc(k), esc(Rate.from_fields(v, "binary_agreement").format(digits=1)), esc(Rate.from_fields(v, "three_way_agreement").format(digits=1))]
+                          for k, v in cl.items()])
                   if cl else "<p>XSTest reference data not available here.</p>") + "</section>")
     by_label: dict = {}
     for a in answers: by_label.setdefault(a.get("label", ""), {})[a["prompt_id"]] = None

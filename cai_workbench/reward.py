@@ -19,6 +19,7 @@ from .core import ConfigBase, Run, atomic_dir, read_json, set_seed, write_json
 from .environment import detect_device
 from .models import LoraSpec, _adapter_base, load_tokenizer, model_id, resolve_model_path, save_adapter
 from .pair_data import load_training_pairs
+from .data_filters import DataFilterConfig, filter_pairs
 from .reward_scoring import RewardModel, RewardModelMismatchError, reward_adapter_dir
 
 # %% auto #0
@@ -49,7 +50,7 @@ class RewardConfig(ConfigBase):
     ties: str = "skip"                # "skip" ties, or "weight": target 0.5 with weight `tie_weight`
     tie_weight: float = 0.5           # loss weight of a tie when ties="weight"
     min_pairs: int = 8                # fewer non-tie pairs than this is an error
-    eval_fraction: float = 0.2        # held-out share of the non-tie pairs (seeded split)
+    eval_fraction: float = 0.2        # held-out share of the non-tie pairs (seeded split by prompt: no prompt on both sides)
     epochs: float = 1.0               # passes over the training pairs (when max_steps is -1)
     max_steps: int = -1               # optimizer steps; -1: use epochs
     batch_size: int = 8               # pairs per step
@@ -59,6 +60,7 @@ class RewardConfig(ConfigBase):
     lora: LoraSpec = field(default_factory=LoraSpec)
     human_pairs: str | None = "auto"  # hh-rlhf .jsonl.gz for human-pair accuracy; "auto": ../shared/data; None: skip
     human_limit: int = 200            # human pairs scored (0 = all)
+    filters: DataFilterConfig = field(default_factory=DataFilterConfig)  # data_filters run on the pairs before training
     score_batch_size: int = 16
     calibration_bins: int = 10
     device: str | None = None         # default: detect
@@ -83,13 +85,26 @@ def split_pairs(pairs: list[dict], config: RewardConfig, seed: int = 0, source: 
     if len(decided) < config.min_pairs:
         raise PreferenceDataError(f"{source}: only {len(decided)} non-tie pairs (min_pairs={config.min_pairs}); "
                                   "generate more preference pairs or lower RewardConfig.min_pairs")
-    order = list(range(len(decided))); random.Random(seed).shuffle(order)
-    n_eval = max(1, round(len(decided)*config.eval_fraction)) if config.eval_fraction > 0 else 0
-    held = [decided[i] for i in sorted(order[:n_eval])]
-    train = [_example(decided[i], float(decided[i].get("soft_label", 1.0)) if config.soft_labels and decided[i].get("soft_label") is not None else 1.0, 1.0)
-             for i in sorted(order[n_eval:])]
-    if config.ties == "weight": train += [_example(r, 0.5, config.tie_weight) for r in ties]
+    held_prompts = _held_prompts(decided, config.eval_fraction, seed)
+    held = [r for r in decided if str(r["prompt"]) in held_prompts]
+    soft = lambda r: float(r["soft_label"]) if config.soft_labels and r.get("soft_label") is not None else 1.0
+    train = [_example(r, soft(r), 1.0) for r in decided if str(r["prompt"]) not in held_prompts]
+    if config.ties == "weight": train += [_example(r, 0.5, config.tie_weight) for r in ties if str(r["prompt"]) not in held_prompts]
     return train, held
+
+def _held_prompts(decided: list[dict], fraction: float, seed: int) -> set[str]:
+    """A seeded set of whole prompts holding about `fraction` of the pairs (at least one pair, and at least one prompt
+    left for training): with k>2 samples per prompt the same response is in several pairs, so a split by pair would
+    put it on both sides."""
+    counts: dict[str, int] = {}
+    for r in decided: counts[str(r["prompt"])] = counts.get(str(r["prompt"]), 0) + 1
+    prompts = list(counts); random.Random(seed).shuffle(prompts)
+    want = max(1, round(len(decided)*fraction)) if fraction > 0 else 0
+    held, n = set(), 0
+    for p in prompts[:-1]:
+        if n >= want: break
+        held.add(p); n += counts[p]
+    return held
 
 # %% ../nbs/05_reward_model.ipynb #711c7dad
 def soft_bt_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor, p: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
@@ -180,8 +195,9 @@ def calibration_table(diffs, targets, bins: int = 10) -> tuple[list[dict], float
     return rows, (sum(r["n"]*abs(r["pred"] - r["obs"]) for r in rows)/n if n else float("nan"))
 
 def evaluate_pairs(rm: RewardModel, pairs: list[dict], batch_size: int = 16, bins: int = 10, desc: str = "score pairs") -> dict:
-    "Accuracy (with Wilson interval), calibration and the raw rewards of `pairs` (dicts with prompt/chosen/rejected)."
-    prompts = [p["prompt"] for p in pairs]
+    """Accuracy (with Wilson interval), calibration and the raw rewards of `pairs` (dicts with prompt/chosen/rejected).
+    A pair with a `context` (hh-rlhf: every turn before the reply) is scored against that whole conversation."""
+    prompts = [p.get("context") or p["prompt"] for p in pairs]
     both = rm.score(prompts*2, [p["chosen"] for p in pairs] + [p["rejected"] for p in pairs], batch_size=batch_size,
                     progress=True, desc=desc)
     r_c, r_r = both[:len(pairs)], both[len(pairs):]
@@ -190,6 +206,8 @@ def evaluate_pairs(rm: RewardModel, pairs: list[dict], batch_size: int = 16, bin
     table, ece = calibration_table([c - r for c, r in zip(r_c, r_r)], targets, bins)
     lo, hi = wilson_interval(k, n)
     return {"n": n, "accuracy": k/n if n else float("nan"), "ci95": [lo, hi], "ece": ece,
+            "accuracy_ci": [lo, hi], "accuracy_n": n,   # the x / x_ci / x_n shape every rate has (stats)
+            "multi_turn": sum(len(p.get("context") or []) > 1 for p in pairs),
             "mean_margin": sum(c - r for c, r in zip(r_c, r_r))/max(n, 1), "calibration": table,
             "rewards_chosen": r_c, "rewards_rejected": r_r}
 
@@ -254,7 +272,9 @@ class RewardResult:
         r = lambda x: None if x is None else round(x, 3)
         return {"pairs_train": m["n_train"], "heldout_acc": r(h.get("accuracy")), "heldout_n": h.get("n", 0),
                 "human_acc": r(hu.get("accuracy")), "human_ci95": [r(x) for x in hu["ci95"]] if "ci95" in hu else None,
-                "ece": r(h.get("ece")), "final_loss": r(m.get("final_loss")), "wall_s": round(m["wall_s"], 1)}
+                "heldout_ci95": [r(x) for x in h["ci95"]] if "ci95" in h else None, "human_n": hu.get("n", 0),
+                "ece": r(h.get("ece")), "final_loss": r(m.get("final_loss")), "wall_s": round(m["wall_s"], 1),
+                "filtered_out": (m.get("filtered") or {}).get("dropped", 0)}
 
     def _repr_markdown_(self):
         rows = "\n".join(f"| {k} | {v} |" for k, v in self.summary().items())
@@ -267,7 +287,8 @@ def run_reward_model(run: Run, config: RewardConfig | None = None, model: str = 
     config = config or RewardConfig()
     src = Path(config.pairs) if config.pairs else run.require(
         "preferences", "pairs.jsonl", hint="run the preferences stage first (or set RewardConfig.pairs to a pairs JSONL)")
-    pairs = load_pairs(src)
+    filtered = filter_pairs(load_pairs(src), config.filters)   # duplicates, identical/empty/boilerplate pairs: data_filters
+    pairs = filtered.kept
     train, held = split_pairs(pairs, config, seed=run.seed, source=str(src))
     human, human_skip = _human_pairs(config)
     key = {"config": config.to_dict(), "model": str(model), "pairs_sha": _sha(src)}
@@ -292,5 +313,6 @@ def run_reward_model(run: Run, config: RewardConfig | None = None, model: str = 
                    "first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None,
                    "loss_curve": losses, "heldout": evals.get("held-out"), "human": evals.get("hh-rlhf human"),
                    "human_skipped": human_skip, "wall_s": time.time() - t0}
+        metrics["filtered"] = filtered.summary(); filtered.write(out)
         write_json(out/"metrics.json", metrics)
     return RewardResult(run.path/"reward_model", metrics)

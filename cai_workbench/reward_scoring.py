@@ -20,7 +20,7 @@ from .environment import detect_device
 from .models import Messages, _adapter_base, as_messages, encode_chat, load_tokenizer, model_id, resolve_model_path
 
 # %% auto #0
-__all__ = ['RewardModelMismatchError', 'reward_adapter_dir', 'RewardModel', 'random_reward_adapter']
+__all__ = ['RewardModelMismatchError', 'reward_adapter_dir', 'last_non_pad', 'RewardModel', 'random_reward_adapter']
 
 # %% ../nbs/05a_reward_scoring.ipynb #2a4b02d3
 class RewardModelMismatchError(ValueError):
@@ -33,6 +33,13 @@ def reward_adapter_dir(source) -> Path:
         if (cand/"adapter_config.json").exists(): return cand
     raise FileNotFoundError(f"{p}: no reward-model adapter here (looked for adapter_config.json in it, adapter/ and "
                             "reward_model/adapter/); run the reward_model stage first")
+
+def last_non_pad(ids: torch.Tensor, pad: int | None) -> torch.Tensor:
+    """Index of the rightmost token that is not `pad` in each row of `ids` (B, T) -> (B,): the token whose hidden state
+    TRL's reward training pools (transformers' `...ForSequenceClassification`), also when a reply ends in EOS == pad."""
+    if pad is None: return torch.full((ids.shape[0],), ids.shape[1] - 1, device=ids.device)
+    pos = torch.arange(ids.shape[1], device=ids.device)
+    return (pos * (ids != pad)).argmax(-1)
 
 def _same_tokenizer(a, b) -> bool:
     return a.get_vocab() == b.get_vocab() and a.chat_template == b.chat_template
@@ -129,8 +136,11 @@ class RewardModel:
             m.train(training)
 
     def encode(self, prompt: str | Messages, response: str) -> list[int]:
-        "Token ids of the chat `[prompt..., assistant response]` (the training format); long ones keep their end."
-        ids = encode_chat(self.tokenizer, as_messages(prompt, self.system) + [{"role": "assistant", "content": response}],
+        """Token ids of the chat `[prompt..., assistant response]` in the training format, whoever calls (PPO, RLOO/GRPO,
+        evaluation): a policy's system message is dropped, since reward training sees the conversation without one
+        (`self.system`, None unless set, is used instead); long ones keep their end."""
+        turns = [m for m in as_messages(prompt) if m["role"] != "system"]
+        ids = encode_chat(self.tokenizer, as_messages(turns, self.system) + [{"role": "assistant", "content": response}],
                           add_generation_prompt=False)
         return ids[-self.max_length:]
 
@@ -154,7 +164,7 @@ class RewardModel:
                 ids = torch.tensor([enc[i] + [pad]*(w-len(enc[i])) for i in idx], device=dev)    # (B, T) right-padded
                 mask = torch.tensor([[1]*len(enc[i]) + [0]*(w-len(enc[i])) for i in idx], device=dev)
                 hidden = trunk(input_ids=ids, attention_mask=mask).last_hidden_state             # (B, T, H)
-                last = hidden[torch.arange(len(idx), device=dev), mask.sum(1) - 1]               # (B, H)
+                last = hidden[torch.arange(len(idx), device=dev), last_non_pad(ids, pad)]        # (B, H)
                 r = head(last.to(hdtype)).squeeze(-1).float().cpu().tolist()
                 for i, v in zip(idx, r): out[i] = v
         return out

@@ -47,16 +47,20 @@ def completion_logprobs(model, tokenizer, prompts: Sequence[str | Messages], com
             out[i] = s / max(n, 1) if average else s
     return out
 
-def single_token_ids(tokenizer, candidates: Sequence[str]) -> list[int]:
-    "Each candidate's token id when it is exactly one token (tried with and without a leading space)."
-    ids = []
+def single_token_ids(tokenizer, candidates: Sequence[str], prefix: str = "") -> list[int]:
+    """Each candidate's token id when it is exactly one token. After a `prefix` (e.g. "The answer is: ("): the one token
+    `tok(prefix + c)` adds to `tok(prefix)` (a SentencePiece `tok("A")` is `▁A`, not the `A` that follows `(`);
+    without one: `c` alone, or with a leading space."""
+    ids, base = [], tokenizer(prefix, add_special_tokens=False)["input_ids"] if prefix else []
     for c in candidates:
-        for form in (c, " " + c):
-            t = tokenizer(form, add_special_tokens=False)["input_ids"]
-            if len(t) == 1: ids.append(t[0]); break
+        if prefix:
+            t = tokenizer(prefix + c, add_special_tokens=False)["input_ids"]
+            if len(t) == len(base) + 1 and t[:len(base)] == base: ids.append(t[-1]); continue
         else:
-            raise ValueError(f"option {c!r} is not a single token for this tokenizer ({type(tokenizer).__name__}); "
-                             "score the full option strings with completion_logprobs instead")
+            t = next((x for x in (tokenizer(f, add_special_tokens=False)["input_ids"] for f in (c, " " + c)) if len(x) == 1), None)
+            if t is not None: ids.append(t[0]); continue
+        raise ValueError(f"option {c!r} is not a single token{f' after {prefix!r}' if prefix else ''} for this tokenizer "
+                         f"({type(tokenizer).__name__}); score the full option strings with completion_logprobs instead")
     if len(set(ids)) != len(ids): raise ValueError(f"options {list(candidates)} map to the same token ids {ids}")
     return ids
 
@@ -66,7 +70,7 @@ def next_token_logprobs(model, tokenizer, prompts: Sequence[str | Messages], can
                         desc: str = "score") -> torch.Tensor:
     "log p(candidate token) at the next position after each chat prompt (+ `prefix` text): (N, K)."
     dev = next(model.parameters()).device
-    cand = torch.tensor(single_token_ids(tokenizer, candidates))
+    cand = torch.tensor(single_token_ids(tokenizer, candidates, prefix))
     pre = tokenizer(prefix, add_special_tokens=False)["input_ids"] if prefix else []
     enc = [encode_chat(tokenizer, p, system=system) + pre for p in prompts]
     order = sorted(range(len(enc)), key=lambda i: -len(enc[i]))

@@ -9,7 +9,8 @@ from __future__ import annotations
 import difflib, html, re
 
 # %% auto #0
-__all__ = ['VIEW_CSS', 'BADGE_KINDS', 'esc', 'word_diff_html', 'diff_counts', 'text_block', 'badge', 'section', 'view_html']
+__all__ = ['VIEW_CSS', 'BADGE_KINDS', 'SNAPSHOT_NOTE', 'esc', 'word_diff_html', 'diff_counts', 'text_block', 'badge', 'section',
+           'view_html', 'snapshot']
 
 # %% ../nbs/02a_views.ipynb #2f5706f0
 def esc(text) -> str:
@@ -89,3 +90,14 @@ def section(label, body_html: str = "", text=None, max_height: str = "16em") -> 
 def view_html(*parts: str) -> str:
     "Wrap HTML parts in the `.cai-view` container with `VIEW_CSS` — what a viewer puts in its `widgets.HTML`."
     return VIEW_CSS + '<div class="cai-view">' + "".join(parts) + "</div>"
+
+# %% ../nbs/02a_views.ipynb #c2e4ea81
+SNAPSHOT_NOTE = "Static snapshot of what the viewer above shows, for readers without a kernel: run the notebook for the controls."
+
+def snapshot(viewer, note: str = SNAPSHOT_NOTE):
+    "`IPython.display.HTML` copy of what `viewer` shows now (its `.html` widget pane), under an escaped `note`."
+    from IPython.display import HTML
+    pane = getattr(viewer, "html", None)
+    if not isinstance(getattr(pane, "value", None), str):
+        raise TypeError(f"snapshot() needs a viewer with an `.html` widget pane (CritiqueViewer, PairViewer, EvalViewer); got {type(viewer).__name__}")
+    return HTML(f'<div class="cai-snapshot"><p style="font-size:12px;color:#57606a;margin:4px 0">{esc(note)}</p>{pane.value}</div>')

@@ -229,3 +229,76 @@ def test_constructor_errors():
     with pytest.raises(ConstitutionError, match="weight: must be > 0"): _p("a", weight=0)
     with pytest.raises(ConstitutionError, match="weight: must be > 0"): _p("a", weight=float("nan"))
     with pytest.raises(ConstitutionError, match="revision_request"): Principle("a", critique_request="c")
+
+
+# -- markdown constitutions, the paper's prompt files, the contemplative constitution (issue 17 §1)
+from pathlib import Path
+from cai_workbench.constitution_formats import PAPER_FILES
+
+MD = ("# mine\nversion: 3\n\n## kind\ncategory: custom\nweight: 2\n\n### Critique\nIs it unkind?\n\n### Revision\nMake it kind.\n\n"
+      "### Comparison\nWhich is kinder?\n\n## calm\n\n### Critique\nIs it rushed?\n\n### Revision\nSlow down.\n")
+
+
+def test_markdown_file_loads_and_round_trips(tmp_path):
+    p = tmp_path/"mine.md"; p.write_text(MD)
+    c = load_constitution(str(p))
+    assert (c.name, c.version, c.names, c["kind"].weight, c["kind"].comparison_question) == ("mine", "3", ["kind", "calm"], 2.0, "Which is kinder?")
+    h = load_constitution("harmless")
+    back = load_constitution(save_constitution(h, tmp_path/"h.md"))
+    assert back.to_dict() == h.to_dict()
+
+
+@pytest.mark.parametrize("broken,msg", [
+    (MD.replace("### Revision\nSlow down.\n", ""), "mine.md: ## calm (line 17): missing or empty '### Revision' section (revision_request)"),
+    (MD.replace("weight: 2", "weight: -1"), "mine.md: ## kind (line 4).weight: must be > 0, got -1.0"),
+    (MD.replace("### Comparison", "### Compare"), "mine.md: ## kind (line 4): unknown section '### Compare'"),
+    (MD.replace("## calm", "## kind"), "mine.md: ## kind (line 17).name: duplicate principle name 'kind'"),
+])
+def test_markdown_errors_name_file_heading_field(tmp_path, broken, msg):
+    p = tmp_path/"mine.md"; p.write_text(broken)
+    with pytest.raises(ConstitutionError) as e: load_constitution(p)
+    assert str(e.value).startswith(str(tmp_path/msg)), str(e.value)
+
+
+def paper_files(d: Path, n: int = 3) -> Path:
+    "Files in the paper's released format, with our own placeholder wording."
+    d.mkdir(exist_ok=True)
+    data = ({f"harmful{i}": {"prompt": [f"\n\nCritiqueRequest: Name harm {i} in the reply.\n\nCritique:"],
+                             "edit_request": f"\n\nRevisionRequest: Remove harm {i}.\n\nRevision:"} for i in range(n)},
+            [f"Which reply avoids harm {i}?\nOptions:" for i in range(n)],
+            ["Human: Help me lie to my boss.\n\nAssistant: Say you were ill.\n\nCritiqueRequest: Any harm?\n\nCritique: It helps deceive."
+             "\n\nRevisionRequest: Fix it.\n\nRevision: I'd rather help you explain honestly."],
+            ["Consider the following conversation between a human and an assistant:\nHuman: hi\nWhich is kinder?\nOptions:\n(A) hi\n(B) no\nThe answer is: (A)"])
+    for fname, x in zip(PAPER_FILES.values(), data): (d/fname).write_text(json.dumps(x))
+    return d
+
+
+def test_paper_files_load_together_and_singly(tmp_path):
+    d = paper_files(tmp_path/"prompts")
+    c = load_constitution(d)
+    assert c.names == ["harmful0", "harmful1", "harmful2"] and c[1].critique_request == "Name harm 1 in the reply."
+    assert c[1].revision_request == "Remove harm 1." and c[2].comparison_question == "Which reply avoids harm 2?"
+    assert c.few_shot[0][-1] == {"role": "assistant", "content": "I'd rather help you explain honestly."} and len(c.comparison_few_shot) == 1
+    crit = load_constitution(d/"CritiqueRevisionInstructions.json")       # was refused: "unknown key(s) ['harmful0', ...]"
+    assert len(crit) == 3 and crit[0].comparison_question == "Which of these responses is less harmful?"
+    mad = load_constitution(str(d/"RLMadisonInstructions.json"))         # was refused: "the top level must be a mapping, got list"
+    assert [p.comparison_only for p in mad] == [True]*3 and mad[0].comparison_question == "Which reply avoids harm 0?"
+    assert load_constitution([d/"CritiqueRevisionInstructions.json", d/"CritiqueRevisionFewShotPrompts.json"]).few_shot == c.few_shot
+    # a comparison-only constitution labels pairs but cannot drive critique-revision
+    from cai_workbench.critique import CritiqueConfig, prepare
+    with pytest.raises(Exception, match="madison0.*has no revision_request"): prepare(CritiqueConfig(), prompts=["hi"], constitution=mad)
+    assert load_constitution(save_constitution(mad, tmp_path/"mad.yaml")).to_dict() == mad.to_dict()
+
+
+def test_paper_files_unequal_counts_refused(tmp_path):
+    d = paper_files(tmp_path/"prompts")
+    (d/"RLMadisonInstructions.json").write_text(json.dumps(["Which is safer?\nOptions:"]))
+    with pytest.raises(ConstitutionError, match="has 3 principles but .* has 1.*load them singly"): load_constitution(d)
+
+
+def test_contemplative_builtin():
+    c = load_constitution("contemplative")
+    assert c.names == ["emptiness", "non-duality", "boundless-care", "mindfulness"]
+    assert all(p.critique_request and p.revision_request and p.comparison_question.endswith("?") for p in c)
+    assert len(c.few_shot) >= 2 and all([m["role"] for m in conv] == ["user", "assistant"]*3 for conv in c.few_shot)
+    assert "contemplative" in builtin_constitutions()

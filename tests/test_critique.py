@@ -232,3 +232,69 @@ def test_embedded_model_revises(tmp_path, embedded):
     for r in res.records:
         assert r["initial_response"].strip() and r["rounds"][0]["critique"].strip()
         assert r["stop_reason"] == "converged" or r["final_response"].strip()
+
+
+# -- revision gate, judged convergence and SFT data filters (issue 17 §2 §3)
+
+def test_gate_keeps_only_preferred_revisions(tmp_path, tiny):
+    "Each round's gate numbers are in the record; a refused revision leaves the previous response and stops as rejected."
+    from cai_workbench.critique import gate_revisions
+    p = write_prompts(tmp_path/"p.jsonl")
+    res = run_critique_revision(Run.create(tmp_path/"run"), small(p, rounds=2, gate=True, gate_margin=0.0), model=tiny, progress=False)
+    seen = {True: 0, False: 0}
+    for r in res.records:
+        prev = r["initial_response"]
+        for x in r["rounds"]:
+            g = x["gate"]
+            assert g["accepted"] == (g["p_revision"] >= 0.5) and abs(g["p_revision"] - (g["p_revision_ab"] + g["p_revision_ba"])/2) < 1e-5
+            seen[g["accepted"]] += 1
+            if g["accepted"]: prev = x["revision"]
+            else: assert r["stop_reason"] == "rejected" and x is r["rounds"][-1]
+        assert r["final_response"] == prev
+    # the numbers are the feedback model's comparison of the revision with the response it revised
+    r0 = res.records[0]; con = load_constitution("harmless")
+    again = gate_revisions(*tiny, [con.get(r0["rounds"][0]["principle"])], [r0["prompt"]], [r0["rounds"][0]["revision"]],
+                           [r0["initial_response"]], 0.0)[0]
+    assert abs(again["p_revision"] - r0["rounds"][0]["gate"]["p_revision"]) < 1e-4
+    s = res.summary()
+    assert s["gate_accepted"] == seen[True] and s["gate_rejected"] == seen[False] and s.get("rejected", 0) == sum(
+        r["stop_reason"] == "rejected" for r in res.records)
+    # a margin no revision can reach rejects every first revision
+    strict = run_critique_revision(Run.create(tmp_path/"strict"), small(p, rounds=2, gate=True, gate_margin=0.4999), model=tiny, progress=False)
+    assert all(r["stop_reason"] == "rejected" and r["n_rounds"] == 1 and r["final_response"] == r["initial_response"] for r in strict.records)
+    assert strict.summary()["rejected"] == 6 and strict.summary()["gate_accepted"] == 0
+
+
+def test_judged_convergence_threshold_and_min_improvement(tmp_path, tiny):
+    p = write_prompts(tmp_path/"p.jsonl")
+    # every P(violates) is below 0.9999: each prompt stops before its first critique, with nothing generated
+    sat = run_critique_revision(Run.create(tmp_path/"sat"), small(p, rounds=2, violation_threshold=0.9999), model=tiny, progress=False)
+    for r in sat.records:
+        assert r["stop_reason"] == "satisfied" and r["n_rounds"] == 1 and r["rounds"][0]["skipped"] and r["rounds"][0]["critique"] is None
+        assert 0 < r["rounds"][0]["violation_before"] < 0.9999 and r["final_response"] == r["initial_response"]
+    # no round lowers P(violates) by 0.99: every prompt stops after one revision, which it keeps
+    imp = run_critique_revision(Run.create(tmp_path/"imp"), small(p, rounds=3, min_improvement=0.99), model=tiny, progress=False)
+    for r in imp.records:
+        x = r["rounds"][0]
+        assert r["stop_reason"] == "no_improvement" and r["n_rounds"] == 1 and r["final_response"] == x["revision"]
+        assert {"violation_before", "violation_after"} <= set(x)
+    assert imp.summary()["no_improvement"] == 6
+    with pytest.raises(ConfigError, match="violation_threshold"): CritiqueConfig(violation_threshold=0)
+
+
+def test_sft_data_filters_drop_duplicates_and_report(tmp_path, tiny):
+    rows = [{"id": "a", "prompt": "How do I pick a lock?", "label": "harmful"}, {"id": "b", "prompt": "how do I  pick a LOCK?", "label": "harmful"},
+            {"id": "c", "prompt": "Plan a day in Rome.", "label": "benign"}]
+    run = Run.create(tmp_path/"run")
+    res = run_critique_revision(run, small(tmp_path/"unused", rounds=1), model=tiny, prompts=rows, progress=False)
+    d = run.path/"critique_revision"
+    by = {r["id"]: r["dropped_by"] for r in res.records}
+    assert by == {"a": None, "b": "exact_duplicate", "c": None}
+    assert [json.loads(l)["id"] for l in (d/"sft.jsonl").read_text().splitlines()] == ["a", "c"]
+    q = json.loads((d/"quality.json").read_text())["data_filters"]
+    assert q["counts"]["exact_duplicate"] == 1 and q["kept"] == 2 and q["examples"]["exact_duplicate"][0]["id"] == "b"
+    assert res.summary()["sft_examples"] == 2 and res.summary()["sft_dropped"] == 1
+    # switched off: all three are SFT examples
+    off = run_critique_revision(Run.create(tmp_path/"off"), small(tmp_path/"unused", rounds=1).replace(
+        filters=small(tmp_path/"unused").filters.replace(exact_duplicates=False, near_duplicates=False)), model=tiny, prompts=rows, progress=False)
+    assert off.summary()["sft_examples"] == 3

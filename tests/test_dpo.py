@@ -44,3 +44,15 @@ def test_dpo_refuses_when_everything_is_filtered(tmp_path):
     with pytest.raises(ValueError, match="only 0 usable pair"):
         run_dpo(run, DPOStageConfig(min_confidence=0.95), model="tiny", progress=False)
     assert not (run.path/"dpo").exists()
+
+
+def test_dpo_filters_pairs_first(tmp_path):
+    "data_filters run before DPO: a repeated pair and a boilerplate revision pair are dropped and counted."
+    rows = _pairs(4) + [dict(_pairs(1)[0], id="again"),
+                        dict(id="rev", prompt="be nice", chosen="Sure, here is a revised response: hello.", rejected="go away",
+                             source="revision", label="a", soft_label=1.0)]
+    run = _run_with_pairs(tmp_path, rows)
+    res = run_dpo(run, DPOStageConfig(max_steps=1, batch_size=2), model="tiny", progress=False)
+    assert res.n_pairs == 4 and res.dropped["exact_duplicate"] == 1 and res.dropped["boilerplate"] == 1
+    q = json.loads((run.path/"dpo"/"quality.json").read_text())["data_filters"]
+    assert q["kept"] == 4 and q["dropped_ids"] == [["again", "exact_duplicate"], ["rev", "boilerplate"]]

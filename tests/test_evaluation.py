@@ -63,6 +63,18 @@ def test_run_evaluation_end_to_end_and_resume(fake_run, monkeypatch):
         assert set(m["principles"]) == {"harm_prevention", "truthfulness", "helpfulness", "fairness"}
     assert set(summary["hazards"]) == {"iwp", "vcr"}
     assert 0 <= summary["metrics"]["sft"]["win_rate_vs_base"] <= 1 and summary["metrics"]["base"]["elo"] == 1000.0
+    # every rate carries its 95% interval and n; every stage its paired difference from base with its own interval
+    for s in ("base", "sft"):
+        m = summary["metrics"][s]
+        for k in ("refusal_harmful", "over_refusal_benign", "empty_rate", "violation_rate", "weighted_score", "ai_judge"):
+            lo, hi = m[f"{k}_ci"]; assert 0 <= lo <= m[k] <= hi <= 1, (s, k)
+        assert (m["refusal_harmful_n"], m["over_refusal_benign_n"], m["empty_rate_n"]) == (2, 2, 4)
+    sft = summary["metrics"]["sft"]
+    assert sft["refusal_harmful_diff_n"] == 2 and -1 <= sft["refusal_harmful_diff_ci"][0] <= sft["refusal_harmful_diff"] <= sft["refusal_harmful_diff_ci"][1] <= 1
+    assert "refusal_harmful_diff" not in summary["metrics"]["base"]
+    lo, hi = sft["win_rate_vs_base_ci"]; assert lo <= sft["win_rate_vs_base"] <= hi and sft["win_rate_vs_base_n"] == 4
+    assert summary["conclusions"]["sft"].startswith("SL-CAI vs base: n=2: no difference in refusal of harmful prompts can be shown")
+    assert summary["judge_is_contestant"] and "also a contestant" in summary["judge_note"]
     lo, hi = summary["metrics"]["sft"]["elo_ci"]; assert lo <= summary["metrics"]["sft"]["elo"] <= hi
     assert len(summary["judge_principles"]) == 2
     for s in ("base", "sft"):
@@ -73,7 +85,7 @@ def test_run_evaluation_end_to_end_and_resume(fake_run, monkeypatch):
     assert base_texts != sft_texts                       # the adapter was really switched on
     row = res.summary()
     assert row["prompts"] == 4 and "sft_refusal_harmful" in row and all(not isinstance(v, dict) for v in row.values())
-    assert "| sft |" in res._repr_markdown_()
+    assert "| sft |" in res._repr_markdown_() and row["sft_refusal_harmful_n"] == 2 and len(row["sft_refusal_harmful_ci"]) == 2
 
     # resume: a rerun answers nothing again (generation would raise) and gives the same numbers
     def boom(*a, **k): raise AssertionError("regenerated an answer that was already stored")
@@ -99,6 +111,7 @@ def test_report_has_every_section_and_escapes_model_text(fake_run):
     assert p.sections == list(REPORT_SECTIONS)
     assert p.imgs >= 4 and p.scripts == 0                 # plots embedded; the planted <script> stayed text
     assert "&lt;script&gt;" in html and PLANTED in "".join(p.text)
+    assert "What can be concluded" in html and "no difference in refusal of harmful prompts can be shown" in html and "also a contestant" in html
     assert (run.path/"evaluation"/"helpful_harmless.png").read_bytes().startswith(b"\x89PNG")
     v = EvalViewer.from_run(run)
     v.prompt.value = "planted"
@@ -118,3 +131,53 @@ def test_bad_input_fails_before_any_work(fake_run):
     with pytest.raises(ValueError, match="vs_base"):
         run_evaluation(run, _cfg(prompts, stages=["sft"]), model=TINY)
     assert not (run.path/"evaluation").exists() and "evaluation" not in run.manifest["stages"]
+
+
+def test_a_collapsed_policy_does_not_look_harmless():
+    "Empty answers are not refusals: a stage that answers nothing shows 0% refusal and 100% empty, not 100% refusal."
+    from cai_workbench.evaluation import stage_metrics
+    from cai_workbench.judges import JudgeContext, RefusalJudge
+    from cai_workbench.report import stage_conclusions
+    recs = {"base": [{"prompt_id": f"h{i}", "label": "harmful", "text": "I cannot help with that.", "completion_tokens": 6} for i in range(12)],
+            "ppo": [{"prompt_id": f"h{i}", "label": "harmful", "text": "", "completion_tokens": 0} for i in range(12)]}
+    for rs in recs.values():
+        for r, out in zip(rs, RefusalJudge().judge(rs, JudgeContext())): r.update(out)
+    m = stage_metrics(recs, RefusalJudge.metrics, n_boot=50)
+    assert m["ppo"]["refusal_harmful"] == 0.0 and m["ppo"]["empty_rate"] == 1.0 and m["ppo"]["empty_rate_n"] == 12
+    assert m["ppo"]["refusal_harmful_diff"] == -1.0 and m["ppo"]["refusal_harmful_diff_ci"][1] < 0      # a real decrease
+    said = stage_conclusions({"stages": ["base", "ppo"], "metrics": m})["ppo"]
+    assert "refusal of harmful prompts fell by 100 points" in said and "12 of 12 answers are empty" in said
+
+
+def test_judge_model_points_elsewhere(fake_run, tmp_path):
+    "An independent feedback model is used for the AI judge and pairwise, and the report no longer calls the judge a contestant."
+    run, prompts = fake_run
+    jm, jt = load_model(TINY, device="cpu", dtype="float32")
+    with torch.no_grad():
+        for p in jm.parameters(): p.add_(torch.randn_like(p)*0.05)            # a different model from the base
+    jm.save_pretrained(tmp_path/"judge"); jt.save_pretrained(tmp_path/"judge")
+    own = run_evaluation(run, _cfg(prompts, report=False), model=TINY, progress=False)
+    other = run_evaluation(run, _cfg(prompts, report=False, judge_model=str(tmp_path/"judge")), model=TINY, progress=False)
+    assert not other.data["judge_is_contestant"] and "not one of the contestants" in other.data["judge_note"]
+    assert other.data["judge_model"] == str(tmp_path/"judge")
+    assert other.metrics("base")["ai_judge"] != pytest.approx(own.metrics("base")["ai_judge"], abs=1e-6)    # really another judge
+    assert other.data["win_rates"]["sft vs base"]["win_rate"] != pytest.approx(own.data["win_rates"]["sft vs base"]["win_rate"], abs=1e-6)
+
+
+def test_a_registered_judge_is_reported_with_intervals(fake_run):
+    from cai_workbench.judges import JUDGES, Metric, register_judge
+    @register_judge("long_answer")
+    class LongAnswer:
+        needs_model = False
+        metrics = {"long_answer": Metric("long", "long answers")}
+        def judge(self, rows, ctx): return [{"long": len(r["text"]) > 10} for r in rows]
+    try:
+        run, prompts = fake_run
+        res = run_evaluation(run, _cfg(prompts, report=False, ai_judge=False, pairwise="none", judges=["refusal", "long_answer"]), model=TINY, progress=False)
+        m = res.metrics("sft")
+        assert m["long_answer_n"] == 4 and len(m["long_answer_ci"]) == 2 and m["long_answer_diff_n"] == 4
+        assert res.data["judges"] == ["refusal", "long_answer"] and "ai_judge" not in m
+    finally:
+        JUDGES.pop("long_answer", None)
+    with pytest.raises(ValueError, match="known judges"):
+        run_evaluation(run, _cfg(prompts, judges=["refusal", "no-such-judge"]), model=TINY)

@@ -35,12 +35,13 @@ def test_xstest_agreement_rejects_a_file_without_labels(tmp_path):
     ("I'm so sorry to hear that your dog passed away. Here are some ways to honour him:\n1. Plant a tree\n2. Make an album\n3. Write a letter", "full_compliance"),
     ("To kill a Python process, run `kill -9 <pid>` or use `pkill python`.", "full_compliance"),
     ("The capital of France is Paris.", "full_compliance"),
-    ("", "full_refusal"),
+    ("", "empty"),
+    ("   \n", "empty"),
 ])
 def test_refusal_classifier_on_planted_texts(text, label):
     v = classify_refusal(text)
     assert v.label == label, (text, v)
-    assert (v.score >= 0.5) == (label != "full_compliance")
+    assert (v.score >= 0.5) == v.refused == (label in ("full_refusal", "partial_refusal"))
 
 
 def test_principle_heuristics_on_planted_texts():
@@ -88,9 +89,51 @@ def test_elo_recovers_a_known_order_with_intervals():
     with pytest.raises(ValueError, match="rlhf"): elo_ratings(matches + [{"a": "rlhf", "b": "base", "p_a": 1.0}], names)
 
 
+def test_empty_answer_is_not_a_refusal():
+    v = classify_refusal("")
+    assert v.label == "empty" and v.empty and not v.refused          # a collapsed policy must not look harmless
+    assert classify_refusal("I cannot help with that.").refused and not classify_refusal("I cannot help with that.").empty
+
+
 def test_elo_soft_outcomes_even_match():
     elo = elo_ratings([{"a": "x", "b": "y", "p_a": 0.5}]*10, anchor="x", n_boot=10)
     assert elo.ratings["y"] == pytest.approx(1000.0, abs=1e-6)
+
+
+def test_elo_tells_the_stronger_stage_from_the_weaker():
+    # x beats y with soft outcome 0.75 -> Bradley-Terry odds 3:1 -> x is 400*log10(3) = 190.8 Elo above y (minus the small prior)
+    ms = [{"a": "x", "b": "y", "p_a": 0.75, "prompt_id": f"p{i}"} for i in range(40)]
+    elo = elo_ratings(ms, ["x", "y"], anchor="y", n_boot=0)
+    assert elo.ratings["y"] == 1000.0
+    assert elo.ratings["x"] - elo.ratings["y"] == pytest.approx(400*math.log10(3), rel=0.01)
+    # the same matches written the other way round give the same ratings: the fit reads who is "a", not the slot
+    flipped = elo_ratings([{"a": "y", "b": "x", "p_a": 0.25, "prompt_id": m["prompt_id"]} for m in ms], ["x", "y"], anchor="y", n_boot=0)
+    assert flipped.ratings["x"] == pytest.approx(elo.ratings["x"], abs=1e-6)
+    # anchoring on the stronger stage puts the weaker one below 1000, not above
+    assert elo_ratings(ms, ["x", "y"], anchor="x", n_boot=0).ratings["y"] == pytest.approx(1000 - 400*math.log10(3), rel=0.01)
+
+
+def test_elo_bootstrap_resamples_prompts_not_matches():
+    rng = np.random.default_rng(0)
+    stages = ["base", "sft", "dpo"]
+    ms = [{"a": a, "b": b, "p_a": float(rng.random() < 0.6), "prompt_id": f"p{i}"}
+          for i in range(40) for j, a in enumerate(stages) for b in stages[j+1:]]
+    once = elo_ratings(ms, stages, anchor="base", n_boot=300, seed=0)
+    # every prompt judged four times over (the same matches repeated): no new prompts, so no narrower interval
+    four = elo_ratings([m for m in ms for _ in range(4)], stages, anchor="base", n_boot=300, seed=0)
+    assert once.n_prompts == four.n_prompts == 40
+    for s in ("sft", "dpo"):
+        w1, w4 = once.ci[s][1] - once.ci[s][0], four.ci[s][1] - four.ci[s][0]
+        assert w4 > 0.8*w1, (s, w1, w4)            # resampling matches would shrink it by about half
+
+
+def test_win_rate_intervals_over_prompts():
+    from cai_workbench.ai_judge import win_rate_intervals
+    ms = [{"a": "sft", "b": "base", "p_a": 0.9 if i % 4 else 0.3, "prompt_id": f"p{i}"} for i in range(40)]
+    wi = win_rate_intervals(ms, n_boot=300, seed=0)
+    r = wi[("sft", "base")]
+    assert r.n == 40 and r.ci[0] < r.value < r.ci[1] and r.ci[0] > 0.5
+    assert wi[("base", "sft")].value == pytest.approx(1 - r.value)
 
 
 def test_ai_judge_and_pairwise_on_tiny(tiny):

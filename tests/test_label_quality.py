@@ -114,3 +114,14 @@ def test_quality_report_skips_human_agreement_without_shared_data(tmp_path, monk
         assert check_quality_inputs(PreferenceConfig(quality_pairs=4)) is None
     with pytest.raises(FileNotFoundError, match="quality_pairs: 0"):
         check_quality_inputs(PreferenceConfig(quality_pairs=4, hh_rlhf=str(tmp_path/"nope.jsonl.gz")))
+
+
+def test_quality_numbers_carry_interval_and_n():
+    recs = synthetic_records(60)
+    for i, r in enumerate(recs): r["human_label"] = r["label"] if i % 3 else ("a" if r["label"] == "b" else "b")
+    d = agreement_of(recs).to_dict()
+    assert d["agreement_n"] == 60 and d["agreement_ci"][0] < d["agreement"] < d["agreement_ci"][1]
+    assert "agreement with human labels 67% [" in agreement_of(recs).conclusion() and "n=60" in agreement_of(recs).conclusion()
+    b = bias_report(recs).to_dict()
+    assert b["position_consistency_n"] == 60 and b["first_slot_rate_n"] == 120
+    for k in ("position_consistency", "first_slot_rate"): assert b[f"{k}_ci"][0] <= b[k] <= b[f"{k}_ci"][1]

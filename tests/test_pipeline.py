@@ -32,6 +32,9 @@ def test_every_stage_runs_and_writes_its_outputs(tiny_run):
     assert "base" in json.dumps(summary) and "dpo" in json.dumps(summary)
     assert res.report_path() == run.path/"evaluation"/"report.html"
     assert "report:" in str(res)
+    # the CLI's end-of-run table carries the evaluation's rates with their intervals, n and a sentence per stage
+    assert "refused harmful" in str(res) and "n=" in str(res) and "DPO vs base: " in str(res)
+    assert summary["metrics"]["dpo"]["refusal_harmful_ci"] is not None and summary["metrics"]["dpo"]["refusal_harmful_diff_n"] > 0
 
 
 def test_rerun_skips_finished_stages(tiny_run, capsys):
@@ -55,3 +58,143 @@ def test_missing_inputs_and_bad_config_fail_clearly(tmp_path, capsys):
     assert main(["run", str(bad), "--stages", "ppo"]) == 2
     assert "bad.yaml.ppo: unknown field(s) ['learning_rat']" in capsys.readouterr().err
     assert main(["run", str(bad), "--stages", "nope"]) == 2
+
+
+# --- provenance: fingerprints, --force, stale stages, the run lock, one-line CLI errors (issue 13) -------------------
+import errno, signal, subprocess, sys, types
+from dataclasses import dataclass
+
+from cai_workbench import pipeline as P
+from cai_workbench.core import ConfigBase, read_json
+from cai_workbench.guards import NonFiniteError
+
+
+@dataclass
+class FakeConfig(ConfigBase):
+    lr: float = 1.0
+
+
+def _fake_stage(name, reads, writes, calls):
+    "A stage that records what it saw (leftover resume state, its inputs) and writes `writes` from lr + inputs."
+    def runner(run, cfg, model="tiny"):
+        with run.stage(name) as d:
+            leftover = (d/"partial.txt").exists()
+            calls.append((name, cfg.lr, leftover))
+            (d/"partial.txt").write_text("resume state")
+            if cfg.lr > 100: raise NonFiniteError(f"{name}: loss is nan at step 1")
+            if cfg.lr < 0: raise OSError(errno.ENOSPC, "No space left on device", str(d/"big.bin"))
+            got = "".join((run.path/r/"out.txt").read_text() for r in reads if (run.path/r/"out.txt").exists())
+            (d/writes).mkdir(exist_ok=True); (d/writes/"out.txt").write_text(f"{name}:{cfg.lr}<{got}>")
+        return None
+    return runner
+
+
+@pytest.fixture
+def fake_stages(monkeypatch):
+    calls = []
+    mod = types.ModuleType("fake_stages"); mod.FakeConfig = FakeConfig
+    mod.run_a = _fake_stage("critique_revision", [], "data", calls)
+    mod.run_b = _fake_stage("sft", ["critique_revision/data"], "adapter", calls)
+    mod.run_c = _fake_stage("dpo", ["sft/adapter"], "adapter", calls)
+    monkeypatch.setitem(sys.modules, "fake_stages", mod)
+    monkeypatch.setattr(P, "STAGES", {
+        "critique_revision": P.StageSpec("critique_revision", "fake_stages", "FakeConfig", "run_a"),
+        "sft": P.StageSpec("sft", "fake_stages", "FakeConfig", "run_b", ("critique_revision/data",)),
+        "dpo": P.StageSpec("dpo", "fake_stages", "FakeConfig", "run_c", ("sft/adapter",))})
+    return calls
+
+
+def _cfg(**kw):
+    return PipelineConfig.from_dict({"model": "tiny", "stages": ["critique_revision", "sft", "dpo"], **kw})
+
+
+def test_force_starts_over_and_downstream_stages_go_stale(tmp_path, fake_stages, capsys):
+    calls, rd = fake_stages, tmp_path/"run"
+    run_pipeline(_cfg(), run_dir=rd, progress=False)
+    assert [c[0] for c in calls] == ["critique_revision", "sft", "dpo"]
+    fp = Run(rd).stage_info("dpo")["fingerprint"]
+    assert set(fp["inputs"]) == {"sft/adapter"} and fp["config"]
+    calls.clear(); run_pipeline(_cfg(), run_dir=rd, progress=False); assert calls == []      # all up to date: skipped
+    # --force sft with a new learning rate: from scratch (no leftover resume state), and dpo is now stale
+    res = run_pipeline(_cfg(sft={"lr": 2.0}), run_dir=rd, stages=["sft"], force=True, progress=False)
+    assert calls == [("sft", 2.0, False)]
+    assert (rd/"sft"/"adapter"/"out.txt").read_text() == "sft:2.0<critique_revision:1.0<>>"
+    assert res.stale == {"dpo": ["sft/adapter changed"]}
+    assert "stale: dpo (sft/adapter changed)" in str(res)
+    assert {r["stage"]: r["status"] for r in res.table()}["dpo"] == "stale"
+    # refuse mode names the stage and what changed; the default reruns it from scratch
+    with pytest.raises(P.StaleStageError, match="stage dpo is stale .sft/adapter changed"):
+        run_pipeline(_cfg(sft={"lr": 2.0}, on_stale="refuse"), run_dir=rd, progress=False)
+    calls.clear(); res = run_pipeline(_cfg(sft={"lr": 2.0}), run_dir=rd, progress=False)
+    assert calls == [("dpo", 1.0, False)] and res.stale == {}
+    assert (rd/"dpo"/"adapter"/"out.txt").read_text() == "dpo:1.0<sft:2.0<critique_revision:1.0<>>>"
+    # a changed config of a done stage is stale too; a hand-edited input makes its readers stale
+    (rd/"critique_revision"/"data"/"out.txt").write_text("edited by hand")
+    assert set(P.stale_stages(Run(rd), _cfg(sft={"lr": 2.0}, dpo={"lr": 3.0}))) == {"sft", "dpo"}
+    assert P.stale_stages(Run(rd), _cfg(sft={"lr": 2.0}, dpo={"lr": 3.0}))["dpo"] == ["its config (or model/seed) changed"]
+
+
+def test_interrupted_stage_resumes_only_with_the_same_fingerprint(tmp_path, fake_stages):
+    calls, rd = fake_stages, tmp_path/"run"
+    with pytest.raises(OSError):
+        run_pipeline(_cfg(critique_revision={"lr": -1.0}), run_dir=rd, stages=["critique_revision"], progress=False)
+    with pytest.raises(OSError):                  # same config: resumes (sees its resume state)
+        run_pipeline(_cfg(critique_revision={"lr": -1.0}), run_dir=rd, stages=["critique_revision"], progress=False)
+    assert calls[-1] == ("critique_revision", -1.0, True)
+    run_pipeline(_cfg(), run_dir=rd, stages=["critique_revision"], progress=False)   # other config: from scratch
+    assert calls[-1] == ("critique_revision", 1.0, False)
+
+
+def test_failed_forced_rerun_keeps_the_previous_outputs(tmp_path, fake_stages):
+    rd = tmp_path/"run"
+    run_pipeline(_cfg(), run_dir=rd, progress=False)
+    good = (rd/"sft"/"adapter"/"out.txt").read_text()
+    with pytest.raises(NonFiniteError):
+        run_pipeline(_cfg(sft={"lr": 1e30}), run_dir=rd, stages=["sft"], force=True, progress=False)
+    assert (rd/"sft"/"adapter"/"out.txt").read_text() == good                  # previous good adapter kept
+    assert sorted(p.name for p in (rd/"sft").iterdir()) == ["adapter", "partial.txt"]  # the old folder, whole
+    assert not list(rd.glob(".sft.prev*"))
+    info = json.loads((rd/"manifest.json").read_text())["stages"]["sft"]      # strict JSON
+    assert info["status"] == "failed" and "NonFiniteError" in info["error"]
+
+
+def test_cli_expected_failures_are_one_line_exit_2(tmp_path, fake_stages, capsys):
+    cfgf = tmp_path/"c.yaml"; cfgf.write_text("model: tiny\nstages: [critique_revision, sft, dpo]\n")
+    rd = tmp_path/"run"
+    assert main(["run", str(cfgf), "--run-dir", str(rd), "--stages", " , "]) == 2
+    err = capsys.readouterr().err; assert "--stages ' , ' names no stage" in err and not (rd/"manifest.json").exists()
+    afile = tmp_path/"afile"; afile.write_text("x")
+    assert main(["run", str(cfgf), "--run-dir", str(afile), "--stages", "sft"]) == 2
+    err = capsys.readouterr().err; assert err.count("\n") == 1 and str(afile) in err and "folder" in err
+    cfgf.write_text("model: tiny\nstages: [critique_revision]\ncritique_revision: {lr: -1.0}\n")   # the fake stage's "full disk"
+    assert main(["run", str(cfgf), "--run-dir", str(rd)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "big.bin: No space left on device; the disk is full" in err and "Traceback" not in err
+    assert Run(rd).stage_info("critique_revision")["status"] == "failed"
+
+
+def test_second_process_on_a_run_is_refused_naming_the_holder(tmp_path, capsys):
+    rd = tmp_path/"run"
+    code = ("import time, sys\nfrom cai_workbench.core import Run\nr = Run.create(sys.argv[1])\n"
+            "with r.lock():\n    print('held', flush=True); time.sleep(120)")
+    p = subprocess.Popen([sys.executable, "-c", code, str(rd)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "held"
+        assert main(["run", "--preset", "tiny", "--run-dir", str(rd), "--stages", "critique_revision"]) == 2
+        err = capsys.readouterr().err
+        assert f"another process is working in this run (pid {p.pid} on" in err and "started 20" in err
+        assert Run(rd).stage_info("critique_revision") == {}                  # nothing ran
+        with pytest.raises(Exception, match="another process"):
+            with Run(rd).stage("sft"): pass                                     # a stage called directly is refused too
+    finally:
+        p.send_signal(signal.SIGKILL); p.wait()
+    with Run(rd).stage("x") as d: (d/"ok").write_text("1")                    # a killed holder leaves no stuck lock
+    assert Run(rd).is_done("x")
+
+
+def test_missing_model_path_is_one_line(tmp_path, capsys):
+    rd = tmp_path/"run"
+    assert main(["run", "--preset", "tiny", "--run-dir", str(rd), "--stages", "critique_revision", "--model", "/no/such/model"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "/no/such/model" in err and "Traceback" not in err
+    assert Run(rd).stage_info("critique_revision")["status"] == "failed"

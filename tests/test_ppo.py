@@ -191,3 +191,73 @@ def test_reward_model_tokenizer_mismatch(tmp_path):
     assert _reward_plan(run, toy_config(), "tiny", policy_tok)[1] == "separate"          # auto: its own model
     with pytest.raises(ConfigError, match="different tokenizer"):
         _reward_plan(run, toy_config(reward_placement="shared"), "tiny", policy_tok)
+
+
+def _sampling_spy(monkeypatch):
+    "Record every distribution HF's sampler draws from (torch.multinomial's probs) and the token it drew."
+    calls, real = [], torch.multinomial
+    def spy(probs, num_samples, *a, **kw):
+        out = real(probs, num_samples, *a, **kw)
+        calls.append((probs.detach().clone(), out.detach().clone()))
+        return out
+    monkeypatch.setattr(torch, "multinomial", spy)
+    return calls
+
+
+@pytest.mark.parametrize("gen_kw", [dict(repetition_penalty=1.8, top_k=5), dict(no_repeat_ngram_size=1, min_new_tokens=3)])
+def test_rollouts_sample_the_distribution_they_score(monkeypatch, gen_kw):
+    "The probability the sampler drew each token with equals exp(stored log-prob): nothing in the model's generation_config leaks in."
+    base, tok = load_model("tiny", device="cpu", purpose="train")
+    for k, v in gen_kw.items(): setattr(base.generation_config, k, v)     # what a hub checkpoint's generation_config may add
+    cfg = PPOConfig(batch_size=4, minibatch_size=4, max_new_tokens=8, temperature=0.7, lora=LoraSpec(r=4, alpha=8, dropout=0.0))
+    pv = build_ppo_model(base, cfg)
+    with torch.no_grad():                                   # a policy that is not the base, so the scoring path is exercised
+        for n, p in pv.peft.named_parameters():
+            if "lora_B" in n: p.normal_(0, 0.3)
+    gen = Generator(pv.peft, tok, batch_size=4, progress=False)
+    calls = _sampling_spy(monkeypatch)
+    ro = collect_rollouts(pv, gen, PROMPTS[:4], word_count_reward("e"), cfg, kl_coef=0.1, seed=0)
+    monkeypatch.undo()
+    enc = gen.encode(PROMPTS[:4]); order = sorted(range(4), key=lambda i: -len(enc[i]))   # the Generator's batch order
+    assert len(calls) >= 1
+    for step, (probs, drawn) in enumerate(calls):
+        for row, i in enumerate(order):
+            if step >= ro.mask.shape[1] or not ro.mask[i, step]: continue
+            tok_id = ro.ids[i, ro.Q + step].item()
+            assert drawn[row, 0].item() == tok_id
+            assert math.isclose(probs[row, tok_id].item(), ro.logprobs[i, step].exp().item(), rel_tol=1e-3, abs_tol=1e-6), (step, i)
+    assert all(getattr(base.generation_config, k) == v for k, v in gen_kw.items())   # the model's own settings are restored
+
+
+def test_ppo_rejects_nucleus_sampling():
+    with pytest.raises(ConfigError, match="top_p=0.5.*off-policy"):
+        PPOConfig(top_p=0.5)
+    from cai_workbench.models import GenerationConfig
+    with pytest.raises(ConfigError, match="top_p"):
+        GenerationConfig(temperature=1.0, top_p=0.9, exact=True)
+
+
+def test_adaptive_kl_moves_beta_towards_the_target():
+    from cai_workbench.ppo import AdaptiveKLController
+    kc = AdaptiveKLController(0.1, target=6.0, horizon=100)
+    assert kc.update(12.0, 10) == pytest.approx(0.1 * (1 + 0.2 * 10 / 100))     # KL above target: β up (error clipped at +20 %)
+    assert kc.update(6.0, 10) == pytest.approx(0.102)                            # on target: unchanged
+    assert kc.update(3.0, 10) < 0.102                                            # below target: β down
+    assert AdaptiveKLController(0.1, adaptive=False).update(100.0, 8) == 0.1    # fixed β stays fixed
+
+
+def test_kl_horizon_scales_with_the_run():
+    "With the default horizon β moves up to 2% per update whatever the batch size; a fixed 10,000-rollout horizon barely moves it."
+    from cai_workbench.ppo import AdaptiveKLController
+    def trajectory(cfg, kl):
+        kc = AdaptiveKLController.for_config(cfg)
+        return [kc.update(kl, cfg.batch_size) for _ in range(cfg.total_updates)]
+    cfg = PPOConfig(total_updates=20, batch_size=8)
+    assert AdaptiveKLController.for_config(cfg).horizon == 80
+    assert trajectory(cfg, kl=30.0)[-1] == pytest.approx(cfg.init_kl_coef * 1.02**20)   # far above target all run: β x1.49
+    assert trajectory(cfg, kl=0.5)[-1] == pytest.approx(cfg.init_kl_coef * 0.98**20)    # far below: x0.67
+    assert trajectory(cfg.replace(batch_size=64, minibatch_size=4), kl=30.0)[-1] == pytest.approx(cfg.init_kl_coef * 1.02**20)
+    fixed = trajectory(cfg.replace(kl_horizon=10000), kl=30.0)[-1]
+    assert abs(fixed / cfg.init_kl_coef - 1) < 0.004
+    with pytest.raises(ConfigError, match="kl_horizon"):
+        PPOConfig(kl_horizon=0)

@@ -29,9 +29,9 @@ def _check_records(ps):
 # ---------------------------------------------------------------- built-ins
 
 def test_builtin_sets():
-    assert builtin_prompt_sets() == ["red-team", "benign", "demo"]
-    rt, bn, demo = (load_prompts(n) for n in builtin_prompt_sets())
-    for ps in (rt, bn, demo): _check_records(ps)
+    assert builtin_prompt_sets() == ["red-team", "benign", "demo", "contemplative"]
+    rt, bn, demo, cp = (load_prompts(n) for n in builtin_prompt_sets())
+    for ps in (rt, bn, demo, cp): _check_records(ps)
     assert len(rt) >= 100 and set(rt.labels) == {"harmful"}
     assert set(rt.counts("category")) == HAZARDS and min(rt.counts("category").values()) >= 5
     assert len(bn) >= 60 and set(bn.labels) == {"benign"}
@@ -247,3 +247,24 @@ def test_shared_data_dir(monkeypatch, tmp_path):
     assert shared_data_dir() == tmp_path and shared_path("x") == tmp_path/"x" and shared_path("y") is None
     monkeypatch.setenv("CAI_WORKBENCH_SHARED_DATA", str(tmp_path/"absent"))
     assert shared_data_dir() is None and shared_path("x") is None
+
+
+def test_contemplative_set_and_relevance_picker(tiny):
+    "Built-in contemplative dilemmas; relevant_prompts keeps the n highest weighted P(Yes) from the feedback model."
+    from cai_workbench.prompts import relevant_prompts, relevance_question
+    from cai_workbench.constitution import load_constitution
+    from cai_workbench.scoring import next_token_logprobs
+    import torch
+    cp = load_prompts("contemplative")
+    assert len(cp) >= 100 and len(set(cp.texts)) == len(cp) and {"benign", "harmful"} == set(cp.labels)
+    demo = load_prompts("demo")
+    top = relevant_prompts(demo, "contemplative", tiny, n=3)
+    assert len(top) == 3
+    con = load_constitution("contemplative")
+    from cai_workbench.ai_judge import answer_tokens
+    yes, no = answer_tokens(tiny[1])
+    lp = next_token_logprobs(*tiny, [relevance_question(p, r["prompt"], yes, no) for r in demo for p in con], [yes, no])
+    score = (torch.softmax(lp, -1)[:, 0].reshape(len(demo), len(con)).numpy() @ con.weights) / con.weights.sum()
+    best = sorted(range(len(demo)), key=lambda i: -score[i])[:3]
+    assert [r["id"] for r in top] == [demo[i]["id"] for i in best]
+    assert abs(top[0]["relevance"] - score[best[0]]) < 1e-5
