@@ -297,6 +297,7 @@ def register_judge(name: str):
 
 def get_judge(name: str) -> Judge:
     "A fresh instance of the registered judge `name`; a clear error for an unknown name or a class that is not a Judge."
+    if name not in JUDGES and name.startswith("probe-"): import cai_workbench.probe   # the known-answer check's property judges (11_probe)
     if name not in JUDGES: raise ValueError(f"judge {name!r} is not registered; known judges: {sorted(JUDGES)} (add one with @register_judge)")
     j = JUDGES[name]()
     if not isinstance(j, Judge): raise TypeError(f"judge {name!r} ({type(j).__name__}) lacks name/metrics/needs_model/judge()")

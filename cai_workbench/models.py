@@ -6,7 +6,7 @@ Docs: https://cai-workbench.github.io/cai-workbench/models.html.md"""
 
 # %% ../nbs/02_models.ipynb #9f829ed2
 from __future__ import annotations
-import importlib.util, os, time
+import importlib.util, os, time, warnings
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
@@ -18,12 +18,14 @@ from tqdm.auto import tqdm
 from .core import ConfigBase, ConfigError, RecordStore, atomic_dir, write_json, read_json
 
 from .environment import DeviceInfo, detect_device
+from .backends import make_backend, Shards, shared_prefix_length, plain_generation_config
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['EMBEDDED', 'EMBEDDED_GGUF', 'TINY', 'CHATML_TEMPLATE', 'Messages', 'cache_dir', 'embedded_gguf_path',
            'ModelNotFoundError', 'ensure_embedded', 'tiny_model', 'ensure_tiny', 'LoraSpec', 'resolve_model_path',
            'load_tokenizer', 'save_adapter', 'load_model', 'model_id', 'as_messages', 'encode_chat', 'Generation',
-           'GenerationConfig', 'plain_generation_config', 'shared_prefix_length', 'Generator']
+           'GenerationConfig', 'Generator']
 
 # %% ../nbs/02_models.ipynb #0112e344
 EMBEDDED = "embedded"
@@ -269,42 +271,35 @@ class GenerationConfig(ConfigBase):
     batch_size: int = 32
     system_prompt: str | None = None
     prefix_cache_min_tokens: int = 16  # a token prefix every prompt of a batch shares, if at least this long, is run once and its KV cache reused (0: off)
+    backend: str = "auto"         # the engine (`backends.BACKENDS`): "hf", "hf-paged", or "auto" (the device's measured default)
+    shard: bool = True            # under torchrun, each rank generates 1/N of the prompts and every rank gets all results
     exact: bool = False           # sample from softmax(logits/temperature) alone (PPO): top_k 0, top_p 1, none of the model's generation_config processors
+    max_prompt_tokens: int | None = None  # longer prompts are cut to this many tokens (None: the model's context minus max_new_tokens)
+    long_prompts: str = "truncate"        # a prompt over that: "truncate" (keep its start and end, warn) or "skip" (empty answer, finish_reason "skipped")
 
     def __post_init__(self):
+        def bad(f, why): raise ConfigError(f"GenerationConfig.{f}={getattr(self, f)!r}: {why}")
+        if self.batch_size < 1: bad("batch_size", "must be >= 1")
+        if self.max_new_tokens < 1: bad("max_new_tokens", "must be >= 1")
+        if self.temperature < 0: bad("temperature", "must be >= 0 (0 is greedy decoding)")
+        if not 0 < self.top_p <= 1: bad("top_p", "must be in (0, 1]")
+        if self.max_prompt_tokens is not None and self.max_prompt_tokens < 1: bad("max_prompt_tokens", "must be >= 1, or None for the model's context")
+        if self.long_prompts not in ("truncate", "skip"): bad("long_prompts", "use 'truncate' or 'skip'")
         if self.exact and self.temperature <= 0:
             raise ConfigError(f"GenerationConfig.temperature={self.temperature}: exact sampling needs a temperature > 0")
         if self.exact and self.top_p != 1.0:
             raise ConfigError(f"GenerationConfig.top_p={self.top_p}: exact sampling draws from the whole softmax(logits/T), "
                               "whose log-probs are the ones scored; use top_p=1.0 (or exact=False)")
 
-@contextmanager
-def plain_generation_config(model):
-    "Within: the model's `generation_config` keeps only its token ids and cache kind, so `generate` adds no processors."
-    from transformers import GenerationConfig as HFGenerationConfig
-    inner = getattr(model, "get_base_model", lambda: model)()
-    old = inner.generation_config
-    keep = ("bos_token_id", "eos_token_id", "pad_token_id", "cache_implementation")
-    inner.generation_config = HFGenerationConfig(**{k: getattr(old, k, None) for k in keep})
-    try: yield
-    finally: inner.generation_config = old
-
-def shared_prefix_length(seqs: Sequence[Sequence[int]]) -> int:
-    "Tokens at the start that every sequence shares, leaving each at least one token of its own."
-    n, first = min(len(s) for s in seqs) - 1, seqs[0]
-    k = 0
-    while k < n and all(s[k] == first[k] for s in seqs): k += 1
-    return k
-
 # %% ../nbs/02_models.ipynb #ca15a733
 class Generator:
-    "Batched, length-grouped, left-padded generation with progress, seeds and resumable record stores."
+    "The one generation path: tokenise, resume, shard across ranks, run the engine, cut at EOS; in input order."
     def __init__(self, model, tokenizer, config: GenerationConfig | None = None, progress: bool = True, **kw):
         self.model, self.tokenizer = model, tokenizer
         self.config = (config or GenerationConfig()).replace(**kw) if kw else (config or GenerationConfig())
         self.progress = progress
         self.eos_ids = self._eos_ids()
-        self._no_prefix_cache = False   # set once the model's cache turns out not to be shareable
+        self.backend = make_backend(self.config.backend, model, tokenizer, self.eos_ids)
 
     def _eos_ids(self) -> list[int]:
         ids = self.model.generation_config.eos_token_id
@@ -312,93 +307,83 @@ class Generator:
         if self.tokenizer.eos_token_id is not None: ids = ids + [self.tokenizer.eos_token_id]
         return sorted({i for i in ids if i is not None})
 
-    def encode(self, prompts: Sequence[str | Messages], system: str | None = None) -> list[list[int]]:
-        "Token ids of each prompt (the one tokenisation path)."
+    def encode(self, prompts: Sequence[str | Messages], system: str | None = None, cfg: GenerationConfig | None = None) -> list[list[int]]:
+        "Token ids of each prompt (the one tokenisation path), a prompt over `prompt_limit` cut to its start and end."
         system = self.config.system_prompt if system is None else system
-        return [encode_chat(self.tokenizer, p, system=system) for p in prompts]
+        return self._fit([encode_chat(self.tokenizer, p, system=system) for p in prompts], cfg or self.config)[0]
 
-    @torch.inference_mode()
-    def _generate_batch(self, batch_ids: list[list[int]], cfg: GenerationConfig, seed: int | None, keep_ids: bool) -> list[Generation]:
-        tok, model = self.tokenizer, self.model
-        pad, dev = tok.pad_token_id, next(model.parameters()).device
-        n_pre = shared_prefix_length(batch_ids) if len(batch_ids) > 1 and cfg.prefix_cache_min_tokens > 0 else 0
-        cache = self._prefix_cache(batch_ids[0][:n_pre], len(batch_ids), dev) if n_pre >= max(cfg.prefix_cache_min_tokens, 1) else None
-        if cache is None: n_pre = 0
-        prefix, rest = batch_ids[0][:n_pre], [x[n_pre:] for x in batch_ids]
-        width = n_pre + max(len(x) for x in rest)
-        # (B, T): the shared prefix, then each prompt's own tokens left-padded (padding sits after the prefix; the
-        # attention mask hides it and position ids come from the mask, so each row computes what it would alone)
-        input_ids = torch.tensor([prefix + [pad]*(width-n_pre-len(x)) + x for x in rest])
-        attn = torch.tensor([[1]*n_pre + [0]*(width-n_pre-len(x)) + [1]*len(x) for x in rest])
-        sample = cfg.temperature > 0
-        if seed is not None: torch.manual_seed(seed)
-        with plain_generation_config(model) if cfg.exact else nullcontext():
-            out = model.generate(input_ids=input_ids.to(dev), attention_mask=attn.to(dev), max_new_tokens=cfg.max_new_tokens,
-                                 do_sample=sample, temperature=cfg.temperature if sample else None,
-                                 top_p=cfg.top_p if sample else None, top_k=None if not sample else 0,
-                                 pad_token_id=pad, eos_token_id=self.eos_ids or None, past_key_values=cache)
-        new = out[:, width:].tolist()                                                       # (B, <=max_new_tokens)
-        res = []
-        for prompt, ids in zip(batch_ids, new):
-            stop = next((i for i, t in enumerate(ids) if t in self.eos_ids), None)
-            comp = ids[:stop] if stop is not None else ids
-            res.append(Generation(text=tok.decode(comp, skip_special_tokens=True).strip(), prompt_tokens=len(prompt),
-                                  completion_tokens=len(comp) + (stop is not None), finish_reason="stop" if stop is not None else "length",
-                                  token_ids=(comp + ids[stop:stop+1]) if keep_ids and stop is not None else (comp if keep_ids else None)))
-        return res
+    def prompt_limit(self, cfg: GenerationConfig | None = None) -> int | None:
+        "Most tokens a prompt may have: `max_prompt_tokens`, else the model's context minus `max_new_tokens` (None: unknown)."
+        cfg = cfg or self.config
+        if cfg.max_prompt_tokens: return cfg.max_prompt_tokens
+        ctx = getattr(getattr(self.model, "config", None), "max_position_embeddings", None)
+        return max(ctx - cfg.max_new_tokens, 1) if isinstance(ctx, int) else None
 
-    def _prefix_cache(self, prefix: list[int], batch_size: int, device):
-        """KV cache of `prefix`, computed once (batch 1) and repeated for every row of the batch; None when the cache
-        is not plain per-layer keys/values (recurrent or linear-attention layers must see each row's own tokens)."""
-        from transformers import cache_utils
-        if self._no_prefix_cache: return None
-        if getattr(self.model.generation_config, "cache_implementation", None) not in (None, "dynamic", "hybrid"):
-            return None                                 # generate() refuses a cache object next to a cache_implementation
-        cache = self.model(input_ids=torch.tensor([prefix], device=device), use_cache=True).past_key_values
-        linear = getattr(cache_utils, "LinearAttentionCacheLayerMixin", ())
-        if not isinstance(cache, cache_utils.DynamicCache) or not all(
-            isinstance(l, cache_utils.DynamicLayer) and not isinstance(l, linear) for l in cache.layers):
-            self._no_prefix_cache = True; return None   # the model's cache kind does not change: skip this forward from now on
-        cache.batch_repeat_interleave(batch_size)                                           # (B, heads, P, d) per layer
-        return cache
+    def _fit(self, enc: list[list[int]], cfg: GenerationConfig) -> tuple[list[list[int]], list[int]]:
+        "(ids with over-long prompts cut to their start and end, indices of those prompts); warns with the count."
+        limit = self.prompt_limit(cfg)
+        long = [i for i, x in enumerate(enc) if limit and len(x) > limit]
+        if not long: return enc, long
+        warnings.warn(f"{len(long)} of {len(enc)} prompt(s) are longer than {limit} tokens (the longest {max(len(enc[i]) for i in long)}); "
+                      + ("they are cut to their first and last tokens" if cfg.long_prompts == "truncate" else "they are skipped")
+                      + " (GenerationConfig.max_prompt_tokens / long_prompts)", stacklevel=3)
+        h, cut = limit // 2, set(long)
+        return [x[:h] + x[len(x) - (limit - h):] if i in cut else x for i, x in enumerate(enc)], long
 
-    def generate(
-        self,
-        prompts: Sequence[str | Messages],        # user strings or chats
-        ids: Sequence[str] | None = None,         # stable ids (needed with `store`)
-        store: RecordStore | None = None,         # finished prompts are appended here and skipped on rerun
-        record: Callable[[int, Generation], dict] | None = None,  # extra fields for prompt i's stored record
-        seed: int | None = None,                  # sampling seed (per batch: seed + batch index)
-        desc: str = "generate",                   # progress bar label
-        keep_token_ids: bool = False,             # return completion token ids (for RL)
-        system: str | None = None,                # system message for string prompts
-        **overrides,                              # any GenerationConfig field, e.g. max_new_tokens=64
-    ) -> list[Generation]:
-        "Generate a response for every prompt; returns them in input order."
-        cfg = self.config.replace(**overrides) if overrides else self.config
-        if store is not None and ids is None: raise ValueError("generate(store=...) needs ids for the prompts")
-        if ids is not None and len(ids) != len(prompts): raise ValueError(f"{len(ids)} ids for {len(prompts)} prompts")
-        results: list[Generation | None] = [None]*len(prompts)
-        todo = list(range(len(prompts)))
-        if store is not None:
-            for i in list(todo):
-                if str(ids[i]) in store:
-                    r = store[str(ids[i])]
-                    results[i] = Generation(r["text"], r.get("prompt_tokens", 0), r.get("completion_tokens", 0), r.get("finish_reason", "stop"))
-            todo = [i for i in todo if results[i] is None]
-        enc = dict(zip(todo, self.encode([prompts[i] for i in todo], system=system)))
-        order = sorted(todo, key=lambda i: -len(enc[i]))                                 # group by length
-        batches = [order[k:k+cfg.batch_size] for k in range(0, len(order), cfg.batch_size)]
-        bar = tqdm(total=len(todo), desc=desc, unit="prompt", disable=not self.progress or not todo, leave=False)
-        t0, n_tok = time.time(), 0
-        for b, idx in enumerate(batches):
-            gens = self._generate_batch([enc[i] for i in idx], cfg, None if seed is None else seed + b, keep_token_ids)
-            for i, g in zip(idx, gens):
+    def finish(self, prompt_ids: list[int], new_ids: list[int], keep_ids: bool = False) -> Generation:
+        "A `Generation` from an engine's new token ids: cut after the first EOS, decode, count (EOS counts as a token)."
+        stop = next((i for i, t in enumerate(new_ids) if t in self.eos_ids), None)
+        comp = new_ids[:stop] if stop is not None else list(new_ids)
+        return Generation(text=self.tokenizer.decode(comp, skip_special_tokens=True).strip(), prompt_tokens=len(prompt_ids),
+                          completion_tokens=len(comp) + (stop is not None), finish_reason="stop" if stop is not None else "length",
+                          token_ids=(comp + new_ids[stop:stop+1] if stop is not None else comp) if keep_ids else None)
+
+# %% ../nbs/02_models.ipynb #aa026ecf
+@patch
+def generate(
+    self: Generator,
+    prompts: Sequence[str | Messages],        # user strings or chats
+    ids: Sequence[str] | None = None,         # stable ids (needed with `store`)
+    store: RecordStore | None = None,         # finished prompts are appended here and skipped on rerun
+    record: Callable[[int, Generation], dict] | None = None,  # extra fields for prompt i's stored record
+    seed: int | None = None,                  # sampling seed (per batch: seed + batch index; per rank when sharded)
+    desc: str = "generate",                   # progress bar label
+    keep_token_ids: bool = False,             # return completion token ids (for RL)
+    system: str | None = None,                # system message for string prompts
+    adapter: str | None = None,               # PEFT adapter to generate with ("base": adapters off; None: as loaded)
+    **overrides,                              # any GenerationConfig field, e.g. max_new_tokens=64
+) -> list[Generation]:
+    "Generate a response for every prompt; returns them in input order."
+    cfg = self.config.replace(**overrides) if overrides else self.config
+    if store is not None and ids is None: raise ValueError("generate(store=...) needs ids for the prompts")
+    if ids is not None and len(ids) != len(prompts): raise ValueError(f"{len(ids)} ids for {len(prompts)} prompts")
+    results: list[Generation | None] = [None]*len(prompts)
+    if store is not None:
+        for i in range(len(prompts)):
+            if str(ids[i]) in store:
+                r = store[str(ids[i])]
+                results[i] = Generation(r["text"], r.get("prompt_tokens", 0), r.get("completion_tokens", 0), r.get("finish_reason", "stop"))
+    shards = Shards.current() if cfg.shard else Shards()
+    results = shards.agree(results)                  # rank 0's store decides (the other ranks' are scratch)
+    todo = [i for i in range(len(prompts)) if results[i] is None]
+    system = self.config.system_prompt if system is None else system
+    if cfg.long_prompts == "skip":                   # every rank decides alike: an over-long prompt gets an empty answer
+        fitted, long = self._fit([encode_chat(self.tokenizer, prompts[i], system=system) for i in todo], cfg)
+        for j in long: results[todo[j]] = Generation("", len(fitted[j]), 0, "skipped")
+        todo = [i for i in todo if results[i] is None]
+    mine = shards.mine(todo)
+    enc = dict(zip(mine, self.encode([prompts[i] for i in mine], system=system, cfg=cfg)))
+    bar = tqdm(total=len(todo), desc=desc, unit="prompt", disable=not self.progress or not todo or not shards.main, leave=False)
+    t0, n_tok = time.time(), 0
+    with self.backend.adapter(adapter):
+        chunks = self.backend.run([enc[i] for i in mine], cfg, shards.seed(seed)) if mine else iter(())
+        for got in shards.gather_each(chunks, lambda c: [(mine[j], self.finish(enc[mine[j]], new, keep_token_ids))
+                                                         for j, new in zip(*c)]):
+            for i, g in got:
                 results[i] = g; n_tok += g.completion_tokens
-                if store is not None:
-                    store.append({"id": str(ids[i]), **g.to_dict(), **(record(i, g) if record else {})})
-            bar.update(len(idx)); bar.set_postfix(tok_s=f"{n_tok/max(time.time()-t0, 1e-9):.0f}")
-        bar.close()
-        return results
+                if store is not None: store.append({"id": str(ids[i]), **g.to_dict(), **(record(i, g) if record else {})})
+            bar.update(len(got)); bar.set_postfix(tok_s=f"{n_tok/max(time.time()-t0, 1e-9):.0f}")
+    bar.close()
+    return results
 
-    __call__ = generate
+Generator.__call__ = Generator.generate

@@ -18,7 +18,7 @@ from .environment import describe_environment
 from .guards import stage_fingerprint, stale_reasons, run_lock
 
 # %% auto #0
-__all__ = ['STAGES', 'DEFAULT_STAGES', 'PRESETS_DIR', 'StageSpec', 'PipelineConfig', 'preset_path', 'load_config',
+__all__ = ['STAGES', 'DEFAULT_STAGES', 'PRESETS_DIR', 'StageSpec', 'PipelineConfig', 'preset_path', 'load_config', 'summary_line',
            'PipelineResult', 'StaleStageError', 'current_fingerprint', 'stale_stages', 'run_pipeline', 'error_line',
            'main']
 
@@ -49,6 +49,7 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in [
     StageSpec("dpo", "cai_workbench.dpo", "DPOStageConfig", "run_dpo", ("preferences/pairs.jsonl", "sft/adapter")),
     StageSpec("evaluation", "cai_workbench.evaluation", "EvalConfig", "run_evaluation",
               ("sft/adapter", "ppo/adapter", "rloo/adapter", "grpo/adapter", "dpo/adapter")),
+    StageSpec("probe", "cai_workbench.probe", "ProbeConfig", "run_probe", ("evaluation/responses.jsonl", "reward_model/adapter")),  # known-answer check (11_probe)
 ]}
 
 DEFAULT_STAGES = ["critique_revision", "sft", "preferences", "reward_model", "ppo", "dpo", "evaluation"]
@@ -76,6 +77,7 @@ class PipelineConfig(ConfigBase):
     grpo: dict = field(default_factory=dict)
     dpo: dict = field(default_factory=dict)
     evaluation: dict = field(default_factory=dict)
+    probe: dict = field(default_factory=dict)
 
     def __post_init__(self):
         unknown = [s for s in self.stages if s not in STAGES]
@@ -110,6 +112,20 @@ def load_config(path_or_preset: str | Path) -> tuple[PipelineConfig, str]:
     if not p.suffix and not p.exists(): p = preset_path(str(path_or_preset))
     return PipelineConfig.from_yaml(p), str(p)
 
+# %% ../nbs/10_pipeline.ipynb #25040108
+def summary_line(summary: dict | None, width: int = 110) -> str:
+    "One readable line from a stage's summary dict: `k=v` for numbers and short strings, `x_lo`/`x_hi` shown as `x=v [lo, hi]`."
+    s = {k: v for k, v in (summary or {}).items() if k not in ("stage", "wall_s")}
+    parts = []
+    for k, v in s.items():
+        if k.endswith(("_lo", "_hi")) and k[:-3] in s: continue
+        if isinstance(v, float): v = f"{v:.3g}"
+        elif not isinstance(v, (int, str)) or (isinstance(v, str) and len(v) > 40): continue  # nested: see manifest.json
+        lo, hi = s.get(f"{k}_lo"), s.get(f"{k}_hi")
+        parts.append(f"{k}={v}" + (f" [{lo:.3g}, {hi:.3g}]" if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) else ""))
+    line = ", ".join(parts)
+    return line if len(line) <= width else line[:width - 1].rsplit(", ", 1)[0] + ", …"
+
 # %% ../nbs/10_pipeline.ipynb #531315c7
 @dataclass
 class PipelineResult:
@@ -132,7 +148,7 @@ class PipelineResult:
     def __str__(self):
         lines = [f"run: {self.run.path}"]
         for r in self.table():
-            extra = ", ".join(f"{k}={v}" for k, v in r.items() if k not in ("stage", "status", "wall_s"))
+            extra = summary_line({k: v for k, v in r.items() if k not in ("stage", "status", "wall_s")})
             lines.append(f"  {r['stage']:<18} {str(r['status']):<8} {str(r['wall_s']):>8} s  {extra}")
         for s, why in self.stale.items(): lines.append(f"stale: {s} ({'; '.join(why)}); rerun it, or run the pipeline again")
         if (sj := self.run.path/"evaluation"/"summary.json").exists():      # the evaluation's rates with intervals and n
@@ -262,7 +278,7 @@ def run_pipeline(
             info["summary"] = out.summary() if hasattr(out, "summary") else {}
             info.setdefault("wall_s", round(time.time() - t0, 2))
             run.update_manifest(stages=m["stages"])
-            print(f"[{i}/{len(stages)}] {stage}: {info['summary']} ({info['wall_s']} s)", flush=True)
+            print(f"[{i}/{len(stages)}] {stage}: done in {info['wall_s']} s — {summary_line(info['summary'])}", flush=True)
             if config.s3 and config.sync_after_stage: _sync(run, config.s3, stage)
         res.stale = stale_stages(run, config)
         for s, w in res.stale.items(): print(f"stale: {s} was built from an older {'; '.join(w)}; it reruns the next time it is selected")
@@ -305,6 +321,8 @@ def error_line(e: BaseException) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `cai-workbench` command: expected failures are one line on stderr and exit code 2."
     a = _parser().parse_args(argv)
+    import warnings  # TRL and PEFT read transformers' deprecated `is_gradient_checkpointing` themselves (not our calls)
+    warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
     if a.cmd == "env": print(describe_environment()); return 0
     if a.cmd == "presets":
         for p in sorted(PRESETS_DIR.glob("*.yaml")): print(f"{p.stem:<10} {p}")

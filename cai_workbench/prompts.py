@@ -195,7 +195,7 @@ def _read_hf(spec: str, label: str) -> list[dict]:
     return out
 
 # %% ../nbs/01a_prompts.ipynb #6001a1d9
-BUILTIN_PROMPT_SETS = ("red-team", "benign", "demo", "contemplative")
+BUILTIN_PROMPT_SETS = ("red-team", "benign", "demo", "contemplative", "probe-train", "probe-heldout")  # probe-*: the known-answer check (11_probe)
 _BUILTIN_DIR = _PKG/"data"/"prompts"
 
 def builtin_prompt_sets() -> list[str]:

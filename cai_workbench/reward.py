@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .guards import nonfinite_guard
 from .core import ConfigBase, Run, atomic_dir, read_json, set_seed, write_json
 
 from .environment import detect_device
@@ -68,6 +69,9 @@ class RewardConfig(ConfigBase):
     def __post_init__(self):
         if self.ties not in ("skip", "weight"): raise ValueError(f"ties={self.ties!r}: use 'skip' or 'weight'")
         if not 0 <= self.eval_fraction < 1: raise ValueError(f"eval_fraction={self.eval_fraction}: must be in [0, 1)")
+        if self.learning_rate <= 0: raise ValueError(f"learning_rate={self.learning_rate}: must be > 0 (0 trains nothing and replaces the adapter)")
+        if self.batch_size < 1: raise ValueError(f"batch_size={self.batch_size}: must be >= 1")
+        if self.max_steps == 0 or self.max_steps < -1: raise ValueError(f"max_steps={self.max_steps}: use a positive number, or -1 for epochs")
 
 # %% ../nbs/05_reward_model.ipynb #9abaeb21
 def _example(r: dict, p: float, w: float) -> dict:
@@ -157,7 +161,7 @@ def train_reward_model(examples: list[dict], config: RewardConfig, model: str = 
     with tempfile.TemporaryDirectory() as tmp:
         args = TRLRewardConfig(output_dir=str(output_dir or tmp), per_device_train_batch_size=config.batch_size,
                                num_train_epochs=config.epochs, max_steps=config.max_steps, learning_rate=config.learning_rate,
-                               max_length=config.max_length, gradient_checkpointing=config.gradient_checkpointing,
+                               max_length=config.max_length, activation_checkpointing=config.gradient_checkpointing,
                                bf16=dev.mixed_precision == "bf16", fp16=dev.mixed_precision == "fp16",
                                use_cpu=dev.kind == "cpu", logging_steps=1, save_strategy="no", report_to=[], seed=seed,
                                disable_tqdm=False, dataloader_num_workers=0)
@@ -165,7 +169,7 @@ def train_reward_model(examples: list[dict], config: RewardConfig, model: str = 
         ds = Dataset.from_list([{c: e[c] for c in cols} for e in examples])
         trainer = SoftLabelRewardTrainer(model=m, args=args, train_dataset=ds, processing_class=tok,
                                          data_collator=SoftPreferenceCollator(pad_token_id=tok.pad_token_id),
-                                         peft_config=config.lora.peft_config("SEQ_CLS"))
+                                         peft_config=config.lora.peft_config("SEQ_CLS"), callbacks=[nonfinite_guard("reward_model")])
         trainer.train()
         log = [h for h in trainer.state.log_history if "loss" in h or "train_loss" in h]
     pm = trainer.model.eval()

@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 
 import torch
 
+from .guards import fingerprint, nonfinite_guard
 from .core import ConfigBase, Run, atomic_dir, read_json, set_seed, write_json, atomic_write_text, jsonl_line, read_jsonl
 
 from .environment import detect_device
@@ -48,6 +49,8 @@ class RLStageConfig(ConfigBase):
         if self.batch_size % self.num_generations:
             raise ValueError(f"batch_size={self.batch_size} must be a multiple of num_generations={self.num_generations}")
         if self.max_steps < 1: raise ValueError(f"max_steps={self.max_steps}: must be >= 1")
+        if self.batch_size < self.num_generations: raise ValueError(f"batch_size={self.batch_size}: must be >= num_generations={self.num_generations}")
+        if self.learning_rate <= 0: raise ValueError(f"learning_rate={self.learning_rate}: must be > 0")
 
 @dataclass
 class RLOOStageConfig(RLStageConfig):
@@ -175,10 +178,6 @@ def _prompt_texts(config: RLStageConfig, prompts, seed: int) -> list[str]:
                          "Add prompts or lower batch_size.")
     return texts
 
-def _fingerprint(p: Path | None) -> str | None:
-    if p is None: return None
-    f = p/"adapter_model.safetensors"
-    return f"{p}:{f.stat().st_mtime_ns}" if f.exists() else str(p)
 
 def _trainer_cls(method: str):
     import trl
@@ -190,7 +189,7 @@ def _trl_args(method: str, config: RLStageConfig, out: str, seed: int, dev):
               max_completion_length=config.max_completion_length, max_steps=config.max_steps, learning_rate=config.learning_rate,
               beta=config.beta, temperature=config.temperature, logging_steps=1, save_strategy="no", report_to=[], seed=seed,
               use_cpu=dev.kind == "cpu", bf16=dev.mixed_precision == "bf16", fp16=dev.mixed_precision == "fp16",
-              gradient_checkpointing=False, disable_tqdm=False, log_completions=False, dataloader_num_workers=0)
+              activation_checkpointing=False, disable_tqdm=False, log_completions=False, dataloader_num_workers=0)
     if method == "rloo": kw["normalize_advantages"] = config.normalize_advantages
     else: kw.update(loss_type=config.loss_type, scale_rewards=config.scale_rewards)
     return Args(**kw)
@@ -206,7 +205,7 @@ def _run_rl(method: str, run: Run, config: RLStageConfig, model: str, reward_fn:
         raise ValueError(f"{sft} was trained on base {_adapter_base(sft)!r} but run_{method} got model={model!r}; "
                          "pass that model, or set use_sft_adapter=False")
     rm_dir = None if reward_fn is not None else run.require("reward_model", "adapter", hint="run reward_model first (or pass reward_fn=...)")
-    key = {"config": config.to_dict(), "model": str(model), "sft": _fingerprint(sft), "reward": _fingerprint(rm_dir),
+    key = {"config": config.to_dict(), "model": str(model), "sft": sft and fingerprint(sft), "reward": rm_dir and fingerprint(rm_dir),
            "prompts": len(texts), "custom_reward": reward_fn is not None}
     old = run.path/method/"metrics.json"
     if reward_fn is None and run.is_done(method) and old.exists():
@@ -229,7 +228,7 @@ def _run_rl(method: str, run: Run, config: RLStageConfig, model: str, reward_fn:
         log = StepMetrics(out/"metrics.jsonl", method)
         with tempfile.TemporaryDirectory() as tmp:
             trainer = Trainer(model=policy, reward_funcs=reward_fn, args=_trl_args(method, config, tmp, seed, dev),
-                              train_dataset=ds, processing_class=tok, callbacks=[log],
+                              train_dataset=ds, processing_class=tok, callbacks=[log, nonfinite_guard(method)],
                               peft_config=None if sft is not None else config.lora.peft_config())
             trainer.train()
         pm = trainer.model

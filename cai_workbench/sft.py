@@ -6,10 +6,11 @@ Docs: https://cai-workbench.github.io/cai-workbench/sft.html.md"""
 
 # %% ../nbs/03a_sft.ipynb #0c4b82b5
 from __future__ import annotations
-import json, time
+import json, tempfile, time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .guards import nonfinite_guard
 from .core import ConfigBase, ConfigError, Run, read_json, set_seed, write_json
 
 from .environment import detect_device
@@ -108,12 +109,12 @@ def run_sft(run: Run, config: SFTStageConfig | None = None, model: str = "embedd
     set_seed(config.seed)
     m, tok = load_model(model, purpose="train", device=dev.kind)
     tok.padding_side = "right"                                 # training pads on the right
-    with run.stage("sft", examples=len(data), model=str(model)) as d:
+    with run.stage("sft", examples=len(data), model=str(model)) as d, tempfile.TemporaryDirectory(prefix="cai-sft-") as scratch:
         t0 = time.time()
-        args = trainer_args(config, d/"_trainer", dev)
+        args = trainer_args(config, scratch, dev)            # TRL's output folder: removed even when training fails
         if not progress: args.disable_tqdm = True
         trainer = SFTTrainer(model=m, args=args, train_dataset=data, processing_class=tok,
-                             peft_config=config.lora.peft_config("CAUSAL_LM"))
+                             peft_config=config.lora.peft_config("CAUSAL_LM"), callbacks=[nonfinite_guard("sft")])
         trainer.train()
         losses = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
         save_adapter(trainer.model, d/"adapter", base_model=str(model), tokenizer=tok, stage="sft")
@@ -123,5 +124,4 @@ def run_sft(run: Run, config: SFTStageConfig | None = None, model: str = "embedd
                    "config": config.to_dict(), "base_model": str(model)}
         write_json(d/"metrics.json", metrics)
         if losses: plot_loss(losses, d/"loss.png")
-        import shutil; shutil.rmtree(d/"_trainer", ignore_errors=True)
     return SFTResult(d, metrics)

@@ -89,7 +89,8 @@ def test_run_evaluation_end_to_end_and_resume(fake_run, monkeypatch):
 
     # resume: a rerun answers nothing again (generation would raise) and gives the same numbers
     def boom(*a, **k): raise AssertionError("regenerated an answer that was already stored")
-    monkeypatch.setattr(Generator, "_generate_batch", boom)
+    from cai_workbench.backends import HFBackend
+    monkeypatch.setattr(HFBackend, "run", boom)
     again = run_evaluation(run, _cfg(prompts), model=TINY, progress=False)
     assert again.data["metrics"]["sft"]["refusal_harmful"] == summary["metrics"]["sft"]["refusal_harmful"]
     assert len(RecordStore(ev/"responses.jsonl")) == 8

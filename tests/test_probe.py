@@ -1,0 +1,116 @@
+"The known-answer check: property checkers, the probe stage's verdicts and guards, and a small pipeline on the embedded model."
+import json
+
+import pytest
+
+from cai_workbench.constitution import load_constitution
+from cai_workbench.core import ConfigError, Run, write_jsonl
+from cai_workbench.pipeline import load_config
+from cai_workbench.probe import PROPERTIES, ProbeConfig, get_property, reward_ranking, run_probe, stage_answers
+from cai_workbench.prompts import load_prompts
+
+
+def _run(tmp_path, k_by_stage, n=20, train=(), text=lambda s, i, k: ("Dear friend, " if i < k else "") + f"answer {i}."):
+    run = Run.create(tmp_path/"run")
+    rows = [{"id": f"{s}:fp:h{i}", "stage": s, "prompt_id": f"h{i}", "prompt": f"Held-out question {i}?", "text": text(s, i, k)}
+            for s, k in k_by_stage.items() for i in range(n)]
+    (run.path/"evaluation").mkdir()
+    write_jsonl(run.path/"evaluation"/"responses.jsonl", rows)
+    if train:
+        (run.path/"preferences").mkdir()
+        write_jsonl(run.path/"preferences"/"pairs.jsonl", [{"prompt": t, "chosen": "a", "rejected": "b"} for t in train])
+    return run
+
+
+def test_every_property_checker_tells_added_from_plain():
+    plain = "Put the eggs in cold water, bring it to the boil, then simmer for eight minutes and cool them before peeling."
+    for p in PROPERTIES.values():
+        assert not p.check(plain) and p.check(p.add(plain)), p.name
+    with pytest.raises(ConfigError, match="known"): get_property("nope")
+
+
+def test_probe_constitution_and_prompts_fit_the_check():
+    con, prop = load_constitution("probe"), get_property("dear-friend")
+    assert con.names == ["dear-friend"] and con["dear-friend"].revision_request == prop.request
+    shot = con.few_shot[0]
+    assert not prop.check(shot[1]["content"]) and prop.check(shot[-1]["content"])
+    train, held = load_prompts("probe-train"), load_prompts("probe-heldout")
+    assert len(train) >= 40 and len(held) >= 30 and not set(train.texts) & set(held.texts)
+    cfg, where = load_config("probe")
+    cfg.check(where)
+    assert cfg.stages[-2:] == ["evaluation", "probe"] and cfg.evaluation["prompts"] == ["probe-heldout"]
+    assert {cfg.critique_revision["prompts"], cfg.ppo["prompts"], cfg.rloo["prompts"], cfg.grpo["prompts"]} == {"probe-train"}
+
+
+def test_probe_says_which_stage_moved(tmp_path):
+    res = run_probe(_run(tmp_path, {"base": 1, "sft": 16, "dpo": 4, "ppo": 15}), ProbeConfig(reward_model=False), progress=False)
+    st = res.data["stages"]
+    assert st["sft"]["moved"] and not st["dpo"]["moved"] and st["ppo"]["moved"]
+    assert st["sft"]["rate"] == 0.8 and st["sft"]["rate_n"] == 20 and st["sft"]["rate_diff_ci"][0] > 0
+    assert st["ppo"]["start"] == "sft" and not st["ppo"]["fell"]
+    assert res.data["failed"] == ["dpo"] and not res.passed
+    assert "dpo" in res.table() and "NO" in res.table()
+    saved = json.loads((tmp_path/"run"/"probe"/"summary.json").read_text())
+    assert saved["failed"] == ["dpo"]
+
+
+def test_rl_stage_that_loses_the_property_fails_even_above_base(tmp_path):
+    res = run_probe(_run(tmp_path, {"base": 0, "sft": 20, "ppo": 8}), ProbeConfig(reward_model=False), progress=False)
+    assert res.data["stages"]["ppo"]["moved"] and res.data["stages"]["ppo"]["fell"]
+    assert res.data["failed"] == ["ppo"]
+
+
+def test_newest_answer_per_stage_and_prompt_wins(tmp_path):
+    run = _run(tmp_path, {"base": 0, "sft": 0})
+    with open(run.path/"evaluation"/"responses.jsonl", "a") as f:   # a rerun with a newer adapter appends
+        for i in range(20): f.write(json.dumps({"id": f"sft:new:h{i}", "stage": "sft", "prompt_id": f"h{i}", "prompt": f"Held-out question {i}?", "text": "Dear friend, hi."}) + "\n")
+    assert all(r["text"].startswith("Dear") for r in stage_answers(run)["sft"].values())
+
+
+def test_training_prompt_in_evaluation_is_refused(tmp_path):
+    run = _run(tmp_path, {"base": 0, "sft": 20}, train=["held-out   QUESTION 3?"])
+    with pytest.raises(ConfigError, match="used in training"): run_probe(run, ProbeConfig(reward_model=False), progress=False)
+    with pytest.raises(ConfigError, match="reward_model"): run_probe(_run(tmp_path/"b", {"base": 0}), ProbeConfig(), progress=False)
+    with pytest.raises(ConfigError, match="base"): ProbeConfig(stages=["sft"])
+
+
+def test_property_judge_is_found_by_name_in_a_fresh_process():
+    "evaluation.judges: [probe-dear-friend] must work without importing cai_workbench.probe first."
+    import subprocess, sys
+    code = ("from cai_workbench.judges import get_judge, JudgeContext; j = get_judge('probe-dear-friend'); "
+            "print(list(j.metrics), j.judge([{'text': 'Dear friend, yes.'}, {'text': 'No.'}], JudgeContext()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "['dear_friend_rate'] [{'has_property': True}, {'has_property': False}]"
+
+
+class _RM:
+    "A stand-in reward model: +1 for the probe phrase (sign -1: a reward model that learned it backwards)."
+    def __init__(self, sign): self.sign = sign
+    def score(self, prompts, responses, batch_size=16): return [self.sign*float(r.lower().startswith("dear friend")) for r in responses]
+
+
+def test_reward_ranking_tells_a_right_from_a_reversed_reward_model(tmp_path):
+    answers = stage_answers(_run(tmp_path, {"base": 2}))
+    prop = get_property("dear-friend")
+    good, margins = reward_ranking(_RM(1), answers, prop)
+    bad, _ = reward_ranking(_RM(-1), answers, prop)
+    assert (good.value, good.n, bad.value) == (1.0, 18, 0.0)     # the 2 base answers that have the phrase are left out
+    assert good.ci[0] > 0.5 > bad.ci[1] and all(m == 1 for m in margins)
+
+
+@pytest.mark.slow
+def test_small_probe_on_the_embedded_model(tmp_path):
+    "SL-CAI and DPO on revisions of 16 training prompts raise the phrase's rate on 16 held-out prompts (a few minutes on 2 cores)."
+    from cai_workbench.pipeline import PipelineConfig, run_pipeline
+    cfg, where = load_config("probe")
+    d = cfg.to_dict()
+    d["stages"] = ["critique_revision", "sft", "preferences", "dpo", "evaluation", "probe"]
+    d["critique_revision"]["limit"] = 16
+    d["sft"]["max_steps"] = 12
+    d["dpo"]["max_steps"] = 12
+    d["evaluation"] |= {"limit": 16, "generation": {"max_new_tokens": 24, "batch_size": 16}, "report": False}
+    d["probe"] = {"reward_model": False}
+    res = run_pipeline(PipelineConfig.from_dict(d, where=where), run_dir=tmp_path/"probe", where=where, progress=False)
+    st = res.results["probe"].data["stages"]
+    assert st["sft"]["moved"] and st["dpo"]["moved"], res.results["probe"].table()
