@@ -4,7 +4,7 @@ internal link is broken, and no HTML from model output is live.
 The site is served from _site/ by a local http.server on 127.0.0.1 (a random port); requests to other hosts are
 aborted, so a page that needs the network shows it here. scripts/test.sh builds the site first and sets
 CAI_DOCS_REQUIRED=1, so a missing site fails there; elsewhere these tests skip with the reason.
-What each page must show is read from the staged notebook it was built from (_docs_src/<page>.ipynb): one <img> per
+What each page must show is read from the staged notebook it was built from (_docs_src/pages/<page>.ipynb): one <img> per
 saved image output, one <table> at least per markdown or HTML table. Screenshots: test-artifacts/screenshots/docs-*.png.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 from e2e_lab import REPO, SHOTS, VIEWPORT
 
 pytestmark = pytest.mark.e2e
-SITE, SRC = REPO/"_site", REPO/"_docs_src"
+SITE, SRC = REPO/"_site", REPO/"_docs_src"/"pages"
 
 
 def _pages():
@@ -53,7 +53,7 @@ def page(browser, site):
 
 
 def expected(name: str) -> dict:
-    "What the page built from _docs_src/<name>.ipynb must show: image and table counts."
+    "What the page built from _docs_src/pages/<name>.ipynb must show: image and table counts."
     if name == "api": return {"images": 0, "tables": 0}
     nb = json.loads((SRC/f"{name}.ipynb").read_text())
     imgs = tables = 0
