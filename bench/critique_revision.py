@@ -19,6 +19,7 @@ import argparse, os, tempfile, time
 from pathlib import Path
 
 import torch
+from _results import write_results
 
 from cai_workbench.core import Run
 from cai_workbench.critique import CritiqueConfig, critique_chat, few_shot_messages, prepare, principle_seed, revision_chat, run_critique_revision
@@ -92,6 +93,12 @@ def main():
         print(f"stage without prefix cache:           {n_plain:6d} tokens in {t_plain:7.1f} s = {n_plain/t_plain:7.1f} tok/s "
               f"(prefix caching: {stage_tps/(n_plain/t_plain):.2f}x; without it the speed-up is {n_plain/t_plain/seed_tps:.1f}x)")
     print(f"speed-up: {stage_tps / seed_tps:.1f}x  (load avg now {os.getloadavg()[0]:.1f}; other processes share the CPU)")
+    rows = [{"side": "seed loop (1 prompt/call)", "dtype": str(seed_model.dtype), "prompts": ns, "tokens": n_seed, "s": round(t_seed, 1), "tok/s": round(seed_tps, 1)},
+            {"side": f"stage (batch {a.batch_size}/call)", "dtype": str(stage_model.dtype), "prompts": len(recs), "tokens": n_stage, "s": round(t_stage, 1), "tok/s": round(stage_tps, 1)}]
+    if not a.skip_no_cache:
+        rows.append({"side": "stage without prefix cache", "dtype": str(stage_model.dtype), "prompts": len(recs), "tokens": n_plain,
+                     "s": round(t_plain, 1), "tok/s": round(n_plain / t_plain, 1)})
+    write_results("critique_revision", rows, summary={"speed-up": round(stage_tps / seed_tps, 1), "target": ">= 10x", "rounds": a.rounds})
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ separate the batching gain from the dtype gain.
 """
 import argparse, os, platform, time
 
+from _results import write_results
+
 import torch
 
 from cai_workbench.models import Generator, encode_chat, load_model
@@ -50,6 +52,7 @@ def main():
     t = time.perf_counter(); n_seed = seed_loop(seed_model, tok, prompts, a.max_new_tokens); t_seed = time.perf_counter() - t
     seed_tps = n_seed / t_seed
     print(f"seed loop  ({seed_model.dtype}, 1 prompt/call): {n_seed:6d} tokens in {t_seed:7.1f} s = {seed_tps:7.1f} tok/s")
+    rows = [{"side": "seed loop (1 prompt/call)", "dtype": str(seed_model.dtype), "tokens": n_seed, "s": round(t_seed, 2), "tok/s": round(seed_tps, 1)}]
     for backend in a.backends.split(","):
         gen = Generator(engine_model, tok, batch_size=a.batch_size, max_new_tokens=a.max_new_tokens, progress=False, backend=backend)
         t = time.perf_counter(); outs = gen(prompts); t_eng = time.perf_counter() - t
@@ -57,7 +60,10 @@ def main():
         eng_tps = n_eng / t_eng
         print(f"Generator  {backend:<8} ({engine_model.dtype}, batch {a.batch_size}):  {n_eng:6d} tokens in {t_eng:7.1f} s = "
               f"{eng_tps:7.1f} tok/s   ratio: {eng_tps / seed_tps:.1f}x (target >= 10x)")
+        rows.append({"side": f"Generator {backend} (batch {a.batch_size})", "dtype": str(engine_model.dtype), "tokens": n_eng,
+                     "s": round(t_eng, 2), "tok/s": round(eng_tps, 1), "speed-up": round(eng_tps / seed_tps, 1)})
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
+    write_results("generation", rows, summary={"target": ">= 10x", "prompts": len(prompts), "max_new_tokens": a.max_new_tokens})
 
 if __name__ == "__main__":
     main()

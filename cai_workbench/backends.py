@@ -235,7 +235,8 @@ def _object_group():
 
 def rank_seed(seed: int | None, rank: int) -> int | None:
     "The sampling seed of `rank`'s shard (rank 0 keeps `seed`, so one process samples as before)."
-    return None if seed is None else seed + 1_000_003 * rank
+    from cai_workbench.core import derive_seed
+    return seed if seed is None or rank == 0 else derive_seed(seed, "rank", rank)
 
 # %% ../nbs/02c_backends.ipynb #7070f1a0
 @dataclass

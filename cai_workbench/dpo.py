@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .core import ConfigBase, ConfigError, Run, write_json, set_seed
+from .checkpoints import CheckpointSettings, checkpoint_args, finish_checkpoints, resume_point
 
 from .environment import detect_device
 from .models import LoraSpec, load_model, save_adapter
@@ -29,7 +30,7 @@ PER_PAIR_LOSSES = ("sigmoid", "hinge", "ipo", "robust", "exo_pair", "nca_pair", 
                    "apo_down", "discopop", "sigmoid_norm")        # a batch mean of per-pair terms: a pair's weight scales its term
 
 @dataclass
-class DPOStageConfig(ConfigBase):
+class DPOStageConfig(CheckpointSettings):   # save_every / keep_last / keep_checkpoints
     "Settings of the DPO stage (the TRL `DPOConfig` is built from these)."
     pair_sources: list[str] = field(default_factory=lambda: ["ai", "revision"])  # which pairs; human-labelled pairs are always used
     min_confidence: float = 0.0       # drop AI pairs whose |2·soft_label − 1| is below this (0 keeps all)
@@ -55,6 +56,10 @@ class DPOStageConfig(ConfigBase):
         if bad: raise ValueError(f"pair_sources: unknown source(s) {sorted(bad)}; use 'ai', 'revision', 'human'")
         if not 0 <= self.min_confidence <= 1: raise ValueError(f"min_confidence: {self.min_confidence} must be in [0, 1]")
         if self.beta <= 0: raise ValueError(f"beta: {self.beta} must be > 0")
+        if self.learning_rate <= 0: raise ValueError(f"learning_rate: {self.learning_rate} must be > 0 (0 trains nothing and replaces the adapter)")
+        if self.batch_size < 1 or self.gradient_accumulation_steps < 1:
+            raise ValueError(f"batch_size={self.batch_size}, gradient_accumulation_steps={self.gradient_accumulation_steps}: both must be >= 1")
+        if self.max_steps == 0 or self.max_steps < -1: raise ValueError(f"max_steps: {self.max_steps}; use a positive number, or -1 for num_train_epochs")
         if self.confidence not in ("smoothing", "weight", "none"):
             raise ConfigError(f"DPOStageConfig.confidence={self.confidence!r}: use 'smoothing', 'weight' or 'none'")
         if self.confidence == "smoothing" and self.loss_type != "sigmoid":
@@ -205,20 +210,22 @@ def train_dpo(model, tokenizer, pairs: list[dict], config: DPOStageConfig, outpu
               smoothing: list[float] | None = None): # per-pair label smoothing ε (`pair_smoothing`, sigmoid loss); None: all 0
     "Run TRL's DPOTrainer on `pairs` with `model` (a PeftModel, or a plain model that gets a fresh LoRA). Returns the trainer."
     from trl import DPOConfig
+    from cai_workbench.guards import nonfinite_guard
     from peft import PeftModel
     dev = detect_device()
     args = DPOConfig(output_dir=str(output_dir), beta=config.beta, loss_type=[config.loss_type], label_smoothing=label_smoothing,
                      learning_rate=config.learning_rate, max_steps=config.max_steps, num_train_epochs=config.num_train_epochs,
                      per_device_train_batch_size=config.batch_size, gradient_accumulation_steps=config.gradient_accumulation_steps,
-                     max_length=config.max_length, logging_steps=1, save_strategy="no", report_to="none", seed=config.seed,
+                     max_length=config.max_length, logging_steps=1, **checkpoint_args(config, "dpo"), seed=config.seed,
                      bf16=dev.mixed_precision == "bf16", fp16=dev.mixed_precision == "fp16", use_cpu=dev.kind == "cpu",
                      disable_tqdm=not progress, dataloader_num_workers=0)
     peft_config = None if isinstance(model, PeftModel) else config.lora.peft_config()
     collator = WeightedPreferenceCollator(pad_token_id=tokenizer.pad_token_id, max_length=args.max_length,
                                           truncation_mode=args.truncation_mode, pad_to_multiple_of=args.pad_to_multiple_of)
     trainer = ConfidenceDPOTrainer(model=model, args=args, train_dataset=_to_conversational(pairs, weights, smoothing), processing_class=tokenizer,
-                                   peft_config=peft_config, data_collator=collator)
-    trainer.train()
+                                   peft_config=peft_config, data_collator=collator,
+                                   callbacks=[nonfinite_guard("dpo")])
+    trainer.train(resume_from_checkpoint=resume_point(trainer))
     return trainer
 
 # %% ../nbs/07_dpo.ipynb #5e6b3eef
@@ -244,7 +251,7 @@ def run_dpo(run: Run, config: DPOStageConfig | None = None, model: str = "embedd
     t0 = time.time()
     with run.stage("dpo", pairs=len(pairs)) as d:
         weights, eps = pair_weights(pairs, config), pair_smoothing(pairs, config)
-        trainer = train_dpo(policy, tok, pairs, config, d/"trainer", label_smoothing=smoothing, progress=progress,
+        trainer = train_dpo(policy, tok, pairs, config, d/"checkpoints", label_smoothing=smoothing, progress=progress,  # survive a kill; deleted when done
                             weights=weights, smoothing=eps)
         hist = trainer.state.log_history
         peft_model = trainer.model
@@ -261,5 +268,5 @@ def run_dpo(run: Run, config: DPOStageConfig | None = None, model: str = "embedd
                                       "confidence": {"mode": config.confidence, "n": len(weights), "sum_weight": round(sum(weights), 3),
                                                      "mean_epsilon": round(sum(eps)/len(eps), 4), "full": sum(w == 1 and e == 0 for w, e in zip(weights, eps))}})
         plot_dpo_curves(hist, d/"curves.png"); filtered.write(d)
-        import shutil; shutil.rmtree(d/"trainer", ignore_errors=True)
+        finish_checkpoints(d/"checkpoints", config)
     return res

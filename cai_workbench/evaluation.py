@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .core import ConfigBase, RecordStore, Run, set_seed, write_json, read_json
+from .guards import fingerprint
+from .core import ConfigBase, RecordStore, Run, derive_seed, set_seed, write_json, read_json
 from .models import EMBEDDED, Generator, GenerationConfig, load_model, resolve_model_path
 from .judges import XSTEST_COMPLETION_FILES, JudgeContext, classify_refusal, constitutional_metrics, get_judge, xstest_agreement
 from .ai_judge import compare_pairs, elo_ratings, win_rate_intervals
@@ -67,12 +68,9 @@ def _adapter_base_name(adapter: Path) -> str | None:
     info = adapter/"cai_workbench.json"
     return read_json(info).get("base_model") if info.exists() else None
 
-def _fingerprint(adapter: Path | None, gen: GenerationConfig) -> str:
-    "Short hash of the generation settings and the adapter weights' size+mtime: a changed stage gets new answers."
-    h = hashlib.sha1(json.dumps(gen.to_dict(), sort_keys=True).encode())
-    if adapter is not None:
-        for f in sorted(adapter.glob("adapter_model.*")): st = f.stat(); h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
-    return h.hexdigest()[:8]
+def _answers_key(adapter: Path | None, gen: GenerationConfig) -> str:
+    "`guards.fingerprint` of the generation settings and the adapter's bytes: a changed stage gets new answers."
+    return fingerprint(gen, adapter, n=8)
 
 def _load_policies(model: str, adapters: dict, progress: bool = True):
     "One base model with every adapter loaded under its stage name (a PeftModel), or the plain model when there are none."
@@ -184,7 +182,7 @@ def _answer(pol, tok, prompts, adapters: dict, cfg: EvalConfig, store: RecordSto
     "{stage: [(text, completion_tokens)]}: every stage's answers, resumable through `store`."
     gen, out = Generator(pol, tok, cfg.generation, progress=progress), {}
     for s, a in adapters.items():
-        fp = _fingerprint(a, cfg.generation)
+        fp = _answers_key(a, cfg.generation)
         meta = lambda i, g, s=s: {"stage": s, "prompt_id": prompts[i]["id"], "prompt": prompts[i]["prompt"], "label": prompts[i]["label"],
                                   "category": prompts[i].get("category", ""), "source": prompts[i].get("source", ""),
                                   "refusal": classify_refusal(g.text).label}
@@ -207,7 +205,7 @@ def _pairwise(jm, jt, prompts, texts: dict, stages: list[str], cons, cfg: EvalCo
     pairs = [] if cfg.pairwise == "none" or len(stages) < 2 else \
             [(s, "base") for s in stages if s != "base"] if cfg.pairwise == "vs_base" else \
             [(a, b) for i, a in enumerate(stages) for b in stages[i+1:]]
-    qs = [_comparison_question(cons.sample(random.Random(seed*100_003 + i))[0]) for i in range(len(prompts))]
+    qs = [_comparison_question(cons.sample(random.Random(derive_seed(seed, "judge-principle", i)))[0]) for i in range(len(prompts))]
     matches = []
     for a, b in pairs:
         r = compare_pairs(jm, jt, [p["prompt"] for p in prompts], texts[a], texts[b], qs, batch_size=cfg.judge_batch_size,
