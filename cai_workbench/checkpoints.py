@@ -119,7 +119,7 @@ def finish_checkpoints(folder, config, into=None) -> Path | None:
     if not folder.exists(): return None
     if not getattr(config, "keep_checkpoints", False):
         if folder.is_symlink():                             # SageMaker's synced folder (see sagemaker_jobs.link_checkpoints)
-            for p in folder.resolve().iterdir(): shutil.rmtree(p, ignore_errors=True)
+            for p in folder.resolve().iterdir(): shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
             folder.unlink(); return None
         shutil.rmtree(folder, ignore_errors=True); return None
     if into is None: return folder

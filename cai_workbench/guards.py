@@ -45,6 +45,8 @@ def _canon(o):
     if hasattr(o, "to_dict") and callable(o.to_dict): return _canon(o.to_dict())
     if isinstance(o, Mapping): return {str(k): _canon(v) for k, v in sorted(o.items(), key=lambda kv: str(kv[0]))}
     if isinstance(o, (list, tuple)): return [_canon(v) for v in o]
+    if isinstance(o, (set, frozenset)):                 # repr() of a set follows PYTHONHASHSEED: sort instead
+        return sorted((_canon(v) for v in o), key=lambda v: json.dumps(v, sort_keys=True))
     if isinstance(o, float) and not math.isfinite(o): return repr(o)
     if o is None or isinstance(o, (bool, int, float, str)): return o
     return repr(o)

@@ -130,3 +130,12 @@ def test_huge_prompt_is_cut_with_a_warning_and_the_others_answered(tiny):
     assert out[1].finish_reason == "skipped" and out[1].text == "" and out[0].finish_reason in ("stop", "length")
     ids = gen.encode([huge], cfg=gen.config.replace(max_prompt_tokens=100))[0]          # PPO's queries: the same cut
     assert len(ids) == 100 and ids[-3:] == gen.encode(["word"])[0][-3:]
+
+
+def test_fingerprint_of_a_set_does_not_depend_on_the_hash_seed():
+    "PEFT turns target_modules into a set; its repr() order changes with PYTHONHASHSEED from one process to the next."
+    import subprocess, sys
+    code = "from cai_workbench.guards import fingerprint; print(fingerprint({'q_proj', 'k_proj', 'v_proj', 'o_proj', 'up_proj'}))"
+    out = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={**__import__('os').environ, "PYTHONHASHSEED": str(s)}).stdout for s in range(6)}
+    assert len(out) == 1, out
