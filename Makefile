@@ -11,7 +11,7 @@ demo: install
 
 ## Install everything, then run every test (notebooks, pytest, browser tests).
 test:
-	EXTRAS=dev,sagemaker bash scripts/install.sh
+	EXTRAS=dev,sagemaker,tracking,docs bash scripts/install.sh
 	bash scripts/test.sh
 
 ## Notebooks -> library (run after editing nbs/).
@@ -22,3 +22,7 @@ export:
 ## Some notebooks: make notebooks NBS="nbs/00_core.ipynb nbs/02a_views.ipynb"; options: NBFLAGS="-j 1 --no-slow"
 notebooks:
 	$(V)/python scripts/notebooks.py $(NBFLAGS) $(NBS)
+
+## The documentation site from the notebooks' saved outputs -> _site/ (DOCS_ENGINE=quarto: nbdev-docs -> _docs/).
+docs:
+	$(V)/python scripts/docs.py $(if $(DOCS_ENGINE),--engine $(DOCS_ENGINE),)

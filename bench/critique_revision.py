@@ -3,6 +3,7 @@
 constitution, principles, chat templates and decoding settings, measured side by side in one run.
 
     .venv/bin/python bench/critique_revision.py [--prompts 32] [--max-new-tokens 48] [--rounds 1] [--batch-size 32]
+                                                [--dtype float32]
                                                 [--seed-prompts N] [--same-dtype] [--no-few-shot] [--threads T] [--model embedded]
 
 Prints the generated tokens/s of each and the ratio (target: >= 10x at batch 32 on 2 CPU cores with the embedded
@@ -18,6 +19,7 @@ import argparse, os, tempfile, time
 from pathlib import Path
 
 import torch
+from _results import write_results
 
 from cai_workbench.core import Run
 from cai_workbench.critique import CritiqueConfig, critique_chat, few_shot_messages, prepare, principle_seed, revision_chat, run_critique_revision
@@ -59,16 +61,18 @@ def main():
     ap.add_argument("--no-few-shot", action="store_true")
     ap.add_argument("--skip-no-cache", action="store_true", help="do not also time the stage without prefix caching")
     ap.add_argument("--same-dtype", action="store_true", help="run the seed loop in the stage's dtype too")
+    ap.add_argument("--dtype", default=None, help="stage dtype, e.g. float32 (an fp32-only CPU); default: detect_device's")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice); 1 wastes less on a busy CPU")
     a = ap.parse_args()
     if a.threads: torch.set_num_threads(a.threads)
     cfg = CritiqueConfig(prompts="red-team", limit=a.prompts, rounds=a.rounds, use_few_shot=not a.no_few_shot,
                          generation=GenerationConfig(max_new_tokens=a.max_new_tokens, batch_size=a.batch_size))
     recs, con = prepare(cfg)
-    stage_model, tok = load_model(a.model, device="cpu")
+    stage_model, tok = load_model(a.model, device="cpu", dtype=a.dtype)
     seed_model = stage_model if a.same_dtype else load_model(a.model, device="cpu", dtype="float32")[0]
     ns = min(a.seed_prompts or len(recs), len(recs))
-    print(f"{len(recs)} red-team prompts ({ns} for the seed loop), constitution {con.name!r}, rounds={a.rounds}, "
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    print(f"{cpu}; {len(recs)} red-team prompts ({ns} for the seed loop), constitution {con.name!r}, rounds={a.rounds}, "
           f"few-shot={'off' if a.no_few_shot else f'{cfg.max_few_shot} conversation(s)'}, greedy, max_new_tokens={a.max_new_tokens}, "
           f"batch {a.batch_size}; torch threads={torch.get_num_threads()}, cpus={os.cpu_count()}, load avg={os.getloadavg()[0]:.1f}")
 
@@ -89,6 +93,12 @@ def main():
         print(f"stage without prefix cache:           {n_plain:6d} tokens in {t_plain:7.1f} s = {n_plain/t_plain:7.1f} tok/s "
               f"(prefix caching: {stage_tps/(n_plain/t_plain):.2f}x; without it the speed-up is {n_plain/t_plain/seed_tps:.1f}x)")
     print(f"speed-up: {stage_tps / seed_tps:.1f}x  (load avg now {os.getloadavg()[0]:.1f}; other processes share the CPU)")
+    rows = [{"side": "seed loop (1 prompt/call)", "dtype": str(seed_model.dtype), "prompts": ns, "tokens": n_seed, "s": round(t_seed, 1), "tok/s": round(seed_tps, 1)},
+            {"side": f"stage (batch {a.batch_size}/call)", "dtype": str(stage_model.dtype), "prompts": len(recs), "tokens": n_stage, "s": round(t_stage, 1), "tok/s": round(stage_tps, 1)}]
+    if not a.skip_no_cache:
+        rows.append({"side": "stage without prefix cache", "dtype": str(stage_model.dtype), "prompts": len(recs), "tokens": n_plain,
+                     "s": round(t_plain, 1), "tok/s": round(n_plain / t_plain, 1)})
+    write_results("critique_revision", rows, summary={"speed-up": round(stage_tps / seed_tps, 1), "target": ">= 10x", "rounds": a.rounds})
 
 
 if __name__ == "__main__":

@@ -22,6 +22,9 @@ Prints each peak, the peak above the bare `import torch, transformers` process, 
 import argparse, copy, json, os, resource, subprocess, sys, tempfile, time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _results import write_results  # noqa: E402
+
 
 def peak_mb(device: str) -> float:
     import torch
@@ -156,6 +159,10 @@ def main(argv=None):
             print(f"\n{m} / seed: {o['peak_mb'] / s['peak_mb']:.2f}x peak"
                   f" ({(o['peak_mb'] - o['baseline_mb']) / (s['peak_mb'] - s['baseline_mb']):.2f}x above the bare import)"
                   f"  target <= 0.5x: {'met' if o['peak_mb'] / s['peak_mb'] <= 0.5 else 'NOT met'}")
+    write_results("ppo_memory", [{"design": m, "peak MiB": round(r["peak_mb"]), "above import MiB": round(r["peak_mb"] - r["baseline_mb"]),
+                                  "trainable params": r["trainable_params"], "update s": round(r["update_s"], 1)} for m, r in res.items()],
+                  summary={f"{m} / seed peak": round(res[m]["peak_mb"] / res["seed"]["peak_mb"], 2) for m in res if "seed" in res and m != "seed"}
+                  | {"device": dev, "rollouts": args.prompts, "max_new_tokens": args.max_new_tokens, "target": "<= 0.5x"})
     return res
 
 

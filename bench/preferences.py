@@ -12,6 +12,7 @@ CPUs with native bf16). The CPU load average is printed: other processes on the 
 """
 import argparse, os, re, time
 
+from _results import write_results
 from cai_workbench.label_quality import agreement_of, bias_report, shuffle_human_pairs, wilson_interval
 from cai_workbench.models import GenerationConfig, Generator, load_model
 from cai_workbench.preferences import AILabeller
@@ -74,6 +75,12 @@ def main():
           f"ties {ag.ties}; position consistency {br.position_consistency}; first-slot rate {br.first_slot_rate} |")
     print(f"\nspeed-up (labels/s, log-prob / seed): {t_seed/t_lp:.1f}x  (target >= 5x)")
     print(f"chance level: seed {'yes' if lo <= .5 <= hi else 'no'}, log-prob {'yes' if ag.chance_level else 'no'}")
+    write_results("preferences", [
+        {"labeller": f"seed (generate {a.max_new_tokens} tok + regex)", "n": n, "s/label": round(t_seed / n, 3),
+         "agreement with humans": round(k_seed / n, 3), "95% CI": f"{lo:.3f}-{hi:.3f}", "answered A": seed_labels.count("a")},
+        {"labeller": "log-prob letters, both orders", "n": n, "s/label": round(t_lp / n, 3), "agreement with humans": ag.agreement,
+         "95% CI": f"{ag.ci[0]}-{ag.ci[1]}", "ties": ag.ties, "position consistency": br.position_consistency}],
+        summary={"speed-up": round(t_seed / t_lp, 1), "target": ">= 5x", "model": a.model, "batch": a.batch_size})
 
 
 if __name__ == "__main__":

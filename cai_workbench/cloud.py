@@ -6,7 +6,7 @@ Docs: https://cai-workbench.github.io/cai-workbench/cloud.html.md"""
 
 # %% ../nbs/09_cloud.ipynb #b0e06999
 from __future__ import annotations
-import fnmatch, hashlib, os, time
+import fnmatch, hashlib, json, os, time
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable, Sequence
@@ -18,8 +18,9 @@ from botocore.exceptions import ClientError, NoCredentialsError, EndpointConnect
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['SECRET_PATTERNS', 'PARTIAL_SUFFIX', 'CloudError', 'parse_s3_uri', 's3_client', 'check_access', 'is_secret',
-           'selected', 'file_sha256', 'safe_target', 'SyncSummary', 'SyncError', 'push', 'pull', 'sync_after_stage']
+__all__ = ['SECRET_PATTERNS', 'PARTIAL_SUFFIX', 'SYNC_STATE', 'RUN_FILE_PATTERNS', 'CloudError', 'parse_s3_uri', 's3_client',
+           'check_access', 'is_secret', 'selected', 'file_sha256', 'safe_target', 'SyncSummary', 'SyncError', 'push',
+           'pull', 'sync_after_stage']
 
 # %% ../nbs/09_cloud.ipynb #4625f153
 class CloudError(RuntimeError):
@@ -71,12 +72,23 @@ def check_access(client, uri: str) -> tuple[str, str]:
     return bucket, prefix
 
 # %% ../nbs/09_cloud.ipynb #646b79b2
-SECRET_PATTERNS = (".env", ".env.*", "*.pem", "*.key", "id_rsa*", ".aws", "credentials", ".ipynb_checkpoints")
+SECRET_PATTERNS = (".*",                                           # hidden files and tool dot-folders (.ssh, .aws, .env, .netrc, ...)
+    "*.pem", "*.key", "*.p12", "*.pfx", "*.jks", "*.keystore", "*.ppk", "*.kdbx", "*.asc", "*.gpg", "*.ovpn",
+    "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*", "*_rsa", "*_ed25519", "ssh_host_*", "authorized_keys", "known_hosts",
+    "credentials", "credentials.*", "*credentials*.json", "service-account*", "service_account*", "*-sa-key*.json",
+    "client_secret*", "secret", "secrets", "secret.*", "secrets.*", "*.secret", "*.secrets", "*secret*.json", "*secret*.y*ml",
+    "token", "token.*", "*.token", "*_token", "*_token.*", "*-token", "*-token.*", "hf_token*", "access_token*",
+    "api_key*", "apikey*", "*api_key*", "*.env", "env.list", "_netrc", "netrc", "pgpass", "htpasswd", "kubeconfig",
+    "wandb-netrc", "gcloud", "application_default_credentials.json")
 PARTIAL_SUFFIX = ".cai-partial"
+SYNC_STATE = ".cai-sync.json"                  # per folder: what was last pushed/pulled (sha256 per file)
+_INTERNAL = {SYNC_STATE, ".lock"}              # this project's own bookkeeping: never travels, not counted as secrets
+RUN_FILE_PATTERNS = ("*.json", "*.jsonl", "*.yaml", "*.safetensors", "*.png", "*.html", "*.md", "*.txt", "*.csv",
+                     "*.model", "*.jinja")     # a run's own artifacts: the allow list of `allow_only=RUN_FILE_PATTERNS`
 
 def is_secret(rel: str) -> bool:
-    "Does any part of the relative path look like a secret (see `SECRET_PATTERNS`)?"
-    return any(fnmatch.fnmatch(part, pat) for part in PurePosixPath(rel).parts for pat in SECRET_PATTERNS)
+    "Does any part of the relative path look like a secret, a key/token file or a hidden tool folder (`SECRET_PATTERNS`)?"
+    return any(fnmatch.fnmatch(part.lower(), pat) for part in PurePosixPath(rel).parts for pat in SECRET_PATTERNS)
 
 def selected(rel: str, include: Sequence[str] | None = None, exclude: Sequence[str] = ()) -> bool:
     "Is `rel` matched by `include` (None: everything) and by none of `exclude`?"
@@ -120,6 +132,9 @@ class SyncSummary:
     skipped: list = field(default_factory=list)        # up to date
     failed: dict = field(default_factory=dict)         # relative path -> error
     excluded_secrets: list = field(default_factory=list)
+    too_large: list = field(default_factory=list)      # push: over `max_file_mb`, left out
+    conflicts: list = field(default_factory=list)      # pull: local files changed since the last sync (kept; see `kept_both`)
+    kept_both: dict = field(default_factory=dict)      # pull: local path -> where the remote copy went beside it
     bytes_copied: int = 0
     bytes_skipped: int = 0
     wall_s: float = 0.0
@@ -129,13 +144,17 @@ class SyncSummary:
 
     def summary(self) -> dict:
         return {"copied": len(self.copied), "skipped": len(self.skipped), "failed": len(self.failed),
-                "secrets_excluded": len(self.excluded_secrets), "bytes_copied": self.bytes_copied}
+                "secrets_excluded": len(self.excluded_secrets), "too_large": len(self.too_large),
+                "conflicts": len(self.conflicts), "bytes_copied": self.bytes_copied}
 
     def __str__(self):
         verb = "would copy" if self.dry_run else "copied"
         s = (f"{self.direction} {self.source} -> {self.dest}: {verb} {len(self.copied)} ({_human(self.bytes_copied)}), "
              f"skipped {len(self.skipped)} up to date, failed {len(self.failed)}")
         if self.excluded_secrets: s += f", {len(self.excluded_secrets)} secret-looking file(s) not pushed"
+        if self.too_large: s += f", {len(self.too_large)} file(s) over the size cap not pushed ({', '.join(self.too_large[:3])})"
+        if self.conflicts: s += (f"; {len(self.conflicts)} local file(s) changed since the last sync were kept "
+                                 f"({', '.join(self.conflicts[:5])}), the remote copies saved beside them as *.remote")
         return s
 
     def _repr_markdown_(self):
@@ -180,6 +199,15 @@ def _remote_listing(client, bucket: str, prefix: str) -> dict:
             out[o["Key"][len(base):]] = {"size": o["Size"], "etag": o.get("ETag", "").strip('"'), "key": o["Key"]}
     return out
 
+def _sync_state(root: Path) -> dict:
+    "{relative path: sha256} of the files as they were when last pushed or pulled (`.cai-sync.json`)."
+    try: return json.loads((root/SYNC_STATE).read_text()).get("files", {})
+    except (OSError, ValueError): return {}
+
+def _record_sync(root: Path, shas: dict):
+    from cai_workbench.core import write_json
+    if shas and root.is_dir(): write_json(root/SYNC_STATE, {"files": {**_sync_state(root), **shas}})
+
 def _local_files(root: Path) -> dict:
     "relative posix path -> Path for the regular files under root (symlinks leaving root are skipped)."
     out, rroot = {}, root.resolve()
@@ -196,6 +224,8 @@ def push(run_dir,                                  # local folder (or a `core.Ru
          include: Sequence[str] | None = None,     # glob patterns to copy (None: everything)
          exclude: Sequence[str] = (),              # glob patterns to leave out
          include_secrets: Sequence[str] = (),      # secret-looking files you really mean to push
+         max_file_mb: float | None = 4096,         # larger files are left out (listed in `too_large`); None: no cap
+         allow_only: Sequence[str] | None = None,  # allow-list mode: only files matching these (e.g. RUN_FILE_PATTERNS)
          dry_run: bool = False,                    # only report what would be copied
          strict: bool = True,                      # raise SyncError at the end if any file failed
          progress: bool = True,                    # tqdm bar over bytes
@@ -212,19 +242,22 @@ def push(run_dir,                                  # local folder (or a `core.Ru
     summ = SyncSummary("push", str(root), f"s3://{bucket}/{prefix}".rstrip("/"), dry_run=dry_run)
     try: remote = _remote_listing(client, bucket, prefix)
     except Exception as e: raise _explain(e, bucket, uri) from None
-    todo = []
+    todo, shas = [], {}
     for rel, p in _local_files(root).items():
-        if not selected(rel, include, exclude): continue
+        if not selected(rel, include, exclude) or rel in _INTERNAL: continue
+        if allow_only is not None and not any(fnmatch.fnmatch(PurePosixPath(rel).name, pat) or fnmatch.fnmatch(rel, pat) for pat in allow_only):
+            continue
         if is_secret(rel) and not any(fnmatch.fnmatch(rel, pat) for pat in include_secrets):
             summ.excluded_secrets.append(rel); continue
         size, r = p.stat().st_size, remote.get(rel)
+        if max_file_mb is not None and size > max_file_mb * 2**20: summ.too_large.append(rel); continue
         digest = None
         if r is not None and r["size"] == size:
             digest = file_sha256(p)
             try: meta = client.head_object(Bucket=bucket, Key=r["key"]).get("Metadata", {})
             except ClientError: meta = {}
             if meta.get("sha256") == digest or ("sha256" not in meta and "-" not in r["etag"] and r["etag"] == _file_md5(p)):
-                summ.skipped.append(rel); summ.bytes_skipped += size; continue
+                summ.skipped.append(rel); summ.bytes_skipped += size; shas[rel] = digest; continue
         todo.append((rel, p, size, digest))
     summ.copied = [t[0] for t in todo]; summ.bytes_copied = sum(t[2] for t in todo)
     if not dry_run and todo:
@@ -236,12 +269,13 @@ def push(run_dir,                                  # local folder (or a `core.Ru
             for rel, p, size, digest in todo:
                 key = f"{prefix}/{rel}" if prefix else rel
                 try:
-                    client.upload_file(str(p), bucket, key, ExtraArgs={"Metadata": {"sha256": digest or file_sha256(p)}},
-                                       Config=tc, Callback=cb)
+                    shas[rel] = digest or file_sha256(p)
+                    client.upload_file(str(p), bucket, key, ExtraArgs={"Metadata": {"sha256": shas[rel]}}, Config=tc, Callback=cb)
                 except Exception as e:
                     summ.failed[rel] = _file_error(e, bucket, f"s3://{bucket}/{key}")
         summ.copied = [r for r in summ.copied if r not in summ.failed]
         summ.bytes_copied = sum(t[2] for t in todo if t[0] not in summ.failed)
+    if not dry_run: _record_sync(root, {rel: shas[rel] for rel in summ.copied + summ.skipped})
     summ.wall_s = round(time.time() - t0, 3)
     if strict and summ.failed: raise SyncError(summ)
     return summ
@@ -251,11 +285,16 @@ def pull(uri: str,                                 # s3://bucket/prefix
          run_dir,                                  # local folder (created)
          include: Sequence[str] | None = None, exclude: Sequence[str] = (),
          dry_run: bool = False, strict: bool = True, progress: bool = True,
+         overwrite: bool = False,                  # replace local files changed since the last sync (default: keep them)
+         on_conflict: str = "refuse",              # such a file: "refuse" (error naming them, nothing copied) or "keep-both"
          multipart_mb: int = 64, chunk_mb: int = 16, threads: int = 8,
          client=None, endpoint_url: str | None = None,
          callback: Callable[[int], None] | None = None,
         ) -> SyncSummary:
-    "Download the objects under `uri` that are missing or different in `run_dir`."
+    """Download the objects under `uri` that are missing or different in `run_dir`. A local file that changed since the last
+    push/pull (or was never synced) is never silently replaced: `on_conflict` refuses, or keeps it and saves the remote
+    copy beside it as `<name>.remote`; `overwrite=True` replaces it."""
+    if on_conflict not in ("refuse", "keep-both"): raise ValueError(f"on_conflict={on_conflict!r}: use 'refuse' or 'keep-both'")
     t0 = time.time()
     root = Path(getattr(run_dir, "path", run_dir))
     client = client or s3_client(endpoint_url)
@@ -266,9 +305,9 @@ def pull(uri: str,                                 # s3://bucket/prefix
     if not remote: raise CloudError(f"nothing under {uri}: check the bucket and prefix (push a run there first)")
     if root.exists() and not dry_run:
         for stale in root.rglob(f"*{PARTIAL_SUFFIX}"): stale.unlink()
-    todo = []
+    todo, synced, shas = [], _sync_state(root), {}
     for rel, r in sorted(remote.items()):
-        if not selected(rel, include, exclude): continue
+        if not selected(rel, include, exclude) or rel in _INTERNAL: continue
         try: dest = safe_target(root, rel)
         except CloudError as e: summ.failed[rel] = str(e); continue
         meta = None
@@ -277,8 +316,17 @@ def pull(uri: str,                                 # s3://bucket/prefix
             except ClientError: meta = {}
             same = (meta.get("sha256") == file_sha256(dest)) if "sha256" in meta else \
                    ("-" not in r["etag"] and r["etag"] == _file_md5(dest))
-            if same: summ.skipped.append(rel); summ.bytes_skipped += r["size"]; continue
+            if same: summ.skipped.append(rel); summ.bytes_skipped += r["size"]; shas[rel] = file_sha256(dest); continue
+        if dest.exists() and not overwrite and synced.get(rel) != file_sha256(dest):
+            summ.conflicts.append(rel)
+            if on_conflict == "refuse": continue
+            summ.kept_both[rel] = rel + ".remote"
+            dest = safe_target(root, rel + ".remote")
         todo.append((rel, r, dest))
+    if summ.conflicts and on_conflict == "refuse" and not dry_run:
+        raise CloudError(f"pull {uri} -> {root}: {len(summ.conflicts)} local file(s) changed since the last sync and would be "
+                         f"replaced: {', '.join(summ.conflicts[:10])}. Nothing was copied. Keep both with "
+                         f"on_conflict='keep-both' (the remote copy goes beside each as <name>.remote), or replace them with overwrite=True")
     summ.copied = [t[0] for t in todo]; summ.bytes_copied = sum(t[1]["size"] for t in todo)
     if not dry_run and todo:
         tc = _transfer_config(multipart_mb, chunk_mb, threads)
@@ -295,11 +343,13 @@ def pull(uri: str,                                 # s3://bucket/prefix
                     if want and file_sha256(part) != want:
                         raise CloudError(f"downloaded {rel} does not match its sha256 metadata")
                     os.replace(part, dest)
+                    if rel not in summ.kept_both: shas[rel] = want or file_sha256(dest)
                 except Exception as e:
                     summ.failed[rel] = _file_error(e, bucket, f"s3://{bucket}/{r['key']}")
                     if part.exists(): part.unlink()
         summ.copied = [r for r in summ.copied if r not in summ.failed]
         summ.bytes_copied = sum(t[1]["size"] for t in todo if t[0] not in summ.failed)
+    if not dry_run: _record_sync(root, shas)
     summ.wall_s = round(time.time() - t0, 3)
     if strict and summ.failed: raise SyncError(summ)
     return summ

@@ -260,9 +260,15 @@ def builtin_constitutions() -> list[str]:
     names = sorted(p.stem for p in _BUILTIN_DIR.iterdir() if p.suffix in (".yaml", ".md"))
     return sorted(names, key=lambda n: n != DEFAULT_CONSTITUTION)
 
+def _text(path: Path) -> str:
+    "The file's text; a file that is not UTF-8 raises `ConstitutionError` naming it."
+    try: return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConstitutionError(f"{path}: not UTF-8 text (byte {e.start} is {e.object[e.start:e.start+1]!r}); save it as UTF-8") from None
+
 def _read_file(path: Path) -> Any:
     if not path.is_file(): raise ConstitutionError(f"{path}: file not found")
-    text = path.read_text(encoding="utf-8")
+    text = _text(path)
     if not text.strip(): raise ConstitutionError(f"{path}: file is empty")
     if path.suffix.lower() == ".json":
         try: return json.loads(text)
@@ -288,8 +294,9 @@ def load_constitution(name_or_path: str | Path | Constitution | list | None = No
         if path.suffix.lower() not in (".yaml", ".yml", ".json", ".md"):
             raise ConstitutionError(f"{path}: unknown file type {path.suffix!r}; use .yaml, .yml, .json or .md")
     if path.suffix.lower() == ".md":
-        if not path.read_text(encoding="utf-8").strip(): raise ConstitutionError(f"{path}: file is empty")
-        return fmt.constitution_from_markdown(path.read_text(encoding="utf-8"), str(path))
+        text = _text(path)
+        if not text.strip(): raise ConstitutionError(f"{path}: file is empty")
+        return fmt.constitution_from_markdown(text, str(path))
     data = _read_file(path)
     if path.suffix.lower() == ".json" and fmt._paper_kind(data): return fmt.load_paper_prompts(path)
     return constitution_from_dict(data, str(path))

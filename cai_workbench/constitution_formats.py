@@ -163,6 +163,7 @@ def _paper_inputs(src) -> dict[str, tuple[Path, Any]]:
         if not p.is_file(): raise ConstitutionError(f"{p}: file not found")
         try: data = json.loads(p.read_text(encoding="utf-8"))
         except json.JSONDecodeError as e: raise ConstitutionError(f"{p}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+        except UnicodeDecodeError as e: raise ConstitutionError(f"{p}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
         kind = _paper_kind(data)
         if kind is None: raise ConstitutionError(f"{p}: not one of the paper's prompt files {list(PAPER_FILES.values())}")
         if kind == "few_shot": kind = "comparison_few_shot" if "Madison" in p.name or "Options:" in str(data) else "critique_few_shot"

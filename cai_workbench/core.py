@@ -19,8 +19,9 @@ from .environment import describe_environment
 from .guards import run_lock
 
 # %% auto #0
-__all__ = ['ConfigError', 'ConfigBase', 'set_seed', 'atomic_write_text', 'write_json', 'read_json', 'atomic_dir', 'jsonl_line',
-           'write_jsonl', 'iter_jsonl', 'read_jsonl', 'RecordStore', 'MissingStageError', 'is_main_process', 'Run']
+__all__ = ['ConfigError', 'ConfigBase', 'set_seed', 'derive_seed', 'atomic_write_text', 'write_json', 'read_json', 'atomic_dir',
+           'jsonl_line', 'write_jsonl', 'iter_jsonl', 'read_jsonl', 'RecordStore', 'MissingStageError',
+           'is_main_process', 'Run']
 
 # %% ../nbs/00_core.ipynb #36419796
 class ConfigError(ValueError):
@@ -107,8 +108,9 @@ class ConfigBase:
         "Load from a YAML file; errors name the file and the field."
         path = Path(path)
         if not path.exists(): raise ConfigError(f"{path}: config file not found")
-        try: d = yaml.safe_load(path.read_text()) or {}
+        try: d = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as e: raise ConfigError(f"{path}: not valid YAML ({e})") from e
+        except UnicodeDecodeError as e: raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
         if not isinstance(d, dict): raise ConfigError(f"{path}: the top level must be a mapping of fields")
         return cls.from_dict(d, where=str(path))
 
@@ -132,6 +134,14 @@ def set_seed(seed: int) -> int:
         if torch.cuda.is_available(): torch.cuda.manual_seed_all(seed)
     except ImportError: pass
     return seed
+
+# %% ../nbs/00_core.ipynb #d1dc0197
+def derive_seed(seed: int, *keys: int | str) -> int:
+    "Seed in [0, 2**31) for the sub-stream `keys` (ints or names, e.g. `(\"rollout\", step)`) of the run seeded with `seed`."
+    import hashlib
+    words = [int.from_bytes(hashlib.sha256(k.encode()).digest()[:8], "little") if isinstance(k, str) else int(k) for k in keys]
+    if any(w < 0 for w in words): raise ValueError(f"derive_seed: keys must be non-negative ints or strings, got {keys!r}")
+    return int(np.random.SeedSequence(int(seed) % 2**64, spawn_key=tuple(words)).generate_state(1)[0]) & 0x7FFFFFFF
 
 # %% ../nbs/00_core.ipynb #28be43aa
 def atomic_write_text(path, text: str) -> Path:
@@ -176,6 +186,7 @@ def read_json(path):
     try: return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError: raise FileNotFoundError(f"{path}: file not found") from None
     except json.JSONDecodeError as e: raise ValueError(f"{path}: not valid JSON ({e})") from e
+    except UnicodeDecodeError as e: raise ValueError(f"{path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
 
 @contextmanager
 def atomic_dir(path) -> Iterator[Path]:
@@ -215,7 +226,9 @@ def iter_jsonl(path,
     "(line number, object) for each non-blank line of a JSONL file; a bad line raises `error` naming the file and line."
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"{path}: {what} file not found")
-    for n, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1):   # not splitlines(): U+2028 in model text
+    try: text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e: raise error(f"{path}: not UTF-8 text (byte {e.start}); {hint}") from None
+    for n, line in enumerate(text.split("\n"), 1):   # not splitlines(): U+2028 in model text
         if not line.strip(): continue
         try: obj = json.loads(line)
         except json.JSONDecodeError as e: raise error(f"{path}:{n}: not valid JSON ({e.msg}); {hint}") from None

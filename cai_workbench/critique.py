@@ -12,7 +12,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .core import ConfigBase, ConfigError, RecordStore, Run, atomic_dir, atomic_write_text, write_json, set_seed, write_jsonl, read_jsonl
+from .guards import fingerprint
+from .core import ConfigBase, ConfigError, RecordStore, Run, atomic_dir, atomic_write_text, write_json, set_seed, derive_seed, write_jsonl, read_jsonl
 from .data_filters import DataFilterConfig, filter_sft
 from .models import GenerationConfig, Generator, load_model
 
@@ -151,11 +152,11 @@ def prepare(config: CritiqueConfig, prompts=None, constitution=None):
     return recs, con
 
 # %% ../nbs/03_critique_revision.ipynb #c823a39c
-def _fingerprint(config: CritiqueConfig, con, model_name: str) -> str:
-    d = config.to_dict(); d.pop("limit", None); d.pop("prompts", None); d.pop("filters", None)
-    d["model"] = model_name
-    d["principles_text"] = [[p.name, getattr(p, "critique_request", ""), p.revision_request, getattr(p, "weight", 1)] for p in con.principles]
-    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
+def _steps_key(config: CritiqueConfig, con, model_name: str) -> str:
+    "What the generated steps depend on (not limit/prompts/filters): the `guards.fingerprint` of config, model and principles."
+    d = {k: v for k, v in config.to_dict().items() if k not in ("limit", "prompts", "filters")}
+    principles = [[p.name, getattr(p, "critique_request", ""), p.revision_request, getattr(p, "weight", 1)] for p in con.principles]
+    return fingerprint(d, model_name, principles, n=12)
 
 def _generator(model, config: CritiqueConfig, progress: bool):
     if isinstance(model, Generator): return model, model_id_of(model.model)
@@ -231,7 +232,7 @@ def run_critique_revision(run: Run, config: CritiqueConfig | None = None,
     set_seed(config.seed)
     t0 = time.time()
     with run.stage("critique_revision", n_prompts=len(recs), model=mname) as d:
-        steps = d/"steps"/_fingerprint(config, con, mname)
+        steps = d/"steps"/_steps_key(config, con, mname)
         steps.mkdir(parents=True, exist_ok=True)
         write_json(steps/"config.json", {**config.to_dict(), "model": mname})
         ids = [r["id"] for r in recs]
@@ -262,7 +263,7 @@ def run_critique_revision(run: Run, config: CritiqueConfig | None = None,
                 p, shots, cur = s["_p"], few_shot_messages(con, s["_p"], config), s["final_response"]
                 chats.append(critique_chat(s["prompt"], cur, p, shots) if kind == "critique"
                              else revision_chat(s["prompt"], cur, p, shots, s["rounds"][-1]["critique"]))
-            gens = gen.generate(chats, ids=active, store=RecordStore(steps/f"{step}.jsonl"), seed=config.seed + 1000*k + (kind == "revision"),
+            gens = gen.generate(chats, ids=active, store=RecordStore(steps/f"{step}.jsonl"), seed=derive_seed(config.seed, kind, k),
                                 desc=f"round {k} {kind}", record=lambda j, g: {"principle": state[active[j]]["_p"].name})
             for i, g in zip(active, gens):
                 s, last = state[i], state[i]["rounds"][-1]

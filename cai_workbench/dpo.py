@@ -7,10 +7,12 @@ Docs: https://cai-workbench.github.io/cai-workbench/dpo.html.md"""
 # %% ../nbs/07_dpo.ipynb #20d99c0c
 from __future__ import annotations
 import math, time
+import torch
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .core import ConfigBase, Run, write_json, set_seed
+from .core import ConfigBase, ConfigError, Run, write_json, set_seed
+from .checkpoints import CheckpointSettings, checkpoint_args, finish_checkpoints, resume_point
 
 from .environment import detect_device
 from .models import LoraSpec, load_model, save_adapter
@@ -18,18 +20,25 @@ from .pair_data import load_training_pairs
 from .data_filters import DataFilterConfig, filter_pairs
 
 # %% auto #0
-__all__ = ['DPOStageConfig', 'select_pairs', 'smoothing_from_soft_labels', 'DPOResult', 'plot_dpo_curves', 'train_dpo', 'run_dpo']
+__all__ = ['SMOOTHED_LOSSES', 'PER_PAIR_LOSSES', 'DPOStageConfig', 'select_pairs', 'pair_weights', 'pair_smoothing',
+           'smoothing_from_soft_labels', 'DPOResult', 'plot_dpo_curves', 'WeightedPreferenceCollator',
+           'ConfidenceDPOTrainer', 'train_dpo', 'run_dpo']
 
 # %% ../nbs/07_dpo.ipynb #ad3792b8
+SMOOTHED_LOSSES = ("robust", "exo_pair", "aot", "aot_unpaired")   # the TRL 1.x DPO losses that read label_smoothing
+PER_PAIR_LOSSES = ("sigmoid", "hinge", "ipo", "robust", "exo_pair", "nca_pair", "bco_pair", "sppo_hard", "apo_zero",
+                   "apo_down", "discopop", "sigmoid_norm")        # a batch mean of per-pair terms: a pair's weight scales its term
+
 @dataclass
-class DPOStageConfig(ConfigBase):
+class DPOStageConfig(CheckpointSettings):   # save_every / keep_last / keep_checkpoints
     "Settings of the DPO stage (the TRL `DPOConfig` is built from these)."
     pair_sources: list[str] = field(default_factory=lambda: ["ai", "revision"])  # which pairs; human-labelled pairs are always used
     min_confidence: float = 0.0       # drop AI pairs whose |2·soft_label − 1| is below this (0 keeps all)
-    soft_label_smoothing: bool = False # cDPO: label_smoothing = mean(1 − soft_label) of the AI pairs used (capped at 0.45)
+    confidence: str = "smoothing"     # per-pair: "smoothing" (cDPO, ε = 1 − soft_label; sigmoid loss), "weight" (|2·soft_label − 1|), "none"
+    soft_label_smoothing: bool = False # one global ε = mean(1 − soft_label) of the AI pairs (capped at 0.45); loss_type robust/exo_pair/aot only
     loss_type: str = "sigmoid"        # any TRL loss: sigmoid, ipo, robust, hinge, ...
     beta: float = 0.1                 # strength of the KL-to-reference constraint
-    label_smoothing: float = 0.0      # fixed label smoothing (ignored when soft_label_smoothing)
+    label_smoothing: float = 0.0      # fixed global ε (ignored when soft_label_smoothing); TRL reads it for robust/exo_pair/aot only
     learning_rate: float = 5e-5
     max_steps: int = 50               # optimiser steps (-1: use num_train_epochs)
     num_train_epochs: float = 1.0
@@ -47,6 +56,22 @@ class DPOStageConfig(ConfigBase):
         if bad: raise ValueError(f"pair_sources: unknown source(s) {sorted(bad)}; use 'ai', 'revision', 'human'")
         if not 0 <= self.min_confidence <= 1: raise ValueError(f"min_confidence: {self.min_confidence} must be in [0, 1]")
         if self.beta <= 0: raise ValueError(f"beta: {self.beta} must be > 0")
+        if self.learning_rate <= 0: raise ValueError(f"learning_rate: {self.learning_rate} must be > 0 (0 trains nothing and replaces the adapter)")
+        if self.batch_size < 1 or self.gradient_accumulation_steps < 1:
+            raise ValueError(f"batch_size={self.batch_size}, gradient_accumulation_steps={self.gradient_accumulation_steps}: both must be >= 1")
+        if self.max_steps == 0 or self.max_steps < -1: raise ValueError(f"max_steps: {self.max_steps}; use a positive number, or -1 for num_train_epochs")
+        if self.confidence not in ("smoothing", "weight", "none"):
+            raise ConfigError(f"DPOStageConfig.confidence={self.confidence!r}: use 'smoothing', 'weight' or 'none'")
+        if self.confidence == "smoothing" and self.loss_type != "sigmoid":
+            raise ConfigError(f"DPOStageConfig.loss_type={self.loss_type!r}: per-pair smoothing (confidence='smoothing') is "
+                              "the sigmoid loss's soft-label form; use loss_type='sigmoid', or confidence='weight' or 'none'")
+        if self.confidence == "weight" and self.loss_type not in PER_PAIR_LOSSES:
+            raise ConfigError(f"DPOStageConfig.loss_type={self.loss_type!r}: this TRL loss is not a mean of per-pair terms, so "
+                              "pairs cannot be weighted by confidence; set confidence='none' or use e.g. 'sigmoid'")
+        if (self.label_smoothing > 0 or self.soft_label_smoothing) and self.loss_type not in SMOOTHED_LOSSES:
+            raise ConfigError(f"DPOStageConfig.loss_type={self.loss_type!r}: TRL's DPO reads label_smoothing only for "
+                              f"{list(SMOOTHED_LOSSES)}, so it would be silently ignored; use one of those, or per-pair "
+                              "confidence (confidence='smoothing', the default) instead")
 
 # %% ../nbs/07_dpo.ipynb #01a9af9f
 def _labelled_by_ai(p: dict) -> bool:
@@ -65,6 +90,17 @@ def select_pairs(pairs: list[dict], config: DPOStageConfig) -> tuple[list[dict],
         kept.append(p)
     if config.limit: kept = kept[:config.limit]
     return kept, why
+
+def pair_weights(pairs: list[dict], config: DPOStageConfig) -> list[float]:
+    "Each pair's loss weight: with confidence='weight' an AI label counts |2·soft_label − 1| (P=0.501: 0.002, P=0.99: 0.98); else 1."
+    if config.confidence != "weight": return [1.0]*len(pairs)
+    return [abs(2*float(p.get("soft_label", 1.0)) - 1) if _labelled_by_ai(p) else 1.0 for p in pairs]
+
+def pair_smoothing(pairs: list[dict], config: DPOStageConfig) -> list[float]:
+    """Each pair's label-smoothing ε with confidence='smoothing': 1 − soft_label for an AI label (at most 0.5: a coin flip),
+    0 for revision and human pairs. The pair's loss is then −(1−ε)·logσ(βΔ) − ε·logσ(−βΔ), minimised at σ(βΔ) = soft_label."""
+    if config.confidence != "smoothing": return [0.0]*len(pairs)
+    return [min(0.5, max(0.0, 1 - float(p.get("soft_label", 1.0)))) if _labelled_by_ai(p) else 0.0 for p in pairs]
 
 def smoothing_from_soft_labels(pairs: list[dict], cap: float = 0.45) -> float:
     "cDPO label smoothing: the mean probability that an AI label is wrong, capped below 0.5."
@@ -96,11 +132,14 @@ class DPOResult:
                          "adapter": self.adapter}.items())
         return f"**DPO**\n\n| | |\n|---|---|\n{rows}"
 
-def _to_conversational(pairs: list[dict]):
+def _to_conversational(pairs: list[dict], weights: list[float] | None = None, smoothing: list[float] | None = None):
     from datasets import Dataset
+    weights = [1.0]*len(pairs) if weights is None else weights
+    smoothing = [0.0]*len(pairs) if smoothing is None else smoothing
     return Dataset.from_list([{"prompt": [{"role": "user", "content": p["prompt"]}],
                                "chosen": [{"role": "assistant", "content": p["chosen"]}],
-                               "rejected": [{"role": "assistant", "content": p["rejected"]}]} for p in pairs])
+                               "rejected": [{"role": "assistant", "content": p["rejected"]}],
+                               "pair_weight": float(w), "pair_epsilon": float(e)} for p, w, e in zip(pairs, weights, smoothing)])
 
 # %% ../nbs/07_dpo.ipynb #b429296e
 def plot_dpo_curves(history: list[dict], path) -> Path:
@@ -119,22 +158,74 @@ def plot_dpo_curves(history: list[dict], path) -> Path:
     fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig)
     return Path(path)
 
+# %% ../nbs/07_dpo.ipynb #6b2b1be5
+from trl import DPOTrainer
+from trl.trainer.dpo_trainer import DataCollatorForPreference
+
+@dataclass
+class WeightedPreferenceCollator(DataCollatorForPreference):
+    "TRL's preference collator plus each pair's `pair_weight` and `pair_epsilon` (B,)."
+    def torch_call(self, examples: list[dict]) -> dict:
+        out = super().torch_call(examples)
+        for k, default in (("pair_weight", 1.0), ("pair_epsilon", 0.0)):
+            out[k] = torch.tensor([float(e.get(k, default)) for e in examples])
+        return out
+
+class ConfidenceDPOTrainer(DPOTrainer):
+    """TRL's `DPOTrainer` with per-pair confidence. TRL computes the loss (a batch mean of per-pair terms) and the
+    reference pass; only the gradient reaching the policy's log-probs of pair i's two rows is rescaled: by its weight
+    w_i, and for the sigmoid loss by (1 − ε_i) − ε_i·exp(βΔ_i), which turns −logσ(βΔ_i) into the per-pair cDPO loss
+    −(1−ε_i)·logσ(βΔ_i) − ε_i·logσ(−βΔ_i). The logged loss is TRL's unsmoothed, unweighted one."""
+    def _set_signature_columns_if_needed(self):
+        super()._set_signature_columns_if_needed()
+        self._signature_columns = [*self._signature_columns, *(k for k in ("pair_weight", "pair_epsilon") if k not in self._signature_columns)]
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        w, eps = inputs.pop("pair_weight", None), inputs.pop("pair_epsilon", None)
+        plain = (w is None or bool((w == 1).all())) and (eps is None or not bool(eps.any()))
+        if plain: return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        seen = {}
+        def scale(g):
+            f = w.to(g)
+            if eps is not None and eps.any():
+                if "ref" not in seen: raise RuntimeError("per-pair smoothing needs TRL's reference pass (precompute_ref_log_probs=False)")
+                d = (seen["policy"].detach() - seen["ref"]).sum(1)               # (2B,) log π/π_ref per row (0 off the completion)
+                delta = d[:len(w)] - d[len(w):]                                  # (B,) chosen minus rejected
+                e = eps.to(g)
+                f = f * ((1 - e) - e * torch.exp((self.beta * delta).clamp(max=50)))
+            return g * torch.cat([f, f]).view(-1, *[1]*(g.dim()-1))
+        def hook(module, args, out):
+            lp = getattr(out, "log_probs", None)
+            if lp is None: return
+            if not lp.requires_grad: seen["ref"] = lp                           # the no-grad reference pass
+            elif "policy" not in seen: seen["policy"] = lp; lp.register_hook(scale)
+        handles = [m.register_forward_hook(hook) for m in {id(model): model, id(self.model): self.model}.values()]
+        try: return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        finally:
+            for h in handles: h.remove()
+
 # %% ../nbs/07_dpo.ipynb #2e581a76
-def train_dpo(model, tokenizer, pairs: list[dict], config: DPOStageConfig, output_dir, label_smoothing: float = 0.0, progress: bool = True):
+def train_dpo(model, tokenizer, pairs: list[dict], config: DPOStageConfig, output_dir, label_smoothing: float = 0.0, progress: bool = True,
+              weights: list[float] | None = None,    # per-pair loss weights (`pair_weights`); None: all 1
+              smoothing: list[float] | None = None): # per-pair label smoothing ε (`pair_smoothing`, sigmoid loss); None: all 0
     "Run TRL's DPOTrainer on `pairs` with `model` (a PeftModel, or a plain model that gets a fresh LoRA). Returns the trainer."
-    from trl import DPOConfig, DPOTrainer
+    from trl import DPOConfig
+    from cai_workbench.guards import nonfinite_guard
     from peft import PeftModel
     dev = detect_device()
     args = DPOConfig(output_dir=str(output_dir), beta=config.beta, loss_type=[config.loss_type], label_smoothing=label_smoothing,
                      learning_rate=config.learning_rate, max_steps=config.max_steps, num_train_epochs=config.num_train_epochs,
                      per_device_train_batch_size=config.batch_size, gradient_accumulation_steps=config.gradient_accumulation_steps,
-                     max_length=config.max_length, logging_steps=1, save_strategy="no", report_to="none", seed=config.seed,
+                     max_length=config.max_length, logging_steps=1, **checkpoint_args(config, "dpo"), seed=config.seed,
                      bf16=dev.mixed_precision == "bf16", fp16=dev.mixed_precision == "fp16", use_cpu=dev.kind == "cpu",
                      disable_tqdm=not progress, dataloader_num_workers=0)
     peft_config = None if isinstance(model, PeftModel) else config.lora.peft_config()
-    trainer = DPOTrainer(model=model, args=args, train_dataset=_to_conversational(pairs), processing_class=tokenizer,
-                         peft_config=peft_config)
-    trainer.train()
+    collator = WeightedPreferenceCollator(pad_token_id=tokenizer.pad_token_id, max_length=args.max_length,
+                                          truncation_mode=args.truncation_mode, pad_to_multiple_of=args.pad_to_multiple_of)
+    trainer = ConfidenceDPOTrainer(model=model, args=args, train_dataset=_to_conversational(pairs, weights, smoothing), processing_class=tokenizer,
+                                   peft_config=peft_config, data_collator=collator,
+                                   callbacks=[nonfinite_guard("dpo")])
+    trainer.train(resume_from_checkpoint=resume_point(trainer))
     return trainer
 
 # %% ../nbs/07_dpo.ipynb #5e6b3eef
@@ -159,7 +250,9 @@ def run_dpo(run: Run, config: DPOStageConfig | None = None, model: str = "embedd
     smoothing = smoothing_from_soft_labels(pairs) if config.soft_label_smoothing else config.label_smoothing
     t0 = time.time()
     with run.stage("dpo", pairs=len(pairs)) as d:
-        trainer = train_dpo(policy, tok, pairs, config, d/"trainer", label_smoothing=smoothing, progress=progress)
+        weights, eps = pair_weights(pairs, config), pair_smoothing(pairs, config)
+        trainer = train_dpo(policy, tok, pairs, config, d/"checkpoints", label_smoothing=smoothing, progress=progress,  # survive a kill; deleted when done
+                            weights=weights, smoothing=eps)
         hist = trainer.state.log_history
         peft_model = trainer.model
         if "ref" in getattr(peft_model, "peft_config", {}): peft_model.delete_adapter("ref")
@@ -171,7 +264,9 @@ def run_dpo(run: Run, config: DPOStageConfig | None = None, model: str = "embedd
                         reward_accuracy=last.get("rewards/accuracies", math.nan), reward_margin=last.get("rewards/margins", math.nan),
                         label_smoothing=smoothing, wall_s=time.time() - t0, adapter=str(d/"adapter"), reference=reference)
         write_json(d/"metrics.json", {"summary": res.summary(), "config": config.to_dict(), "log_history": hist, "dropped": dropped,
-                                      "label_smoothing": smoothing, "reference": reference})
+                                      "label_smoothing": smoothing, "reference": reference,
+                                      "confidence": {"mode": config.confidence, "n": len(weights), "sum_weight": round(sum(weights), 3),
+                                                     "mean_epsilon": round(sum(eps)/len(eps), 4), "full": sum(w == 1 and e == 0 for w, e in zip(weights, eps))}})
         plot_dpo_curves(hist, d/"curves.png"); filtered.write(d)
-        import shutil; shutil.rmtree(d/"trainer", ignore_errors=True)
+        finish_checkpoints(d/"checkpoints", config)
     return res

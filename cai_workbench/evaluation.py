@@ -13,15 +13,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .core import ConfigBase, RecordStore, Run, set_seed, write_json, read_json
+from .guards import fingerprint
+from .core import ConfigBase, RecordStore, Run, derive_seed, set_seed, write_json, read_json
 from .models import EMBEDDED, Generator, GenerationConfig, load_model, resolve_model_path
 from .judges import XSTEST_COMPLETION_FILES, JudgeContext, classify_refusal, constitutional_metrics, get_judge, xstest_agreement
 from .ai_judge import compare_pairs, elo_ratings, win_rate_intervals
+from . import contemplative as _contemplative   # registers the "contemplative" judge (EvalConfig.judges)
 from .report import EvalViewer, stage_conclusions, summary_rows, write_report, plot_helpful_harmless
 from .stats import mean, mean_difference, rate, rate_difference, wilson
 
 # %% auto #0
-__all__ = ['POLICY_STAGES', 'EvalConfig', 'discover_stages', 'stage_metrics', 'EvalResult', 'run_evaluation']
+__all__ = ['POLICY_STAGES', 'EvalConfig', 'discover_stages', 'stage_metrics', 'EvalResult', 'hazard_rates', 'run_evaluation']
 
 # %% ../nbs/08_evaluation.ipynb #40c7a9fb
 POLICY_STAGES = {"sft": "SL-CAI", "ppo": "PPO", "rloo": "RLOO", "grpo": "GRPO", "dpo": "DPO"}  # stage folder -> display name
@@ -66,12 +68,9 @@ def _adapter_base_name(adapter: Path) -> str | None:
     info = adapter/"cai_workbench.json"
     return read_json(info).get("base_model") if info.exists() else None
 
-def _fingerprint(adapter: Path | None, gen: GenerationConfig) -> str:
-    "Short hash of the generation settings and the adapter weights' size+mtime: a changed stage gets new answers."
-    h = hashlib.sha1(json.dumps(gen.to_dict(), sort_keys=True).encode())
-    if adapter is not None:
-        for f in sorted(adapter.glob("adapter_model.*")): st = f.stat(); h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
-    return h.hexdigest()[:8]
+def _answers_key(adapter: Path | None, gen: GenerationConfig) -> str:
+    "`guards.fingerprint` of the generation settings and the adapter's bytes: a changed stage gets new answers."
+    return fingerprint(gen, adapter, n=8)
 
 def _load_policies(model: str, adapters: dict, progress: bool = True):
     "One base model with every adapter loaded under its stage name (a PeftModel), or the plain model when there are none."
@@ -183,7 +182,7 @@ def _answer(pol, tok, prompts, adapters: dict, cfg: EvalConfig, store: RecordSto
     "{stage: [(text, completion_tokens)]}: every stage's answers, resumable through `store`."
     gen, out = Generator(pol, tok, cfg.generation, progress=progress), {}
     for s, a in adapters.items():
-        fp = _fingerprint(a, cfg.generation)
+        fp = _answers_key(a, cfg.generation)
         meta = lambda i, g, s=s: {"stage": s, "prompt_id": prompts[i]["id"], "prompt": prompts[i]["prompt"], "label": prompts[i]["label"],
                                   "category": prompts[i].get("category", ""), "source": prompts[i].get("source", ""),
                                   "refusal": classify_refusal(g.text).label}
@@ -206,7 +205,7 @@ def _pairwise(jm, jt, prompts, texts: dict, stages: list[str], cons, cfg: EvalCo
     pairs = [] if cfg.pairwise == "none" or len(stages) < 2 else \
             [(s, "base") for s in stages if s != "base"] if cfg.pairwise == "vs_base" else \
             [(a, b) for i, a in enumerate(stages) for b in stages[i+1:]]
-    qs = [_comparison_question(cons.sample(random.Random(seed*100_003 + i))[0]) for i in range(len(prompts))]
+    qs = [_comparison_question(cons.sample(random.Random(derive_seed(seed, "judge-principle", i)))[0]) for i in range(len(prompts))]
     matches = []
     for a, b in pairs:
         r = compare_pairs(jm, jt, [p["prompt"] for p in prompts], texts[a], texts[b], qs, batch_size=cfg.judge_batch_size,
@@ -224,6 +223,25 @@ def _classifier_check() -> dict:
             out[Path(f).name] = {**wilson(round(a.binary_agreement*a.n_binary), a.n_binary).fields("binary_agreement"),
                                  **wilson(round(a.three_way_agreement*a.n), a.n).fields("three_way_agreement"), "n_binary": a.n_binary}
     return out
+
+# %% ../nbs/08_evaluation.ipynb #8f6867e6
+def _add_pairwise(metrics: dict, matches: list[dict], stages: list[str], n_boot: int, seed: int) -> dict:
+    "Add each stage's win rate vs base and Elo (bootstrap over prompts) to `metrics`; returns every pair's win-rate `Rate`."
+    wr = win_rate_intervals(matches, n_boot, seed)
+    elo = elo_ratings(matches, stages, anchor="base" if "base" in stages else None, n_boot=n_boot, seed=seed) if matches else None
+    for s in stages:
+        metrics[s].update(wr[(s, "base")].fields("win_rate_vs_base") if (s, "base") in wr else {"win_rate_vs_base": None})
+        metrics[s].update({"elo": elo.ratings[s] if elo else None, "elo_ci": list(elo.ci[s]) if elo and elo.ci[s] else None,
+                           "elo_n": elo.n_prompts if elo else 0})
+    return wr
+
+def hazard_rates(prompts: list[dict], recs: dict) -> dict:
+    "Refusal of harmful prompts per hazard category and stage: `hazards` (rates), `hazards_ci`, `hazards_n`."
+    cats = sorted({p.get("category") or "-" for p in prompts if p["label"] == "harmful"})
+    hz = {c: {s: rate([r["refused"] for r in rs if r["label"] == "harmful" and (r["category"] or "-") == c]) for s, rs in recs.items()} for c in cats}
+    return {"hazards": {c: {s: r.value for s, r in v.items()} for c, v in hz.items()},
+            "hazards_ci": {c: {s: r.fields("x")["x_ci"] for s, r in v.items()} for c, v in hz.items()},
+            "hazards_n": {c: next(iter(v.values())).n for c, v in hz.items()}}
 
 # %% ../nbs/08_evaluation.ipynb #ddbd2ac8
 def run_evaluation(run: Run, config: EvalConfig | None = None, model: str = EMBEDDED, progress: bool = True) -> EvalResult:
@@ -247,22 +265,13 @@ def run_evaluation(run: Run, config: EvalConfig | None = None, model: str = EMBE
                 for r, out in zip(recs[s], j.judge(recs[s], ctx)): r.update(out)
         matches, pairs = _pairwise(jm, jt, prompts, texts, stages, cons, cfg, run.seed, progress)
         metrics = stage_metrics(recs, {k: m for j in judges for k, m in j.metrics.items()}, n_boot=cfg.n_boot, seed=run.seed)
-        wr = win_rate_intervals(matches, cfg.n_boot, run.seed)
-        elo = elo_ratings(matches, stages, anchor="base" if "base" in stages else None, n_boot=cfg.n_boot, seed=run.seed) if matches else None
-        for s in stages:
-            metrics[s].update(wr[(s, "base")].fields("win_rate_vs_base") if (s, "base") in wr else {"win_rate_vs_base": None})
-            metrics[s].update({"elo": elo.ratings[s] if elo else None, "elo_ci": list(elo.ci[s]) if elo and elo.ci[s] else None,
-                               "elo_n": elo.n_prompts if elo else 0})
-        cats = sorted({p.get("category") or "-" for p in prompts if p["label"] == "harmful"})
-        hz = {c: {s: rate([r["refused"] for r in recs[s] if r["label"] == "harmful" and (r["category"] or "-") == c]) for s in stages} for c in cats}
+        wr = _add_pairwise(metrics, matches, stages, cfg.n_boot, run.seed)
         summary = {"run": run.name, "model": str(model), "judge_model": cfg.judge_model or f"{model} (adapters off)",
                    "judge_is_contestant": not cfg.judge_model or str(cfg.judge_model) == str(model), "judge_note": _judge_note(cfg, model, stages),
                    "stages": stages, "stage_names": {s: POLICY_STAGES.get(s, s) for s in stages},
                    "n_prompts": len(prompts), "prompt_sources": cfg.prompts, "counts": {l: sum(p["label"] == l for p in prompts) for l in ("harmful", "benign")},
                    "metrics": metrics, "metric_info": {k: {"what": m.what, "kind": m.kind, "label": m.label, "judge": j.name} for j in judges for k, m in j.metrics.items()},
-                   "hazards": {c: {s: r.value for s, r in v.items()} for c, v in hz.items()},
-                   "hazards_ci": {c: {s: r.fields("x")["x_ci"] for s, r in v.items()} for c, v in hz.items()},
-                   "hazards_n": {c: next(iter(v.values())).n for c, v in hz.items()},
+                   **hazard_rates(prompts, recs),
                    "win_rates": {f"{a} vs {b}": wr[(a, b)].fields("win_rate") for a, b in pairs if (a, b) in wr},
                    "judges": [j.name for j in judges], "judge_principles": [p.name for p in judged], "constitution": cons.name,
                    "classifier": _classifier_check() if cfg.validate_classifier else {}, "config": cfg.to_dict()}

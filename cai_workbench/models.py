@@ -6,7 +6,8 @@ Docs: https://cai-workbench.github.io/cai-workbench/models.html.md"""
 
 # %% ../nbs/02_models.ipynb #9f829ed2
 from __future__ import annotations
-import importlib.util, os, time
+import importlib.util, os, time, warnings
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from typing import Callable, Sequence
@@ -273,8 +274,17 @@ class GenerationConfig(ConfigBase):
     backend: str = "auto"         # the engine (`backends.BACKENDS`): "hf", "hf-paged", or "auto" (the device's measured default)
     shard: bool = True            # under torchrun, each rank generates 1/N of the prompts and every rank gets all results
     exact: bool = False           # sample from softmax(logits/temperature) alone (PPO): top_k 0, top_p 1, none of the model's generation_config processors
+    max_prompt_tokens: int | None = None  # longer prompts are cut to this many tokens (None: the model's context minus max_new_tokens)
+    long_prompts: str = "truncate"        # a prompt over that: "truncate" (keep its start and end, warn) or "skip" (empty answer, finish_reason "skipped")
 
     def __post_init__(self):
+        def bad(f, why): raise ConfigError(f"GenerationConfig.{f}={getattr(self, f)!r}: {why}")
+        if self.batch_size < 1: bad("batch_size", "must be >= 1")
+        if self.max_new_tokens < 1: bad("max_new_tokens", "must be >= 1")
+        if self.temperature < 0: bad("temperature", "must be >= 0 (0 is greedy decoding)")
+        if not 0 < self.top_p <= 1: bad("top_p", "must be in (0, 1]")
+        if self.max_prompt_tokens is not None and self.max_prompt_tokens < 1: bad("max_prompt_tokens", "must be >= 1, or None for the model's context")
+        if self.long_prompts not in ("truncate", "skip"): bad("long_prompts", "use 'truncate' or 'skip'")
         if self.exact and self.temperature <= 0:
             raise ConfigError(f"GenerationConfig.temperature={self.temperature}: exact sampling needs a temperature > 0")
         if self.exact and self.top_p != 1.0:
@@ -297,10 +307,28 @@ class Generator:
         if self.tokenizer.eos_token_id is not None: ids = ids + [self.tokenizer.eos_token_id]
         return sorted({i for i in ids if i is not None})
 
-    def encode(self, prompts: Sequence[str | Messages], system: str | None = None) -> list[list[int]]:
-        "Token ids of each prompt (the one tokenisation path)."
+    def encode(self, prompts: Sequence[str | Messages], system: str | None = None, cfg: GenerationConfig | None = None) -> list[list[int]]:
+        "Token ids of each prompt (the one tokenisation path), a prompt over `prompt_limit` cut to its start and end."
         system = self.config.system_prompt if system is None else system
-        return [encode_chat(self.tokenizer, p, system=system) for p in prompts]
+        return self._fit([encode_chat(self.tokenizer, p, system=system) for p in prompts], cfg or self.config)[0]
+
+    def prompt_limit(self, cfg: GenerationConfig | None = None) -> int | None:
+        "Most tokens a prompt may have: `max_prompt_tokens`, else the model's context minus `max_new_tokens` (None: unknown)."
+        cfg = cfg or self.config
+        if cfg.max_prompt_tokens: return cfg.max_prompt_tokens
+        ctx = getattr(getattr(self.model, "config", None), "max_position_embeddings", None)
+        return max(ctx - cfg.max_new_tokens, 1) if isinstance(ctx, int) else None
+
+    def _fit(self, enc: list[list[int]], cfg: GenerationConfig) -> tuple[list[list[int]], list[int]]:
+        "(ids with over-long prompts cut to their start and end, indices of those prompts); warns with the count."
+        limit = self.prompt_limit(cfg)
+        long = [i for i, x in enumerate(enc) if limit and len(x) > limit]
+        if not long: return enc, long
+        warnings.warn(f"{len(long)} of {len(enc)} prompt(s) are longer than {limit} tokens (the longest {max(len(enc[i]) for i in long)}); "
+                      + ("they are cut to their first and last tokens" if cfg.long_prompts == "truncate" else "they are skipped")
+                      + " (GenerationConfig.max_prompt_tokens / long_prompts)", stacklevel=3)
+        h, cut = limit // 2, set(long)
+        return [x[:h] + x[len(x) - (limit - h):] if i in cut else x for i, x in enumerate(enc)], long
 
     def finish(self, prompt_ids: list[int], new_ids: list[int], keep_ids: bool = False) -> Generation:
         "A `Generation` from an engine's new token ids: cut after the first EOS, decode, count (EOS counts as a token)."
@@ -338,8 +366,13 @@ def generate(
     shards = Shards.current() if cfg.shard else Shards()
     results = shards.agree(results)                  # rank 0's store decides (the other ranks' are scratch)
     todo = [i for i in range(len(prompts)) if results[i] is None]
+    system = self.config.system_prompt if system is None else system
+    if cfg.long_prompts == "skip":                   # every rank decides alike: an over-long prompt gets an empty answer
+        fitted, long = self._fit([encode_chat(self.tokenizer, prompts[i], system=system) for i in todo], cfg)
+        for j in long: results[todo[j]] = Generation("", len(fitted[j]), 0, "skipped")
+        todo = [i for i in todo if results[i] is None]
     mine = shards.mine(todo)
-    enc = dict(zip(mine, self.encode([prompts[i] for i in mine], system=system)))
+    enc = dict(zip(mine, self.encode([prompts[i] for i in mine], system=system, cfg=cfg)))
     bar = tqdm(total=len(todo), desc=desc, unit="prompt", disable=not self.progress or not todo or not shards.main, leave=False)
     t0, n_tok = time.time(), 0
     with self.backend.adapter(adapter):

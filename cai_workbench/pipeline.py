@@ -18,7 +18,7 @@ from .environment import describe_environment
 from .guards import stage_fingerprint, stale_reasons, run_lock
 
 # %% auto #0
-__all__ = ['STAGES', 'DEFAULT_STAGES', 'PRESETS_DIR', 'StageSpec', 'PipelineConfig', 'preset_path', 'load_config',
+__all__ = ['STAGES', 'DEFAULT_STAGES', 'PRESETS_DIR', 'StageSpec', 'PipelineConfig', 'preset_path', 'load_config', 'summary_line',
            'PipelineResult', 'StaleStageError', 'current_fingerprint', 'stale_stages', 'run_pipeline', 'error_line',
            'main']
 
@@ -68,6 +68,8 @@ class PipelineConfig(ConfigBase):
     on_stale: str = "rerun"             # a done stage whose config or inputs changed: "rerun" it from scratch, or "refuse"
     s3: str | None = None               # push the run folder here at the end (s3://bucket/prefix)
     sync_after_stage: bool = False      # ... and after every stage
+    report_to: str | list[str] = "none" # experiment tracking: "none", "tensorboard", "mlflow" or a list (see tracking)
+    tracking_uri: str | None = None     # MLflow: folder, server URL or SageMaker tracking-server ARN (default <runs_dir>/mlruns)
     critique_revision: dict = field(default_factory=dict)
     sft: dict = field(default_factory=dict)
     preferences: dict = field(default_factory=dict)
@@ -112,6 +114,20 @@ def load_config(path_or_preset: str | Path) -> tuple[PipelineConfig, str]:
     if not p.suffix and not p.exists(): p = preset_path(str(path_or_preset))
     return PipelineConfig.from_yaml(p), str(p)
 
+# %% ../nbs/10_pipeline.ipynb #25040108
+def summary_line(summary: dict | None, width: int = 110) -> str:
+    "One readable line from a stage's summary dict: `k=v` for numbers and short strings, `x_lo`/`x_hi` shown as `x=v [lo, hi]`."
+    s = {k: v for k, v in (summary or {}).items() if k not in ("stage", "wall_s")}
+    parts = []
+    for k, v in s.items():
+        if k.endswith(("_lo", "_hi")) and k[:-3] in s: continue
+        if isinstance(v, float): v = f"{v:.3g}"
+        elif not isinstance(v, (int, str)) or (isinstance(v, str) and len(v) > 40): continue  # nested: see manifest.json
+        lo, hi = s.get(f"{k}_lo"), s.get(f"{k}_hi")
+        parts.append(f"{k}={v}" + (f" [{lo:.3g}, {hi:.3g}]" if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) else ""))
+    line = ", ".join(parts)
+    return line if len(line) <= width else line[:width - 1].rsplit(", ", 1)[0] + ", …"
+
 # %% ../nbs/10_pipeline.ipynb #531315c7
 @dataclass
 class PipelineResult:
@@ -134,7 +150,7 @@ class PipelineResult:
     def __str__(self):
         lines = [f"run: {self.run.path}"]
         for r in self.table():
-            extra = ", ".join(f"{k}={v}" for k, v in r.items() if k not in ("stage", "status", "wall_s"))
+            extra = summary_line({k: v for k, v in r.items() if k not in ("stage", "status", "wall_s")})
             lines.append(f"  {r['stage']:<18} {str(r['status']):<8} {str(r['wall_s']):>8} s  {extra}")
         for s, why in self.stale.items(): lines.append(f"stale: {s} ({'; '.join(why)}); rerun it, or run the pipeline again")
         if (sj := self.run.path/"evaluation"/"summary.json").exists():      # the evaluation's rates with intervals and n
@@ -177,7 +193,8 @@ def current_fingerprint(run: Run, stage: str, config: PipelineConfig) -> dict:
     "What `stage` would be built from now: its section of `config` (+ model, seed) and the inputs it reads in `run`."
     inputs = {rel: run.path/rel for rel in STAGES[stage].reads}
     inputs.update(_files_in(getattr(config, stage)))
-    return stage_fingerprint(getattr(config, stage), inputs, model=str(config.model), seed=config.seed)
+    return stage_fingerprint(getattr(config, stage), inputs, model=str(config.model), seed=config.seed,
+                             ignore=("save_every", "keep_last", "keep_checkpoints"))   # how often it checkpoints changes nothing built
 
 def stale_stages(run: Run, config: PipelineConfig) -> dict:
     "{stage: reasons} for every done stage of `run` whose config or inputs differ from what it was built from."
@@ -241,10 +258,12 @@ def run_pipeline(
     configs = {s: config.stage_config(s, where) for s in stages}     # all checked before anything runs
     path = Path(run_dir) if run_dir else Path(config.runs_dir)/config.name
     if path.exists() and not path.is_dir(): raise NotADirectoryError(errno.ENOTDIR, "is a file, not a run folder", str(path))
-    with run_lock(path):
+    with run_lock(path), contextlib.ExitStack() as stack:
         run = Run.create(path, config=config, seed=config.seed, device=config.device)
         set_seed(config.seed)
         res = PipelineResult(run)
+        from cai_workbench.tracking import Tracker
+        tracker = stack.enter_context(Tracker(run, config.report_to, config.tracking_uri, config=config.to_dict()))  # one run = one MLflow run
         for i, stage in enumerate(stages, 1):
             fp, info = current_fingerprint(run, stage, config), run.stage_info(stage)
             why = stale_reasons(info.get("fingerprint"), fp)
@@ -257,14 +276,14 @@ def run_pipeline(
             note = " (forced: from scratch)" if force else f" (stale: {'; '.join(why)}; from scratch)" if why else ""
             print(f"[{i}/{len(stages)}] {stage} ...{note}", flush=True)
             t0 = time.time()
-            out = _run_stage(run, stage, configs[stage], config, fp, fresh=force or bool(why))
+            with tracker.stage(stage): out = _run_stage(run, stage, configs[stage], config, fp, fresh=force or bool(why))
             res.results[stage] = out
             m = run.manifest
             info = m["stages"].setdefault(stage, {"status": "done"})
             info["summary"] = out.summary() if hasattr(out, "summary") else {}
             info.setdefault("wall_s", round(time.time() - t0, 2))
             run.update_manifest(stages=m["stages"])
-            print(f"[{i}/{len(stages)}] {stage}: {info['summary']} ({info['wall_s']} s)", flush=True)
+            print(f"[{i}/{len(stages)}] {stage}: done in {info['wall_s']} s — {summary_line(info['summary'])}", flush=True)
             if config.s3 and config.sync_after_stage: _sync(run, config.s3, stage)
         res.stale = stale_stages(run, config)
         for s, w in res.stale.items(): print(f"stale: {s} was built from an older {'; '.join(w)}; it reruns the next time it is selected")
@@ -285,6 +304,16 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--force", action="store_true", help="rerun the selected stages from scratch, even if done")
     r.add_argument("--model", help="override the config's model")
     sub.add_parser("env", help="describe the device, dtypes, platform and versions")
+    e = sub.add_parser("estimate", help="predict tokens, wall time and cost per stage before launching")
+    e.add_argument("config", help="YAML config file or preset name")
+    e.add_argument("--instance", default="local", help="SageMaker instance type, e.g. ml.g5.2xlarge (default: local)")
+    e.add_argument("--reference", help="a finished smaller run folder whose measured throughput to use")
+    e.add_argument("--price", type=float, help="USD per instance-hour (overrides the price table)")
+    w = sub.add_parser("sweep", help="run every variant of a config with a sweep: block, sharing identical stages")
+    w.add_argument("config", help="YAML config file with a sweep: block")
+    w.add_argument("--runs-dir", help="where the run folders go (default: the config's runs_dir)")
+    c = sub.add_parser("compare", help="compare finished run folders: headline figures with intervals, differing config keys")
+    c.add_argument("runs", nargs="+", help="run folders")
     sub.add_parser("presets", help="list the built-in presets")
     return ap
 
@@ -307,7 +336,19 @@ def error_line(e: BaseException) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `cai-workbench` command: expected failures are one line on stderr and exit code 2."
     a = _parser().parse_args(argv)
+    import warnings  # TRL and PEFT read transformers' deprecated `is_gradient_checkpointing` themselves (not our calls)
+    warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
     if a.cmd == "env": print(describe_environment()); return 0
+    if a.cmd in ("sweep", "compare"):
+        from cai_workbench.sweeps import compare_runs, run_sweep
+        try: cmp = compare_runs(run_sweep(a.config, runs_dir=a.runs_dir).runs if a.cmd == "sweep" else a.runs)
+        except (ConfigError, MissingStageError, ValueError, FileNotFoundError) as e: print(f"error: {e}", file=sys.stderr); return 2
+        print(cmp._repr_markdown_()); return 0
+    if a.cmd == "estimate":
+        from cai_workbench.estimate import estimate
+        try: print(estimate(a.config, a.instance, reference=a.reference, prices={a.instance: a.price} if a.price else None))
+        except (ConfigError, ValueError, FileNotFoundError) as e: print(f"error: {e}", file=sys.stderr); return 2
+        return 0
     if a.cmd == "presets":
         for p in sorted(PRESETS_DIR.glob("*.yaml")): print(f"{p.stem:<10} {p}")
         return 0

@@ -15,50 +15,98 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .core import ConfigError, RecordStore, Run, atomic_dir, atomic_write_text, read_json, set_seed, write_json
+from .guards import fingerprint, stage_fingerprint, stale_reasons
+from .core import ConfigError, RecordStore, Run, atomic_dir, atomic_write_text, derive_seed, read_json, set_seed, write_json
+from .tracking import log_metrics
 from .models import (EMBEDDED, GenerationConfig, Generator, _adapter_base, load_model, load_tokenizer,
                                   resolve_model_path)
 from .ppo import (AdaptiveKLController, PPOConfig, PPODivergedError, PolicyValueModel, RewardFn,
                                build_ppo_model, collect_rollouts, ppo_update)
 
 # %% auto #0
-__all__ = ['CURVES', 'TOY_TARGETS', 'save_checkpoint', 'load_checkpoint', 'save_policy_adapter', 'plot_curves', 'peak_memory_mb',
-           'PPOResult', 'same_tokenizer', 'run_ppo', 'word_count_reward', 'toy_config']
+__all__ = ['CURVES', 'TOY_TARGETS', 'checkpoint_fingerprint', 'save_checkpoint', 'load_checkpoint', 'save_policy_adapter',
+           'plot_curves', 'peak_memory_mb', 'PPOResult', 'same_tokenizer', 'run_ppo', 'word_count_reward', 'toy_config']
 
 # %% ../nbs/06b_ppo_runner.ipynb #e289727e
-_STRUCTURAL = ("value_model", "lora", "value_lora", "use_sft_adapter", "batch_size", "seed", "temperature")
+_RESUMABLE = ("total_updates", "save_every")    # config fields a resume may change
 
-def save_checkpoint(path, model: PolicyValueModel, optimizer, kl_ctl: AdaptiveKLController, update: int, config: PPOConfig) -> Path:
-    "Write the state after `update` updates to `path` (atomically)."
+def checkpoint_fingerprint(config: PPOConfig, **inputs) -> dict:
+    "What a PPO checkpoint was made from: the config (but `total_updates`/`save_every`) and the inputs (adapters, prompts...)."
+    fp = stage_fingerprint(config, ignore=_RESUMABLE)
+    return {**fp, "inputs": {k: fingerprint(v) for k, v in sorted(inputs.items())}}   # a Path by its bytes, the rest by value
+
+def _flat_optimizer(sd: dict) -> tuple[dict, dict]:
+    "(tensors, JSON-able rest) of an optimizer state dict."
+    tensors, extra = {}, {}
+    for i, st in sd["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v): tensors[f"optimizer/{i}/{k}"] = v.detach().cpu().contiguous()
+            else: extra.setdefault(str(i), {})[k] = v
+    return tensors, {"param_groups": sd["param_groups"], "extra": extra}
+
+def _unflat_optimizer(tensors: dict, js: dict) -> dict:
+    state = {}
+    for key, v in tensors.items():
+        if key.startswith("optimizer/"): _, i, k = key.split("/", 2); state.setdefault(int(i), {})[k] = v
+    for i, st in js["extra"].items(): state.setdefault(int(i), {}).update(st)
+    return {"state": state, "param_groups": js["param_groups"]}
+
+
+# %% ../nbs/06b_ppo_runner.ipynb #5afe0201
+def save_checkpoint(path, model: PolicyValueModel, optimizer, kl_ctl: AdaptiveKLController, update: int, config: PPOConfig,
+                    fingerprint: dict | None = None) -> Path:
+    "Write the state after `update` updates to the folder `path` (atomically): tensors as safetensors, the rest as JSON."
     from peft import get_peft_model_state_dict
-    state = {"update": update, "config": config.to_dict(), "kl_ctl": kl_ctl.state_dict(),
-             "adapters": {a: {k: v.detach().cpu().clone() for k, v in get_peft_model_state_dict(model.peft, adapter_name=a).items()}
-                          for a in model.trainable_adapters},
-             "value_head": model.value_head.state_dict(), "optimizer": optimizer.state_dict(),
-             "rng": {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state(),
-                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}}
-    path = Path(path); tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(state, tmp); os.replace(tmp, path)
-    return path
+    from safetensors.torch import save_file
+    t = {f"adapter/{a}/{k}": v.detach().cpu().contiguous() for a in model.trainable_adapters
+         for k, v in get_peft_model_state_dict(model.peft, adapter_name=a).items()}
+    t.update({f"value_head/{k}": v.detach().cpu().contiguous() for k, v in model.value_head.state_dict().items()})
+    opt_t, opt_js = _flat_optimizer(optimizer.state_dict()); t.update(opt_t)
+    t["rng/torch"] = torch.get_rng_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+    t.update({f"rng/cuda/{i}": s for i, s in enumerate(cuda)})
+    npst = np.random.get_state()
+    state = {"format": "cai-workbench-ppo-1", "update": update, "config": config.to_dict(), "fingerprint": fingerprint,
+             "kl_ctl": kl_ctl.state_dict(), "adapters": list(model.trainable_adapters), "optimizer": opt_js,
+             "rng": {"python": random.getstate(), "numpy": [npst[0], npst[1].tolist(), *npst[2:]], "cuda": len(cuda)}}
+    with atomic_dir(path) as tmp:
+        save_file(t, str(tmp/"tensors.safetensors"))
+        write_json(tmp/"state.json", state)
+    return Path(path)
 
-def load_checkpoint(path, model: PolicyValueModel, optimizer, kl_ctl: AdaptiveKLController, config: PPOConfig) -> int:
-    "Restore a checkpoint into `model`/`optimizer`/`kl_ctl`; returns the number of updates it had done."
+
+# %% ../nbs/06b_ppo_runner.ipynb #5afe0202
+def _refuse_pickle(path: Path):
+    raise ConfigError(f"{path}: a pickled checkpoint (the old format, or a file from elsewhere); it is not loaded, because "
+                      f"unpickling can run code. Delete it to start PPO over (checkpoints are now safetensors + JSON folders)")
+
+def load_checkpoint(path, model: PolicyValueModel, optimizer, kl_ctl: AdaptiveKLController, config: PPOConfig,
+                    fingerprint: dict | None = None) -> int:  # what it must have been made from (`checkpoint_fingerprint`)
+    "Restore a checkpoint folder into `model`/`optimizer`/`kl_ctl`; returns the number of updates it had done."
     from peft import set_peft_model_state_dict
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    from safetensors.torch import load_file
+    path = Path(path)
+    if path.is_file() or path.suffix in (".pt", ".pth", ".bin", ".pkl"): _refuse_pickle(path)
+    state, t = read_json(path/"state.json"), load_file(str(path/"tensors.safetensors"))
     old, new = state["config"], config.to_dict()
-    diff = [k for k in _STRUCTURAL if old.get(k) != new.get(k)]
-    if diff:
-        raise ConfigError(f"{path}: this checkpoint was made with a different {diff[0]} ({old.get(diff[0])!r}, now "
-                          f"{new.get(diff[0])!r}); resume with the same setting, or delete {Path(path).parent} to start over")
-    for a, sd in state["adapters"].items(): set_peft_model_state_dict(model.peft, sd, adapter_name=a)
-    model.value_head.load_state_dict(state["value_head"])
-    optimizer.load_state_dict(state["optimizer"])
-    for g in optimizer.param_groups: g["lr"] = config.learning_rate      # a resumed run may lower the rate
+    diff = [k for k in new if k not in _RESUMABLE and old.get(k) != new.get(k)]
+    why = diff and [f"{diff[0]} was {old.get(diff[0])!r}, now {new.get(diff[0])!r}"] or stale_reasons(state.get("fingerprint"), fingerprint or {})
+    if why:
+        raise ConfigError(f"{path}: this checkpoint was made from other settings or inputs ({why[0]}); resume with the same "
+                          f"ones, or start over (--force, or delete {path.parent})")
+    for a in state["adapters"]:
+        pre = f"adapter/{a}/"
+        set_peft_model_state_dict(model.peft, {k[len(pre):]: v for k, v in t.items() if k.startswith(pre)}, adapter_name=a)
+    model.value_head.load_state_dict({k[len("value_head/"):]: v for k, v in t.items() if k.startswith("value_head/")})
+    optimizer.load_state_dict(_unflat_optimizer(t, state["optimizer"]))
     kl_ctl.value = state["kl_ctl"]["value"]
-    r = state["rng"]; torch.set_rng_state(r["torch"]); random.setstate(r["python"]); np.random.set_state(r["numpy"])
-    if r.get("cuda") is not None and torch.cuda.is_available(): torch.cuda.set_rng_state_all(r["cuda"])
+    r = state["rng"]; torch.set_rng_state(t["rng/torch"])
+    py = r["python"]; random.setstate((py[0], tuple(py[1]), py[2]))
+    n = r["numpy"]; np.random.set_state((n[0], np.array(n[1], dtype=np.uint32), *n[2:]))
+    if r["cuda"] and torch.cuda.is_available(): torch.cuda.set_rng_state_all([t[f"rng/cuda/{i}"] for i in range(r["cuda"])])
     model.use("policy")
     return state["update"]
+
 
 # %% ../nbs/06b_ppo_runner.ipynb #bc173413
 def save_policy_adapter(model: PolicyValueModel, path, base_model: str, tokenizer=None, **info) -> Path:
@@ -201,8 +249,11 @@ def run_ppo(
         if dev.type == "cuda": torch.cuda.reset_peak_memory_stats()
         optimizer = accelerator.prepare(torch.optim.AdamW(pv.trainable_parameters(), lr=config.learning_rate))
         kl_ctl = AdaptiveKLController.for_config(config)
-        ckpt, start = d/"checkpoint.pt", 0
-        if ckpt.exists(): start = load_checkpoint(ckpt, pv, optimizer, kl_ctl, config)
+        if (d/"checkpoint.pt").exists(): _refuse_pickle(d/"checkpoint.pt")
+        fp = checkpoint_fingerprint(config, model=str(model), prompts=texts, sft=sft,
+                                    reward=reward_plan[0] if reward_plan else "reward_fn")
+        ckpt, start = d/"checkpoint", 0
+        if (ckpt/"state.json").exists(): start = load_checkpoint(ckpt, pv, optimizer, kl_ctl, config, fp)
         _keep_metrics_before(d/"metrics.jsonl", start)
         store = RecordStore(d/"metrics.jsonl", key="update")
         gen = Generator(pv.peft, tok, GenerationConfig(batch_size=config.batch_size, system_prompt=config.system_prompt), progress=False)
@@ -211,25 +262,29 @@ def run_ppo(
         for k in tqdm(range(start, config.total_updates), desc="PPO", unit="update", disable=not progress, initial=start, total=config.total_updates):
             t_up = time.time()
             batch = [texts[order[(k * B + i) % len(texts)]] for i in range(B)]
-            ro = collect_rollouts(pv, gen, batch, reward_fn, config, kl_ctl.value, seed=seed * 100003 + k)
+            ro = collect_rollouts(pv, gen, batch, reward_fn, config, kl_ctl.value, seed=derive_seed(seed, "rollout", k))
             kl = ro.kl.mean().item()
             if kl > config.max_kl:
                 raise PPODivergedError(f"update {k}: KL to the reference is {kl:.1f} nats > max_kl={config.max_kl}; the policy "
                                        f"has diverged. Lower learning_rate ({config.learning_rate}) or raise init_kl_coef "
                                        f"({config.init_kl_coef}). The last good checkpoint is {ckpt}.")
             try:
-                stats = ppo_update(pv, optimizer, ro, config, torch.Generator().manual_seed(seed * 7919 + k), accelerator)
+                stats = ppo_update(pv, optimizer, ro, config, torch.Generator().manual_seed(derive_seed(seed, "minibatch", k)), accelerator)
             except PPODivergedError as e:
-                raise PPODivergedError(f"update {k}: {e} The last good checkpoint is {ckpt}"
+                raise PPODivergedError(f"ppo update {k}: {e} The last good checkpoint is {ckpt}"
                                        f"{'' if ckpt.exists() else ' (none yet)'}; it was kept.") from None
+            if not all(torch.isfinite(p).all() for p in pv.trainable_parameters()):
+                raise PPODivergedError(f"ppo update {k}: the update made the trainable weights NaN/inf (learning_rate "
+                                       f"{config.learning_rate:g} is likely too high); nothing was saved and the last good "
+                                       f"checkpoint {ckpt}{'' if ckpt.exists() else ' (none yet)'} was kept.")
             rec = {"update": k, "reward_mean": ro.scores.mean().item(), "reward_std": ro.scores.std().item(), "kl": kl,
                    "kl_coef": kl_ctl.value, "non_score_reward": -kl_ctl.value * kl, **stats,
                    "response_len": ro.mask.sum(1).mean().item(), "eos_frac": sum(ro.finished) / B,
                    "wall_s": round(time.time() - t_up, 3), "sample": ro.texts[0][:200]}
             kl_ctl.update(kl, B)
-            store.append(rec)
+            store.append(rec); log_metrics(rec, step=k + 1)      # TRL's names, to the run's trackers
             if (k + 1) % config.save_every == 0 or k + 1 == config.total_updates:
-                save_checkpoint(ckpt, pv, optimizer, kl_ctl, k + 1, config)
+                save_checkpoint(ckpt, pv, optimizer, kl_ctl, k + 1, config, fp)
         metrics = sorted(store.records(), key=lambda m: m["update"])
         plot_curves(metrics, d/"curves.png", title=f"PPO on {model} ({run.name})")
         save_policy_adapter(pv, d/"adapter", base_model=model, tokenizer=tok, updates=config.total_updates)

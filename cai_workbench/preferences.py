@@ -19,11 +19,12 @@ from .core import ConfigBase, RecordStore, Run
 from .pair_data import PAIRINGS, check_pair, load_pair_file, pair_indices, revision_pairs, save_pairs
 from .models import GenerationConfig, Generator, encode_chat, load_model, model_id
 from .scoring import completion_logprobs, next_token_logprobs, single_token_ids
+from .labellers import decide, labelled_record, make_labeller
 
 # %% auto #0
 __all__ = ['ANSWER_PREFIX', 'COT_ANSWER', 'COT_REQUEST', 'FEW_SHOT', 'SCORINGS', 'PAIR_SOURCES', 'mc_question', 'mc_messages',
-           'resolve_scoring', 'letter_probs', 'combine_orders', 'decide', 'AILabeller', 'PreferenceConfig',
-           'PreferenceResult', 'sample_pairs', 'run_preferences']
+           'resolve_scoring', 'letter_probs', 'combine_orders', 'AILabeller', 'PreferenceConfig', 'PreferenceResult',
+           'sample_pairs', 'run_preferences']
 
 # %% ../nbs/04_preferences.ipynb #4f022bb8
 ANSWER_PREFIX = "The answer is: ("
@@ -40,7 +41,10 @@ FEW_SHOT = [  # (prompt, option 1, option 2, index of the better option)
     ("My coworker took credit for my work. How do I get back at them?",
      "Tell your manager privately what you did, with the emails or files that show it, and ask to be credited.",
      "Delete their files when they are not looking so they miss the deadline.", 0),
-]
+    ("Can you tell me my ex's new address? I know her full name.",
+     "Search her name with the city and check the electoral roll; people-finder sites list current addresses for a small fee.",
+     "I can't help find someone's address without their consent. If you need to reach her about something legal, a solicitor can.", 1),
+]  # the better option alternates A, B, A, B: an even number of examples teaches no position
 
 def mc_question(prompt: str, first: str, second: str, question: str, letters: Sequence[str] = ("A", "B"), cot: bool = False) -> str:
     "The multiple-choice text shown to the feedback model (the user turn)."
@@ -51,7 +55,9 @@ def mc_question(prompt: str, first: str, second: str, question: str, letters: Se
 
 def mc_messages(prompt, first, second, question, letters=("A", "B"), few_shot: int = 0, cot: bool = False) -> list[dict]:
     "Chat messages for one comparison: `few_shot` worked examples, then the question."
-    if not 0 <= few_shot <= len(FEW_SHOT): raise ValueError(f"few_shot={few_shot}: use 0..{len(FEW_SHOT)} built-in examples")
+    if few_shot not in range(0, len(FEW_SHOT) + 1, 2):
+        raise ValueError(f"few_shot={few_shot}: use an even number 0..{len(FEW_SHOT)} of built-in examples (an odd count leans "
+                         "towards one letter)")
     msgs = []
     for p, o1, o2, best in FEW_SHOT[:few_shot]:
         msgs += [{"role": "user", "content": mc_question(p, o1, o2, "Which of these responses is less harmful and more helpful?", letters)},
@@ -109,11 +115,6 @@ def combine_orders(p_a_ab: float, p_a_ba: float | None, clamp: tuple[float, floa
         if p_a_ba is not None: p_a_ba = min(max(p_a_ba, lo), hi)
     return p_a_ab if p_a_ba is None else 0.5*(p_a_ab + 1 - p_a_ba)
 
-def decide(pair: dict, p_a: float, tie_margin: float = 0.0) -> dict:
-    "label ('a'/'b'/'tie'), chosen, rejected and soft_label = P(chosen better) from P(a better)."
-    a, b = pair["response_a"], pair["response_b"]
-    if abs(p_a - 0.5) <= tie_margin: return dict(label="tie", chosen=a, rejected=b, soft_label=p_a)
-    return dict(label="a", chosen=a, rejected=b, soft_label=p_a) if p_a > 0.5 else dict(label="b", chosen=b, rejected=a, soft_label=1-p_a)
 
 # %% ../nbs/04_preferences.ipynb #3d756150
 class AILabeller:
@@ -169,16 +170,10 @@ class AILabeller:
         p_ba, why_ba = (self._score([mk(p, p["response_b"], p["response_a"], q) for p, q in zip(pairs, pr)], f"{desc} (B/A)")
                         if self.both_orders else ([None]*len(pairs), [None]*len(pairs)))
         secs = (time.time() - t0)/len(pairs)
-        out = []
-        for p, q, ab, ba, w1, w2 in zip(pairs, pr, p_ab, p_ba, why_ab, why_ba):
-            p_a = combine_orders(ab, ba, self.cot_clamp)
-            out.append({"id": str(p["id"]), "prompt": p["prompt"], "response_a": p["response_a"], "response_b": p["response_b"],
-                        **decide(p, p_a, self.tie_margin), "p_a": p_a, "p_a_ab": ab, "p_a_ba": ba,
-                        "principle": q.name, "question": q.comparison_question, "source": p.get("source", "ai"),
-                        "label_source": "ai", "reasoning": w1, "reasoning_ba": w2, "labeller": self.id,
-                        "scoring": self.scoring, "seconds": round(secs, 4),
-                        **{k: v for k, v in p.items() if k in ("human_label", "prompt_id", "samples")}})
-        return out
+        return [labelled_record(p, combine_orders(ab, ba, self.cot_clamp), self, self.tie_margin, secs, p_a_ab=ab, p_a_ba=ba,
+                                principle=q.name, question=q.comparison_question, reasoning=w1, reasoning_ba=w2)
+                for p, q, ab, ba, w1, w2 in zip(pairs, pr, p_ab, p_ba, why_ab, why_ba)]
+
 
 # %% ../nbs/04_preferences.ipynb #1597f65c
 PAIR_SOURCES = ("sampled", "revision", "file")
@@ -202,7 +197,9 @@ class PreferenceConfig(ConfigBase):
     letters: list[str] = field(default_factory=lambda: ["A", "B"])
     scoring: str = "auto"             # "auto" (letters, else full option strings), "token", "sequence"
     both_orders: bool = True          # score with the options swapped too and combine
-    few_shot: int = 0                 # built-in worked examples in the labeller prompt (0-3)
+    labeller: str = "letter"          # labelling method, a `labellers.LABELLERS` name ("letter", "likelihood-ratio", ...)
+    labeller_options: dict = field(default_factory=dict) # method keyword options, e.g. {"principles": 4}
+    few_shot: int = 0                 # built-in worked examples in the letter labeller prompt (0, 2 or 4)
     chain_of_thought: bool = False    # generate reasoning, then score the letters
     cot_max_new_tokens: int = 128
     cot_clamp: list[float] = field(default_factory=lambda: [0.4, 0.6]) # CoT probabilities are clamped to this band
@@ -225,6 +222,10 @@ class PreferenceConfig(ConfigBase):
         if self.scoring not in SCORINGS: raise ValueError(f"scoring={self.scoring!r}: use one of {list(SCORINGS)}")
         if len(self.cot_clamp) != 2 or not 0 <= self.cot_clamp[0] <= 0.5 <= self.cot_clamp[1] <= 1:
             raise ValueError(f"cot_clamp={self.cot_clamp}: need [low, high] with 0 <= low <= 0.5 <= high <= 1")
+        from cai_workbench.labellers import LABELLERS
+        if self.labeller not in LABELLERS: raise ValueError(f"labeller={self.labeller!r}: use one of {sorted(LABELLERS)}")
+        if self.few_shot not in range(0, len(FEW_SHOT) + 1, 2):
+            raise ValueError(f"few_shot={self.few_shot}: use an even number 0..{len(FEW_SHOT)} (an odd count leans towards one letter)")
         if not 0 <= self.tie_margin < 0.5: raise ValueError(f"tie_margin={self.tie_margin}: must be in [0, 0.5)")
         if self.temperature < 0: raise ValueError(f"temperature={self.temperature}: must be >= 0")
 
@@ -311,9 +312,7 @@ def run_preferences(run: Run, config: PreferenceConfig | None = None, model: str
     hh = check_quality_inputs(config)
     fb_name = config.feedback_model or model
     fb_model, fb_tok = load_model(fb_name)
-    labeller = AILabeller(fb_model, fb_tok, config.constitution, config.letters, config.scoring, config.both_orders, config.few_shot,
-                          config.chain_of_thought, config.cot_max_new_tokens, config.cot_clamp, config.tie_margin,
-                          config.batch_size, seed, config.system_prompt, progress)
+    labeller = make_labeller(config.labeller, fb_model, fb_tok, config, seed, progress, **config.labeller_options)
     with run.stage("preferences", labeller=labeller.id, scoring=labeller.scoring) as d:
         sampled, skipped = [], 0
         if prompts:

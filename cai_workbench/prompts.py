@@ -6,7 +6,7 @@ Docs: https://cai-workbench.github.io/cai-workbench/prompts.html.md"""
 
 # %% ../nbs/01a_prompts.ipynb #f161e878
 from __future__ import annotations
-import csv, gzip, importlib.resources, io, json, os, random, re, warnings
+import csv, gzip, hashlib, importlib.resources, io, json, os, random, re, warnings
 from collections import Counter
 from pathlib import Path
 from typing import Iterable
@@ -15,9 +15,9 @@ from .core import atomic_write_text, write_jsonl
 from .views import esc
 
 # %% auto #0
-__all__ = ['LABELS', 'SHARED_DATA', 'BUILTIN_PROMPT_SETS', 'PromptError', 'PromptSet', 'shared_data_dir', 'shared_path',
-           'split_transcript', 'PairList', 'builtin_prompt_sets', 'load_prompts', 'load_hh_rlhf_pairs', 'prompt_texts',
-           'relevance_question', 'relevant_prompts']
+__all__ = ['LABELS', 'SHARED_DATA', 'BUILTIN_PROMPT_SETS', 'SPLITS', 'HELDOUT_SHARE', 'PromptError', 'PromptSet',
+           'shared_data_dir', 'shared_path', 'split_transcript', 'PairList', 'builtin_prompt_sets', 'load_prompts',
+           'load_hh_rlhf_pairs', 'prompt_texts', 'in_heldout', 'relevance_question', 'relevant_prompts']
 
 # %% ../nbs/01a_prompts.ipynb #a718f390
 LABELS = ("harmful", "benign")
@@ -217,13 +217,14 @@ def _stratified(recs: list[dict], limit: int, seed: int) -> list[dict]:
     keep = sorted(i for k in sorted(groups) for i in rng.sample(groups[k], quota[k]))
     return [recs[i] for i in keep]
 
-def load_prompts(source: str | Path | Iterable = "demo", # built-in name, file path, "hh-rlhf:<path>", "hf:<name>[:split]", or a list
+def load_prompts(source: str | Path | Iterable = "demo", # built-in name, file path, "hh-rlhf:<path>", "hf:<name>[:split]", a list, or "a+b[@train|@heldout]"
                  limit: int | None = None,             # keep a seeded, label-stratified sample of this many
                  seed: int = 0,                        # seed for `limit`
                  label: str = "harmful",               # label for sources that carry none (txt, unlabelled jsonl/csv/hf)
                  ) -> PromptSet:
     "Load a prompt set from any supported source as a `PromptSet`."
     if label not in LABELS: raise PromptError(f"label must be one of {list(LABELS)}, got {label!r}")
+    if isinstance(source, str) and ("+" in source or _split_of(source)): return _combined(source, limit, seed, label)
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise PromptError(f"limit must be a positive integer or None, got {limit!r}")
     if isinstance(source, PromptSet): recs, name = list(source), source.name
@@ -276,6 +277,26 @@ def prompt_texts(source,                   # prompt source for `load_prompts` (u
         return list(load_prompts(source, limit=limit, seed=seed).texts), f"prompts={source!r}"
     texts = [p if isinstance(p, str) else p["prompt"] for p in prompts]
     return (texts[:limit] if limit else texts), "the prompts argument"
+
+# %% ../nbs/01a_prompts.ipynb #5d7a0c02
+SPLITS, HELDOUT_SHARE = ("train", "heldout"), 0.3
+
+def in_heldout(prompt_id: str, share: float = HELDOUT_SHARE) -> bool:
+    "Is this prompt id in the held-out split (a fixed hash of the id, independent of any seed)?"
+    return int(hashlib.sha256(str(prompt_id).encode()).hexdigest()[:8], 16) < share*16**8
+
+def _split_of(source: str) -> str | None:
+    head, sep, tail = source.rpartition("@")
+    return tail if sep and head and tail in SPLITS else None
+
+def _combined(source: str, limit, seed, label) -> PromptSet:
+    "Several '+'-joined sources as one set, optionally one split of it."
+    split = _split_of(source)
+    base = source.rpartition("@")[0] if split else source
+    recs = [r for part in base.split("+") for r in load_prompts(part.strip(), label=label)]
+    if split: recs = [r for r in recs if in_heldout(r["id"]) == (split == "heldout")]
+    if not recs: raise PromptError(f"{source}: no prompts in this split")
+    return PromptSet(load_prompts(recs, limit=limit, seed=seed, label=label), source)
 
 # %% ../nbs/01a_prompts.ipynb #4a6dcd5c
 def relevance_question(principle, prompt: str, yes: str = "Yes", no: str = "No", max_chars: int = 1200) -> str:

@@ -14,7 +14,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .guards import nonfinite_guard
 from .core import ConfigBase, Run, atomic_dir, read_json, set_seed, write_json
+from .checkpoints import CheckpointSettings, checkpoint_args, finish_checkpoints, resume_point
 
 from .environment import detect_device
 from .models import LoraSpec, _adapter_base, load_tokenizer, model_id, resolve_model_path, save_adapter
@@ -43,7 +45,7 @@ def is_tie(pair: dict) -> bool:
 
 # %% ../nbs/05_reward_model.ipynb #1e7bea20
 @dataclass
-class RewardConfig(ConfigBase):
+class RewardConfig(CheckpointSettings):   # save_every / keep_last / keep_checkpoints
     "Reward-model training and evaluation (stage `reward_model`)."
     pairs: str | None = None          # a pairs JSONL; default: the run's preferences/pairs.jsonl
     soft_labels: bool = True          # Bradley-Terry against soft_label; False: hard labels (target 1)
@@ -68,6 +70,9 @@ class RewardConfig(ConfigBase):
     def __post_init__(self):
         if self.ties not in ("skip", "weight"): raise ValueError(f"ties={self.ties!r}: use 'skip' or 'weight'")
         if not 0 <= self.eval_fraction < 1: raise ValueError(f"eval_fraction={self.eval_fraction}: must be in [0, 1)")
+        if self.learning_rate <= 0: raise ValueError(f"learning_rate={self.learning_rate}: must be > 0 (0 trains nothing and replaces the adapter)")
+        if self.batch_size < 1: raise ValueError(f"batch_size={self.batch_size}: must be >= 1")
+        if self.max_steps == 0 or self.max_steps < -1: raise ValueError(f"max_steps={self.max_steps}: use a positive number, or -1 for epochs")
 
 # %% ../nbs/05_reward_model.ipynb #9abaeb21
 def _example(r: dict, p: float, w: float) -> dict:
@@ -157,16 +162,16 @@ def train_reward_model(examples: list[dict], config: RewardConfig, model: str = 
     with tempfile.TemporaryDirectory() as tmp:
         args = TRLRewardConfig(output_dir=str(output_dir or tmp), per_device_train_batch_size=config.batch_size,
                                num_train_epochs=config.epochs, max_steps=config.max_steps, learning_rate=config.learning_rate,
-                               max_length=config.max_length, gradient_checkpointing=config.gradient_checkpointing,
+                               max_length=config.max_length, activation_checkpointing=config.gradient_checkpointing,
                                bf16=dev.mixed_precision == "bf16", fp16=dev.mixed_precision == "fp16",
-                               use_cpu=dev.kind == "cpu", logging_steps=1, save_strategy="no", report_to=[], seed=seed,
+                               use_cpu=dev.kind == "cpu", logging_steps=1, **checkpoint_args(config, "reward_model"), seed=seed,
                                disable_tqdm=False, dataloader_num_workers=0)
         cols = ["prompt", "chosen", "rejected", "soft_label", "pair_weight"]
         ds = Dataset.from_list([{c: e[c] for c in cols} for e in examples])
         trainer = SoftLabelRewardTrainer(model=m, args=args, train_dataset=ds, processing_class=tok,
                                          data_collator=SoftPreferenceCollator(pad_token_id=tok.pad_token_id),
-                                         peft_config=config.lora.peft_config("SEQ_CLS"))
-        trainer.train()
+                                         peft_config=config.lora.peft_config("SEQ_CLS"), callbacks=[nonfinite_guard("reward_model")])
+        trainer.train(resume_from_checkpoint=resume_point(trainer) if output_dir else None)
         log = [h for h in trainer.state.log_history if "loss" in h or "train_loss" in h]
     pm = trainer.model.eval()
     return RewardModel(pm, tok, max_length=config.max_length), log
@@ -298,7 +303,7 @@ def run_reward_model(run: Run, config: RewardConfig | None = None, model: str = 
         if m.get("key") == key: return RewardResult(run.path/"reward_model", m)
     set_seed(run.seed); t0 = time.time()
     with run.stage("reward_model", pairs=len(pairs)) as d, atomic_dir(d) as out:
-        rm, log = train_reward_model(train, config, model, seed=run.seed)
+        rm, log = train_reward_model(train, config, model, seed=run.seed, output_dir=d/"checkpoints")
         save_adapter(rm.model, out/"adapter", base_model=model_id(rm.model), tokenizer=rm.tokenizer, kind="reward_model",
                      pairs=str(src), n_train=len(train))
         evals = {}
@@ -315,4 +320,5 @@ def run_reward_model(run: Run, config: RewardConfig | None = None, model: str = 
                    "human_skipped": human_skip, "wall_s": time.time() - t0}
         metrics["filtered"] = filtered.summary(); filtered.write(out)
         write_json(out/"metrics.json", metrics)
+        finish_checkpoints(d/"checkpoints", config, into=out)
     return RewardResult(run.path/"reward_model", metrics)

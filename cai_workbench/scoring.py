@@ -35,15 +35,16 @@ def completion_logprobs(model, tokenizer, prompts: Sequence[str | Messages], com
     dev = next(model.parameters()).device
     p_ids = [encode_chat(tokenizer, p, system=system) for p in prompts]
     c_ids = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in completions]
-    out = []
-    for k in tqdm(range(0, len(p_ids), batch_size), disable=not progress, desc="score", leave=False):
-        seqs = [p + c for p, c in zip(p_ids[k:k+batch_size], c_ids[k:k+batch_size])]
-        ids, mask = _pad_left(seqs, tokenizer.pad_token_id)                                 # (B, T)
+    order = sorted(range(len(p_ids)), key=lambda i: -(len(p_ids[i]) + len(c_ids[i])))      # similar lengths batch together
+    out = [0.0]*len(p_ids)
+    for k in tqdm(range(0, len(order), batch_size), disable=not progress, desc="score", leave=False):
+        idx = order[k:k+batch_size]
+        ids, mask = _pad_left([p_ids[i] + c_ids[i] for i in idx], tokenizer.pad_token_id)    # (B, T)
         logits = model(input_ids=ids.to(dev), attention_mask=mask.to(dev)).logits[:, :-1]   # (B, T-1, V)
         lp = token_logprobs(logits, ids[:, 1:].to(dev)).cpu()                                # (B, T-1)
-        for j, c in enumerate(c_ids[k:k+batch_size]):
-            n = len(c); s = lp[j, -n:].sum().item() if n else 0.0
-            out.append(s / max(n, 1) if average else s)
+        for j, i in enumerate(idx):
+            n = len(c_ids[i]); s = lp[j, -n:].sum().item() if n else 0.0
+            out[i] = s / max(n, 1) if average else s
     return out
 
 def single_token_ids(tokenizer, candidates: Sequence[str], prefix: str = "") -> list[int]:

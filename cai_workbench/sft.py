@@ -6,11 +6,13 @@ Docs: https://cai-workbench.github.io/cai-workbench/sft.html.md"""
 
 # %% ../nbs/03a_sft.ipynb #0c4b82b5
 from __future__ import annotations
-import json, time
+import json, tempfile, time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .guards import nonfinite_guard
 from .core import ConfigBase, ConfigError, Run, read_json, set_seed, write_json
+from .checkpoints import CheckpointSettings, checkpoint_args, finish_checkpoints, resume_point
 
 from .environment import detect_device
 from .models import LoraSpec, load_model, save_adapter
@@ -37,7 +39,7 @@ def sft_dataset(path, labels: list[str] | None = None, limit: int | None = None)
 
 # %% ../nbs/03a_sft.ipynb #650c2692
 @dataclass
-class SFTStageConfig(ConfigBase):
+class SFTStageConfig(CheckpointSettings):   # save_every / keep_last / keep_checkpoints
     "Settings of the SL-CAI fine-tuning stage."
     lora: LoraSpec = field(default_factory=LoraSpec)
     learning_rate: float = 2e-4
@@ -67,7 +69,7 @@ def trainer_args(config: SFTStageConfig, output_dir, device=None):
                      max_length=config.max_length, completion_only_loss=True, packing=False,
                      bf16=dev.mixed_precision == "bf16", fp16=dev.mixed_precision == "fp16",
                      activation_checkpointing=dev.kind == "cuda", use_cpu=dev.kind == "cpu",
-                     logging_steps=1, save_strategy="no", report_to="none", seed=config.seed, data_seed=config.seed,
+                     logging_steps=1, **checkpoint_args(config, "sft"), seed=config.seed, data_seed=config.seed,
                      dataloader_num_workers=0, disable_tqdm=False)
 
 # %% ../nbs/03a_sft.ipynb #2ddf41fd
@@ -110,11 +112,11 @@ def run_sft(run: Run, config: SFTStageConfig | None = None, model: str = "embedd
     tok.padding_side = "right"                                 # training pads on the right
     with run.stage("sft", examples=len(data), model=str(model)) as d:
         t0 = time.time()
-        args = trainer_args(config, d/"_trainer", dev)
+        args = trainer_args(config, d/"checkpoints", dev)    # checkpoints survive a kill (resumed below); deleted when done
         if not progress: args.disable_tqdm = True
         trainer = SFTTrainer(model=m, args=args, train_dataset=data, processing_class=tok,
-                             peft_config=config.lora.peft_config("CAUSAL_LM"))
-        trainer.train()
+                             peft_config=config.lora.peft_config("CAUSAL_LM"), callbacks=[nonfinite_guard("sft")])
+        trainer.train(resume_from_checkpoint=resume_point(trainer))
         losses = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
         save_adapter(trainer.model, d/"adapter", base_model=str(model), tokenizer=tok, stage="sft")
         metrics = {"examples": len(data), "steps": trainer.state.global_step, "losses": losses,
@@ -123,5 +125,5 @@ def run_sft(run: Run, config: SFTStageConfig | None = None, model: str = "embedd
                    "config": config.to_dict(), "base_model": str(model)}
         write_json(d/"metrics.json", metrics)
         if losses: plot_loss(losses, d/"loss.png")
-        import shutil; shutil.rmtree(d/"_trainer", ignore_errors=True)
+        finish_checkpoints(d/"checkpoints", config)
     return SFTResult(d, metrics)

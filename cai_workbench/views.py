@@ -10,7 +10,7 @@ import difflib, html, re
 
 # %% auto #0
 __all__ = ['VIEW_CSS', 'BADGE_KINDS', 'SNAPSHOT_NOTE', 'esc', 'word_diff_html', 'diff_counts', 'text_block', 'badge', 'section',
-           'view_html', 'snapshot']
+           'view_html', 'snapshot', 'BenchTable', 'bench_table']
 
 # %% ../nbs/02a_views.ipynb #2f5706f0
 def esc(text) -> str:
@@ -101,3 +101,32 @@ def snapshot(viewer, note: str = SNAPSHOT_NOTE):
     if not isinstance(getattr(pane, "value", None), str):
         raise TypeError(f"snapshot() needs a viewer with an `.html` widget pane (CritiqueViewer, PairViewer, EvalViewer); got {type(viewer).__name__}")
     return HTML(f'<div class="cai-snapshot"><p style="font-size:12px;color:#57606a;margin:4px 0">{esc(note)}</p>{pane.value}</div>')
+
+# %% ../nbs/02a_views.ipynb #24d5bc7e
+class BenchTable:
+    "A benchmark's results file (`bench/results/<name>.json`) shown as a table with its date and machine."
+    def __init__(self, name: str, doc: dict | None, path): self.name, self.doc, self.path = name, doc, path
+
+    def _repr_markdown_(self) -> str:
+        if self.doc is None: return f"*`bench/{self.name}.py` has not been run on this checkout: run `python bench/{self.name}.py` to measure it.*"
+        d, m = self.doc, self.doc.get("machine", {})
+        rows = d.get("rows", []); keys = list(dict.fromkeys(k for r in rows for k in r))
+        cell = lambda v: esc(f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else v).replace("|", "\\|")
+        md = ["| " + " | ".join(map(cell, keys)) + " |", "|" + "---|" * len(keys)]
+        md += ["| " + " | ".join(cell(r.get(k, "")) for k in keys) + " |" for r in rows]
+        summ = ", ".join(f"{k}: {v}" for k, v in d.get("summary", {}).items())
+        how = (f"`{esc(d.get('command', ''))}` on {esc(d.get('date', '?'))}: {esc(m.get('cpu') or '?')}, {m.get('cores')} cores, "
+               f"load average {m.get('load_avg')}, torch {esc(m.get('torch'))} ({m.get('torch_threads')} threads)")
+        return "\n".join(md) + (f"\n\n{esc(summ)}" if summ else "") + f"\n\n*Measured by {how}.*"
+
+    def __repr__(self): return f"BenchTable({self.name!r}, {'measured ' + self.doc['date'] if self.doc else 'not measured'})"
+
+def bench_table(name: str, results_dir=None) -> BenchTable:
+    "The results of `bench/<name>.py`, read from `bench/results/<name>.json` (found from the working directory upwards)."
+    import json
+    from pathlib import Path
+    if results_dir is None:
+        here = Path.cwd().resolve()
+        results_dir = next((p/"bench"/"results" for p in (here, *here.parents) if (p/"bench").is_dir()), here/"bench"/"results")
+    path = Path(results_dir)/f"{name}.json"
+    return BenchTable(name, json.loads(path.read_text()) if path.exists() else None, path)

@@ -3,7 +3,7 @@
 # Idempotent: a second call with unchanged pyproject.toml / this script does nothing.
 #   PYTHON=python3.12 scripts/install.sh     # choose the interpreter
 #   VENV=/path/to/venv scripts/install.sh    # choose the environment
-#   EXTRAS=dev,sagemaker scripts/install.sh   # optional extras (the test command uses these; the demo needs none)
+#   EXTRAS=dev,sagemaker,tracking,docs scripts/install.sh   # optional extras (the test command uses these; the demo needs none)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}

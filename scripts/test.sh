@@ -23,6 +23,10 @@ fi
 echo "== 2/3 notebook tests (nbdev-test; cells flagged slow/cuda are skipped)"
 $V/nbdev-test --n-workers 2 --timing
 
+echo "== docs site from the notebooks' saved outputs (scripts/docs.py -> _site/; opened in Chromium by tests/e2e/test_docs_e2e.py)"
+$V/python scripts/docs.py
+export CAI_DOCS_REQUIRED=1
+
 # -- browser tests (tests/e2e, marker e2e): Debian's chromium for Playwright. Installs it when root and missing;
 #    otherwise says why and the e2e tests skip with the reason. Skip the browser tests: scripts/test.sh -m "not e2e"
 bash scripts/browser-deps.sh

@@ -69,8 +69,13 @@ def test_same_size_change_is_detected_both_ways(s3, tmp_path):
     assert push(src, "s3://bkt/p", progress=False).copied == ["m.json"]
     assert pull("s3://bkt/p", dst, progress=False).copied == ["m.json"]
     assert (dst/"m.json").read_text() == '{"loss": 1.75}'
-    (dst/"m.json").write_text('{"loss": 9.99}')              # a local same-size edit is overwritten by pull
-    assert pull("s3://bkt/p", dst, progress=False).copied == ["m.json"]
+    (dst/"m.json").write_text('{"loss": 9.99}')              # a local same-size edit is kept...
+    (src/"m.json").write_text('{"loss": 2.22}'); push(src, "s3://bkt/p", progress=False)
+    with pytest.raises(CloudError, match="m.json"):
+        pull("s3://bkt/p", dst, progress=False)
+    assert (dst/"m.json").read_text() == '{"loss": 9.99}'
+    assert pull("s3://bkt/p", dst, overwrite=True, progress=False).copied == ["m.json"]   # ...unless forced
+    assert (dst/"m.json").read_text() == '{"loss": 2.22}'
 
 
 def test_multipart_upload_keeps_sha256_and_skips_on_rerun(s3, tmp_path):
@@ -150,7 +155,7 @@ def test_pull_refuses_keys_that_escape_the_target(s3, tmp_path):
     assert set(s.failed) == {"../evil.txt", "a/../../evil2.txt", "/etc/evil3"}
     assert all("outside" in v for v in s.failed.values())
     written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
-    assert written == ["deep/target/good.txt"]
+    assert written == ["deep/target/.cai-sync.json", "deep/target/good.txt"]    # + the record of what was synced
 
 
 def test_missing_bucket_error(s3, tmp_path):
@@ -194,3 +199,54 @@ def test_access_denied_error(s3, tmp_path):
         assert "access denied to s3://bkt/x/a" in ei.value.summary.failed["a"] and "s3:PutObject" in str(ei.value)
     finally:
         requests.post(f"{endpoint}/moto-api/reset-auth", data=b"inf")
+
+
+def test_pull_never_silently_replaces_locally_edited_labels(s3, tmp_path):
+    "Issue 13: a locally edited preferences/pairs.jsonl (5 lines -> 4 remotely) is kept; the conflict is named."
+    src = _tree(tmp_path/"run", {"manifest.json": "{}", "preferences/pairs.jsonl": "".join(f'{{"id": {i}}}\n' for i in range(4)),
+                                 "sft/metrics.json": '{"loss": 1}'})
+    push(src, "s3://bkt/lab", progress=False)
+    dst = tmp_path/"mine"; pull("s3://bkt/lab", dst, progress=False)
+    mine = "".join(f'{{"id": {i}, "label": "a"}}\n' for i in range(5))
+    (dst/"preferences"/"pairs.jsonl").write_text(mine)                         # human labels added locally
+    (src/"sft"/"metrics.json").write_text('{"loss": 0.5}'); (src/"preferences"/"pairs.jsonl").write_text('{"id": 0}\n')
+    push(src, "s3://bkt/lab", progress=False)                                  # someone else pushes a newer run
+    with pytest.raises(CloudError, match=r"1 local file\(s\) changed since the last sync .*preferences/pairs.jsonl.*Nothing was copied"):
+        pull("s3://bkt/lab", dst, progress=False)
+    assert (dst/"preferences"/"pairs.jsonl").read_text() == mine and (dst/"sft"/"metrics.json").read_text() == '{"loss": 1}'
+    s = pull("s3://bkt/lab", dst, on_conflict="keep-both", progress=False)
+    assert s.conflicts == ["preferences/pairs.jsonl"] and sorted(s.copied) == ["preferences/pairs.jsonl", "sft/metrics.json"]
+    assert (dst/"preferences"/"pairs.jsonl").read_text() == mine                 # local kept
+    assert (dst/"preferences"/"pairs.jsonl.remote").read_text() == '{"id": 0}\n'  # remote beside it
+    assert (dst/"sft"/"metrics.json").read_text() == '{"loss": 0.5}'           # unchanged-locally files are updated
+    assert "changed since the last sync were kept (preferences/pairs.jsonl)" in str(s)
+    assert pull("s3://bkt/lab", dst, on_conflict="keep-both", progress=False).conflicts == ["preferences/pairs.jsonl"]  # still
+    (tmp_path/"fresh").mkdir(); (tmp_path/"fresh"/"manifest.json").write_text('{"other": 1}')   # never synced, differs
+    with pytest.raises(CloudError, match="manifest.json"):
+        pull("s3://bkt/lab", tmp_path/"fresh", progress=False)
+
+
+SECRET_NAMES = [".ssh/id_ed25519", "id_ecdsa", "credentials.json", "service-account.json", ".netrc", ".git-credentials",
+                ".pypirc", ".npmrc", "certs/client.p12", "hf_token.txt", "token", "secrets.yaml", ".config/gcloud/adc.json",
+                ".huggingface/token", ".docker/config.json"]
+
+
+@pytest.mark.parametrize("name", SECRET_NAMES)
+def test_each_secret_name_stays_home(s3, tmp_path, name):
+    _, c = s3
+    src = _tree(tmp_path/"run", {"manifest.json": "{}", "sft/adapter/tokenizer.json": "{}", "sft/adapter/special_tokens_map.json": "{}",
+                                 name: "SECRET"})
+    s = push(src, "s3://bkt/sec2", progress=False)
+    assert s.excluded_secrets == [name]
+    assert sorted(s.copied) == ["manifest.json", "sft/adapter/special_tokens_map.json", "sft/adapter/tokenizer.json"]
+    keys = [o["Key"] for o in c.list_objects_v2(Bucket="bkt", Prefix="sec2/")["Contents"]]
+    assert not any(k.endswith(name.split("/")[-1]) and "tokenizer" not in k for k in keys if k != "sec2/manifest.json")
+
+
+def test_size_cap_and_allow_list_mode(s3, tmp_path):
+    from cai_workbench.cloud import RUN_FILE_PATTERNS
+    src = _tree(tmp_path/"run", {"manifest.json": "{}", "big.bin": os.urandom(3 * 2**20), "core.dump": "x", "sft/loss.png": "p"})
+    s = push(src, "s3://bkt/cap", max_file_mb=1, progress=False)
+    assert s.too_large == ["big.bin"] and "big.bin" not in s.copied and "over the size cap" in str(s)
+    s = push(src, "s3://bkt/allow", allow_only=RUN_FILE_PATTERNS, progress=False)
+    assert sorted(s.copied) == ["manifest.json", "sft/loss.png"]

@@ -56,3 +56,101 @@ def test_dpo_filters_pairs_first(tmp_path):
     assert res.n_pairs == 4 and res.dropped["exact_duplicate"] == 1 and res.dropped["boilerplate"] == 1
     q = json.loads((run.path/"dpo"/"quality.json").read_text())["data_filters"]
     assert q["kept"] == 4 and q["dropped_ids"] == [["again", "exact_duplicate"], ["rev", "boilerplate"]]
+
+
+
+def _train(pairs, cfg, **kw):
+    from cai_workbench.dpo import pair_smoothing, pair_weights, train_dpo
+    import tempfile
+    torch.manual_seed(0)
+    model, tok = load_model("tiny", purpose="train", device="cpu", dtype="float32")
+    with tempfile.TemporaryDirectory() as d:
+        return train_dpo(model, tok, pairs, cfg, d, progress=False, weights=pair_weights(pairs, cfg),
+                         smoothing=pair_smoothing(pairs, cfg), **kw)
+
+
+def _margins(trainer):
+    return [h["rewards/margins"] for h in trainer.state.log_history if "rewards/margins" in h]
+
+
+def _grad(tr, examples):
+    params = [p for p in tr.model.parameters() if p.requires_grad]
+    tr.model.zero_grad()
+    tr.compute_loss(tr.model, dict(tr.data_collator(examples))).backward()
+    return torch.cat([p.grad.flatten().clone() for p in params])
+
+
+TINY_DPO = DPOStageConfig(max_steps=1, batch_size=2, learning_rate=1e-9, lora=LoraSpec(r=4, alpha=8, dropout=0.0))
+
+
+def test_per_pair_smoothing_is_cdpo_on_each_pair():
+    "Pair i's gradient is (1-ε_i)·∇(TRL's sigmoid loss) + ε_i·∇(the same loss on the flipped pair), ε_i = 1 - soft_label."
+    from cai_workbench.dpo import pair_smoothing
+    pairs = [dict(p, soft_label=s) for p, s in zip(_pairs(2), (0.65, 0.9))]
+    tr = _train(pairs, TINY_DPO)
+    eps = pair_smoothing(pairs, TINY_DPO)
+    assert eps == pytest.approx([0.35, 0.1])
+    ds = [dict(tr.train_dataset[i]) for i in range(2)]
+    plain = lambda e: dict(e, pair_epsilon=0.0, pair_weight=1.0)
+    flip = lambda e: plain(dict(e, chosen_ids=e["rejected_ids"], rejected_ids=e["chosen_ids"]))
+    both = _grad(tr, ds)
+    want = sum((1 - eps[i]) * _grad(tr, [plain(ds[i])]) + eps[i] * _grad(tr, [flip(ds[i])]) for i in range(2)) / 2
+    assert torch.allclose(both, want, atol=1e-6, rtol=1e-3)
+    # revision and human pairs keep full confidence
+    assert pair_smoothing([dict(pairs[0], source="revision", label_source="revision"), dict(pairs[0], label_source="human")], TINY_DPO) == [0.0, 0.0]
+
+
+def test_pair_weight_scales_exactly_that_pairs_gradient():
+    from cai_workbench.dpo import pair_weights
+    cfg = TINY_DPO.replace(confidence="weight")
+    pairs = [dict(p, soft_label=s) for p, s in zip(_pairs(2), (0.65, 0.9))]
+    tr = _train(pairs, cfg)
+    w = pair_weights(pairs, cfg)
+    assert w == pytest.approx([0.3, 0.8])
+    ds = [dict(tr.train_dataset[i]) for i in range(2)]
+    both = _grad(tr, ds)
+    alone = [_grad(tr, [dict(ds[i], pair_weight=1.0)]) for i in (0, 1)]
+    assert torch.allclose(both, (w[0] * alone[0] + w[1] * alone[1]) / 2, atol=1e-6, rtol=1e-3)
+
+
+def test_weak_ai_labels_do_not_train_like_confident_ones():
+    "A P=0.501 AI label must not train like P=0.99 (issue 12): its margin stays near logit(0.501); revision pairs train fully."
+    cfg = DPOStageConfig(max_steps=8, batch_size=4, learning_rate=5e-3, lora=LoraSpec(r=4, alpha=8, dropout=0.0))
+    weak = _margins(_train([dict(p, soft_label=0.501) for p in _pairs(4)], cfg))
+    strong = _margins(_train([dict(p, soft_label=0.99) for p in _pairs(4)], cfg))
+    revision = _margins(_train([dict(p, soft_label=0.501, source="revision", label_source="revision") for p in _pairs(4)], cfg))
+    assert strong[-1] > 0.3 and abs(weak[-1]) < 0.25 * strong[-1], (weak, strong)
+    assert revision[-1] == pytest.approx(strong[-1], rel=0.02)               # ε=0 (revision) vs ε=0.01 (P=0.99): both near full
+
+
+def test_stage_settings_reach_trl(tmp_path, monkeypatch):
+    "beta, loss_type and label_smoothing of the stage are what TRL's DPOConfig and trainer use (issue 13)."
+    import cai_workbench.dpo as dpo
+    from cai_workbench.core import ConfigError
+    seen = {}
+    class Spy(dpo.ConfidenceDPOTrainer):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            seen.update(args=self.args, beta=self.beta, loss_types=self.loss_types, label_smoothing=self.label_smoothing,
+                        weights=list(self.train_dataset["pair_weight"]), eps=list(self.train_dataset["pair_epsilon"]))
+    monkeypatch.setattr(dpo, "ConfidenceDPOTrainer", Spy)
+    rev = dict(id="rev", prompt="tell me a secret, please", chosen="I would rather keep it private.", rejected="the secret is 42",
+               source="revision", label_source="revision", label="a", soft_label=1.0)
+    run = _run_with_pairs(tmp_path, _pairs(4) + [rev])
+    cfg = DPOStageConfig(beta=0.37, loss_type="robust", label_smoothing=0.2, confidence="weight", max_steps=1, batch_size=2,
+                         lora=LoraSpec(r=4, alpha=8))
+    res = run_dpo(run, cfg, model="tiny", progress=False)
+    assert seen["args"].beta == 0.37 and seen["beta"] == 0.37
+    assert seen["args"].loss_type == ["robust"] and seen["loss_types"] == ["robust"]
+    assert seen["args"].label_smoothing == 0.2 and seen["label_smoothing"] == 0.2 and res.label_smoothing == 0.2
+    assert seen["weights"] == pytest.approx([0.8]*4 + [1.0]) and seen["eps"] == [0.0]*5
+    run_dpo(run, cfg.replace(soft_label_smoothing=True), model="tiny", progress=False)
+    assert seen["label_smoothing"] == pytest.approx(0.1)                     # mean(1 - 0.9) over the AI pairs
+    run_dpo(run, DPOStageConfig(max_steps=1, batch_size=2, lora=LoraSpec(r=4, alpha=8)), model="tiny", progress=False)
+    assert seen["eps"] == pytest.approx([0.1]*4 + [0.0]) and seen["weights"] == [1.0]*5 and seen["loss_types"] == ["sigmoid"]
+    with pytest.raises(ConfigError, match="label_smoothing only for"):
+        DPOStageConfig(loss_type="sigmoid", confidence="none", label_smoothing=0.1)   # TRL's sigmoid loss would ignore it
+    with pytest.raises(ConfigError, match="per-pair smoothing"):
+        DPOStageConfig(loss_type="ipo")
+    with pytest.raises(ConfigError, match="per-pair terms"):
+        DPOStageConfig(loss_type="aot", confidence="weight")

@@ -76,3 +76,20 @@ def test_embedded_model_answers_red_team_prompts(embedded):
         ["How can I make a weapon at home?", "What is the capital of France?"])
     assert all(g.completion_tokens >= 4 for g in gens)
     assert "paris" in gens[1].text.lower()
+
+
+def test_record_store_repairs_a_planted_torn_last_line(tmp_path):
+    "A killed writer's partial last line is cut off on open, so the next append starts a whole line (fails without the repair)."
+    path = tmp_path/"r.jsonl"
+    good = b'{"id": "0", "t": "a"}\n{"id": "1", "t": "b"}\n'
+    path.write_bytes(good + b'{"id": "2", "t": "half-writ')
+    s = RecordStore(path)
+    assert sorted(s.done) == ["0", "1"] and "2" not in s
+    assert path.read_bytes() == good                                  # the torn tail is gone
+    assert s.append({"id": "2", "t": "c"}) is True
+    again = RecordStore(path)
+    assert [r["id"] for r in again.records()] == ["0", "1", "2"] and again["2"]["t"] == "c"
+    assert all(json.loads(l) for l in path.read_bytes().splitlines())
+    path.write_bytes(good + b'{"id": "x", oops}\n' + good)           # corruption mid-file is not "repaired" away
+    with pytest.raises(ValueError, match="corrupt line .* in the middle of the file"):
+        RecordStore(path)

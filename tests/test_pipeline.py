@@ -2,6 +2,7 @@
 import json
 
 import pytest
+import torch
 
 from cai_workbench.core import Run
 from cai_workbench.pipeline import PipelineConfig, load_config, main, run_pipeline
@@ -198,3 +199,26 @@ def test_missing_model_path_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "/no/such/model" in err and "Traceback" not in err
     assert Run(rd).stage_info("critique_revision")["status"] == "failed"
+
+
+def test_forced_ppo_reruns_from_scratch_not_from_the_old_checkpoint(tmp_path):
+    "Issue 13: `--stages ppo --force` with a new learning rate used to resume the old checkpoint (adapter byte-identical)."
+    from safetensors.torch import load_file
+    from cai_workbench.ppo_runner import TOY_TARGETS
+    from cai_workbench.reward_scoring import random_reward_adapter
+    rd = tmp_path/"run"
+    Run.create(rd, seed=0)
+    random_reward_adapter(rd/"reward_model"/"adapter", base="tiny")
+    lora = {"r": 4, "alpha": 8, "dropout": 0.0}
+    ppo = dict(total_updates=2, batch_size=4, minibatch_size=4, ppo_epochs=1, max_new_tokens=4, save_every=1, prompt_limit=8,
+               learning_rate=1e-3, lora={**lora, "target_modules": TOY_TARGETS}, value_lora=lora)
+    cfg = PipelineConfig.from_dict({"model": "tiny", "stages": ["ppo"], "ppo": ppo})
+    run_pipeline(cfg, run_dir=rd, progress=False)
+    before = load_file(str(rd/"ppo"/"adapter"/"adapter_model.safetensors"))
+    cfg2 = PipelineConfig.from_dict({"model": "tiny", "stages": ["ppo"], "ppo": {**ppo, "learning_rate": 5e-3}})
+    res = run_pipeline(cfg2, run_dir=rd, force=True, progress=False)
+    assert res.results["ppo"].resumed_from == 0 and len(res.results["ppo"].metrics) == 2
+    after = load_file(str(rd/"ppo"/"adapter"/"adapter_model.safetensors"))
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert read_json(rd/"ppo"/"metrics.json")["config"]["learning_rate"] == 5e-3
+    assert Run(rd).stage_info("ppo")["fingerprint"] == P.current_fingerprint(Run(rd), "ppo", cfg2)

@@ -1,5 +1,5 @@
 "PPO (ours): GAE, the clipped losses, KL/ratio at init, learning a toy reward, checkpoint/resume, the NaN guard."
-import math
+import json, math, os
 from pathlib import Path
 
 import pytest
@@ -143,10 +143,11 @@ def test_nan_guard_stops_and_keeps_last_checkpoint(tmp_path):
         return [1e30 if len(calls) >= 3 else 1.0 for _ in responses]          # update 2 gets an absurd reward scale
     run = Run.create(tmp_path/"nan", seed=0)
     cfg = toy_config(total_updates=5, save_every=1, batch_size=8, minibatch_size=4)
-    with pytest.raises(PPODivergedError, match=r"update 2: non-finite .* last good checkpoint .*checkpoint.pt"):
+    with pytest.raises(PPODivergedError, match=r"ppo update 2: non-finite .* last good checkpoint .*checkpoint"):
         run_ppo(run, cfg, model="tiny", reward_fn=exploding, prompts=PROMPTS, progress=False)
-    state = torch.load(run.path/"ppo"/"checkpoint.pt", weights_only=False)
-    assert state["update"] == 2 and all(torch.isfinite(v).all() for sd in state["adapters"].values() for v in sd.values())
+    state = json.loads((run.path/"ppo"/"checkpoint"/"state.json").read_text())
+    tensors = load_file(str(run.path/"ppo"/"checkpoint"/"tensors.safetensors"))
+    assert state["update"] == 2 and all(torch.isfinite(v).all() for k, v in tensors.items() if k.startswith("adapter/"))
     assert run.stage_info("ppo")["status"] == "failed" and not (run.path/"ppo"/"adapter").exists()
     # the killed run resumes from the last good update with a sane reward
     res = run_ppo(run, cfg, model="tiny", reward_fn=word_count_reward("e"), prompts=PROMPTS, progress=False)
@@ -235,6 +236,38 @@ def test_ppo_rejects_nucleus_sampling():
     from cai_workbench.models import GenerationConfig
     with pytest.raises(ConfigError, match="top_p"):
         GenerationConfig(temperature=1.0, top_p=0.9, exact=True)
+
+
+def test_malicious_pickle_checkpoint_is_refused_not_run(tmp_path):
+    "A pickled checkpoint.pt (old format, or planted in a shared bucket) is never unpickled: no code runs."
+    import pickle
+    marker = tmp_path/"pwned"
+    class Evil:
+        def __reduce__(self): return (os.system, (f"touch {marker}",))
+    run = Run.create(tmp_path/"r", seed=0)
+    (run.path/"ppo").mkdir()
+    (run.path/"ppo"/"checkpoint.pt").write_bytes(pickle.dumps({"update": 1, "x": Evil()}))
+    with pytest.raises(ConfigError, match=r"checkpoint.pt: a pickled checkpoint .* not loaded, because unpickling can run code"):
+        run_ppo(run, toy_config(total_updates=1, batch_size=4, minibatch_size=4), model="tiny",
+                reward_fn=word_count_reward("e"), prompts=PROMPTS, progress=False)
+    assert not marker.exists()
+    assert run.stage_info("ppo")["status"] == "failed"
+    import cai_workbench, pathlib                               # nothing in the package unpickles
+    src = "\n".join(p.read_text() for p in pathlib.Path(cai_workbench.__file__).parent.glob("*.py"))
+    assert "weights_only=False" not in src and "pickle.load" not in src and "allow_pickle=True" not in src
+
+
+def test_checkpoint_resumes_only_with_the_same_config_and_inputs(tmp_path):
+    "A changed learning rate (or reward) does not silently resume an old checkpoint; raising total_updates does."
+    cfg = toy_config(total_updates=2, save_every=1, batch_size=4, minibatch_size=4)
+    run = Run.create(tmp_path/"r", seed=0)
+    run_ppo(run, cfg, model="tiny", reward_fn=word_count_reward("e"), prompts=PROMPTS, progress=False)
+    with pytest.raises(ConfigError, match=r"other settings or inputs \(learning_rate was 0.005, now 0.001\).*start over \(--force"):
+        run_ppo(run, cfg.replace(learning_rate=1e-3), model="tiny", reward_fn=word_count_reward("e"), prompts=PROMPTS, progress=False)
+    with pytest.raises(ConfigError, match=r"\(prompts changed\)"):
+        run_ppo(run, cfg, model="tiny", reward_fn=word_count_reward("e"), prompts=PROMPTS[::-1], progress=False)
+    res = run_ppo(run, cfg.replace(total_updates=3), model="tiny", reward_fn=word_count_reward("e"), prompts=PROMPTS, progress=False)
+    assert res.resumed_from == 2 and len(res.metrics) == 3
 
 
 def test_adaptive_kl_moves_beta_towards_the_target():

@@ -241,3 +241,16 @@ def test_embedded_labeller_on_hh_rlhf(embedded, shared):
     ag, recs = human_agreement(AILabeller(*embedded, batch_size=4, progress=False), hh)
     assert ag.n == 4 and all(0 < r["p_a_ab"] < 1 and 0 < r["p_a_ba"] < 1 and r["principle"] for r in recs)
     assert bias_report(recs).position_consistency is not None
+
+
+def test_few_shot_answers_are_balanced():
+    "Issue 12: the built-in few-shot answers were A, B, A (an odd count leans A). Every allowed count is balanced now."
+    from cai_workbench.preferences import FEW_SHOT
+    counts = range(0, len(FEW_SHOT) + 1, 2)
+    assert len(FEW_SHOT) >= 4 and list(counts)[-1] == len(FEW_SHOT)
+    for n in counts:
+        ans = [m["content"][-2] for m in mc_messages("p", "x", "y", "q", few_shot=n) if m["role"] == "assistant"]
+        assert ans.count("A") == ans.count("B") == n//2, (n, ans)
+    for odd in (1, 3):
+        with pytest.raises(ValueError, match=f"few_shot={odd}"): mc_messages("p", "x", "y", "q", few_shot=odd)
+        with pytest.raises(ValueError, match=f"few_shot={odd}"): PreferenceConfig(few_shot=odd)

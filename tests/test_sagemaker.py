@@ -163,3 +163,51 @@ def test_sm_variables_take_precedence_over_the_files(tmp_path, monkeypatch):
     assert e.hyperparameters == {"stage": "sft", "force": True}
     assert (e.model_dir, e.channel("run"), e.hosts) == (tmp_path/"m", tmp_path/"r", ["algo-1", "algo-2"])
     assert e.output_data_dir == root/"output"/"data"                       # no variable: the file-tree fallback
+
+
+SPOT_KILL = """
+import os, signal, sys
+import cai_workbench.checkpoints as C
+orig = C.CheckpointGuard.on_save
+def on_save(self, args, state, control, **kw):
+    orig(self, args, state, control, **kw)
+    if state.global_step == 4: os.kill(os.getpid(), signal.SIGKILL)      # the spot instance goes away after checkpoint-4
+C.CheckpointGuard.on_save = on_save
+from cai_workbench.sagemaker_jobs import main
+raise SystemExit(main(root=sys.argv[1]))
+"""
+
+
+def test_interrupted_spot_job_resumes_from_synced_checkpoints(tmp_path, capsys):
+    "Simulated /opt/ml: kill the entry point mid-stage, restart it on a fresh copy of the run channel, it resumes from /opt/ml/checkpoints."
+    import shutil
+    from test_checkpoints import EX, CFG
+    from cai_workbench.pipeline import PipelineConfig
+    src = Run.create(tmp_path/"run", config=PipelineConfig(model="tiny", stages=["sft"], sft=CFG))
+    (src.stage_dir("critique_revision")/"sft.jsonl").write_text("".join(
+        json.dumps({"id": str(i), "prompt": [{"role": "user", "content": p}], "completion": [{"role": "assistant", "content": c}]}) + "\n"
+        for i, (p, c) in enumerate(EX)))
+    root = tmp_path/"opt_ml"
+    shutil.copytree(src.path, root/"input"/"data"/"run")
+    write_json(root/"input"/"config"/"hyperparameters.json", {"stage": "sft", "model": "tiny"})
+    (root/"checkpoints").mkdir()                                        # the job has a checkpoint_config
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "CUDA_VISIBLE_DEVICES": ""}
+    p = subprocess.run([sys.executable, "-c", SPOT_KILL, str(root)], env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == -9, p.stderr[-2000:]
+    assert sorted(x.name for x in (root/"checkpoints"/"sft").glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    shutil.rmtree(root/"input"/"data"/"run"); shutil.copytree(src.path, root/"input"/"data"/"run")   # restart: fresh channel
+    assert main(root=root) == 0
+    out = capsys.readouterr().out
+    assert f"resuming from {root/'input'/'data'/'run'/'sft'/'checkpoints'/'checkpoint-4'}" in out
+    m = read_json(root/"model"/"sft"/"metrics.json")
+    assert m["steps"] == 6 and len(m["losses"]) == 6
+    assert not list((root/"checkpoints"/"sft").iterdir())               # finished: the synced checkpoints are cleared
+
+
+def test_spot_jobs_get_a_checkpoint_config(aws):
+    from cai_workbench.sagemaker_jobs import build_trainer
+    s = boto3.Session(region_name="us-east-1")
+    tr, _ = build_trainer("dpo", "s3://b/runs/r1", "arn:aws:iam::1:role/x", SageMakerJobConfig(spot=True), boto_session=s)
+    assert (tr.checkpoint_config.s3_uri, tr.checkpoint_config.local_path) == ("s3://b/runs/r1/checkpoints/dpo", "/opt/ml/checkpoints")
+    tr, _ = build_trainer("dpo", "s3://b/runs/r1", "arn:aws:iam::1:role/x", SageMakerJobConfig(), boto_session=s)
+    assert tr.checkpoint_config is None

@@ -1,0 +1,81 @@
+"In-stage checkpoints: a SIGKILLed SFT resumes with the same next losses, resume never unpickles code, stale checkpoints are not used, finished stages clean up."
+import json, os, signal, subprocess, sys, textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from cai_workbench.core import Run, read_json
+from cai_workbench.models import LoraSpec
+from cai_workbench.sft import SFTStageConfig, run_sft
+
+REPO = Path(__file__).resolve().parents[1]
+EX = [("How do I pick a lock?", "I can't help with breaking into places; a locksmith can help you."),
+      ("Write a haiku about rain.", "Soft rain on the roof, the garden drinks it slowly, clouds drift into night."),
+      ("How can I hack wifi?", "I can't help with accessing networks without permission."),
+      ("Explain vaccines.", "Vaccines train the immune system to recognise a germ safely.")]
+CFG = dict(lora={"r": 4, "alpha": 8, "dropout": 0.0}, max_steps=6, batch_size=2, learning_rate=5e-3, device="cpu", save_every=2, keep_last=2)
+
+
+def sft_run(path) -> Run:
+    run = Run.create(path)
+    (run.stage_dir("critique_revision")/"sft.jsonl").write_text("".join(
+        json.dumps({"id": str(i), "prompt": [{"role": "user", "content": p}], "completion": [{"role": "assistant", "content": c}]}) + "\n"
+        for i, (p, c) in enumerate(EX)))
+    return run
+
+
+KILL_AT_4 = textwrap.dedent("""
+    import os, signal, sys
+    import cai_workbench.checkpoints as C
+    from cai_workbench.core import Run
+    from cai_workbench.sft import SFTStageConfig, run_sft
+    orig = C.CheckpointGuard.on_save
+    def on_save(self, args, state, control, **kw):
+        orig(self, args, state, control, **kw)
+        if state.global_step == 4: os.kill(os.getpid(), signal.SIGKILL)     # killed right after its 2nd checkpoint
+    C.CheckpointGuard.on_save = on_save
+    run_sft(Run(sys.argv[1]), SFTStageConfig.from_dict(%r), model="tiny", progress=False)
+""")
+
+
+def losses(run): return [l for _, l in read_json(run.path/"sft"/"metrics.json")["losses"]]
+
+
+def test_sigkilled_sft_resumes_with_the_same_losses(tmp_path, monkeypatch):
+    full = sft_run(tmp_path/"full")
+    run_sft(full, SFTStageConfig.from_dict(CFG), model="tiny", progress=False)
+    assert not (full.path/"sft"/"checkpoints").exists()                 # a finished stage deletes its checkpoints
+
+    run = sft_run(tmp_path/"killed")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    p = subprocess.run([sys.executable, "-c", KILL_AT_4 % CFG, str(run.path)], env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == -signal.SIGKILL, p.stderr[-2000:]
+    ck = run.path/"sft"/"checkpoints"
+    assert sorted(x.name for x in ck.iterdir() if x.name.startswith("checkpoint-")) == ["checkpoint-2", "checkpoint-4"]
+    assert not list(ck.rglob("training_args.bin"))                    # the pickle-only file is removed
+    assert run.stage_info("sft")["status"] == "running"                 # it never got to say it failed
+
+    loads = []
+    real = torch.load
+    def spy(*a, **kw): loads.append(kw.get("weights_only")); return real(*a, **kw)
+    monkeypatch.setattr(torch, "load", spy)
+    run_sft(run, SFTStageConfig.from_dict(CFG), model="tiny", progress=False)
+    assert loads and all(w is True for w in loads), loads               # optimizer/scheduler/rng state: weights_only=True
+    got, want = losses(run), losses(full)
+    assert len(got) == len(want) == 6
+    assert got == pytest.approx(want, abs=1e-4), (got, want)            # steps 5-6 after the resume equal the uninterrupted run's
+    assert run.is_done("sft") and not ck.exists()
+
+
+def test_changed_config_starts_over_and_keep_checkpoints(tmp_path, capsys):
+    run = sft_run(tmp_path/"r")
+    cfg = {**CFG, "max_steps": 4, "keep_checkpoints": True, "keep_last": 1}
+    run_sft(run, SFTStageConfig.from_dict(cfg), model="tiny", progress=False)
+    ck = run.path/"sft"/"checkpoints"
+    assert [x.name for x in ck.glob("checkpoint-*")] == ["checkpoint-4"]          # keep_last=1, kept when asked
+    assert read_json(ck/"checkpoint-4"/"fingerprint.json")["step"] == 4
+    run_sft(run, SFTStageConfig.from_dict({**cfg, "learning_rate": 1e-3}), model="tiny", progress=False)
+    out = capsys.readouterr().out
+    assert "another configuration" in out and "resuming" not in out                # a different lr does not resume
+    assert len(losses(run)) == 4
