@@ -3,6 +3,7 @@
 constitution, principles, chat templates and decoding settings, measured side by side in one run.
 
     .venv/bin/python bench/critique_revision.py [--prompts 32] [--max-new-tokens 48] [--rounds 1] [--batch-size 32]
+                                                [--dtype float32]
                                                 [--seed-prompts N] [--same-dtype] [--no-few-shot] [--threads T] [--model embedded]
 
 Prints the generated tokens/s of each and the ratio (target: >= 10x at batch 32 on 2 CPU cores with the embedded
@@ -60,16 +61,18 @@ def main():
     ap.add_argument("--no-few-shot", action="store_true")
     ap.add_argument("--skip-no-cache", action="store_true", help="do not also time the stage without prefix caching")
     ap.add_argument("--same-dtype", action="store_true", help="run the seed loop in the stage's dtype too")
+    ap.add_argument("--dtype", default=None, help="stage dtype, e.g. float32 (an fp32-only CPU); default: detect_device's")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice); 1 wastes less on a busy CPU")
     a = ap.parse_args()
     if a.threads: torch.set_num_threads(a.threads)
     cfg = CritiqueConfig(prompts="red-team", limit=a.prompts, rounds=a.rounds, use_few_shot=not a.no_few_shot,
                          generation=GenerationConfig(max_new_tokens=a.max_new_tokens, batch_size=a.batch_size))
     recs, con = prepare(cfg)
-    stage_model, tok = load_model(a.model, device="cpu")
+    stage_model, tok = load_model(a.model, device="cpu", dtype=a.dtype)
     seed_model = stage_model if a.same_dtype else load_model(a.model, device="cpu", dtype="float32")[0]
     ns = min(a.seed_prompts or len(recs), len(recs))
-    print(f"{len(recs)} red-team prompts ({ns} for the seed loop), constitution {con.name!r}, rounds={a.rounds}, "
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    print(f"{cpu}; {len(recs)} red-team prompts ({ns} for the seed loop), constitution {con.name!r}, rounds={a.rounds}, "
           f"few-shot={'off' if a.no_few_shot else f'{cfg.max_few_shot} conversation(s)'}, greedy, max_new_tokens={a.max_new_tokens}, "
           f"batch {a.batch_size}; torch threads={torch.get_num_threads()}, cpus={os.cpu_count()}, load avg={os.getloadavg()[0]:.1f}")
 

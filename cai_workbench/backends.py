@@ -15,8 +15,8 @@ import torch
 
 # %% auto #0
 __all__ = ['Chunk', 'BACKENDS', 'DEFAULT_BACKEND', 'GenerationBackend', 'register_backend', 'make_backend', 'use_adapter',
-           'shared_prefix_length', 'sampling_kwargs', 'plain_generation_config', 'HFBackend', 'HFPagedBackend',
-           'rank_seed', 'Shards']
+           'shared_prefix_length', 'sampling_kwargs', 'plain_generation_config', 'HFBackend', 'GrowingLayer',
+           'HFPagedBackend', 'rank_seed', 'Shards']
 
 # %% ../nbs/02c_backends.ipynb #48a4db31
 Chunk = tuple[list[int], list[list[int]]]   # (indices into the prompts, the new token ids of each)
@@ -123,7 +123,8 @@ def _hf_batch(self: HFBackend, batch_ids: list[list[int]], cfg, seed: int | None
     "New token ids for one batch (B rows, up to max_new_tokens each)."
     pad, dev = self.tokenizer.pad_token_id, next(self.model.parameters()).device
     n_pre = shared_prefix_length(batch_ids) if len(batch_ids) > 1 and cfg.prefix_cache_min_tokens > 0 else 0
-    cache = self.prefix_cache(batch_ids[0][:n_pre], len(batch_ids), dev) if n_pre >= max(cfg.prefix_cache_min_tokens, 1) else None
+    cap = max(len(x) for x in batch_ids) + cfg.max_new_tokens                          # positions the batch reaches
+    cache = self.prefix_cache(batch_ids[0][:n_pre], len(batch_ids), dev, cap) if n_pre >= max(cfg.prefix_cache_min_tokens, 1) else None
     if cache is None: n_pre = 0
     prefix, rest = batch_ids[0][:n_pre], [x[n_pre:] for x in batch_ids]
     width = n_pre + max(len(x) for x in rest)
@@ -137,10 +138,38 @@ def _hf_batch(self: HFBackend, batch_ids: list[list[int]], cfg, seed: int | None
     return out[:, width:].tolist()                                                        # (B, <=max_new_tokens)
 HFBackend.batch = _hf_batch
 
+# %% ../nbs/02c_backends.ipynb #5a1c0c4e
+from transformers.cache_utils import DynamicLayer
+
+class GrowingLayer(DynamicLayer):
+    """A `DynamicLayer` whose keys/values are views into a buffer with room to spare: each step is written in place
+    instead of `torch.cat` copying the whole (B, kv_heads, P+t, d) cache every step; the values (and outputs) are the same."""
+    grow = 64   # extra positions when the buffer runs out
+
+    def reserve(self, capacity: int, batch_size: int | None = None):
+        "Move keys/values into buffers of `capacity` positions (batch-1 prefix keys broadcast to `batch_size` rows)."
+        k, v = self.keys, self.values
+        B, H, n, d = k.shape; B = batch_size or B
+        self._kbuf, self._vbuf = k.new_empty(B, H, max(capacity, n), d), v.new_empty(B, H, max(capacity, n), v.shape[-1])
+        self._kbuf[:, :, :n] = k; self._vbuf[:, :, :n] = v
+        self.keys, self.values = self._kbuf[:, :, :n], self._vbuf[:, :, :n]
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        if not self.is_initialized or self.keys.numel() == 0: return super().update(key_states, value_states)
+        n, m = self.keys.shape[-2], key_states.shape[-2]
+        buf = getattr(self, "_kbuf", None)   # batch_select_indices / reorder_cache replace keys: re-buffer then
+        if buf is None or self.keys.data_ptr() != buf.data_ptr() or self.keys.shape[0] != buf.shape[0] or n + m > buf.shape[-2]:
+            self.reserve(n + m + self.grow)
+        self._kbuf[:, :, n:n+m] = key_states; self._vbuf[:, :, n:n+m] = value_states
+        self.keys, self.values = self._kbuf[:, :, :n+m], self._vbuf[:, :, :n+m]
+        return self.keys, self.values
+
+
 # %% ../nbs/02c_backends.ipynb #e0055fcd
-def _prefix_cache(self: HFBackend, prefix: list[int], batch_size: int, device):
+def _prefix_cache(self: HFBackend, prefix: list[int], batch_size: int, device, capacity: int | None = None):
     """KV cache of `prefix`, computed once (batch 1) and repeated for every row; None when the cache is not plain
-    per-layer keys/values (recurrent or linear-attention layers must see each row's own tokens)."""
+    per-layer keys/values (recurrent or linear-attention layers must see each row's own tokens). With `capacity`
+    (total positions the batch will reach) the layers become `GrowingLayer`s, pre-allocated for it."""
     from transformers import cache_utils
     if self._no_prefix_cache: return None
     if getattr(self.model.generation_config, "cache_implementation", None) not in (None, "dynamic", "hybrid"):
@@ -151,7 +180,10 @@ def _prefix_cache(self: HFBackend, prefix: list[int], batch_size: int, device):
     if not isinstance(cache, cache_utils.DynamicCache) or not all(
         isinstance(l, cache_utils.DynamicLayer) and not isinstance(l, linear) for l in cache.layers):
         self._no_prefix_cache = True; return None   # the model's cache kind does not change: skip this forward from now on
-    cache.batch_repeat_interleave(batch_size)                                           # (B, heads, P, d) per layer
+    if capacity is None: cache.batch_repeat_interleave(batch_size)                      # (B, heads, P, d) per layer
+    else:
+        for l in cache.layers:
+            if l.is_initialized and l.keys.numel(): l.__class__ = GrowingLayer; l.reserve(capacity, batch_size)
     return cache
 HFBackend.prefix_cache = _prefix_cache
 

@@ -11,11 +11,13 @@ from pathlib import Path
 
 import ipywidgets as widgets
 
+from .core import read_json
 from .pair_data import load_pair_file, save_pairs
 from .views import badge, esc, section, text_block, view_html, word_diff_html
 
 # %% auto #0
-__all__ = ['DECISIONS', 'ALL', 'SORTS', 'apply_decision', 'set_label', 'confidence', 'pair_html', 'PairViewer']
+__all__ = ['DECISIONS', 'ALL', 'KEPT', 'SORTS', 'apply_decision', 'set_label', 'confidence', 'pair_html', 'dropped_pairs',
+           'PairViewer']
 
 # %% ../nbs/04b_pair_viewer.ipynb #0e1e2770
 DECISIONS = ("accept", "flip", "tie", "a", "b")
@@ -78,7 +80,8 @@ def pair_html(r: dict, max_height: str = "14em") -> str:
             + badge(f'label by {r.get("label_source", "?")}', _SRC_KIND.get(r.get("label_source"), "muted"))
             + badge("tie" if lab == "tie" else f"{lab} better", "warn" if lab == "tie" else "good")
             + (badge(r["principle"], "info") if r.get("principle") else "")
-            + badge(f'confidence {confidence(r):.2f}', "bad" if confidence(r) < 0.2 else "muted"))
+            + badge(f'confidence {confidence(r):.2f}', "bad" if confidence(r) < 0.2 else "muted")
+        + (badge(f'dropped before training: {r["dropped_by"]}', "bad") if r.get("dropped_by") else ""))
     if r.get("previous"):
         pv = r["previous"]; head += badge(f'was {pv.get("label")} by {pv.get("label_source")}', "muted")
     bars = (_bar("P(A) — response a shown first", r.get("p_a_ab")) + _bar("P(A) — response b shown first", r.get("p_a_ba"))
@@ -97,6 +100,17 @@ def pair_html(r: dict, max_height: str = "14em") -> str:
 
 # %% ../nbs/04b_pair_viewer.ipynb #92c49901
 ALL = "(all)"
+KEPT = "kept"
+
+def dropped_pairs(stage_dir) -> dict[str, str]:
+    "{pair id: 'filter (stage)'} for the pairs the data filters dropped before the reward model or DPO trained."
+    out: dict[str, str] = {}
+    for stage in ("reward_model", "dpo"):
+        q = Path(stage_dir).parent/stage/"quality.json"
+        if not q.exists(): continue
+        for pid, f in read_json(q).get("data_filters", {}).get("dropped_ids", []):
+            out[str(pid)] = ", ".join(filter(None, [out.get(str(pid)), f"{f} ({stage})"]))
+    return out
 SORTS = {"least confident first": lambda r: (confidence(r), str(r["id"])),
          "most confident first": lambda r: (-confidence(r), str(r["id"])), "file order": None}
 
@@ -109,17 +123,20 @@ class PairViewer:
         self.principle = widgets.Dropdown(options=[ALL] + names, value=ALL, description="principle")
         self.source = widgets.Dropdown(options=[ALL, "ai", "revision", "human"], value=ALL, description="labelled by")
         self.sort = widgets.Dropdown(options=list(SORTS), value="least confident first", description="sort")
+        self.dropped = dropped_pairs(self.dir)
+        filters = sorted({f.split(" (")[0] for v in self.dropped.values() for f in v.split(", ")})
+        self.data_filter = widgets.Dropdown(options=[ALL, KEPT] + [f"dropped: {f}" for f in filters], value=ALL, description="data filters")
         self.slider = widgets.IntSlider(min=0, max=0, value=0, description="pair", continuous_update=False)
         self.accept_button = widgets.Button(description="accept", button_style="success", icon="check")
         self.flip_button = widgets.Button(description="flip", button_style="warning", icon="exchange")
         self.tie_button = widgets.Button(description="tie", icon="equals")
         self.count, self.status, self.html = widgets.HTML(), widgets.HTML(), widgets.HTML()
-        for w in (self.principle, self.source, self.sort): w.observe(self._refilter, "value")
+        for w in (self.principle, self.source, self.sort, self.data_filter): w.observe(self._refilter, "value")
         self.slider.observe(lambda ch: self._render(), "value")
         self.accept_button.on_click(lambda b: self.decide("a" if self._is_tie() else "accept"))
         self.flip_button.on_click(lambda b: self.decide("b" if self._is_tie() else "flip"))
         self.tie_button.on_click(lambda b: self.decide("tie"))
-        self.widget = widgets.VBox([widgets.HBox([self.principle, self.source, self.sort, self.count], layout=widgets.Layout(flex_flow="row wrap")),
+        self.widget = widgets.VBox([widgets.HBox([self.principle, self.source, self.sort, self.data_filter, self.count], layout=widgets.Layout(flex_flow="row wrap")),
                                     widgets.HBox([self.slider, self.accept_button, self.flip_button, self.tie_button, self.status], layout=widgets.Layout(flex_flow="row wrap")), self.html])
         self._refilter()
 
@@ -127,7 +144,10 @@ class PairViewer:
     def filtered(self) -> list[dict]:
         "The pairs that pass the filters, in the chosen order."
         p, s = self.principle.value, self.source.value
-        f = [r for r in self.records if (p == ALL or r.get("principle") == p) and (s == ALL or r.get("label_source") == s)]
+        d = self.data_filter.value
+        f = [r for r in self.records if (p == ALL or r.get("principle") == p) and (s == ALL or r.get("label_source") == s)
+             and (d == ALL or (d == KEPT) == (str(r["id"]) not in self.dropped)
+                  and (d == KEPT or d.split(": ", 1)[1] in self.dropped.get(str(r["id"]), "")))]
         key = SORTS[self.sort.value]
         return sorted(f, key=key) if key else f
 
@@ -146,7 +166,7 @@ class PairViewer:
 
     def show(self, id) -> PairViewer:
         "Select the pair with this id (clearing filters that hide it)."
-        if not any(str(r["id"]) == str(id) for r in self.filtered): self.principle.value, self.source.value = ALL, ALL
+        if not any(str(r["id"]) == str(id) for r in self.filtered): self.principle.value = self.source.value = self.data_filter.value = ALL
         self.slider.value = [str(r["id"]) for r in self.filtered].index(str(id))
         return self
 
@@ -165,6 +185,7 @@ class PairViewer:
         tie = bool(r) and r.get("label") == "tie"
         self.accept_button.description, self.flip_button.description = ("A better", "B better") if tie else ("accept", "flip")
         for b in (self.accept_button, self.flip_button, self.tie_button): b.disabled = r is None
+        if r is not None and str(r["id"]) in self.dropped: r = {**r, "dropped_by": self.dropped[str(r["id"])]}
         self.html.value = view_html(pair_html(r, self.max_height) if r else '<div class="cai-text">no pairs match these filters</div>')
 
     def _repr_mimebundle_(self, **kw): return self.widget._repr_mimebundle_(**kw)
