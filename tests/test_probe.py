@@ -101,16 +101,15 @@ def test_reward_ranking_tells_a_right_from_a_reversed_reward_model(tmp_path):
 
 @pytest.mark.slow
 def test_small_probe_on_the_embedded_model(tmp_path):
-    "SL-CAI and DPO on revisions of 16 training prompts raise the phrase's rate on 16 held-out prompts (a few minutes on 2 cores)."
+    "SL-CAI on the revisions of 16 training prompts raises the phrase's rate on 16 held-out prompts (DPO is left out: see 11_probe)."
     from cai_workbench.pipeline import PipelineConfig, run_pipeline
     cfg, where = load_config("probe")
     d = cfg.to_dict()
-    d["stages"] = ["critique_revision", "sft", "preferences", "dpo", "evaluation", "probe"]
+    d["stages"] = ["critique_revision", "sft", "evaluation", "probe"]
     d["critique_revision"]["limit"] = 16
     d["sft"]["max_steps"] = 12
-    d["dpo"]["max_steps"] = 12
-    d["evaluation"] |= {"limit": 16, "generation": {"max_new_tokens": 24, "batch_size": 16}, "report": False}
+    d["evaluation"] |= {"limit": 16, "generation": {"max_new_tokens": 16, "batch_size": 16}, "report": False}
     d["probe"] = {"reward_model": False}
     res = run_pipeline(PipelineConfig.from_dict(d, where=where), run_dir=tmp_path/"probe", where=where, progress=False)
     st = res.results["probe"].data["stages"]
-    assert st["sft"]["moved"] and st["dpo"]["moved"], res.results["probe"].table()
+    assert st["sft"]["moved"], res.results["probe"].table()
