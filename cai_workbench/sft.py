@@ -88,7 +88,12 @@ class SFTResult:
     def _repr_markdown_(self):
         s = self.summary()
         return (f"**SL-CAI SFT** `{self.adapter}`\n\n| " + " | ".join(s) + " |\n|" + "---|"*len(s) + "\n| "
-                + " | ".join(str(v) for v in s.values()) + f" |\n\n![loss]({self.path/'loss.png'})")
+                + " | ".join(str(v) for v in s.values()) + " |" + self._loss_image())
+    def _loss_image(self) -> str:
+        "The loss curve inlined (a data URI), so a saved notebook or docs page shows it without the run folder."
+        import base64
+        png = self.path/"loss.png"
+        return f"\n\n![loss](data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()})" if png.exists() else ""
     def __repr__(self): return f"SFTResult({str(self.path)!r}, {self.summary()})"
 
 def plot_loss(losses: list[tuple[int, float]], path, title: str = "SL-CAI SFT"):
