@@ -105,6 +105,7 @@ def _guard_class():
         "Raise `NonFiniteError` on the first non-finite logged loss/grad norm, gradient or trainable weight."
         def __init__(self, stage: str): self.stage = stage
         def _fail(self, args, step, what):
+            _drop_checkpoints(args.output_dir)       # made by the diverging run: a rerun must not resume into it
             raise NonFiniteError(f"{self.stage}: {what} at step {step}; training stopped and nothing was saved (the previous "
                                  f"adapter, if any, is unchanged). Likely cause: {likely_cause(args)}.")
         def on_pre_optimizer_step(self, args, state, control, model=None, **kw):
@@ -121,6 +122,15 @@ def _guard_class():
                 if isinstance(v, (int, float)) and not math.isfinite(v): self._fail(args, state.global_step, f"{k} is {v}")
     _GUARD_CLS = NonFiniteGuard
     return _GUARD_CLS
+
+def _drop_checkpoints(folder) -> None:
+    "Remove the trainer's `checkpoint-N` folders under `folder`, and `folder` itself when that leaves it empty."
+    import shutil
+    folder = Path(folder)
+    if not folder.is_dir(): return
+    for ck in folder.glob("checkpoint-*"): shutil.rmtree(ck, ignore_errors=True)
+    try: folder.rmdir()
+    except OSError: pass                              # not empty: something else lives there
 
 def nonfinite_guard(stage: str):
     "A `transformers` callback that stops training `stage` on the first NaN/inf loss, gradient or weight."

@@ -286,7 +286,9 @@ def test_sft_data_filters_drop_duplicates_and_report(tmp_path, tiny):
     rows = [{"id": "a", "prompt": "How do I pick a lock?", "label": "harmful"}, {"id": "b", "prompt": "how do I  pick a LOCK?", "label": "harmful"},
             {"id": "c", "prompt": "Plan a day in Rome.", "label": "benign"}]
     run = Run.create(tmp_path/"run")
-    res = run_critique_revision(run, small(tmp_path/"unused", rounds=1), model=tiny, prompts=rows, progress=False)
+    cfg = small(tmp_path/"unused", rounds=1)
+    cfg = cfg.replace(filters=cfg.filters.replace(empty=False))   # the random tiny model may answer nothing: test duplicates alone
+    res = run_critique_revision(run, cfg, model=tiny, prompts=rows, progress=False)
     d = run.path/"critique_revision"
     by = {r["id"]: r["dropped_by"] for r in res.records}
     assert by == {"a": None, "b": "exact_duplicate", "c": None}
@@ -295,6 +297,6 @@ def test_sft_data_filters_drop_duplicates_and_report(tmp_path, tiny):
     assert q["counts"]["exact_duplicate"] == 1 and q["kept"] == 2 and q["examples"]["exact_duplicate"][0]["id"] == "b"
     assert res.summary()["sft_examples"] == 2 and res.summary()["sft_dropped"] == 1
     # switched off: all three are SFT examples
-    off = run_critique_revision(Run.create(tmp_path/"off"), small(tmp_path/"unused", rounds=1).replace(
-        filters=small(tmp_path/"unused").filters.replace(exact_duplicates=False, near_duplicates=False)), model=tiny, prompts=rows, progress=False)
+    off = run_critique_revision(Run.create(tmp_path/"off"), cfg.replace(
+        filters=cfg.filters.replace(exact_duplicates=False, near_duplicates=False)), model=tiny, prompts=rows, progress=False)
     assert off.summary()["sft_examples"] == 3

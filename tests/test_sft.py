@@ -73,7 +73,8 @@ def test_loss_falls_and_adapter_reloads(tmp_path):
 def test_end_to_end_from_critique_stage(tmp_path, tiny):
     from cai_workbench.critique import CritiqueConfig, run_critique_revision
     run = Run.create(tmp_path/"r")
-    run_critique_revision(run, CritiqueConfig(prompts="demo", limit=4, use_few_shot=False,
+    from cai_workbench.data_filters import DataFilterConfig
+    run_critique_revision(run, CritiqueConfig(prompts="demo", limit=4, use_few_shot=False, filters=DataFilterConfig(empty=False),
                                               generation=GenerationConfig(max_new_tokens=8, temperature=1.0)), model=tiny, progress=False)
     res = run_sft(run, SFTStageConfig(max_steps=2, batch_size=2, device="cpu"), model="tiny", progress=False)
     assert res.metrics["examples"] == 4 and res.metrics["steps"] == 2

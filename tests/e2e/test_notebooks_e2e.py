@@ -13,7 +13,7 @@ opened. Screenshots of its top and end go to test-artifacts/screenshots/notebook
 """
 from __future__ import annotations
 
-import json, os, re, time
+import json, os, re, shutil, time
 from pathlib import Path
 
 import pytest
@@ -86,6 +86,8 @@ def test_notebook_runs_in_jupyterlab(nb, lab, src):
     keep_slow = os.environ.get("CAI_E2E_SLOW") == "1"
     rel = f"nbs/{src.name}"
     dropped = scoped_copy(src, lab.root/rel, keep_slow)
+    for data in src.parent.glob("*_results"):                  # measured results a notebook reads beside itself
+        if data.is_dir() and not (lab.root/"nbs"/data.name).exists(): shutil.copytree(data, lab.root/"nbs"/data.name)
     t0 = time.monotonic()
     nb.open(rel)
     n_code = len(nb.code_prompts())
