@@ -7,7 +7,6 @@ Docs: https://cai-workbench.github.io/cai-workbench/evaluation.html.md"""
 # %% ../nbs/08_evaluation.ipynb #a1809a72
 from __future__ import annotations
 import hashlib, json, random, time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
