@@ -21,7 +21,7 @@ printed and written to test-artifacts/notebooks-timing.json.
 """
 from __future__ import annotations
 
-import argparse, json, os, re, signal, subprocess, sys, tempfile, time
+import argparse, json, os, re, signal, site, subprocess, sys, sysconfig, tempfile, time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -54,9 +54,14 @@ def _redraws(s: str) -> str:
     return "\n".join(line.rsplit("\r", 1)[-1] if "\r" in line.rstrip("\r") else line.rstrip("\r") for line in s.split("\n"))
 
 
+# where this interpreter's packages live (a warning's file name shows it), longest first
+_SITE = sorted({p for p in (sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], *site.getsitepackages()) if p},
+               key=len, reverse=True)
+
 def scrub(s: str, root: Path = ROOT) -> str:
     "Text with this machine's and this run's particulars replaced by stable placeholders."
     s = _redraws(_ANSI.sub("", s))
+    for sp in _SITE: s = s.replace(sp, "<site-packages>")
     tmp = re.escape(os.path.realpath(tempfile.gettempdir()))
     for base in {str(root), os.path.realpath(root)}:
         s = s.replace(base + os.sep, "").replace(base, ".")

@@ -79,6 +79,13 @@ def test_scrub_replaces_what_changes_between_runs(tmp_path):
     assert run_notebooks.scrub(out) == out  # idempotent: a rerun does not change scrubbed text
 
 
+def test_scrub_replaces_the_site_packages_folder():
+    "A warning's file name shows where the venv is (it may lie outside the checkout): it becomes <site-packages>."
+    sp = run_notebooks._SITE[0]
+    out = run_notebooks.scrub(f"{sp}/transformers/modeling_utils.py:3303: FutureWarning: x")
+    assert out == "<site-packages>/transformers/modeling_utils.py:3303: FutureWarning: x"
+
+
 def test_scrub_outputs_drops_empty_streams_and_scrubs_html():
     cell = {"outputs": [{"output_type": "stream", "name": "stderr", "text": ["\r  0%|   |\r"]},
                         {"output_type": "execute_result", "data": {"text/html": [f"<p>{REPO}/nbs at 0xdeadbeef00</p>"]}}]}
