@@ -393,7 +393,8 @@ class Run:
             _barrier(); return
         t0 = time.time()
         stages = self.manifest["stages"]
-        stages[stage] = {**stages.get(stage, {}), "status": "running", "started": _now(), **info}
+        load = getattr(os, "getloadavg", lambda: None)      # what else ran: `estimate` rescales wall times by it
+        stages[stage] = {**stages.get(stage, {}), "status": "running", "started": _now(), "load_start": load() and round(load()[0], 2), **info}
         self.update_manifest(stages=stages)
         d = self.stage_dir(stage)
         try: yield d
@@ -402,7 +403,7 @@ class Run:
             stages[stage].update(status="failed", ended=_now(), wall_s=round(time.time()-t0, 2), error=f"{type(e).__name__}: {e}"[:500])
             self.update_manifest(stages=stages); raise
         stages = self.manifest["stages"]
-        stages[stage].update(status="done", ended=_now(), wall_s=round(time.time()-t0, 2))
+        stages[stage].update(status="done", ended=_now(), wall_s=round(time.time()-t0, 2), load_avg=load() and [round(x, 2) for x in load()])
         stages[stage].pop("error", None)
         self.update_manifest(stages=stages)
         _barrier()

@@ -101,21 +101,33 @@ _KEYS = {"reward_mean": "reward", "reward_std": "reward_std", "kl": "kl", "entro
          "response_len": "completions/mean_length", "loss": "loss", "clip_ratio": "clip_ratio/region_mean",
          "grad_norm": "grad_norm", "learning_rate": "learning_rate"}
 
+def _step_row(logs: dict, step: int, wall_s: float | None) -> dict:
+    "One metrics row in our names (PPO's) from TRL's log dict of one step."
+    return {"step": step, "update": step, **{k: (float(logs[v]) if logs.get(v) is not None else None) for k, v in _KEYS.items()},
+            "wall_s": wall_s}
+
+# %% ../nbs/06a_rloo_grpo.ipynb #b7c1e0a2
 class StepMetrics(TrainerCallback):
-    "Collect TRL's per-step logs as `{step, reward_mean, kl, entropy, ...}` rows (appended to `path` when given)."
+    """Collect TRL's per-step logs as `{step, reward_mean, kl, entropy, ...}` rows (written to `path` when given).
+    Each step's wall time also goes into the trainer's `log_history`, which every checkpoint saves: a resumed run
+    starts with the rows of the steps before the resume instead of losing them."""
     def __init__(self, path=None, method: str = "rl"):
         self.path, self.method, self.rows, self._t = (Path(path) if path else None), method, [], time.time()
 
+    def on_train_begin(self, args, state, control, **kw):
+        self.rows = [_step_row(h, h["step"], h.get("step_wall_s")) for h in state.log_history if "reward" in h]
+        if self.path is not None: atomic_write_text(self.path, "".join(map(jsonl_line, self.rows)))
+        self._t = time.time()
+
     def on_log(self, args, state, control, logs=None, **kw):
         if not logs or "reward" not in logs: return
-        row = {"step": state.global_step, "update": state.global_step,
-               **{k: (float(logs[v]) if logs.get(v) is not None else None) for k, v in _KEYS.items()},
-               "wall_s": round(time.time() - self._t, 3)}
-        self._t = time.time()
+        row = _step_row(logs, state.global_step, round(time.time() - self._t, 3)); self._t = time.time()
         bad = [k for k in ("loss", "reward_mean") if row[k] is not None and not math.isfinite(row[k])]
         if bad:
             raise RLDivergedError(f"{self.method} step {row['step']}: {bad[0]} is {row[bad[0]]}; the run diverged. Lower "
                                   f"learning_rate ({args.learning_rate}) or raise beta; nothing was saved.")
+        if state.log_history and state.log_history[-1].get("step") == state.global_step:
+            state.log_history[-1]["step_wall_s"] = row["wall_s"]          # saved with the next checkpoint
         self.rows.append(row)
         if self.path is not None:
             with open(self.path, "a", encoding="utf-8") as f: f.write(jsonl_line(row))
