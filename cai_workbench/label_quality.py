@@ -6,6 +6,7 @@ Docs: https://cai-workbench.github.io/cai-workbench/label_quality.html.md"""
 
 # %% ../nbs/04a_label_quality.ipynb #32906807
 from __future__ import annotations
+from fastcore.basics import patch
 import json, math, os, random, re, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,35 +64,39 @@ class BiasReport:
             if r is not None: out |= {f"{name}_ci": r.fields(name)[f"{name}_ci"], f"{name}_n": r.n}
         return out
 
-    def plot(self, path=None):
-        "Left: 'prefers higher' per feature and the first-slot rate with 95% intervals; right: P(A) in both orders."
-        import matplotlib; import matplotlib.pyplot as plt
-        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
-        names = ["first slot", *self.features]
-        vals = [self.first_slot_rate if self.first_slot_rate is not None else np.nan] + [v["prefers_higher"] if v["prefers_higher"] is not None else np.nan for v in self.features.values()]
-        cis = [(np.nan, np.nan)] + [tuple(v["ci"]) if v["ci"] else (np.nan, np.nan) for v in self.features.values()]
-        err = np.array([[max(0, v - lo), max(0, hi - v)] if not np.isnan(v) and not np.isnan(lo) else [0, 0] for v, (lo, hi) in zip(vals, cis)]).T
-        ax.bar(names, vals, yerr=err, color=["#8250df"] + ["#0969da"]*len(self.features), capsize=4)
-        ax.axhline(0.5, color="k", lw=1, ls="--"); ax.set_ylim(0, 1); ax.set_ylabel("share of labels")
-        ax.set_title(f"bias: picks option A / picks the higher value (n={self.n})", fontsize=10)
-        if self.points:
-            x, y = zip(*self.points); ax2.scatter(x, y, s=12, alpha=.6)
-        ax2.plot([0, 1], [0, 1], color="#cf222e", lw=1, label="position only (same letter both orders)")
-        ax2.plot([0, 1], [1, 0], color="#1a7f37", lw=1, label="consistent (same response both orders)")
-        ax2.set_xlim(0, 1); ax2.set_ylim(0, 1); ax2.set_xlabel("P(A), a shown first"); ax2.set_ylabel("P(A), b shown first")
-        ax2.legend(fontsize=7, loc="upper center"); ax2.set_title(f"position consistency {self.position_consistency}", fontsize=10)
-        fig.tight_layout()
-        if path is not None: fig.savefig(path, dpi=110); plt.close(fig)
-        return fig
+# %% ../nbs/04a_label_quality.ipynb #701948d5
+@patch
+def plot(self: BiasReport, path=None):
+    "Left: 'prefers higher' per feature and the first-slot rate with 95% intervals; right: P(A) in both orders."
+    import matplotlib; import matplotlib.pyplot as plt
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    names = ["first slot", *self.features]
+    vals = [self.first_slot_rate if self.first_slot_rate is not None else np.nan] + [v["prefers_higher"] if v["prefers_higher"] is not None else np.nan for v in self.features.values()]
+    cis = [(np.nan, np.nan)] + [tuple(v["ci"]) if v["ci"] else (np.nan, np.nan) for v in self.features.values()]
+    err = np.array([[max(0, v - lo), max(0, hi - v)] if not np.isnan(v) and not np.isnan(lo) else [0, 0] for v, (lo, hi) in zip(vals, cis)]).T
+    ax.bar(names, vals, yerr=err, color=["#8250df"] + ["#0969da"]*len(self.features), capsize=4)
+    ax.axhline(0.5, color="k", lw=1, ls="--"); ax.set_ylim(0, 1); ax.set_ylabel("share of labels")
+    ax.set_title(f"bias: picks option A / picks the higher value (n={self.n})", fontsize=10)
+    if self.points:
+        x, y = zip(*self.points); ax2.scatter(x, y, s=12, alpha=.6)
+    ax2.plot([0, 1], [0, 1], color="#cf222e", lw=1, label="position only (same letter both orders)")
+    ax2.plot([0, 1], [1, 0], color="#1a7f37", lw=1, label="consistent (same response both orders)")
+    ax2.set_xlim(0, 1); ax2.set_ylim(0, 1); ax2.set_xlabel("P(A), a shown first"); ax2.set_ylabel("P(A), b shown first")
+    ax2.legend(fontsize=7, loc="upper center"); ax2.set_title(f"position consistency {self.position_consistency}", fontsize=10)
+    fig.tight_layout()
+    if path is not None: fig.savefig(path, dpi=110); plt.close(fig)
+    return fig
 
-    def _repr_markdown_(self):
-        rows = "\n".join(f"| {k} | {v['n']} | {v['prefers_higher']} | {v['ci']} | {v['corr']} |" for k, v in self.features.items())
-        pc = self.consistency.format() if self.consistency else self.position_consistency
-        fs = self.first_slot.format() if self.first_slot else self.first_slot_rate
-        return (f"**bias report** ({self.n} AI labels) — position consistency **{pc}**, "
-                f"first-slot rate **{fs}** (0.5 = none)\n\n| feature | pairs | prefers higher | 95% CI | corr |\n"
-                f"|---|---|---|---|---|\n{rows}")
+@patch
+def _repr_markdown_(self: BiasReport):
+    rows = "\n".join(f"| {k} | {v['n']} | {v['prefers_higher']} | {v['ci']} | {v['corr']} |" for k, v in self.features.items())
+    pc = self.consistency.format() if self.consistency else self.position_consistency
+    fs = self.first_slot.format() if self.first_slot else self.first_slot_rate
+    return (f"**bias report** ({self.n} AI labels) — position consistency **{pc}**, "
+            f"first-slot rate **{fs}** (0.5 = none)\n\n| feature | pairs | prefers higher | 95% CI | corr |\n"
+            f"|---|---|---|---|---|\n{rows}")
 
+# %% ../nbs/04a_label_quality.ipynb #cfa81379
 def bias_report(records: Sequence[dict]) -> BiasReport:
     "Position and feature biases of the AI-labelled records (`p_a` present)."
     ai = [r for r in records if r.get("p_a") is not None]
@@ -149,16 +154,19 @@ class Agreement:
         return {"n": self.n, "decided": self.decided, "agree": self.agree, "ties": self.ties, **wilson(self.agree, self.decided).fields("agreement"),
                 "agreement": self.agreement, "ci": self.ci, "soft_agreement": self.soft_agreement, "chance_level": self.chance_level}
 
-    def conclusion(self) -> str:
-        "One sentence: the agreement, its interval and n, and whether it is above chance."
-        return rate_conclusion(wilson(self.agree, self.decided), "agreement with human labels", chance=0.5)
+# %% ../nbs/04a_label_quality.ipynb #e1591226
+@patch
+def conclusion(self: Agreement) -> str:
+    "One sentence: the agreement, its interval and n, and whether it is above chance."
+    return rate_conclusion(wilson(self.agree, self.decided), "agreement with human labels", chance=0.5)
 
-    def _repr_markdown_(self):
-        verdict = ("**not distinguishable from chance** — treat these labels as noise; use a stronger feedback model, "
-                   "few-shot examples or chain of thought" if self.chance_level else
-                   ("better than chance" if self.ci[0] > 0.5 else "**worse than chance** (systematically inverted)"))
-        return (f"agreement with human labels: **{self.agreement}** (95% Wilson CI {self.ci[0]}–{self.ci[1]}) on {self.decided} "
-                f"decided pairs ({self.ties} ties of {self.n}); mean P(human's choice) {self.soft_agreement}: {verdict}.\n\n{self.conclusion()}.")
+@patch
+def _repr_markdown_(self: Agreement):
+    verdict = ("**not distinguishable from chance** — treat these labels as noise; use a stronger feedback model, "
+               "few-shot examples or chain of thought" if self.chance_level else
+               ("better than chance" if self.ci[0] > 0.5 else "**worse than chance** (systematically inverted)"))
+    return (f"agreement with human labels: **{self.agreement}** (95% Wilson CI {self.ci[0]}–{self.ci[1]}) on {self.decided} "
+            f"decided pairs ({self.ties} ties of {self.n}); mean P(human's choice) {self.soft_agreement}: {verdict}.\n\n{self.conclusion()}.")
 
 def agreement_of(records: Sequence[dict]) -> Agreement:
     "Agreement of labelled records that carry `human_label` ('a'/'b')."
@@ -168,6 +176,7 @@ def agreement_of(records: Sequence[dict]) -> Agreement:
     return Agreement(len(hr), len(dec), sum(r["label"] == r["human_label"] for r in dec), len(hr) - len(dec),
                      round(float(np.mean(soft)), 4) if soft else None)
 
+# %% ../nbs/04a_label_quality.ipynb #d788ac50
 def shuffle_human_pairs(pairs: Sequence[dict], seed: int = 0) -> list[dict]:
     "Human pairs as unlabelled `response_a`/`response_b` pairs, the chosen one's position set by a seeded coin."
     rng, out = random.Random(seed), []
@@ -223,6 +232,7 @@ def check_quality_inputs(config) -> list[dict] | None:
     from cai_workbench.prompts import load_hh_rlhf_pairs
     return list(load_hh_rlhf_pairs(path, limit=config.quality_pairs, seed=config.seed or 0, single_turn=True))
 
+# %% ../nbs/04a_label_quality.ipynb #b33a30ee
 def write_quality(stage_dir, records: Sequence[dict], labeller, hh: Sequence[dict] | None, config, seed: int = 0,
                   progress: bool = True) -> dict | None:
     "Write quality.json, bias.png and verification.jsonl; returns the agreement summary (None without hh pairs)."

@@ -38,6 +38,7 @@ def word_diff_html(a: str, b: str) -> str:
         out.append(esc(tail))
     return "".join(out)
 
+# %% ../nbs/02a_views.ipynb #5f9dd20d
 def diff_counts(a: str, b: str) -> dict:
     "Words kept, deleted and inserted going from `a` to `b` (whitespace ignored)."
     wa, wb = (a or "").split(), (b or "").split()
@@ -67,6 +68,7 @@ VIEW_CSS = """<style>
 .cai-view table.cai-table td,.cai-view table.cai-table th{border:1px solid #d0d7de;padding:3px 8px;text-align:left}
 </style>"""
 
+# %% ../nbs/02a_views.ipynb #21a1f054
 BADGE_KINDS = ("info", "good", "bad", "warn", "muted")
 
 def text_block(text, max_height: str = "16em", # CSS max-height; longer text scrolls
