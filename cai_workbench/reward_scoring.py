@@ -98,6 +98,18 @@ def _shared_base_tokenizer(peft_model, ad: Path, tokenizer=None):
                                        f"{pbase!r}; its LoRA only fits its own base: use a separate RewardModel.load(...)")
     return rtok
 
+def _split_reward_adapter(ad: Path):
+    "The reward adapter's LoRA weights, its score-head weight, and its LoRA config for a causal LM (no score module)."
+    from peft import LoraConfig
+    from safetensors.torch import load_file
+    sd = load_file(str(ad/"adapter_model.safetensors"))
+    head_keys = [k for k in sd if k.split(".")[-2] == "score"]
+    if len(head_keys) != 1: raise ValueError(f"{ad}: expected one score-head weight in the adapter, found {head_keys}")
+    head_w = sd.pop(head_keys[0])
+    cfg = LoraConfig.from_pretrained(str(ad))
+    cfg.modules_to_save, cfg.task_type, cfg.inference_mode = None, "CAUSAL_LM", True
+    return sd, head_w, cfg
+
 # %% ../nbs/05a_reward_scoring.ipynb #6eec0aef
 @patch(cls_method=True)
 def attach(cls: RewardModel,
@@ -107,20 +119,14 @@ def attach(cls: RewardModel,
            adapter_name: str = "reward", # name of the second adapter on the policy
           ) -> RewardModel:
     "Load the reward LoRA as an extra adapter on `peft_model` (a PEFT causal LM on the same base) plus its head."
-    from peft import LoraConfig, PeftModel, set_peft_model_state_dict
-    from safetensors.torch import load_file
+    from peft import PeftModel, set_peft_model_state_dict
     ad = reward_adapter_dir(source)
     if not isinstance(peft_model, PeftModel):
         raise TypeError("RewardModel.attach needs a PEFT model (the policy with its LoRA adapter); for a plain "
                         "model use RewardModel.load(...) as a separate model")
     rtok = _shared_base_tokenizer(peft_model, ad, tokenizer)
     if adapter_name in peft_model.peft_config: raise ValueError(f"the policy already has an adapter named {adapter_name!r}")
-    sd = load_file(str(ad/"adapter_model.safetensors"))
-    head_keys = [k for k in sd if k.split(".")[-2] == "score"]
-    if len(head_keys) != 1: raise ValueError(f"{ad}: expected one score-head weight in the adapter, found {head_keys}")
-    head_w = sd.pop(head_keys[0])
-    cfg = LoraConfig.from_pretrained(str(ad))
-    cfg.modules_to_save, cfg.task_type, cfg.inference_mode = None, "CAUSAL_LM", True
+    sd, head_w, cfg = _split_reward_adapter(ad)
     hidden = peft_model.get_base_model().config.get_text_config().hidden_size
     if head_w.shape[-1] != hidden:
         raise RewardModelMismatchError(f"{ad}: score head width {head_w.shape[-1]} != the policy's hidden size {hidden}; "
