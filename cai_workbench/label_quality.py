@@ -177,7 +177,9 @@ def agreement_of(records: Sequence[dict]) -> Agreement:
                      round(float(np.mean(soft)), 4) if soft else None)
 
 # %% ../nbs/04a_label_quality.ipynb #d788ac50
-def shuffle_human_pairs(pairs: Sequence[dict], seed: int = 0) -> list[dict]:
+def shuffle_human_pairs(pairs: Sequence[dict], # hh-rlhf pairs (`prompts.load_hh_rlhf_pairs`): prompt, chosen, rejected
+                        seed: int = 0,          # seed of the coin that puts the chosen reply first or second
+                       ) -> list[dict]:
     "Human pairs as unlabelled `response_a`/`response_b` pairs, the chosen one's position set by a seeded coin."
     rng, out = random.Random(seed), []
     for p in pairs:
@@ -186,7 +188,10 @@ def shuffle_human_pairs(pairs: Sequence[dict], seed: int = 0) -> list[dict]:
                     "response_b": p["rejected"] if a_first else p["chosen"], "human_label": "a" if a_first else "b", "source": "human"})
     return out
 
-def human_agreement(labeller, pairs: Sequence[dict], seed: int = 0) -> tuple[Agreement, list[dict]]:
+def human_agreement(labeller,               # an `AILabeller` (anything with `label(pairs, desc=...)`)
+                    pairs: Sequence[dict], # hh-rlhf pairs with the human's choice
+                    seed: int = 0,         # seed of `shuffle_human_pairs`
+                   ) -> tuple[Agreement, list[dict]]:
     "Label human-labelled pairs with `labeller` (an `AILabeller`); returns the agreement and the labelled records."
     recs = labeller.label(shuffle_human_pairs(pairs, seed), desc="label hh-rlhf")
     return agreement_of(recs), recs
@@ -233,8 +238,14 @@ def check_quality_inputs(config) -> list[dict] | None:
     return list(load_hh_rlhf_pairs(path, limit=config.quality_pairs, seed=config.seed or 0, single_turn=True))
 
 # %% ../nbs/04a_label_quality.ipynb #b33a30ee
-def write_quality(stage_dir, records: Sequence[dict], labeller, hh: Sequence[dict] | None, config, seed: int = 0,
-                  progress: bool = True) -> dict | None:
+def write_quality(stage_dir,                  # the preferences stage folder
+                  records: Sequence[dict],    # the stage's labelled pairs
+                  labeller,                   # the labeller that made them (re-used on the hh-rlhf pairs)
+                  hh: Sequence[dict] | None,  # human pairs from `check_quality_inputs` (None: no agreement numbers)
+                  config,                     # the `PreferenceConfig` (verification sample size, low-confidence cut)
+                  seed: int = 0,
+                  progress: bool = True,
+                 ) -> dict | None:
     "Write quality.json, bias.png and verification.jsonl; returns the agreement summary (None without hh pairs)."
     stage_dir = Path(stage_dir)
     out, agreement = {"labeller": labeller.id, "scoring": labeller.scoring}, None
