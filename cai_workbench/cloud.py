@@ -167,6 +167,7 @@ class SyncSummary:
             md += "\n\n" + "\n".join(f"- ✗ `{k}`: {v}" for k, v in list(self.failed.items())[:20])
         return md
 
+# %% ../nbs/09_cloud.ipynb #cd7e1729
 class SyncError(CloudError):
     "Some files failed to sync; `.summary` says which."
     def __init__(self, summary: SyncSummary):
@@ -208,6 +209,7 @@ def _record_sync(root: Path, shas: dict):
     from cai_workbench.core import write_json
     if shas and root.is_dir(): write_json(root/SYNC_STATE, {"files": {**_sync_state(root), **shas}})
 
+# %% ../nbs/09_cloud.ipynb #c216bc83
 def _local_files(root: Path) -> dict:
     "relative posix path -> Path for the regular files under root (symlinks leaving root are skipped)."
     out, rroot = {}, root.resolve()
@@ -219,6 +221,7 @@ def _local_files(root: Path) -> dict:
             if p.is_file(): out[p.relative_to(root).as_posix()] = p
     return out
 
+# %% ../nbs/09_cloud.ipynb #cb092105
 def push(run_dir,                                  # local folder (or a `core.Run`)
          uri: str,                                 # s3://bucket/prefix
          include: Sequence[str] | None = None,     # glob patterns to copy (None: everything)

@@ -53,6 +53,7 @@ class RLStageConfig(CheckpointSettings):   # save_every / keep_last / keep_check
         if self.batch_size < self.num_generations: raise ValueError(f"batch_size={self.batch_size}: must be >= num_generations={self.num_generations}")
         if self.learning_rate <= 0: raise ValueError(f"learning_rate={self.learning_rate}: must be > 0")
 
+# %% ../nbs/06a_rloo_grpo.ipynb #c777bfe0
 @dataclass
 class RLOOStageConfig(RLStageConfig):
     "RLOO (REINFORCE leave-one-out, TRL `RLOOTrainer`)."
@@ -149,6 +150,7 @@ def plot_rl_curves(rows: Sequence[dict], path=None, title: str = "RL"):
     if path is not None: fig.savefig(path, dpi=110)
     return fig
 
+# %% ../nbs/06a_rloo_grpo.ipynb #ce22da9d
 @dataclass
 class RLResult:
     "What an RLOO/GRPO stage did: per-step metrics and the headline numbers (same summary keys as PPO)."
@@ -207,6 +209,7 @@ def _trl_args(method: str, config: RLStageConfig, out: str, seed: int, dev):
     else: kw.update(loss_type=config.loss_type, scale_rewards=config.scale_rewards)
     return Args(**kw)
 
+# %% ../nbs/06a_rloo_grpo.ipynb #c730c47f
 def _run_rl(method: str, run: Run, config: RLStageConfig, model: str, reward_fn: RewardFunc | None, prompts) -> RLResult:
     from datasets import Dataset
     seed = run.seed if config.seed is None else config.seed

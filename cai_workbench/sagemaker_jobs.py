@@ -85,6 +85,7 @@ def default_image(job: SageMakerJobConfig, region: str) -> str:
     return image_uris.retrieve("pytorch", region=region, version=job.framework_version, py_version=job.py_version,
                                instance_type=job.instance_type, image_scope="training")
 
+# %% ../nbs/09a_sagemaker.ipynb #cb6029ef
 def build_trainer(stage: str,                      # pipeline stage to run
                   run_uri: str,                    # s3://... where the run folder is mirrored
                   role: str | None,                # IAM execution role ARN (None: the SDK resolves the caller's role)
@@ -182,6 +183,7 @@ class SageMakerJob:
                 + (f": {self.failure_reason}" if self.failure_reason else "")
                 + f"\n\n| run in S3 | local run | console |\n|---|---|---|\n| `{self.run_uri}` | `{self.run_dir}` | [open]({self.console_url}) |")
 
+# %% ../nbs/09a_sagemaker.ipynb #c6fd0f36
 def launch_stage(stage: str,                       # e.g. "sft", "dpo", "ppo"
                  config,                           # a `pipeline.PipelineConfig` (or the path of its YAML / a preset name)
                  instance_type: str | None = None, # shortcut for job.instance_type
@@ -241,6 +243,7 @@ def _hp_value(v):
     try: return json.loads(v)
     except ValueError: return v
 
+# %% ../nbs/09a_sagemaker.ipynb #c336a63c
 def sagemaker_env(root=None) -> SageMakerEnv:
     "Read the SageMaker contract from `SM_*` variables, falling back to the files under `root` (default /opt/ml)."
     root = Path(root or os.environ.get("CAI_SM_ROOT", "/opt/ml"))
@@ -290,6 +293,7 @@ def link_checkpoints(run_dir, stage: str, checkpoint_dir) -> Path | None:
     link.symlink_to(target, target_is_directory=True)
     return target
 
+# %% ../nbs/09a_sagemaker.ipynb #c1fd0f99
 def unlink_checkpoints(run_dir, stage: str) -> None:
     "After the stage: replace the link by a real folder when checkpoints were kept (so they reach model.tar.gz), else drop it."
     link = Path(run_dir)/stage/"checkpoints"
@@ -308,6 +312,7 @@ def export_outputs(env: SageMakerEnv, run_dir, stage: str) -> dict:
     print("cai_metrics " + json.dumps(metrics, default=str), flush=True)   # one line, for MetricDefinitions / logs
     return metrics
 
+# %% ../nbs/09a_sagemaker.ipynb #cb56316a
 def main(argv: list[str] | None = None,   # ignored: the SDK also passes hyperparameters as --key value
          root=None) -> int:               # simulated /opt/ml (tests); default $CAI_SM_ROOT or /opt/ml
     "Entry point of a SageMaker job: run the stage named in the hyperparameters on the `run` channel."

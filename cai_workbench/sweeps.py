@@ -27,6 +27,7 @@ def _set(d: dict, dotted: str, value):
 
 def _label(v) -> str: return str(v).replace("/", "_").replace(" ", "")[:24]
 
+# %% ../nbs/13b_sweeps.ipynb #cc34dd1c
 def expand_sweep(config: dict, where: str = "config") -> list[tuple[str, dict]]:
     "[(name, config dict)] for every variant of `config`'s `sweep:` block (one, unchanged, when there is none)."
     from cai_workbench.pipeline import PipelineConfig
@@ -289,6 +290,7 @@ def principle_stats(run) -> dict[str, dict]:
         s["agree_majority_n"] = s.pop("agree_n"); s.pop("agree")
     return dict(sorted(out.items()))
 
+# %% ../nbs/13b_sweeps.ipynb #c246dcce
 def _rows(path):
     from cai_workbench.core import read_jsonl
     return read_jsonl(path)
