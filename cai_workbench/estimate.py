@@ -25,14 +25,17 @@ def _n_prompts(source, limit, seed: int = 0) -> int:
 
 def _gen(c) -> int: return getattr(getattr(c, "generation", None), "max_new_tokens", None) or getattr(c, "max_new_tokens", 64)
 
-def stage_work(stage: str, c, seed: int = 0) -> dict:
-    "{'tokens': upper bound of tokens generated or trained on, 'what': how it was counted} for one stage config `c`."
+_POLICIES = ("sft", "ppo", "dpo", "rloo", "grpo")     # the stages whose adapter evaluation compares with the base model
+
+def stage_work(stage: str, c, seed: int = 0, stages: list[str] | None = None) -> dict:
+    "{'tokens': upper bound of tokens generated or trained on, 'what': how it was counted} for stage config `c` in a run of `stages`."
     if stage == "critique_revision":
         n = _n_prompts(c.prompts, c.limit, seed); return {"tokens": n*(1 + 2*c.rounds)*_gen(c), "what": f"{n} prompts x {1+2*c.rounds} answers x {_gen(c)} new tokens"}
     if stage == "preferences":
         n = _n_prompts(c.prompts, c.limit, seed); return {"tokens": n*c.k*_gen(c), "what": f"{n} prompts x {c.k} samples x {_gen(c)} new tokens"}
     if stage == "evaluation":
-        n = sum(_n_prompts(p, c.limit, seed) for p in c.prompts); return {"tokens": n*_gen(c), "what": f"{n} prompts x {_gen(c)} new tokens (+ judging)"}
+        n, k = sum(_n_prompts(p, c.limit, seed) for p in c.prompts), len(c.stages) if c.stages else 1 + sum(s in _POLICIES for s in stages or ())
+        return {"tokens": n*k*_gen(c), "what": f"{n} prompts x {k} policies x {_gen(c)} new tokens (+ judging)"}
     if stage == "ppo":
         return {"tokens": c.total_updates*c.batch_size*c.max_new_tokens, "what": f"{c.total_updates} updates x {c.batch_size} rollouts x {c.max_new_tokens} new tokens"}
     if stage in ("rloo", "grpo"):
@@ -78,7 +81,7 @@ def rates_from_run(run_dir, trace=None) -> dict[str, dict]:
     out = {}
     for stage, info in m.get("stages", {}).items():
         if info.get("status") != "done" or not info.get("wall_s") or stage not in cfg.stages or info.get("reused_from"): continue
-        w = stage_work(stage, cfg.stage_config(stage), cfg.seed)
+        w = stage_work(stage, cfg.stage_config(stage), cfg.seed, cfg.stages)
         if not w["tokens"]: continue
         s, L = info["wall_s"]/w["tokens"], stage_load(info, trace)
         out[stage] = {"s_per_token": s, "s_per_token_alone": None if L is None else s/contention(L, cores), "load": L, "cores": cores,
@@ -147,7 +150,7 @@ def estimate(config, instance_type: str = "local",
     bench = throughput_table().get("classes", {}).get(dclass, {})
     rows = []
     for stage in cfg.stages:
-        w = stage_work(stage, cfg.stage_config(stage), cfg.seed)
+        w = stage_work(stage, cfg.stage_config(stage), cfg.seed, cfg.stages)
         r = measured.get(stage) or ({**bench[stage], "source": f"benchmark {dclass}: {bench[stage]['source']}"} if stage in bench else None)
         wall = _wall(w["tokens"], r, load)
         usd = None if wall is None or not inst.get("usd_per_hour") else wall/3600*inst["usd_per_hour"]

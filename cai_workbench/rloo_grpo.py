@@ -127,8 +127,8 @@ class StepMetrics(TrainerCallback):
         if bad:
             raise RLDivergedError(f"{self.method} step {row['step']}: {bad[0]} is {row[bad[0]]}; the run diverged. Lower "
                                   f"learning_rate ({args.learning_rate}) or raise beta; nothing was saved.")
-        if state.log_history and state.log_history[-1].get("step") == state.global_step:
-            state.log_history[-1]["step_wall_s"] = row["wall_s"]          # saved with the next checkpoint
+        hist = getattr(state, "log_history", None)
+        if hist and hist[-1].get("step") == state.global_step: hist[-1]["step_wall_s"] = row["wall_s"]   # saved with the next checkpoint
         self.rows.append(row)
         if self.path is not None:
             with open(self.path, "a", encoding="utf-8") as f: f.write(jsonl_line(row))
@@ -209,9 +209,9 @@ def _trl_args(method: str, config: RLStageConfig, out: str, seed: int, dev):
     else: kw.update(loss_type=config.loss_type, scale_rewards=config.scale_rewards)
     return Args(**kw)
 
-# %% ../nbs/06a_rloo_grpo.ipynb #c730c47f
-def _run_rl(method: str, run: Run, config: RLStageConfig, model: str, reward_fn: RewardFunc | None, prompts) -> RLResult:
-    from datasets import Dataset
+# %% ../nbs/06a_rloo_grpo.ipynb #c6arli01
+def _rl_inputs(method: str, run: Run, config: RLStageConfig, model: str, reward_fn, prompts):
+    "(seed, prompt texts, SFT adapter or None, reward adapter or None, cache key), checked before any work."
     seed = run.seed if config.seed is None else config.seed
     texts = _prompt_texts(config, prompts, seed)
     sft = run.path/"sft"/"adapter"
@@ -222,12 +222,20 @@ def _run_rl(method: str, run: Run, config: RLStageConfig, model: str, reward_fn:
     rm_dir = None if reward_fn is not None else run.require("reward_model", "adapter", hint="run reward_model first (or pass reward_fn=...)")
     key = {"config": config.to_dict(), "model": str(model), "sft": sft and fingerprint(sft), "reward": rm_dir and fingerprint(rm_dir),
            "prompts": len(texts), "custom_reward": reward_fn is not None}
+    return seed, texts, sft, rm_dir, key
+
+def _cached(run: Run, method: str, key: dict, reward_fn) -> RLResult | None:
+    "The finished stage's result when it was made from the same inputs (never with a custom reward function)."
     old = run.path/method/"metrics.json"
-    if reward_fn is None and run.is_done(method) and old.exists():
-        m = read_json(old)
-        if m.get("key") == key:
-            rows = read_jsonl(run.path/method/"metrics.jsonl", "metrics")
-            return RLResult(run.path/method, method, rows, m["wall_s"], m["peak_mem_mb"])
+    if reward_fn is None and run.is_done(method) and old.exists() and (m := read_json(old)).get("key") == key:
+        return RLResult(run.path/method, method, read_jsonl(run.path/method/"metrics.jsonl", "metrics"), m["wall_s"], m["peak_mem_mb"])
+    return None
+
+# %% ../nbs/06a_rloo_grpo.ipynb #c730c47f
+def _run_rl(method: str, run: Run, config: RLStageConfig, model: str, reward_fn: RewardFunc | None, prompts) -> RLResult:
+    from datasets import Dataset
+    seed, texts, sft, rm_dir, key = _rl_inputs(method, run, config, model, reward_fn, prompts)
+    if (done := _cached(run, method, key, reward_fn)) is not None: return done
     dev = detect_device(config.device)
     t0 = time.time()
     with run.stage(method, steps=config.max_steps) as d, atomic_dir(d) as out, PeakMemory(dev.kind) as mem:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .core import ConfigBase, ConfigError, Run, read_json, write_json, atomic_write_text, is_main_process
 from .cloud import CloudError, parse_s3_uri, push, pull, sync_after_stage
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['ENTRY_SCRIPT', 'CHECKPOINT_DIR', 'SageMakerJobConfig', 'container_requirements', 'stage_source', 'default_image',
@@ -157,31 +158,35 @@ class SageMakerJob:
         self.status, self.failure_reason = d["TrainingJobStatus"], d.get("FailureReason")
         return d
 
-    def wait(self, poll_s: int = 30, pull_results: bool = True) -> SageMakerJob:
-        "Wait until the job ends; on success pull `<stage>/` and the manifest into the local run folder."
-        from tqdm.auto import tqdm
-        t0 = time.time()
-        with tqdm(desc=f"{self.name}", bar_format="{desc}: {postfix} [{elapsed}]") as bar:
-            while True:
-                d = self.describe(); bar.set_postfix_str(f"{self.status} / {d.get('SecondaryStatus', '')}")
-                if self.status in ("Completed", "Failed", "Stopped"): break
-                time.sleep(poll_s)
-        if self.status != "Completed":
-            raise CloudError(f"job {self.name} {self.status}: {self.failure_reason or 'no reason given'}; "
-                             f"logs: CloudWatch /aws/sagemaker/TrainingJobs ({self.console_url})")
-        if pull_results: self.pull()
-        return self
+# %% ../nbs/09a_sagemaker.ipynb #c9asmj01
+@patch
+def wait(self: SageMakerJob, poll_s: int = 30, pull_results: bool = True) -> SageMakerJob:
+    "Wait until the job ends; on success pull `<stage>/` and the manifest into the local run folder."
+    from tqdm.auto import tqdm
+    t0 = time.time()
+    with tqdm(desc=f"{self.name}", bar_format="{desc}: {postfix} [{elapsed}]") as bar:
+        while True:
+            d = self.describe(); bar.set_postfix_str(f"{self.status} / {d.get('SecondaryStatus', '')}")
+            if self.status in ("Completed", "Failed", "Stopped"): break
+            time.sleep(poll_s)
+    if self.status != "Completed":
+        raise CloudError(f"job {self.name} {self.status}: {self.failure_reason or 'no reason given'}; "
+                         f"logs: CloudWatch /aws/sagemaker/TrainingJobs ({self.console_url})")
+    if pull_results: self.pull()
+    return self
 
-    def pull(self, **kw) -> object:
-        "Download the stage's results from the run's S3 mirror into the local run folder."
-        kw.setdefault("progress", False)
-        self.pulled = pull(self.run_uri, self.run_dir, include=[f"{self.stage}/*", "manifest.json"], **kw)
-        return self.pulled
+@patch
+def pull(self: SageMakerJob, **kw) -> object:
+    "Download the stage's results from the run's S3 mirror into the local run folder."
+    kw.setdefault("progress", False)
+    self.pulled = pull(self.run_uri, self.run_dir, include=[f"{self.stage}/*", "manifest.json"], **kw)
+    return self.pulled
 
-    def _repr_markdown_(self):
-        return (f"**SageMaker job** `{self.name}` — stage `{self.stage}` — **{self.status}**"
-                + (f": {self.failure_reason}" if self.failure_reason else "")
-                + f"\n\n| run in S3 | local run | console |\n|---|---|---|\n| `{self.run_uri}` | `{self.run_dir}` | [open]({self.console_url}) |")
+@patch
+def _repr_markdown_(self: SageMakerJob):
+    return (f"**SageMaker job** `{self.name}` — stage `{self.stage}` — **{self.status}**"
+            + (f": {self.failure_reason}" if self.failure_reason else "")
+            + f"\n\n| run in S3 | local run | console |\n|---|---|---|\n| `{self.run_uri}` | `{self.run_dir}` | [open]({self.console_url}) |")
 
 # %% ../nbs/09a_sagemaker.ipynb #c6fd0f36
 def launch_stage(stage: str,                       # e.g. "sft", "dpo", "ppo"
