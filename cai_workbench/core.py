@@ -391,7 +391,7 @@ class Run:
         if not is_main_process():
             with tempfile.TemporaryDirectory(prefix=f"cai-{stage}-rank{os.environ.get('RANK')}-") as scratch: yield Path(scratch)
             _barrier(); return
-        t0 = time.time()
+        t0, c0 = time.time(), time.process_time()
         stages = self.manifest["stages"]
         load = getattr(os, "getloadavg", lambda: None)      # what else ran: `estimate` rescales wall times by it
         stages[stage] = {**stages.get(stage, {}), "status": "running", "started": _now(), "load_start": load() and round(load()[0], 2), **info}
@@ -403,7 +403,8 @@ class Run:
             stages[stage].update(status="failed", ended=_now(), wall_s=round(time.time()-t0, 2), error=f"{type(e).__name__}: {e}"[:500])
             self.update_manifest(stages=stages); raise
         stages = self.manifest["stages"]
-        stages[stage].update(status="done", ended=_now(), wall_s=round(time.time()-t0, 2), load_avg=load() and [round(x, 2) for x in load()])
+        stages[stage].update(status="done", ended=_now(), wall_s=round(time.time()-t0, 2),
+                              cpu_s=round(time.process_time()-c0, 2), load_avg=load() and [round(x, 2) for x in load()])
         stages[stage].pop("error", None)
         self.update_manifest(stages=stages)
         _barrier()

@@ -54,4 +54,4 @@ def test_load_rescales_a_rate_measured_under_another_load(tmp_path):
     assert any("rescaled to load average 1.0" in n for n in estimate(small, reference=ref, load=1.0).notes)
     with run.stage("evaluation"): pass                                            # every stage now records the load it met
     info = run.stage_info("evaluation")
-    assert isinstance(info["load_start"], float) and len(info["load_avg"]) == 3
+    assert isinstance(info["load_start"], float) and len(info["load_avg"]) == 3 and info["cpu_s"] >= 0
