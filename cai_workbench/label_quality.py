@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .core import atomic_write_text, write_json, write_jsonl
+from .core import atomic_write_text, save_figure, write_json, write_jsonl
 from .stats import Rate, rate, rate_conclusion, wilson, wilson_interval
 
 # %% auto #0
@@ -81,7 +81,7 @@ class BiasReport:
         ax2.set_xlim(0, 1); ax2.set_ylim(0, 1); ax2.set_xlabel("P(A), a shown first"); ax2.set_ylabel("P(A), b shown first")
         ax2.legend(fontsize=7, loc="upper center"); ax2.set_title(f"position consistency {self.position_consistency}", fontsize=10)
         fig.tight_layout()
-        if path is not None: fig.savefig(path, dpi=110); plt.close(fig)
+        if path is not None: save_figure(fig, path)
         return fig
 
     def _repr_markdown_(self):

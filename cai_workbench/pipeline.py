@@ -38,16 +38,16 @@ class StageSpec:
         return getattr(mod, self.config_class), getattr(mod, self.runner)
 
 STAGES: dict[str, StageSpec] = {s.name: s for s in [
-    StageSpec("critique_revision", "cai_workbench.critique", "CritiqueConfig", "run_critique_revision"),
-    StageSpec("sft", "cai_workbench.sft", "SFTStageConfig", "run_sft", ("critique_revision/sft.jsonl",)),
-    StageSpec("preferences", "cai_workbench.preferences", "PreferenceConfig", "run_preferences",
+    StageSpec("critique_revision", "cai_workbench.critique", "CritiqueRevisionConfig", "run_critique_revision"),
+    StageSpec("sft", "cai_workbench.sft", "SFTConfig", "run_sft", ("critique_revision/sft.jsonl",)),
+    StageSpec("preferences", "cai_workbench.preferences", "PreferencesConfig", "run_preferences",
               ("critique_revision/records.jsonl", "sft/adapter")),
-    StageSpec("reward_model", "cai_workbench.reward", "RewardConfig", "run_reward_model", ("preferences/pairs.jsonl",)),
+    StageSpec("reward_model", "cai_workbench.reward", "RewardModelConfig", "run_reward_model", ("preferences/pairs.jsonl",)),
     StageSpec("ppo", "cai_workbench.ppo_runner", "PPOConfig", "run_ppo", ("sft/adapter", "reward_model/adapter")),
-    StageSpec("rloo", "cai_workbench.rloo_grpo", "RLOOStageConfig", "run_rloo", ("sft/adapter", "reward_model/adapter")),
-    StageSpec("grpo", "cai_workbench.rloo_grpo", "GRPOStageConfig", "run_grpo", ("sft/adapter", "reward_model/adapter")),
-    StageSpec("dpo", "cai_workbench.dpo", "DPOStageConfig", "run_dpo", ("preferences/pairs.jsonl", "sft/adapter")),
-    StageSpec("evaluation", "cai_workbench.evaluation", "EvalConfig", "run_evaluation",
+    StageSpec("rloo", "cai_workbench.rloo_grpo", "RLOOConfig", "run_rloo", ("sft/adapter", "reward_model/adapter")),
+    StageSpec("grpo", "cai_workbench.rloo_grpo", "GRPOConfig", "run_grpo", ("sft/adapter", "reward_model/adapter")),
+    StageSpec("dpo", "cai_workbench.dpo", "DPOConfig", "run_dpo", ("preferences/pairs.jsonl", "sft/adapter")),
+    StageSpec("evaluation", "cai_workbench.evaluation", "EvaluationConfig", "run_evaluation",
               ("sft/adapter", "ppo/adapter", "rloo/adapter", "grpo/adapter", "dpo/adapter")),
     StageSpec("probe", "cai_workbench.probe", "ProbeConfig", "run_probe", ("evaluation/responses.jsonl", "reward_model/adapter")),  # known-answer check (11_probe)
 ]}
