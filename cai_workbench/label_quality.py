@@ -17,9 +17,9 @@ from .core import atomic_write_text, save_figure, write_json, write_jsonl
 from .stats import Rate, rate, rate_conclusion, wilson, wilson_interval
 
 # %% auto #0
-__all__ = ['INFORMAL', 'HEDGES', 'BOOSTERS', 'FEATURES', 'text_features', 'BiasReport', 'bias_report', 'synthetic_records',
-           'Agreement', 'agreement_of', 'shuffle_human_pairs', 'human_agreement', 'verification_sample',
-           'default_hh_rlhf', 'check_quality_inputs', 'write_quality']
+__all__ = ['INFORMAL', 'HEDGES', 'BOOSTERS', 'FEATURES', 'text_features', 'BiasReport', 'consistent_in_both_orders',
+           'bias_report', 'synthetic_records', 'Agreement', 'agreement_of', 'shuffle_human_pairs', 'human_agreement',
+           'verification_sample', 'default_hh_rlhf', 'check_quality_inputs', 'write_quality']
 
 # %% ../nbs/04a_label_quality.ipynb #71208df8
 INFORMAL = {"yeah", "yep", "nope", "ok", "okay", "hey", "gonna", "wanna", "gotta", "kinda", "sorta", "lol", "cool",
@@ -92,11 +92,15 @@ class BiasReport:
                 f"first-slot rate **{fs}** (0.5 = none)\n\n| feature | pairs | prefers higher | 95% CI | corr |\n"
                 f"|---|---|---|---|---|\n{rows}")
 
+def consistent_in_both_orders(records: Sequence[dict]) -> list[bool]:
+    "For each AI-labelled record scored in both orders: did both orders pick the same response? (position consistency)"
+    return [(r["p_a_ab"] > .5) == (r["p_a_ba"] < .5) for r in records if r.get("p_a") is not None and r.get("p_a_ba") is not None]
+
 def bias_report(records: Sequence[dict]) -> BiasReport:
     "Position and feature biases of the AI-labelled records (`p_a` present)."
     ai = [r for r in records if r.get("p_a") is not None]
     both = [r for r in ai if r.get("p_a_ba") is not None]
-    rc = rate([(r["p_a_ab"] > .5) == (r["p_a_ba"] < .5) for r in both])
+    rc = rate(consistent_in_both_orders(both))
     rf = rate([r["p_a_ab"] > .5 for r in ai] + [r["p_a_ba"] > .5 for r in both])
     cons = None if rc.value is None else round(rc.value, 4)
     first = None if rf.value is None else round(rf.value, 4)

@@ -24,8 +24,8 @@ from .labellers import decide, labelled_record, make_labeller
 
 # %% auto #0
 __all__ = ['ANSWER_PREFIX', 'COT_ANSWER', 'COT_REQUEST', 'FEW_SHOT', 'SCORINGS', 'PAIR_SOURCES', 'PreferenceConfig',
-           'mc_question', 'mc_messages', 'resolve_scoring', 'letter_probs', 'combine_orders', 'AILabeller',
-           'PreferencesConfig', 'PreferenceResult', 'sample_pairs', 'run_preferences']
+           'mc_question', 'mc_messages', 'resolve_scoring', 'letter_probs', 'AILabeller', 'PreferencesConfig',
+           'PreferenceResult', 'sample_pairs', 'run_preferences']
 
 # %% ../nbs/04_preferences.ipynb #4f022bb8
 ANSWER_PREFIX = "The answer is: ("
@@ -79,28 +79,11 @@ def resolve_scoring(tokenizer, letters: Sequence[str], scoring: str = "auto") ->
                              f"strings, or choose letters that are single tokens") from None
         return "sequence"
 
-@torch.inference_mode()
-def _next_token_rows(model, tok, prompts, prefixes, cand_ids, batch_size=16, system=None) -> torch.Tensor:
-    "Like `next_token_logprobs`, with a different text prefix per row: (N, K) log-probs of `cand_ids`."
-    dev = next(model.parameters()).device
-    enc = [encode_chat(tok, p, system=system) + tok(x, add_special_tokens=False)["input_ids"] for p, x in zip(prompts, prefixes)]
-    out, cand = torch.empty(len(enc), len(cand_ids)), torch.tensor(cand_ids, device=dev)
-    for k in range(0, len(enc), batch_size):
-        b = enc[k:k+batch_size]; w = max(map(len, b))
-        ids = torch.tensor([[tok.pad_token_id]*(w-len(s)) + s for s in b], device=dev)
-        mask = torch.tensor([[0]*(w-len(s)) + [1]*len(s) for s in b], device=dev)
-        logits = model(input_ids=ids, attention_mask=mask, logits_to_keep=1).logits[:, -1]   # (B, V)
-        out[k:k+len(b)] = F.log_softmax(logits.float(), -1)[:, cand].cpu()
-    return out
-
 def letter_probs(model, tokenizer, prompts: Sequence, letters: Sequence[str] = ("A", "B"), prefixes: str | Sequence[str] = ANSWER_PREFIX,
                  scoring: str = "token", batch_size: int = 16, system: str | None = None) -> list[float]:
     "P(first letter) normalised over the two letters, after each chat prompt + prefix."
-    if scoring == "token":
-        if isinstance(prefixes, str):
-            lp = next_token_logprobs(model, tokenizer, prompts, letters, batch_size=batch_size, system=system, prefix=prefixes)
-        else:
-            lp = _next_token_rows(model, tokenizer, prompts, prefixes, single_token_ids(tokenizer, letters, prefixes[0] if prefixes else ""), batch_size, system)
+    if scoring == "token":       # one prefix for all, or one per prompt (CoT: each labeller's reasoning + the answer prefix)
+        lp = next_token_logprobs(model, tokenizer, prompts, letters, batch_size=batch_size, system=system, prefix=prefixes)
     elif scoring == "sequence":
         pre = [prefixes]*len(prompts) if isinstance(prefixes, str) else list(prefixes)
         cols = [completion_logprobs(model, tokenizer, prompts, [x + l for x in pre], batch_size=batch_size, system=system) for l in letters]
@@ -109,13 +92,7 @@ def letter_probs(model, tokenizer, prompts: Sequence, letters: Sequence[str] = (
     return torch.softmax(lp.float(), -1)[:, 0].tolist()
 
 # %% ../nbs/04_preferences.ipynb #9ad77acf
-def combine_orders(p_a_ab: float, p_a_ba: float | None, clamp: tuple[float, float] | None = None) -> float:
-    "P(response_a better) from P(letter A) in both orders (clamped first when `clamp`)."
-    if clamp is not None:
-        lo, hi = clamp; p_a_ab = min(max(p_a_ab, lo), hi)
-        if p_a_ba is not None: p_a_ba = min(max(p_a_ba, lo), hi)
-    return p_a_ab if p_a_ba is None else 0.5*(p_a_ab + 1 - p_a_ba)
-
+from .scoring import combine_orders   # the one both-orders rule, shared with the pairwise judge (ai_judge.compare_pairs)
 
 # %% ../nbs/04_preferences.ipynb #3d756150
 class AILabeller:
@@ -267,8 +244,8 @@ class PreferenceResult:
 
 def _stats(records: Sequence[dict]) -> dict:
     ai = [r for r in records if r.get("p_a") is not None]
-    both = [r for r in ai if r.get("p_a_ba") is not None]
-    cons = [(r["p_a_ab"] > 0.5) == (r["p_a_ba"] < 0.5) for r in both]
+    from cai_workbench.label_quality import consistent_in_both_orders
+    cons = consistent_in_both_orders(ai)
     return dict(labels={k: sum(r.get("label") == k for r in ai) for k in ("a", "b", "tie")},
                 position_consistency=round(sum(cons)/len(cons), 4) if cons else None,
                 mean_confidence=round(sum(abs(2*r["p_a"] - 1) for r in ai)/len(ai), 4) if ai else None,
