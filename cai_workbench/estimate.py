@@ -6,7 +6,7 @@ Docs: https://cai-workbench.github.io/cai-workbench/estimate.html.md"""
 
 # %% ../nbs/13a_estimate.ipynb #021ad225
 from __future__ import annotations
-import importlib.resources, json, math, os, re
+import copy, importlib.resources, json, math, os, re
 from datetime import datetime
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,8 +14,8 @@ from pathlib import Path
 from .core import ConfigError, read_json
 
 # %% auto #0
-__all__ = ['DATA', 'stage_work', 'price_table', 'throughput_table', 'stage_load', 'contention', 'rates_from_run', 'Estimate',
-           'estimate']
+__all__ = ['DATA', 'stage_work', 'price_table', 'throughput_table', 'stage_load', 'contention', 'section_config',
+           'rates_from_run', 'Estimate', 'estimate']
 
 # %% ../nbs/13a_estimate.ipynb #a52c3db6
 def _n_prompts(source, limit, seed: int = 0) -> int:
@@ -70,6 +70,26 @@ def contention(load: float | None, cores: int) -> float:
     "How many times longer than alone a CPU-bound stage takes at load average `load` on `cores` cores (1 when unknown)."
     return 1.0 if load is None else max(1.0, load/cores)
 
+# %% ../nbs/13a_estimate.ipynb #e1up0001
+def _upgrade(cls, d: dict) -> dict:
+    "`d` with the old field names that `cls._renamed` lists written the new way."
+    d = copy.deepcopy(dict(d))
+    for old, spec in getattr(cls, "_renamed", {}).items():
+        if old not in d: continue
+        new, conv = spec if isinstance(spec, tuple) else (spec, None)
+        v = d.pop(old); *head, last = new.split("."); t = d
+        for h in head: t = t.setdefault(h, {})
+        t.setdefault(last, conv(v) if conv else v)
+    return d
+
+def section_config(cfg, stage: str):
+    "`cfg.stage_config(stage)`, also for a run folder made before one of the stage's fields was renamed."
+    from cai_workbench.pipeline import STAGES
+    try: return cfg.stage_config(stage)
+    except ConfigError:
+        cls, _ = STAGES[stage].load()
+        return cls.from_dict(_upgrade(cls, getattr(cfg, stage)), where=f"config.{stage} (upgraded)")
+
 # %% ../nbs/13a_estimate.ipynb #e1ld0005
 def rates_from_run(run_dir, trace=None) -> dict[str, dict]:
     "{stage: {'s_per_token', 's_per_token_alone', 'load', 'cores', 'source'}} measured from a finished run folder's manifest and config."
@@ -81,7 +101,7 @@ def rates_from_run(run_dir, trace=None) -> dict[str, dict]:
     out = {}
     for stage, info in m.get("stages", {}).items():
         if info.get("status") != "done" or not info.get("wall_s") or stage not in cfg.stages or info.get("reused_from"): continue
-        w = stage_work(stage, cfg.stage_config(stage), cfg.seed, cfg.stages)
+        w = stage_work(stage, section_config(cfg, stage), cfg.seed, cfg.stages)
         if not w["tokens"]: continue
         s, L = info["wall_s"]/w["tokens"], stage_load(info, trace)
         out[stage] = {"s_per_token": s, "s_per_token_alone": None if L is None else s/contention(L, cores), "load": L, "cores": cores,

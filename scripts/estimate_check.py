@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cai_workbench.core import read_json, write_json                           # noqa: E402
-from cai_workbench.estimate import contention, rates_from_run, stage_load, stage_work, throughput_table   # noqa: E402
+from cai_workbench.estimate import contention, rates_from_run, section_config, stage_load, stage_work, throughput_table   # noqa: E402
 from cai_workbench.pipeline import PipelineConfig                               # noqa: E402
 
 
@@ -33,7 +33,7 @@ def rows_for(run, trace, rates=None, bench=None):
     for stage in cfg.stages:
         info = m["stages"].get(stage, {})
         if info.get("status") != "done" or info.get("reused_from"): continue
-        w = stage_work(stage, cfg.stage_config(stage), cfg.seed, cfg.stages); L = stage_load(info, trace)
+        w = stage_work(stage, section_config(cfg, stage), cfg.seed, cfg.stages); L = stage_load(info, trace)
         row = {"run": Path(run).name, "stage": stage, "tokens": w["tokens"], "what": w["what"], "actual_s": info["wall_s"], "load": L}
         if bench is not None and stage in bench: row["benchmark_s"] = round(w["tokens"]*bench[stage]["s_per_token"], 1)
         if rates and stage in rates:
