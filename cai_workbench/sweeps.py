@@ -176,6 +176,9 @@ def differing_keys(configs: list[dict]) -> list[str]:
 
 # %% ../nbs/13b_sweeps.ipynb #d3bcc5e5
 def _fig(v, ci, n) -> str: return "–" if v is None else f"{v:.0%} [{ci[0]:.0%}, {ci[1]:.0%}] n={n}" if ci else f"{v:.0%} n={n}"
+def _win(r) -> str:
+    w, ci = r["win_rate_vs_base"], r.get("win_ci")
+    return "–" if w is None else f"{w:.2f} [{ci[0]:.2f}, {ci[1]:.2f}] n={r.get('n_win')}" if ci else f"{w:.2f}"
 
 @dataclass
 class Comparison:
@@ -193,9 +196,8 @@ class Comparison:
         head = ["run", "stage", "harmless", "helpful", "win vs base"] + self.keys
         md = "| " + " | ".join(head) + " |\n|" + "---|"*len(head) + "\n"
         for r in self.rows:
-            wr = "–" if r["win_rate_vs_base"] is None else f"{r['win_rate_vs_base']:.2f}"
             md += "| " + " | ".join([r["run"], r["stage"], _fig(r["harmless"], r["harmless_ci"], r["n_harmful"]),
-                                     _fig(r["helpful"], r["helpful_ci"], r["n_benign"]), wr] + [str(r["config"].get(k, "")) for k in self.keys]) + " |\n"
+                                     _fig(r["helpful"], r["helpful_ci"], r["n_benign"]), _win(r)] + [str(r["config"].get(k, "")) for k in self.keys]) + " |\n"
         return md + "\nIntervals that overlap do not separate two runs at this n."
 
 # %% ../nbs/13b_sweeps.ipynb #a1cm0002
@@ -220,9 +222,9 @@ def render_comparison(cmp: Comparison, plots: bool = True) -> str:
     from cai_workbench.report import _img, _table, fig_to_base64
     from cai_workbench.views import VIEW_CSS, esc
     runs = {r["run"]: r["config"] for r in cmp.rows}
-    figs = _table(["run", "stage", "harmless [95% CI] n", "helpful [95% CI] n", "win vs base", *cmp.keys],
+    figs = _table(["run", "stage", "harmless [95% CI] n", "helpful [95% CI] n", "win vs base [95% CI] n", *cmp.keys],
                   [[esc(r["run"]), esc(r["stage"]), esc(_fig(r["harmless"], r["harmless_ci"], r["n_harmful"])),
-                    esc(_fig(r["helpful"], r["helpful_ci"], r["n_benign"])), esc("–" if r["win_rate_vs_base"] is None else f"{r['win_rate_vs_base']:.2f}"),
+                    esc(_fig(r["helpful"], r["helpful_ci"], r["n_benign"])), esc(_win(r)),
                     *[esc(r["config"].get(k, "")) for k in cmp.keys]] for r in cmp.rows])
     keys = (_table(["config key", *runs], [[esc(k), *[esc(c.get(k, "")) for c in runs.values()]] for k in cmp.keys])
             if cmp.keys else "<p>The runs' configs are the same (but for their names).</p>")
@@ -254,9 +256,10 @@ def compare_runs(paths) -> Comparison:
             m = summ["metrics"][st]; nh, nb = m.get("n_harmful", 0), m.get("n_benign", 0)
             harm = m.get("refusal_harmful") if nh else None
             helpful = 1 - m["over_refusal_benign"] if nb and m.get("over_refusal_benign") is not None else None
+            oci = m.get("over_refusal_benign_ci")
             rows.append({"run": r.name, "stage": st, "harmless": harm, "harmless_ci": m.get("refusal_harmful_ci") or (_interval(round(harm*nh), nh) if harm is not None else None),
-                         "n_harmful": nh, "helpful": helpful, "helpful_ci": _interval(round(helpful*nb), nb) if helpful is not None else None,
-                         "n_benign": nb, "win_rate_vs_base": m.get("win_rate_vs_base"), "config": {k: fc.get(k) for k in keys}})
+                         "n_harmful": nh, "helpful": helpful, "helpful_ci": [round(1 - oci[1], 4), round(1 - oci[0], 4)] if oci and helpful is not None else _interval(round(helpful*nb), nb) if helpful is not None else None,
+                         "n_benign": nb, "win_rate_vs_base": m.get("win_rate_vs_base"), "win_ci": m.get("win_rate_vs_base_ci"), "n_win": m.get("win_rate_vs_base_n"), "config": {k: fc.get(k) for k in keys}})
     return Comparison(rows, keys)
 
 # %% ../nbs/13b_sweeps.ipynb #4615cab2
