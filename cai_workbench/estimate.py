@@ -98,10 +98,10 @@ def rates_from_run(run_dir, trace=None) -> dict[str, dict]:
     cfg = PipelineConfig.from_dict(m["config"], where=f"{run_dir}/manifest.json")
     dev = (m.get("environment", {}).get("device") or {}).get("name", "?")
     cores = int(c.group(1)) if (c := re.search(r"(\d+) cores", dev)) else (os.cpu_count() or 1)
-    out = {}
+    out, done = {}, [s for s, i in m.get("stages", {}).items() if i.get("status") == "done"]
     for stage, info in m.get("stages", {}).items():
         if info.get("status") != "done" or not info.get("wall_s") or stage not in cfg.stages or info.get("reused_from"): continue
-        w = stage_work(stage, section_config(cfg, stage), cfg.seed, cfg.stages)
+        w = stage_work(stage, section_config(cfg, stage), cfg.seed, done)   # evaluation compares the adapters that exist
         if not w["tokens"]: continue
         s, L = info["wall_s"]/w["tokens"], stage_load(info, trace)
         out[stage] = {"s_per_token": s, "s_per_token_alone": None if L is None else s/contention(L, cores), "load": L, "cores": cores,

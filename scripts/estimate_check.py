@@ -33,7 +33,8 @@ def rows_for(run, trace, rates=None, bench=None):
     for stage in cfg.stages:
         info = m["stages"].get(stage, {})
         if info.get("status") != "done" or info.get("reused_from"): continue
-        w = stage_work(stage, section_config(cfg, stage), cfg.seed, cfg.stages); L = stage_load(info, trace)
+        done = [s for s, i in m["stages"].items() if i.get("status") == "done"]
+        w = stage_work(stage, section_config(cfg, stage), cfg.seed, done); L = stage_load(info, trace)
         row = {"run": Path(run).name, "stage": stage, "tokens": w["tokens"], "what": w["what"], "actual_s": info["wall_s"], "load": L}
         if bench is not None and stage in bench: row["benchmark_s"] = round(w["tokens"]*bench[stage]["s_per_token"], 1)
         if rates and stage in rates:
@@ -48,12 +49,14 @@ def rows_for(run, trace, rates=None, bench=None):
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(); ap.add_argument("--fit", required=True); ap.add_argument("--check", nargs="*", default=[])
     ap.add_argument("--trace", nargs="*", default=[]); ap.add_argument("--day", default=time.strftime("%Y-%m-%d", time.gmtime()))
+    ap.add_argument("--bench", help="a throughput table to take the benchmark column from (default: the package's)")
     ap.add_argument("--out", required=True); a = ap.parse_args()
     trace = read_trace(a.trace, a.day)
-    bench = throughput_table()["classes"]["cpu"]
+    table = read_json(a.bench) if a.bench else throughput_table()
+    bench = table["classes"]["cpu"]
     rates = rates_from_run(a.fit, trace)
     res = {"fit": a.fit, "check": a.check, "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-           "benchmark_table": throughput_table()["note"], "fit_rates": rates,
+           "benchmark_table": a.bench or "cai_workbench/data/throughput.json", "fit_rates": rates,
            "rows": rows_for(a.fit, trace, bench=bench) + [r for c in a.check for r in rows_for(c, trace, rates=rates)]}
     write_json(a.out, res)
     for r in res["rows"]: print({k: v for k, v in r.items() if k != "what"})
