@@ -15,8 +15,8 @@ import torch
 
 # %% auto #0
 __all__ = ['Chunk', 'BACKENDS', 'DEFAULT_BACKEND', 'GenerationBackend', 'register_backend', 'make_backend', 'use_adapter',
-           'shared_prefix_length', 'sampling_kwargs', 'plain_generation_config', 'HFBackend', 'GrowingLayer',
-           'HFPagedBackend', 'rank_seed', 'Shards']
+           'adapters_loaded', 'shared_prefix_length', 'sampling_kwargs', 'plain_generation_config', 'HFBackend',
+           'GrowingLayer', 'HFPagedBackend', 'rank_seed', 'Shards']
 
 # %% ../nbs/02c_backends.ipynb #48a4db31
 Chunk = tuple[list[int], list[list[int]]]   # (indices into the prompts, the new token ids of each)
@@ -76,6 +76,19 @@ def use_adapter(model, name: str | None):
     model.set_adapter(name)
     try: yield
     finally: model.set_adapter(before)
+
+# %% ../nbs/02c_backends.ipynb #305a9809
+@contextmanager
+def adapters_loaded(model, adapters: dict):
+    "Within: `model` with each PEFT adapter folder in `adapters` ({name: path}) loaded under its name; afterwards `model` is as before."
+    if not adapters: yield model; return
+    from peft import PeftModel
+    (first, path), *rest = adapters.items()
+    peft = PeftModel.from_pretrained(model, str(path), adapter_name=first)     # injects LoRA layers into `model` in place
+    for name, p in rest: peft.load_adapter(str(p), adapter_name=name)
+    try: yield peft
+    finally: peft.unload()                                                      # the LoRA layers out again, nothing merged
+
 
 # %% ../nbs/02c_backends.ipynb #f331b4de
 def shared_prefix_length(seqs: Sequence[Sequence[int]]) -> int:
@@ -174,8 +187,10 @@ def _prefix_cache(self: HFBackend, prefix: list[int], batch_size: int, device, c
     if self._no_prefix_cache: return None
     if getattr(self.model.generation_config, "cache_implementation", None) not in (None, "dynamic", "hybrid"):
         return None                                 # generate() refuses a cache object next to a cache_implementation
+    inner = getattr(self.model, "get_base_model", lambda: self.model)()
+    only_last = {"logits_to_keep": 1} if inner._supports_logits_to_keep() else {}    # the cache is wanted, not P x vocab logits
     with torch.inference_mode():
-        cache = self.model(input_ids=torch.tensor([prefix], device=device), use_cache=True).past_key_values
+        cache = self.model(input_ids=torch.tensor([prefix], device=device), use_cache=True, **only_last).past_key_values
     linear = getattr(cache_utils, "LinearAttentionCacheLayerMixin", ())
     if not isinstance(cache, cache_utils.DynamicCache) or not all(
         isinstance(l, cache_utils.DynamicLayer) and not isinstance(l, linear) for l in cache.layers):

@@ -269,12 +269,13 @@ def _stats(records: Sequence[dict]) -> dict:
 
 # %% ../nbs/04_preferences.ipynb #273f3633
 def sample_pairs(gen: Generator, prompts: Sequence[dict], k: int = 2, pairing: str = "all", pairs_per_prompt: int = 1,
-                 seed: int = 0, store: RecordStore | None = None) -> tuple[list[dict], int]:
+                 seed: int = 0, store: RecordStore | None = None, adapter: str | None = None) -> tuple[list[dict], int]:
     "Sample `k` responses per prompt (`{'id','prompt'}` dicts) and pair them; returns (pairs, pairs skipped as identical/empty)."
     if k < 2: raise ValueError(f"k={k}: need at least 2 responses per prompt to make a pair")
     flat = [(p, j) for p in prompts for j in range(k)]
     gens = gen.generate([p["prompt"] for p, _ in flat], ids=[f"{p['id']}:s{j}" for p, j in flat], store=store, seed=seed,
-                        record=lambda i, g: {"prompt_id": str(flat[i][0]["id"]), "sample": flat[i][1]}, desc="sample responses")
+                        record=lambda i, g: {"prompt_id": str(flat[i][0]["id"]), "sample": flat[i][1]}, desc="sample responses",
+                        adapter=adapter)
     pairs, skipped = [], 0
     for n, p in enumerate(prompts):
         texts = [g.text for g in gens[n*k:(n+1)*k]]
@@ -318,12 +319,17 @@ def run_preferences(run: Run, config: PreferenceConfig | None = None, model: str
         if prompts:
             sft = run.path/"sft"/"adapter"
             policy_name = config.policy or (str(sft) if sft.exists() else model)
-            pol, ptok = (fb_model, fb_tok) if _same_model(policy_name, fb_name) else load_model(policy_name)
-            gen = Generator(pol, ptok, GenerationConfig(max_new_tokens=config.max_new_tokens, temperature=config.temperature,
-                                                        top_p=config.top_p, batch_size=config.batch_size,
-                                                        system_prompt=config.system_prompt), progress=progress)
-            sampled, skipped = sample_pairs(gen, prompts, config.k, config.pairing, config.pairs_per_prompt, seed, RecordStore(d/"samples.jsonl"))
-            if pol is not fb_model: del pol
+            from cai_workbench.backends import adapters_loaded
+            from cai_workbench.models import _adapter_base
+            onto = _same_model(_adapter_base(policy_name), fb_name)   # an adapter on the feedback model's base: loaded onto it, not a 2nd base
+            with adapters_loaded(fb_model, {"policy": policy_name} if onto else {}) as m:
+                pol, ptok = (m, fb_tok) if onto or _same_model(policy_name, fb_name) else load_model(policy_name)
+                gen = Generator(pol, ptok, GenerationConfig(max_new_tokens=config.max_new_tokens, temperature=config.temperature,
+                                                            top_p=config.top_p, batch_size=config.batch_size,
+                                                            system_prompt=config.system_prompt), progress=progress)
+                sampled, skipped = sample_pairs(gen, prompts, config.k, config.pairing, config.pairs_per_prompt, seed,
+                                                RecordStore(d/"samples.jsonl"), adapter="policy" if onto else None)
+                del pol, gen                                              # the labeller uses fb_model, adapter unloaded
         to_label = sampled + filep
         store = RecordStore(d/"labels.jsonl")
         todo = [p for p in to_label if p["id"] not in store]
