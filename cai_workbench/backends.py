@@ -219,22 +219,25 @@ class HFPagedBackend:
         blocks = sum(-(-(len(p) + cfg.max_new_tokens) // page_size) for p in prompts)   # ceil per request
         return ContinuousBatchingConfig(page_size=page_size, num_blocks=blocks + len(prompts))
 
-    def run(self, prompts: Sequence[list[int]], cfg, seed: int | None) -> Iterator[Chunk]:
-        from transformers import GenerationConfig as HFGenerationConfig
-        kw = sampling_kwargs(cfg)
-        gc = HFGenerationConfig(max_new_tokens=cfg.max_new_tokens, eos_token_id=self.eos_ids or None,
-                                pad_token_id=self.tokenizer.pad_token_id, **{k: v for k, v in kw.items() if v is not None})
-        n = max(cfg.batch_size * self.chunk_factor, 1)
-        for c, k in enumerate(range(0, len(prompts), n)):
-            idx = list(range(k, min(k + n, len(prompts))))
-            if seed is not None: torch.manual_seed(seed + c)
-            out = self.model.generate_batch(inputs=[list(prompts[i]) for i in idx], generation_config=gc, warmup=False,
-                                            continuous_batching_config=self.cache_config([prompts[i] for i in idx], cfg))
-            by_id = {o.request_id: o for o in out.values()}
-            rows = sorted(by_id, key=lambda r: int(r.rsplit("_", 1)[1]))               # request ids follow input order
-            bad = [by_id[r].error for r in rows if by_id[r].error]
-            if bad: raise RuntimeError(f"hf-paged generation failed: {bad[0]}")
-            yield idx, [list(by_id[r].generated_tokens) for r in rows]
+# %% ../nbs/02c_backends.ipynb #0806389c
+def _paged_run(self: HFPagedBackend, prompts: Sequence[list[int]], cfg, seed: int | None) -> Iterator[Chunk]:
+    "Continuous batching over chunks of `chunk_factor x batch_size` prompts; yields each chunk's new ids in input order."
+    from transformers import GenerationConfig as HFGenerationConfig
+    kw = sampling_kwargs(cfg)
+    gc = HFGenerationConfig(max_new_tokens=cfg.max_new_tokens, eos_token_id=self.eos_ids or None,
+                            pad_token_id=self.tokenizer.pad_token_id, **{k: v for k, v in kw.items() if v is not None})
+    n = max(cfg.batch_size * self.chunk_factor, 1)
+    for c, k in enumerate(range(0, len(prompts), n)):
+        idx = list(range(k, min(k + n, len(prompts))))
+        if seed is not None: torch.manual_seed(seed + c)
+        out = self.model.generate_batch(inputs=[list(prompts[i]) for i in idx], generation_config=gc, warmup=False,
+                                        continuous_batching_config=self.cache_config([prompts[i] for i in idx], cfg))
+        by_id = {o.request_id: o for o in out.values()}
+        rows = sorted(by_id, key=lambda r: int(r.rsplit("_", 1)[1]))               # request ids follow input order
+        bad = [by_id[r].error for r in rows if by_id[r].error]
+        if bad: raise RuntimeError(f"hf-paged generation failed: {bad[0]}")
+        yield idx, [list(by_id[r].generated_tokens) for r in rows]
+HFPagedBackend.run = _paged_run
 
 # %% ../nbs/02c_backends.ipynb #cdf52434
 _OBJECT_GROUP = {}
@@ -281,16 +284,18 @@ class Shards:
     def mine(self, todo: list[int]) -> list[int]: return todo[self.rank::self.world]
     def seed(self, seed: int | None) -> int | None: return rank_seed(seed, self.rank)
 
-    def gather_each(self, chunks: Iterator, convert: Callable[[Chunk], list]) -> Iterator[list]:
-        "Each rank's converted chunks, gathered: yields every rank's items of a step until all ranks are done."
-        if self.world == 1:
-            for c in chunks: yield convert(c)
-            return
-        import torch.distributed as dist
-        while True:
-            c = next(chunks, None)
-            parts = [None] * self.world
-            dist.all_gather_object(parts, (convert(c) if c is not None else [], c is None), group=self.group)
-            items = [x for p, _ in parts for x in p]
-            if items: yield items
-            if all(done for _, done in parts): return
+# %% ../nbs/02c_backends.ipynb #8e672993
+def _gather_each(self: Shards, chunks: Iterator, convert: Callable[[Chunk], list]) -> Iterator[list]:
+    "Each rank's converted chunks, gathered: yields every rank's items of a step until all ranks are done."
+    if self.world == 1:
+        for c in chunks: yield convert(c)
+        return
+    import torch.distributed as dist
+    while True:
+        c = next(chunks, None)
+        parts = [None] * self.world
+        dist.all_gather_object(parts, (convert(c) if c is not None else [], c is None), group=self.group)
+        items = [x for p, _ in parts for x in p]
+        if items: yield items
+        if all(done for _, done in parts): return
+Shards.gather_each = _gather_each
