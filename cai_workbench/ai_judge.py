@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .judges import JudgeContext, Metric, register_judge
-from .scoring import next_token_logprobs, single_token_ids
+from .scoring import combine_orders, next_token_logprobs, single_token_ids
 from .stats import Rate, bootstrap_over, mean
 
 # %% auto #0
@@ -97,8 +97,7 @@ def compare_pairs(model, tokenizer, prompts: Sequence[str], answers_a: Sequence[
         lp = next_token_logprobs(model, tokenizer, ab + ba, ["A", "B"], batch_size=batch_size,
                                  prefix="The answer is: (", progress=progress, desc="pairwise")
     p = torch.softmax(lp, -1)[:, 0].numpy()                      # P(option A) per prompt, normalised over A/B
-    p_ab, p_ba = p[:n], 1 - p[n:]                                 # P(stage a wins) in each order
-    return {"p_a": (p_ab + p_ba)/2, "p_a_ab": p_ab, "p_a_ba": p_ba}
+    return {"p_a": combine_orders(p[:n], p[n:]), "p_a_ab": p[:n], "p_a_ba": 1 - p[n:]}   # P(stage a wins): both orders, each order
 
 # %% ../nbs/08c_ai_judge.ipynb #9cbe9f10
 def win_rates(matches: Sequence[dict]) -> dict:
@@ -109,7 +108,10 @@ def win_rates(matches: Sequence[dict]) -> dict:
             s = acc.setdefault((x, y), [0.0, 0]); s[0] += p; s[1] += 1
     return {k: v[0]/v[1] for k, v in acc.items()}
 
-def win_rate_intervals(matches: Sequence[dict], n_boot: int = 1000, seed: int = 0) -> dict:
+def win_rate_intervals(matches: Sequence[dict], # `{a, b, p_a, prompt_id}` per comparison
+                       n_boot: int = 1000,     # bootstrap resamples of the prompts
+                       seed: int = 0,          # seed of the bootstrap
+                      ) -> dict:
     "`{(a, b): Rate}`: mean P(a beats b) with a bootstrap interval over prompts, for every ordered pair seen."
     by: dict = {}
     for i, m in enumerate(matches):
@@ -117,6 +119,7 @@ def win_rate_intervals(matches: Sequence[dict], n_boot: int = 1000, seed: int = 
             by.setdefault((x, y), ([], []))[0].append(float(p)); by[(x, y)][1].append(m.get("prompt_id", f"#{i}"))
     return {k: mean(ps, keys=ks, n_boot=n_boot, seed=seed) for k, (ps, ks) in by.items()}
 
+# %% ../nbs/08c_ai_judge.ipynb #6b421e97
 def _bt_fit(ia: np.ndarray, ib: np.ndarray, p: np.ndarray, k: int, prior: float = 0.01, iters: int = 200) -> np.ndarray:
     "Bradley-Terry strengths (natural-log scale, mean 0) for soft outcomes p = P(a beats b), by Newton's method."
     r = np.zeros(k)
@@ -130,6 +133,7 @@ def _bt_fit(ia: np.ndarray, ib: np.ndarray, p: np.ndarray, k: int, prior: float 
         if np.abs(step).max() < 1e-9: break
     return r - r.mean()
 
+# %% ../nbs/08c_ai_judge.ipynb #ab128b7a
 @dataclass
 class EloResult:
     "Elo ratings with bootstrap confidence intervals (over prompts)."
@@ -148,8 +152,14 @@ class EloResult:
         return (f"{self.n_matches} matches on {self.n_prompts} prompts\n\n| stage | Elo | 95% CI |\n|---|---|---|\n" +
                 "\n".join(f"| {r['stage']} | {r['elo']:.0f} | {f(r)} |" for r in self.table()))
 
-def elo_ratings(matches: Sequence[dict], stages: Sequence[str] | None = None, anchor: str | None = None,
-                n_boot: int = 200, seed: int = 0, base: float = 1000.0) -> EloResult:
+# %% ../nbs/08c_ai_judge.ipynb #5541bf34
+def elo_ratings(matches: Sequence[dict],            # `{a, b, p_a, prompt_id}` per comparison
+                stages: Sequence[str] | None = None, # the stages to rate (default: those in `matches`, in order)
+                anchor: str | None = None,           # this stage gets exactly `base` (default: the mean is `base`)
+                n_boot: int = 200,                   # bootstrap resamples of the prompts
+                seed: int = 0,                       # seed of the bootstrap
+                base: float = 1000.0,                # the rating of the anchor (or the mean)
+               ) -> EloResult:
     "Bradley-Terry fit of soft pairwise outcomes on the Elo scale, with 95% intervals from a bootstrap over prompts."
     stages = list(stages or dict.fromkeys(s for m in matches for s in (m["a"], m["b"])))
     if not matches: return EloResult({s: base for s in stages}, {s: None for s in stages}, 0, anchor)

@@ -136,7 +136,7 @@ def _run_with_revisions(tmp_path, records):
 def test_run_preferences_end_to_end_and_resume(tmp_path):
     run = _run_with_revisions(tmp_path, [{"id": "r1", "prompt": "How do I hurt someone?", "initial_response": "Hit them.",
                                           "final_response": "I won't help with hurting people.", "principles": ["harm"]}])
-    cfg = PreferenceConfig(limit=3, k=3, pairing="adjacent", max_new_tokens=8)
+    cfg = PreferenceConfig(limit=3, k=3, pairing="adjacent", generation={"max_new_tokens": 8})
     res = run_preferences(run, cfg, model="tiny", progress=False)
     assert run.is_done("preferences")
     pairs = load_pair_file(res.path/"pairs.jsonl")
@@ -270,7 +270,7 @@ def test_sft_policy_is_loaded_onto_the_feedback_model_and_selected_through_the_s
     loads, adapters, real_load, real_gen = [], [], P.load_model, Generator.generate
     monkeypatch.setattr(P, "load_model", lambda name, *a, **k: loads.append(str(name)) or real_load(name, *a, **k))
     monkeypatch.setattr(Generator, "generate", lambda self, *a, **k: adapters.append(k.get("adapter")) or real_gen(self, *a, **k))
-    cfg = PreferenceConfig(sources=["sampled"], limit=3, k=2, max_new_tokens=8)
+    cfg = PreferenceConfig(sources=["sampled"], limit=3, k=2, generation={"max_new_tokens": 8})
     res = run_preferences(run, cfg, model="tiny", progress=False)
     assert loads == ["tiny"] and adapters[0] == "policy"              # one base model; the seam selects the adapter
     got = {r["id"]: r["text"] for r in read_jsonl(res.path/"samples.jsonl")}
@@ -278,7 +278,7 @@ def test_sft_policy_is_loaded_onto_the_feedback_model_and_selected_through_the_s
     from cai_workbench.prompts import load_prompts
     prompts = list(load_prompts(cfg.prompts, limit=3, seed=0))
     flat = [(p, j) for p in prompts for j in range(2)]
-    gen = Generator(sft, stok, max_new_tokens=8, temperature=cfg.temperature, top_p=cfg.top_p, batch_size=cfg.batch_size, progress=False)
+    gen = Generator(sft, stok, cfg.generation.replace(system_prompt=cfg.system_prompt), progress=False)
     want = [g.text for g in real_gen(gen, [p["prompt"] for p, _ in flat], seed=0)]
     assert [got[f"{p['id']}:s{j}"] for p, j in flat] == want
     base, btok = real_load("tiny")                                    # labels: the feedback model without the adapter
