@@ -47,9 +47,8 @@ def register_backend(name: str):
         BACKENDS[name] = cls; cls.name = name; return cls
     return deco
 
-# Measured defaults (bench/generation.py, bench/gpu.py): on CPU padded `generate` with the prefix cache beats
-# continuous batching (critique step 23 s vs 48 s, 32 prompts, SmolLM2-135M). CUDA and MPS keep `hf` until the GPU
-# benchmark has been run on them (see the table below).
+# Per device, from the benchmarks (bench/generation.py, bench/gpu.py): see "Which engine `auto` picks" below for the
+# numbers and why CPU stays `hf` for now; CUDA and MPS keep `hf` until bench/gpu.py has run on them.
 DEFAULT_BACKEND = {"cpu": "hf", "cuda": "hf", "mps": "hf"}
 
 def make_backend(name: str, model, tokenizer, eos_ids: list[int]) -> GenerationBackend:
