@@ -117,6 +117,7 @@ def win_rate_intervals(matches: Sequence[dict], n_boot: int = 1000, seed: int = 
             by.setdefault((x, y), ([], []))[0].append(float(p)); by[(x, y)][1].append(m.get("prompt_id", f"#{i}"))
     return {k: mean(ps, keys=ks, n_boot=n_boot, seed=seed) for k, (ps, ks) in by.items()}
 
+# %% ../nbs/08c_ai_judge.ipynb #6b421e97
 def _bt_fit(ia: np.ndarray, ib: np.ndarray, p: np.ndarray, k: int, prior: float = 0.01, iters: int = 200) -> np.ndarray:
     "Bradley-Terry strengths (natural-log scale, mean 0) for soft outcomes p = P(a beats b), by Newton's method."
     r = np.zeros(k)
@@ -130,6 +131,7 @@ def _bt_fit(ia: np.ndarray, ib: np.ndarray, p: np.ndarray, k: int, prior: float 
         if np.abs(step).max() < 1e-9: break
     return r - r.mean()
 
+# %% ../nbs/08c_ai_judge.ipynb #ab128b7a
 @dataclass
 class EloResult:
     "Elo ratings with bootstrap confidence intervals (over prompts)."
@@ -148,8 +150,14 @@ class EloResult:
         return (f"{self.n_matches} matches on {self.n_prompts} prompts\n\n| stage | Elo | 95% CI |\n|---|---|---|\n" +
                 "\n".join(f"| {r['stage']} | {r['elo']:.0f} | {f(r)} |" for r in self.table()))
 
-def elo_ratings(matches: Sequence[dict], stages: Sequence[str] | None = None, anchor: str | None = None,
-                n_boot: int = 200, seed: int = 0, base: float = 1000.0) -> EloResult:
+# %% ../nbs/08c_ai_judge.ipynb #5541bf34
+def elo_ratings(matches: Sequence[dict],            # `{a, b, p_a, prompt_id}` per comparison
+                stages: Sequence[str] | None = None, # the stages to rate (default: those in `matches`, in order)
+                anchor: str | None = None,           # this stage gets exactly `base` (default: the mean is `base`)
+                n_boot: int = 200,                   # bootstrap resamples of the prompts
+                seed: int = 0,                       # seed of the bootstrap
+                base: float = 1000.0,                # the rating of the anchor (or the mean)
+               ) -> EloResult:
     "Bradley-Terry fit of soft pairwise outcomes on the Elo scale, with 95% intervals from a bootstrap over prompts."
     stages = list(stages or dict.fromkeys(s for m in matches for s in (m["a"], m["b"])))
     if not matches: return EloResult({s: base for s in stages}, {s: None for s in stages}, 0, anchor)

@@ -6,6 +6,7 @@ Docs: https://cai-workbench.github.io/cai-workbench/constitution.html.md"""
 
 # %% ../nbs/01_constitution.ipynb #be07c875
 from __future__ import annotations
+from fastcore.basics import patch
 import importlib.resources, json, random, re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -75,16 +76,18 @@ class Principle:
         if not isinstance(self.few_shot, list): raise ConstitutionError(f"{where}.few_shot: must be a list of conversations")
         self.few_shot = [_check_messages(c, f"{where}.few_shot[{i}]") for i, c in enumerate(self.few_shot)]
 
-    @property
-    def comparison_only(self) -> bool:
-        "Only a comparison question (for the labeller), no critique or revision request: e.g. the paper's RL principles."
-        return all(not (getattr(self, f) or "").strip() for f in ("critique_request", "revision_request")) \
-            and isinstance(self.comparison_question, str) and bool(self.comparison_question.strip())
+# %% ../nbs/01_constitution.ipynb #2b55909a
+@patch(as_prop=True)
+def comparison_only(self: Principle) -> bool:
+    "Only a comparison question (for the labeller), no critique or revision request: e.g. the paper's RL principles."
+    return all(not (getattr(self, f) or "").strip() for f in ("critique_request", "revision_request")) \
+        and isinstance(self.comparison_question, str) and bool(self.comparison_question.strip())
 
-    def to_dict(self) -> dict:
-        d = {k: getattr(self, k) for k in ("name", "category", "weight", "critique_request", "revision_request", "comparison_question")}
-        if self.few_shot: d["few_shot"] = self.few_shot
-        return d
+@patch
+def to_dict(self: Principle) -> dict:
+    d = {k: getattr(self, k) for k in ("name", "category", "weight", "critique_request", "revision_request", "comparison_question")}
+    if self.few_shot: d["few_shot"] = self.few_shot
+    return d
 
 # %% ../nbs/01_constitution.ipynb #ac0dc782
 @dataclass
@@ -112,60 +115,70 @@ class Constitution:
     def __len__(self): return len(self.principles)
     def __iter__(self): return iter(self.principles)
     def __getitem__(self, i): return self.get(i) if isinstance(i, str) else self.principles[i]
-    @property
-    def names(self) -> list[str]: return [p.name for p in self.principles]
-    @property
-    def weights(self) -> np.ndarray: return np.array([p.weight for p in self.principles], dtype=float)
 
-    def get(self, name: str) -> Principle:
-        "The principle called `name`; an unknown name raises `KeyError` listing the valid ones."
-        for p in self.principles:
-            if p.name == name: return p
-        raise KeyError(f"constitution {self.name!r} has no principle {name!r}; valid names: {self.names}")
+# %% ../nbs/01_constitution.ipynb #a6dee227
+@patch(as_prop=True)
+def names(self: Constitution) -> list[str]: return [p.name for p in self.principles]
+@patch(as_prop=True)
+def weights(self: Constitution) -> np.ndarray: return np.array([p.weight for p in self.principles], dtype=float)
 
-    def subset(self, names: Iterable[str]) -> Constitution:
-        "A new constitution with only the named principles (in the order given)."
-        names = [names] if isinstance(names, str) else list(names)
-        return Constitution(self.name, self.version, [self.get(n) for n in names], list(self.few_shot), self.description,
-                            list(self.comparison_few_shot))
+@patch
+def get(self: Constitution, name: str) -> Principle:
+    "The principle called `name`; an unknown name raises `KeyError` listing the valid ones."
+    for p in self.principles:
+        if p.name == name: return p
+    raise KeyError(f"constitution {self.name!r} has no principle {name!r}; valid names: {self.names}")
 
-    def sample(self, rng_or_seed: int | random.Random | np.random.Generator | None = 0, # seed or generator
-               k: int = 1,              # how many principles
-               replace: bool = True,    # False: k distinct principles (k <= len)
-               ) -> list[Principle]:
-        "Draw `k` principles with probability proportional to their weights, reproducibly for a given seed."
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1: raise ValueError(f"k must be a positive integer, got {k!r}")
-        if not replace and k > len(self): raise ValueError(f"k={k} distinct principles requested but {self.name!r} has {len(self)}")
-        w = self.weights
-        if isinstance(rng_or_seed, np.random.Generator):
-            idx = rng_or_seed.choice(len(self), size=k, replace=replace, p=w/w.sum()).tolist()
-        else:
-            rng = rng_or_seed if isinstance(rng_or_seed, random.Random) else random.Random(rng_or_seed)
-            if replace: idx = rng.choices(range(len(self)), weights=w.tolist(), k=k)
-            else:  # Efraimidis–Spirakis: the k largest u**(1/w) keys are a weighted sample without replacement
-                idx = sorted(range(len(self)), key=lambda i: rng.random()**(1/w[i]), reverse=True)[:k]
-        return [self.principles[i] for i in idx]
+@patch
+def subset(self: Constitution, names: Iterable[str]) -> Constitution:
+    "A new constitution with only the named principles (in the order given)."
+    names = [names] if isinstance(names, str) else list(names)
+    return Constitution(self.name, self.version, [self.get(n) for n in names], list(self.few_shot), self.description,
+                        list(self.comparison_few_shot))
 
-    @classmethod
-    def from_dict(cls, d: dict, where: str = "constitution") -> Constitution:
-        "Build from a dict in our schema (or HF CAI JSON); see `constitution_from_dict`."
-        return constitution_from_dict(d, where)
+# %% ../nbs/01_constitution.ipynb #ad5bc686
+@patch
+def sample(self: Constitution, rng_or_seed: int | random.Random | np.random.Generator | None = 0, # seed or generator
+           k: int = 1,              # how many principles
+           replace: bool = True,    # False: k distinct principles (k <= len)
+           ) -> list[Principle]:
+    "Draw `k` principles with probability proportional to their weights, reproducibly for a given seed."
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1: raise ValueError(f"k must be a positive integer, got {k!r}")
+    if not replace and k > len(self): raise ValueError(f"k={k} distinct principles requested but {self.name!r} has {len(self)}")
+    w = self.weights
+    if isinstance(rng_or_seed, np.random.Generator):
+        idx = rng_or_seed.choice(len(self), size=k, replace=replace, p=w/w.sum()).tolist()
+    else:
+        rng = rng_or_seed if isinstance(rng_or_seed, random.Random) else random.Random(rng_or_seed)
+        if replace: idx = rng.choices(range(len(self)), weights=w.tolist(), k=k)
+        else:  # Efraimidis–Spirakis: the k largest u**(1/w) keys are a weighted sample without replacement
+            idx = sorted(range(len(self)), key=lambda i: rng.random()**(1/w[i]), reverse=True)[:k]
+    return [self.principles[i] for i in idx]
 
-    def to_dict(self) -> dict:
-        d = {"name": self.name, "version": self.version, "description": self.description,
-             "principles": [p.to_dict() for p in self.principles]}
-        if self.few_shot: d["few_shot"] = self.few_shot
-        if self.comparison_few_shot: d["comparison_few_shot"] = self.comparison_few_shot
-        return d
+# %% ../nbs/01_constitution.ipynb #03692c65
+@patch(cls_method=True)
+def from_dict(cls: Constitution, d: dict, where: str = "constitution") -> Constitution:
+    "Build from a dict in our schema (or HF CAI JSON); see `constitution_from_dict`."
+    return constitution_from_dict(d, where)
 
-    def _repr_markdown_(self):
-        esc = lambda s: str(s).replace("|", "\\|").replace("\n", " ").replace("<", "&lt;").replace(">", "&gt;")
-        rows = "\n".join(f"| {esc(p.name)} | {p.category} | {p.weight:g} | {esc(p.critique_request)} | {esc(p.comparison_question)} |"
-                         for p in self.principles)
-        return (f"**{esc(self.name)}** v{esc(self.version)} — {len(self)} principles, {len(self.few_shot)} few-shot conversations. "
-                f"{esc(self.description)}\n\n| name | category | weight | critique request | comparison question |\n"
-                f"|---|---|---|---|---|\n{rows}")
-    def __repr__(self): return f"Constitution({self.name!r}, version={self.version!r}, principles={len(self)}, few_shot={len(self.few_shot)})"
+@patch
+def to_dict(self: Constitution) -> dict:
+    d = {"name": self.name, "version": self.version, "description": self.description,
+         "principles": [p.to_dict() for p in self.principles]}
+    if self.few_shot: d["few_shot"] = self.few_shot
+    if self.comparison_few_shot: d["comparison_few_shot"] = self.comparison_few_shot
+    return d
+
+@patch
+def _repr_markdown_(self: Constitution):
+    esc = lambda s: str(s).replace("|", "\\|").replace("\n", " ").replace("<", "&lt;").replace(">", "&gt;")
+    rows = "\n".join(f"| {esc(p.name)} | {p.category} | {p.weight:g} | {esc(p.critique_request)} | {esc(p.comparison_question)} |"
+                     for p in self.principles)
+    return (f"**{esc(self.name)}** v{esc(self.version)} — {len(self)} principles, {len(self.few_shot)} few-shot conversations. "
+            f"{esc(self.description)}\n\n| name | category | weight | critique request | comparison question |\n"
+            f"|---|---|---|---|---|\n{rows}")
+@patch
+def __repr__(self: Constitution): return f"Constitution({self.name!r}, version={self.version!r}, principles={len(self)}, few_shot={len(self.few_shot)})"
 
 # %% ../nbs/01_constitution.ipynb #689673df
 _TOP_KEYS = {"name", "version", "description", "few_shot", "principles", "comparison_few_shot"}
@@ -177,6 +190,7 @@ def _need(d: dict, key: str, where: str, typ=str, sep: str = "."):
         raise ConstitutionError(f"{where}{sep}{key}: must be a non-empty {getattr(typ, '__name__', 'value')}, got {d[key]!r:.60}")
     return d[key]
 
+# %% ../nbs/01_constitution.ipynb #63bcf839
 def constitution_from_dict(d: Any, where: str = "constitution") -> Constitution:
     "Build a `Constitution` from our schema (a dict), checking every field; errors start with `where`."
     if not isinstance(d, dict): raise ConstitutionError(f"{where}: the top level must be a mapping, got {type(d).__name__}")
@@ -208,6 +222,7 @@ def constitution_from_dict(d: Any, where: str = "constitution") -> Constitution:
         raise ConstitutionError(f"{where}: comparison_few_shot: must be a list of strings")
     return Constitution(name, str(version), principles, few, desc, cfew)
 
+# %% ../nbs/01_constitution.ipynb #e5108c01
 def _principle(p: dict, where: str) -> Principle:
     obj = Principle.__new__(Principle)
     for k in _P_KEYS: setattr(obj, k, p.get(k, {"category": "harmlessness", "weight": 1.0, "comparison_question": "", "few_shot": []}.get(k)))
@@ -227,6 +242,7 @@ _HF_THEMES = [  # (regex on the critique, name, category, comparison question)
     (r"helpful", "helpfulness", "helpfulness", "Which of these responses is more helpful?"),
 ]
 
+# %% ../nbs/01_constitution.ipynb #02226c42
 def _from_hf(d: dict, where: str) -> Constitution:
     unknown = sorted(set(d) - {"constitutions", "system_chat"})
     if unknown: raise ConstitutionError(f"{where}: unknown key(s) {unknown} in a Hugging Face CAI file (expected constitutions, system_chat)")
@@ -260,6 +276,7 @@ def builtin_constitutions() -> list[str]:
     names = sorted(p.stem for p in _BUILTIN_DIR.iterdir() if p.suffix in (".yaml", ".md"))
     return sorted(names, key=lambda n: n != DEFAULT_CONSTITUTION)
 
+# %% ../nbs/01_constitution.ipynb #f01c03de
 def _text(path: Path) -> str:
     "The file's text; a file that is not UTF-8 raises `ConstitutionError` naming it."
     try: return path.read_text(encoding="utf-8")
@@ -279,6 +296,7 @@ def _read_file(path: Path) -> Any:
         at = f"line {m.line+1}, column {m.column+1}: " if m else ""
         raise ConstitutionError(f"{path}: not valid YAML ({at}{getattr(e, 'problem', None) or e})") from None
 
+# %% ../nbs/01_constitution.ipynb #02bd4eb0
 def load_constitution(name_or_path: str | Path | Constitution | list | None = None) -> Constitution:
     "A built-in by name, or a file: our YAML/JSON, markdown (`.md`), Hugging Face CAI JSON, or the paper's prompt files (a folder or a list of them)."
     if isinstance(name_or_path, Constitution): return name_or_path
@@ -301,6 +319,7 @@ def load_constitution(name_or_path: str | Path | Constitution | list | None = No
     if path.suffix.lower() == ".json" and fmt._paper_kind(data): return fmt.load_paper_prompts(path)
     return constitution_from_dict(data, str(path))
 
+# %% ../nbs/01_constitution.ipynb #8815fef9
 def save_constitution(c: Constitution, path: str | Path) -> Path:
     "Write `c` in our schema (JSON for `.json`, markdown for `.md`, else YAML), atomically; `load_constitution(path)` reads it back."
     path = Path(path)

@@ -58,6 +58,23 @@ def _blocks(text: str, level: int) -> list[tuple[str, int, list[tuple[int, str]]
 
 def _body(lines) -> str: return "\n".join(l for _, l in lines).strip()
 
+# %% ../nbs/01b_constitution_formats.ipynb #e295d488
+def _md_principle(plines, w: str) -> dict:
+    "One `## principle` block as a dict: its `key: value` lines, then its `###` sections; errors name `w` and the section."
+    subs = _blocks(plines, 3)
+    p: dict[str, Any] = _keyvals(subs[0][2], {"category", "weight"}, w)
+    if "weight" in p:
+        try: p["weight"] = float(p["weight"])
+        except ValueError: raise ConstitutionError(f"{w}: weight: must be a number, got {p['weight']!r}") from None
+    for sub, m, slines in subs[1:]:
+        key = _SECTIONS.get(sub.strip().lower())
+        if key is None: raise ConstitutionError(f"{w}: unknown section '### {sub}' (line {m}); use {['### ' + s.title() for s in _SECTIONS]}")
+        p[key] = _conversations(_body(slines), f"{w}: ### {sub}") if key == "few_shot" else _body(slines)
+    for key, sec in (("critique_request", "Critique"), ("revision_request", "Revision")):
+        if not (p.get(key) or "").strip(): raise ConstitutionError(f"{w}: missing or empty '### {sec}' section ({key})")
+    return p
+
+# %% ../nbs/01b_constitution_formats.ipynb #eac84991
 def constitution_from_markdown(text: str, where: str = "constitution.md") -> Constitution:
     "Parse a markdown constitution (see above); errors name `where`, the heading and the field."
     lines = list(enumerate(text.split("\n"), 1))
@@ -73,17 +90,7 @@ def constitution_from_markdown(text: str, where: str = "constitution.md") -> Con
     for title, n, plines in parts[1:]:
         w = f"{where}: ## {title} (line {n})"
         if title.strip().lower() in ("few-shot", "few shot", "examples"): d["few_shot"] = _conversations(_body(plines), w); continue
-        subs = _blocks(plines, 3)
-        p: dict[str, Any] = _keyvals(subs[0][2], {"category", "weight"}, w)
-        if "weight" in p:
-            try: p["weight"] = float(p["weight"])
-            except ValueError: raise ConstitutionError(f"{w}: weight: must be a number, got {p['weight']!r}") from None
-        for sub, m, slines in subs[1:]:
-            key = _SECTIONS.get(sub.strip().lower())
-            if key is None: raise ConstitutionError(f"{w}: unknown section '### {sub}' (line {m}); use {['### ' + s.title() for s in _SECTIONS]}")
-            p[key] = _conversations(_body(slines), f"{w}: ### {sub}") if key == "few_shot" else _body(slines)
-        for key, sec in (("critique_request", "Critique"), ("revision_request", "Revision")):
-            if not (p.get(key) or "").strip(): raise ConstitutionError(f"{w}: missing or empty '### {sec}' section ({key})")
+        p = _md_principle(plines, w)
         heads[len(d["principles"])] = f"## {title} (line {n})"
         d["principles"].append({"name": title.strip(), **p})
     try: return constitution_from_dict(d, where)

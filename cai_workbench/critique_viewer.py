@@ -6,6 +6,7 @@ Docs: https://cai-workbench.github.io/cai-workbench/critique_viewer.html.md"""
 
 # %% ../nbs/03b_critique_viewer.ipynb #c642151c
 from __future__ import annotations
+from fastcore.basics import patch
 import json
 from pathlib import Path
 
@@ -38,6 +39,7 @@ def _round_badges(x: dict) -> str:
     return out
 _LABEL_KIND = {"harmful": "bad", "benign": "good"}
 
+# %% ../nbs/03b_critique_viewer.ipynb #d6423395
 def record_html(r: dict, max_height: str = "14em") -> str:
     "HTML of one critique-revision record (escaped), without the CSS wrapper."
     head = (badge(r.get("id", "?"), "muted") + (badge(r["label"], _LABEL_KIND.get(r["label"], "info")) if r.get("label") else "")
@@ -68,7 +70,10 @@ ALL = "(all)"
 
 class CritiqueViewer:
     "An ipywidgets browser over critique-revision records."
-    def __init__(self, records: list[dict], max_height: str = "14em"):
+    def __init__(self,
+                 records: list[dict],      # critique-revision records (`critique_revision/records.jsonl` lines)
+                 max_height: str = "14em", # CSS height past which each text block scrolls
+                ):
         self.records, self.max_height = list(records), max_height
         names = sorted({x["principle"] for r in self.records for x in r.get("rounds", [])})
         stops = sorted({r.get("stop_reason") for r in self.records if r.get("stop_reason")})
@@ -87,62 +92,72 @@ class CritiqueViewer:
         self.widget = widgets.VBox([widgets.HBox([self.principle, self.stop, self.count]), widgets.HBox([self.gate, self.data]), widgets.HBox([self.slider, self.pick]), self.html])
         self._refilter()
 
-    @classmethod
-    def from_run(cls, run, **kw) -> CritiqueViewer:
-        "A viewer over `run`'s critique_revision/records.jsonl."
-        p = run.require("critique_revision", "records.jsonl", hint="run run_critique_revision first")
-        return cls(read_jsonl(p, "critique records"), **kw)
+# %% ../nbs/03b_critique_viewer.ipynb #66e2b3aa
+@patch(cls_method=True)
+def from_run(cls: CritiqueViewer, run, **kw) -> CritiqueViewer:
+    "A viewer over `run`'s critique_revision/records.jsonl."
+    p = run.require("critique_revision", "records.jsonl", hint="run run_critique_revision first")
+    return cls(read_jsonl(p, "critique records"), **kw)
 
-    @property
-    def filtered(self) -> list[dict]:
-        "The records that pass every filter."
-        p, s, g, dv = self.principle.value, self.stop.value, self.gate.value, self.data.value
-        want = None if dv in (ALL, "kept for SFT") else dv.removeprefix("dropped: ")
-        return [r for r in self.records if (p == ALL or any(x["principle"] == p for x in r.get("rounds", [])))
-                and (s == ALL or r.get("stop_reason") == s) and (g == ALL or gate_state(r) == g)
-                and (dv == ALL or r.get("dropped_by") == want)]
+@patch(as_prop=True)
+def filtered(self: CritiqueViewer) -> list[dict]:
+    "The records that pass every filter."
+    p, s, g, dv = self.principle.value, self.stop.value, self.gate.value, self.data.value
+    want = None if dv in (ALL, "kept for SFT") else dv.removeprefix("dropped: ")
+    return [r for r in self.records if (p == ALL or any(x["principle"] == p for x in r.get("rounds", [])))
+            and (s == ALL or r.get("stop_reason") == s) and (g == ALL or gate_state(r) == g)
+            and (dv == ALL or r.get("dropped_by") == want)]
 
-    @property
-    def current(self) -> dict | None:
-        f = self.filtered
-        return f[self.slider.value] if f else None
+@patch(as_prop=True)
+def current(self: CritiqueViewer) -> dict | None:
+    f = self.filtered
+    return f[self.slider.value] if f else None
 
-    def _refilter(self, *_):
-        f = self.filtered
-        self._busy = True
-        try:
-            self.pick.options = [(f'{r["id"]}: {r["prompt"][:60]}', i) for i, r in enumerate(f)]
-            self.slider.max = max(len(f) - 1, 0); self.slider.value = 0; self.pick.value = 0 if f else None
-            self.slider.disabled = len(f) <= 1
-        finally: self._busy = False
-        self.count.value = f'<span style="padding:0 8px">{len(f)} of {len(self.records)} records</span>'
-        self._render()
+# %% ../nbs/03b_critique_viewer.ipynb #464ca3a9
+@patch
+def _refilter(self: CritiqueViewer, *_):
+    f = self.filtered
+    self._busy = True
+    try:
+        self.pick.options = [(f'{r["id"]}: {r["prompt"][:60]}', i) for i, r in enumerate(f)]
+        self.slider.max = max(len(f) - 1, 0); self.slider.value = 0; self.pick.value = 0 if f else None
+        self.slider.disabled = len(f) <= 1
+    finally: self._busy = False
+    self.count.value = f'<span style="padding:0 8px">{len(f)} of {len(self.records)} records</span>'
+    self._render()
 
-    def _from_slider(self, ch):
-        if self._busy: return
-        self._busy = True
-        try: self.pick.value = ch["new"]
-        finally: self._busy = False
-        self._render()
+@patch
+def _from_slider(self: CritiqueViewer, ch):
+    if self._busy: return
+    self._busy = True
+    try: self.pick.value = ch["new"]
+    finally: self._busy = False
+    self._render()
 
-    def _from_pick(self, ch):
-        if self._busy or ch["new"] is None: return
-        self._busy = True
-        try: self.slider.value = ch["new"]
-        finally: self._busy = False
-        self._render()
+@patch
+def _from_pick(self: CritiqueViewer, ch):
+    if self._busy or ch["new"] is None: return
+    self._busy = True
+    try: self.slider.value = ch["new"]
+    finally: self._busy = False
+    self._render()
 
-    def show(self, id) -> CritiqueViewer:
-        "Select the record with this id (clearing filters that hide it)."
-        if not any(str(r["id"]) == str(id) for r in self.filtered): self.principle.value, self.stop.value, self.gate.value, self.data.value = ALL, ALL, ALL, ALL
-        idx = [str(r["id"]) for r in self.filtered].index(str(id))
-        self.slider.value = idx
-        return self
+# %% ../nbs/03b_critique_viewer.ipynb #29647449
+@patch
+def show(self: CritiqueViewer, id) -> CritiqueViewer:
+    "Select the record with this id (clearing filters that hide it)."
+    if not any(str(r["id"]) == str(id) for r in self.filtered): self.principle.value, self.stop.value, self.gate.value, self.data.value = ALL, ALL, ALL, ALL
+    idx = [str(r["id"]) for r in self.filtered].index(str(id))
+    self.slider.value = idx
+    return self
 
-    def _render(self):
-        r = self.current
-        self.html.value = view_html(record_html(r, self.max_height) if r else
-                                    '<div class="cai-text">no records match these filters</div>')
+@patch
+def _render(self: CritiqueViewer):
+    r = self.current
+    self.html.value = view_html(record_html(r, self.max_height) if r else
+                                '<div class="cai-text">no records match these filters</div>')
 
-    def _repr_mimebundle_(self, **kw): return self.widget._repr_mimebundle_(**kw)
-    def __repr__(self): return f"CritiqueViewer({len(self.filtered)} of {len(self.records)} records)"
+@patch
+def _repr_mimebundle_(self: CritiqueViewer, **kw): return self.widget._repr_mimebundle_(**kw)
+@patch
+def __repr__(self: CritiqueViewer): return f"CritiqueViewer({len(self.filtered)} of {len(self.records)} records)"

@@ -6,6 +6,7 @@ Docs: https://cai-workbench.github.io/cai-workbench/data_filters.html.md"""
 
 # %% ../nbs/03c_data_filters.ipynb #ba519741
 from __future__ import annotations
+from fastcore.basics import patch
 import random, re, unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ BOILERPLATE = (r"^\W*(?:(?:sure|certainly|of course|okay|ok|absolutely|alright|g
                r"|^\W*(?:revised|rewritten|updated|improved|amended)\s+(?:response|answer|version|reply)\s*:")
 SENTENCE_END = r"""[.!?…。！？"'”’)\]}*`>:;~]\s*$|[\U0001F300-\U0001FAFF\u2600-\u27BF]\s*$"""
 
+# %% ../nbs/03c_data_filters.ipynb #658ee9b0
 @dataclass
 class DataFilterConfig(ConfigBase):
     "Which filters run on SFT examples and preference pairs before training, and their settings."
@@ -131,6 +133,20 @@ def _first_failure(it: dict, config: DataFilterConfig) -> tuple[str, str] | None
     return None
 
 # %% ../nbs/03c_data_filters.ipynb #5bc6eee1
+def _cap_per_principle(items: list[dict], alive: list[int], config: DataFilterConfig) -> tuple[list[int], list[dict]]:
+    "The `alive` indices with at most `config.max_per_principle` per principle (a seeded sample), and the ones cut."
+    groups: dict = {}
+    for i in alive: groups.setdefault(items[i]["principle"], []).append(i)
+    rng, cut, dropped = random.Random(config.seed), set(), []
+    for name, idx in sorted(groups.items(), key=lambda kv: str(kv[0])):
+        if len(idx) > config.max_per_principle:
+            over = set(idx) - set(rng.sample(idx, config.max_per_principle))
+            cut |= over
+            dropped += [{"index": i, "id": items[i]["id"], "filter": "principle_cap",
+                         "detail": f"{name}: {len(idx)} > cap {config.max_per_principle}"} for i in sorted(over)]
+    return [i for i in alive if i not in cut], dropped
+
+# %% ../nbs/03c_data_filters.ipynb #1ea8bcf8
 def apply_filters(items: list[dict], config: DataFilterConfig | None = None) -> tuple[list[int], list[dict]]:
     "Indices of the items kept, and one `{index, id, filter, detail}` per item dropped."
     config = config or DataFilterConfig()
@@ -153,16 +169,7 @@ def apply_filters(items: list[dict], config: DataFilterConfig | None = None) -> 
                             "detail": f"Jaccard ~{jac:.2f} with {items[alive[k]]['id']}"})
         alive = [i for j, i in enumerate(alive) if j not in near]
     if config.max_per_principle is not None:
-        groups: dict = {}
-        for i in alive: groups.setdefault(items[i]["principle"], []).append(i)
-        rng, cut = random.Random(config.seed), set()
-        for name, idx in sorted(groups.items(), key=lambda kv: str(kv[0])):
-            if len(idx) > config.max_per_principle:
-                over = set(idx) - set(rng.sample(idx, config.max_per_principle))
-                cut |= over
-                dropped += [{"index": i, "id": items[i]["id"], "filter": "principle_cap",
-                             "detail": f"{name}: {len(idx)} > cap {config.max_per_principle}"} for i in sorted(over)]
-        alive = [i for i in alive if i not in cut]
+        alive, capped = _cap_per_principle(items, alive, config); dropped += capped
     return alive, sorted(dropped, key=lambda d: d["index"])
 
 # %% ../nbs/03c_data_filters.ipynb #fdf7b2a0
@@ -194,21 +201,25 @@ class FilterReport:
         return {**self.summary(), "counts": self.counts, "config": self.config, "examples": self.examples(),
                 "dropped_ids": [[d["id"], d["filter"]] for d in self.dropped]}
 
-    def write(self, folder) -> Path:
-        "Merge into `folder/quality.json` under `data_filters` (other keys kept)."
-        p = Path(folder)/"quality.json"
-        old = read_json(p) if p.exists() else {}
-        return write_json(p, {**old, "data_filters": self.to_dict()})
+# %% ../nbs/03c_data_filters.ipynb #375089eb
+@patch
+def write(self: FilterReport, folder) -> Path:
+    "Merge into `folder/quality.json` under `data_filters` (other keys kept)."
+    p = Path(folder)/"quality.json"
+    old = read_json(p) if p.exists() else {}
+    return write_json(p, {**old, "data_filters": self.to_dict()})
 
-    def _repr_html_(self):
-        rows = "".join(f"<tr><td>{f}</td><td>{n}</td></tr>" for f, n in self.counts.items())
-        ex = "".join(section(f"{f}: {len(xs)} example(s)", "".join(
-            f'<div class="cai-text">{badge(x["id"], "muted")}{badge(x["detail"], "warn")}<br><b>prompt</b> {esc(x["prompt"][:200])}'
-            + "".join(f"<br><b>answer</b> {esc(a[:300])}" for a in x["answers"]) + "</div>" for x in xs))
-            for f, xs in self.examples().items())
-        return view_html(f"<h3>data filters ({esc(self.kind)}): kept {len(self.kept)} of {self.n_in}</h3>"
-                         f"<table><tr><th>filter</th><th>dropped</th></tr>{rows}</table>{ex}")
-    def __repr__(self): return f"FilterReport({self.summary()})"
+@patch
+def _repr_html_(self: FilterReport):
+    rows = "".join(f"<tr><td>{f}</td><td>{n}</td></tr>" for f, n in self.counts.items())
+    ex = "".join(section(f"{f}: {len(xs)} example(s)", "".join(
+        f'<div class="cai-text">{badge(x["id"], "muted")}{badge(x["detail"], "warn")}<br><b>prompt</b> {esc(x["prompt"][:200])}'
+        + "".join(f"<br><b>answer</b> {esc(a[:300])}" for a in x["answers"]) + "</div>" for x in xs))
+        for f, xs in self.examples().items())
+    return view_html(f"<h3>data filters ({esc(self.kind)}): kept {len(self.kept)} of {self.n_in}</h3>"
+                     f"<table><tr><th>filter</th><th>dropped</th></tr>{rows}</table>{ex}")
+@patch
+def __repr__(self: FilterReport): return f"FilterReport({self.summary()})"
 
 # %% ../nbs/03c_data_filters.ipynb #2eb260f8
 def _report(kind, records, items, config) -> FilterReport:

@@ -123,6 +123,7 @@ def _guard_class():
     _GUARD_CLS = NonFiniteGuard
     return _GUARD_CLS
 
+# %% ../nbs/00c_guards.ipynb #e2e95207
 def _drop_checkpoints(folder) -> None:
     "Remove the trainer's `checkpoint-N` folders under `folder`, and `folder` itself when that leaves it empty."
     import shutil
@@ -149,6 +150,7 @@ def _holder(lp: Path) -> str:
     except (OSError, ValueError): h = {}
     return f"pid {h.get('pid', '?')} on {h.get('host', '?')}, started {h.get('started', '?')}"
 
+# %% ../nbs/00c_guards.ipynb #c8b848d5
 @contextlib.contextmanager
 def run_lock(folder: str | os.PathLike):
     "Hold the advisory lock of run `folder` for this process (re-entrant); `RunLockedError` when another process has it."

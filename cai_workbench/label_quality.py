@@ -6,6 +6,7 @@ Docs: https://cai-workbench.github.io/cai-workbench/label_quality.html.md"""
 
 # %% ../nbs/04a_label_quality.ipynb #32906807
 from __future__ import annotations
+from fastcore.basics import patch
 import json, math, os, random, re, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,35 +64,39 @@ class BiasReport:
             if r is not None: out |= {f"{name}_ci": r.fields(name)[f"{name}_ci"], f"{name}_n": r.n}
         return out
 
-    def plot(self, path=None):
-        "Left: 'prefers higher' per feature and the first-slot rate with 95% intervals; right: P(A) in both orders."
-        import matplotlib; import matplotlib.pyplot as plt
-        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
-        names = ["first slot", *self.features]
-        vals = [self.first_slot_rate if self.first_slot_rate is not None else np.nan] + [v["prefers_higher"] if v["prefers_higher"] is not None else np.nan for v in self.features.values()]
-        cis = [(np.nan, np.nan)] + [tuple(v["ci"]) if v["ci"] else (np.nan, np.nan) for v in self.features.values()]
-        err = np.array([[max(0, v - lo), max(0, hi - v)] if not np.isnan(v) and not np.isnan(lo) else [0, 0] for v, (lo, hi) in zip(vals, cis)]).T
-        ax.bar(names, vals, yerr=err, color=["#8250df"] + ["#0969da"]*len(self.features), capsize=4)
-        ax.axhline(0.5, color="k", lw=1, ls="--"); ax.set_ylim(0, 1); ax.set_ylabel("share of labels")
-        ax.set_title(f"bias: picks option A / picks the higher value (n={self.n})", fontsize=10)
-        if self.points:
-            x, y = zip(*self.points); ax2.scatter(x, y, s=12, alpha=.6)
-        ax2.plot([0, 1], [0, 1], color="#cf222e", lw=1, label="position only (same letter both orders)")
-        ax2.plot([0, 1], [1, 0], color="#1a7f37", lw=1, label="consistent (same response both orders)")
-        ax2.set_xlim(0, 1); ax2.set_ylim(0, 1); ax2.set_xlabel("P(A), a shown first"); ax2.set_ylabel("P(A), b shown first")
-        ax2.legend(fontsize=7, loc="upper center"); ax2.set_title(f"position consistency {self.position_consistency}", fontsize=10)
-        fig.tight_layout()
-        if path is not None: fig.savefig(path, dpi=110); plt.close(fig)
-        return fig
+# %% ../nbs/04a_label_quality.ipynb #701948d5
+@patch
+def plot(self: BiasReport, path=None):
+    "Left: 'prefers higher' per feature and the first-slot rate with 95% intervals; right: P(A) in both orders."
+    import matplotlib; import matplotlib.pyplot as plt
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    names = ["first slot", *self.features]
+    vals = [self.first_slot_rate if self.first_slot_rate is not None else np.nan] + [v["prefers_higher"] if v["prefers_higher"] is not None else np.nan for v in self.features.values()]
+    cis = [(np.nan, np.nan)] + [tuple(v["ci"]) if v["ci"] else (np.nan, np.nan) for v in self.features.values()]
+    err = np.array([[max(0, v - lo), max(0, hi - v)] if not np.isnan(v) and not np.isnan(lo) else [0, 0] for v, (lo, hi) in zip(vals, cis)]).T
+    ax.bar(names, vals, yerr=err, color=["#8250df"] + ["#0969da"]*len(self.features), capsize=4)
+    ax.axhline(0.5, color="k", lw=1, ls="--"); ax.set_ylim(0, 1); ax.set_ylabel("share of labels")
+    ax.set_title(f"bias: picks option A / picks the higher value (n={self.n})", fontsize=10)
+    if self.points:
+        x, y = zip(*self.points); ax2.scatter(x, y, s=12, alpha=.6)
+    ax2.plot([0, 1], [0, 1], color="#cf222e", lw=1, label="position only (same letter both orders)")
+    ax2.plot([0, 1], [1, 0], color="#1a7f37", lw=1, label="consistent (same response both orders)")
+    ax2.set_xlim(0, 1); ax2.set_ylim(0, 1); ax2.set_xlabel("P(A), a shown first"); ax2.set_ylabel("P(A), b shown first")
+    ax2.legend(fontsize=7, loc="upper center"); ax2.set_title(f"position consistency {self.position_consistency}", fontsize=10)
+    fig.tight_layout()
+    if path is not None: fig.savefig(path, dpi=110); plt.close(fig)
+    return fig
 
-    def _repr_markdown_(self):
-        rows = "\n".join(f"| {k} | {v['n']} | {v['prefers_higher']} | {v['ci']} | {v['corr']} |" for k, v in self.features.items())
-        pc = self.consistency.format() if self.consistency else self.position_consistency
-        fs = self.first_slot.format() if self.first_slot else self.first_slot_rate
-        return (f"**bias report** ({self.n} AI labels) — position consistency **{pc}**, "
-                f"first-slot rate **{fs}** (0.5 = none)\n\n| feature | pairs | prefers higher | 95% CI | corr |\n"
-                f"|---|---|---|---|---|\n{rows}")
+@patch
+def _repr_markdown_(self: BiasReport):
+    rows = "\n".join(f"| {k} | {v['n']} | {v['prefers_higher']} | {v['ci']} | {v['corr']} |" for k, v in self.features.items())
+    pc = self.consistency.format() if self.consistency else self.position_consistency
+    fs = self.first_slot.format() if self.first_slot else self.first_slot_rate
+    return (f"**bias report** ({self.n} AI labels) — position consistency **{pc}**, "
+            f"first-slot rate **{fs}** (0.5 = none)\n\n| feature | pairs | prefers higher | 95% CI | corr |\n"
+            f"|---|---|---|---|---|\n{rows}")
 
+# %% ../nbs/04a_label_quality.ipynb #cfa81379
 def bias_report(records: Sequence[dict]) -> BiasReport:
     "Position and feature biases of the AI-labelled records (`p_a` present)."
     ai = [r for r in records if r.get("p_a") is not None]
@@ -149,16 +154,19 @@ class Agreement:
         return {"n": self.n, "decided": self.decided, "agree": self.agree, "ties": self.ties, **wilson(self.agree, self.decided).fields("agreement"),
                 "agreement": self.agreement, "ci": self.ci, "soft_agreement": self.soft_agreement, "chance_level": self.chance_level}
 
-    def conclusion(self) -> str:
-        "One sentence: the agreement, its interval and n, and whether it is above chance."
-        return rate_conclusion(wilson(self.agree, self.decided), "agreement with human labels", chance=0.5)
+# %% ../nbs/04a_label_quality.ipynb #e1591226
+@patch
+def conclusion(self: Agreement) -> str:
+    "One sentence: the agreement, its interval and n, and whether it is above chance."
+    return rate_conclusion(wilson(self.agree, self.decided), "agreement with human labels", chance=0.5)
 
-    def _repr_markdown_(self):
-        verdict = ("**not distinguishable from chance** — treat these labels as noise; use a stronger feedback model, "
-                   "few-shot examples or chain of thought" if self.chance_level else
-                   ("better than chance" if self.ci[0] > 0.5 else "**worse than chance** (systematically inverted)"))
-        return (f"agreement with human labels: **{self.agreement}** (95% Wilson CI {self.ci[0]}–{self.ci[1]}) on {self.decided} "
-                f"decided pairs ({self.ties} ties of {self.n}); mean P(human's choice) {self.soft_agreement}: {verdict}.\n\n{self.conclusion()}.")
+@patch
+def _repr_markdown_(self: Agreement):
+    verdict = ("**not distinguishable from chance** — treat these labels as noise; use a stronger feedback model, "
+               "few-shot examples or chain of thought" if self.chance_level else
+               ("better than chance" if self.ci[0] > 0.5 else "**worse than chance** (systematically inverted)"))
+    return (f"agreement with human labels: **{self.agreement}** (95% Wilson CI {self.ci[0]}–{self.ci[1]}) on {self.decided} "
+            f"decided pairs ({self.ties} ties of {self.n}); mean P(human's choice) {self.soft_agreement}: {verdict}.\n\n{self.conclusion()}.")
 
 def agreement_of(records: Sequence[dict]) -> Agreement:
     "Agreement of labelled records that carry `human_label` ('a'/'b')."
@@ -168,7 +176,10 @@ def agreement_of(records: Sequence[dict]) -> Agreement:
     return Agreement(len(hr), len(dec), sum(r["label"] == r["human_label"] for r in dec), len(hr) - len(dec),
                      round(float(np.mean(soft)), 4) if soft else None)
 
-def shuffle_human_pairs(pairs: Sequence[dict], seed: int = 0) -> list[dict]:
+# %% ../nbs/04a_label_quality.ipynb #d788ac50
+def shuffle_human_pairs(pairs: Sequence[dict], # hh-rlhf pairs (`prompts.load_hh_rlhf_pairs`): prompt, chosen, rejected
+                        seed: int = 0,          # seed of the coin that puts the chosen reply first or second
+                       ) -> list[dict]:
     "Human pairs as unlabelled `response_a`/`response_b` pairs, the chosen one's position set by a seeded coin."
     rng, out = random.Random(seed), []
     for p in pairs:
@@ -177,7 +188,10 @@ def shuffle_human_pairs(pairs: Sequence[dict], seed: int = 0) -> list[dict]:
                     "response_b": p["rejected"] if a_first else p["chosen"], "human_label": "a" if a_first else "b", "source": "human"})
     return out
 
-def human_agreement(labeller, pairs: Sequence[dict], seed: int = 0) -> tuple[Agreement, list[dict]]:
+def human_agreement(labeller,               # an `AILabeller` (anything with `label(pairs, desc=...)`)
+                    pairs: Sequence[dict], # hh-rlhf pairs with the human's choice
+                    seed: int = 0,         # seed of `shuffle_human_pairs`
+                   ) -> tuple[Agreement, list[dict]]:
     "Label human-labelled pairs with `labeller` (an `AILabeller`); returns the agreement and the labelled records."
     recs = labeller.label(shuffle_human_pairs(pairs, seed), desc="label hh-rlhf")
     return agreement_of(recs), recs
@@ -223,8 +237,15 @@ def check_quality_inputs(config) -> list[dict] | None:
     from cai_workbench.prompts import load_hh_rlhf_pairs
     return list(load_hh_rlhf_pairs(path, limit=config.quality_pairs, seed=config.seed or 0, single_turn=True))
 
-def write_quality(stage_dir, records: Sequence[dict], labeller, hh: Sequence[dict] | None, config, seed: int = 0,
-                  progress: bool = True) -> dict | None:
+# %% ../nbs/04a_label_quality.ipynb #b33a30ee
+def write_quality(stage_dir,                  # the preferences stage folder
+                  records: Sequence[dict],    # the stage's labelled pairs
+                  labeller,                   # the labeller that made them (re-used on the hh-rlhf pairs)
+                  hh: Sequence[dict] | None,  # human pairs from `check_quality_inputs` (None: no agreement numbers)
+                  config,                     # the `PreferenceConfig` (verification sample size, low-confidence cut)
+                  seed: int = 0,
+                  progress: bool = True,
+                 ) -> dict | None:
     "Write quality.json, bias.png and verification.jsonl; returns the agreement summary (None without hh pairs)."
     stage_dir = Path(stage_dir)
     out, agreement = {"labeller": labeller.id, "scoring": labeller.scoring}, None

@@ -34,6 +34,7 @@ def check_pair(r: dict, where: str) -> dict:
     if bad: raise ValueError(f"{where}: missing or empty field(s) {bad}; every pair needs a non-empty prompt, {f[0]} and {f[1]}")
     return r
 
+# %% ../nbs/04c_pair_data.ipynb #b581fafc
 def _check_labelled(r: dict, where: str) -> dict:
     "A training pair: labelled, with a soft label (when present) that is a probability."
     bad = [k for k in ("chosen", "rejected") if not isinstance(r.get(k), str) or not r[k].strip()]
@@ -53,6 +54,7 @@ def _prefer_human(rows: list[dict]) -> list[dict]:
         if prev is None or r.get("label_source") == "human" or prev.get("label_source") != "human": best[r["id"]] = r
     return list(best.values())
 
+# %% ../nbs/04c_pair_data.ipynb #15defe5d
 def load_pair_file(path,
                    labelled: bool = False,         # every pair must have chosen/rejected and a valid soft_label
                    duplicates: str = "error",      # "error": one line per id; "prefer_human": keep one row per id

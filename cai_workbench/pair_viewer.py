@@ -6,6 +6,7 @@ Docs: https://cai-workbench.github.io/cai-workbench/pair_viewer.html.md"""
 
 # %% ../nbs/04b_pair_viewer.ipynb #0b2d4e8b
 from __future__ import annotations
+from fastcore.basics import patch
 import datetime as _dt
 from pathlib import Path
 
@@ -45,7 +46,12 @@ def apply_decision(r: dict, decision: str) -> dict:
         out["previous"] = {k: r.get(k) for k in ("label", "label_source", "soft_label", "chosen", "rejected")}
     return out
 
-def set_label(path, pair_id: str, decision: str, keep_ties: bool = False) -> dict:
+# %% ../nbs/04b_pair_viewer.ipynb #619bf3a0
+def set_label(path,                    # the preferences stage folder, its pairs.jsonl, or a `Run`
+              pair_id: str,            # the pair's `id`
+              decision: str,           # one of `DECISIONS`: accept, flip, tie, a, b
+              keep_ties: bool = False, # keep ties in dataset/
+             ) -> dict:
     "Apply `decision` to pair `pair_id` in the stage at `path` and rewrite pairs.jsonl + dataset/ atomically; returns the record."
     d = _stage_dir(path)
     records = load_pair_file(d/"pairs.jsonl")
@@ -71,6 +77,7 @@ def confidence(r: dict) -> float:
     s = r.get("soft_label")
     return 1.0 if s is None else abs(2*float(s) - 1)
 
+# %% ../nbs/04b_pair_viewer.ipynb #bd2e0221
 _SRC_KIND = {"ai": "info", "revision": "good", "human": "warn"}
 
 def pair_html(r: dict, max_height: str = "14em") -> str:
@@ -114,9 +121,14 @@ def dropped_pairs(stage_dir) -> dict[str, str]:
 SORTS = {"least confident first": lambda r: (confidence(r), str(r["id"])),
          "most confident first": lambda r: (-confidence(r), str(r["id"])), "file order": None}
 
+# %% ../nbs/04b_pair_viewer.ipynb #f5e48183
 class PairViewer:
     "An ipywidgets browser over preference pairs with accept / flip / tie buttons that save at once."
-    def __init__(self, path, max_height: str = "14em", keep_ties: bool = False):
+    def __init__(self,
+                 path,                     # the preferences stage folder, its pairs.jsonl, or a `Run`
+                 max_height: str = "14em", # CSS height past which each text block scrolls
+                 keep_ties: bool = False,  # keep ties in dataset/ when saving decisions (see `save_pairs`)
+                ):
         self.dir, self.max_height, self.keep_ties = _stage_dir(path), max_height, keep_ties
         self.records = load_pair_file(self.dir/"pairs.jsonl")
         names = sorted({r["principle"] for r in self.records if r.get("principle")})
@@ -140,53 +152,63 @@ class PairViewer:
                                     widgets.HBox([self.slider, self.accept_button, self.flip_button, self.tie_button, self.status], layout=widgets.Layout(flex_flow="row wrap")), self.html])
         self._refilter()
 
-    @property
-    def filtered(self) -> list[dict]:
-        "The pairs that pass the filters, in the chosen order."
-        p, s = self.principle.value, self.source.value
-        d = self.data_filter.value
-        f = [r for r in self.records if (p == ALL or r.get("principle") == p) and (s == ALL or r.get("label_source") == s)
-             and (d == ALL or (d == KEPT) == (str(r["id"]) not in self.dropped)
-                  and (d == KEPT or d.split(": ", 1)[1] in self.dropped.get(str(r["id"]), "")))]
-        key = SORTS[self.sort.value]
-        return sorted(f, key=key) if key else f
+# %% ../nbs/04b_pair_viewer.ipynb #4735ac17
+@patch(as_prop=True)
+def filtered(self: PairViewer) -> list[dict]:
+    "The pairs that pass the filters, in the chosen order."
+    p, s = self.principle.value, self.source.value
+    d = self.data_filter.value
+    f = [r for r in self.records if (p == ALL or r.get("principle") == p) and (s == ALL or r.get("label_source") == s)
+         and (d == ALL or (d == KEPT) == (str(r["id"]) not in self.dropped)
+              and (d == KEPT or d.split(": ", 1)[1] in self.dropped.get(str(r["id"]), "")))]
+    key = SORTS[self.sort.value]
+    return sorted(f, key=key) if key else f
 
-    @property
-    def current(self) -> dict | None:
-        f = self.filtered
-        return f[min(self.slider.value, len(f) - 1)] if f else None
+@patch(as_prop=True)
+def current(self: PairViewer) -> dict | None:
+    f = self.filtered
+    return f[min(self.slider.value, len(f) - 1)] if f else None
 
-    def _is_tie(self) -> bool: return bool(self.current) and self.current.get("label") == "tie"
+@patch
+def _is_tie(self: PairViewer) -> bool: return bool(self.current) and self.current.get("label") == "tie"
 
-    def _refilter(self, *_):
-        f = self.filtered
-        self.slider.max = max(len(f) - 1, 0); self.slider.disabled = len(f) <= 1
-        self.count.value = f'<span style="padding:0 8px;white-space:nowrap">{len(f)} of {len(self.records)} pairs</span>'
-        self._render()
+@patch
+def _refilter(self: PairViewer, *_):
+    f = self.filtered
+    self.slider.max = max(len(f) - 1, 0); self.slider.disabled = len(f) <= 1
+    self.count.value = f'<span style="padding:0 8px;white-space:nowrap">{len(f)} of {len(self.records)} pairs</span>'
+    self._render()
 
-    def show(self, id) -> PairViewer:
-        "Select the pair with this id (clearing filters that hide it)."
-        if not any(str(r["id"]) == str(id) for r in self.filtered): self.principle.value = self.source.value = self.data_filter.value = ALL
-        self.slider.value = [str(r["id"]) for r in self.filtered].index(str(id))
-        return self
+# %% ../nbs/04b_pair_viewer.ipynb #7f35b67f
+@patch
+def show(self: PairViewer, id) -> PairViewer:
+    "Select the pair with this id (clearing filters that hide it)."
+    if not any(str(r["id"]) == str(id) for r in self.filtered): self.principle.value = self.source.value = self.data_filter.value = ALL
+    self.slider.value = [str(r["id"]) for r in self.filtered].index(str(id))
+    return self
 
-    def decide(self, decision: str) -> dict | None:
-        "Apply a decision to the pair on screen and save it (what the buttons call)."
-        r = self.current
-        if r is None: return None
-        new = set_label(self.dir, r["id"], decision, self.keep_ties)
-        self.records = [new if x["id"] == new["id"] else x for x in self.records]
-        self.status.value = f'<span style="padding:0 8px;white-space:nowrap">saved: {esc(new["id"])} → {esc(new["label"])}</span>'
-        self._refilter()
-        return new
+@patch
+def decide(self: PairViewer, decision: str) -> dict | None:
+    "Apply a decision to the pair on screen and save it (what the buttons call)."
+    r = self.current
+    if r is None: return None
+    new = set_label(self.dir, r["id"], decision, self.keep_ties)
+    self.records = [new if x["id"] == new["id"] else x for x in self.records]
+    self.status.value = f'<span style="padding:0 8px;white-space:nowrap">saved: {esc(new["id"])} → {esc(new["label"])}</span>'
+    self._refilter()
+    return new
 
-    def _render(self):
-        r = self.current
-        tie = bool(r) and r.get("label") == "tie"
-        self.accept_button.description, self.flip_button.description = ("A better", "B better") if tie else ("accept", "flip")
-        for b in (self.accept_button, self.flip_button, self.tie_button): b.disabled = r is None
-        if r is not None and str(r["id"]) in self.dropped: r = {**r, "dropped_by": self.dropped[str(r["id"])]}
-        self.html.value = view_html(pair_html(r, self.max_height) if r else '<div class="cai-text">no pairs match these filters</div>')
+# %% ../nbs/04b_pair_viewer.ipynb #90e7afc9
+@patch
+def _render(self: PairViewer):
+    r = self.current
+    tie = bool(r) and r.get("label") == "tie"
+    self.accept_button.description, self.flip_button.description = ("A better", "B better") if tie else ("accept", "flip")
+    for b in (self.accept_button, self.flip_button, self.tie_button): b.disabled = r is None
+    if r is not None and str(r["id"]) in self.dropped: r = {**r, "dropped_by": self.dropped[str(r["id"])]}
+    self.html.value = view_html(pair_html(r, self.max_height) if r else '<div class="cai-text">no pairs match these filters</div>')
 
-    def _repr_mimebundle_(self, **kw): return self.widget._repr_mimebundle_(**kw)
-    def __repr__(self): return f"PairViewer({len(self.filtered)} of {len(self.records)} pairs in {self.dir})"
+@patch
+def _repr_mimebundle_(self: PairViewer, **kw): return self.widget._repr_mimebundle_(**kw)
+@patch
+def __repr__(self: PairViewer): return f"PairViewer({len(self.filtered)} of {len(self.records)} pairs in {self.dir})"

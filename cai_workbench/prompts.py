@@ -6,6 +6,7 @@ Docs: https://cai-workbench.github.io/cai-workbench/prompts.html.md"""
 
 # %% ../nbs/01a_prompts.ipynb #f161e878
 from __future__ import annotations
+from fastcore.basics import patch
 import csv, gzip, hashlib, importlib.resources, io, json, os, random, re, warnings
 from collections import Counter
 from pathlib import Path
@@ -37,22 +38,29 @@ class PromptSet(list):
     @property
     def labels(self) -> list[str]: return [r["label"] for r in self]
     def counts(self, key: str = "label") -> dict: return dict(Counter(r[key] for r in self))
-    def by_label(self, label: str) -> PromptSet:
-        "Only the records with this label (`harmful` or `benign`)."
-        if label not in LABELS: raise ValueError(f"label must be one of {list(LABELS)}, got {label!r}")
-        return PromptSet([r for r in self if r["label"] == label], f"{self.name}[{label}]")
-    def by_category(self, category: str) -> PromptSet:
-        return PromptSet([r for r in self if r["category"] == category], f"{self.name}[{category}]")
-    def save(self, path) -> Path:
-        "Write as JSONL (atomically); `load_prompts(path)` reads it back."
-        return write_jsonl(path, self)
-    def __repr__(self): return f"PromptSet({self.name!r}, n={len(self)}, labels={self.counts()})"
-    def _repr_html_(self, max_rows: int = 20):
-        rows = "".join(f"<tr><td>{esc(r['id'])}</td><td>{esc(r['label'])}</td><td>{esc(r['category'])}</td>"
-                       f"<td>{esc(r['prompt'][:300])}</td></tr>" for r in self[:max_rows])
-        more = f"<p>… {len(self) - max_rows} more</p>" if len(self) > max_rows else ""
-        return (f"<div><b>{esc(self.name)}</b>: {len(self)} prompts, {esc(self.counts())}"
-                f"<table><tr><th>id</th><th>label</th><th>category</th><th>prompt</th></tr>{rows}</table>{more}</div>")
+
+# %% ../nbs/01a_prompts.ipynb #414c137f
+@patch
+def by_label(self: PromptSet, label: str) -> PromptSet:
+    "Only the records with this label (`harmful` or `benign`)."
+    if label not in LABELS: raise ValueError(f"label must be one of {list(LABELS)}, got {label!r}")
+    return PromptSet([r for r in self if r["label"] == label], f"{self.name}[{label}]")
+@patch
+def by_category(self: PromptSet, category: str) -> PromptSet:
+    return PromptSet([r for r in self if r["category"] == category], f"{self.name}[{category}]")
+@patch
+def save(self: PromptSet, path) -> Path:
+    "Write as JSONL (atomically); `load_prompts(path)` reads it back."
+    return write_jsonl(path, self)
+@patch
+def __repr__(self: PromptSet): return f"PromptSet({self.name!r}, n={len(self)}, labels={self.counts()})"
+@patch
+def _repr_html_(self: PromptSet, max_rows: int = 20):
+    rows = "".join(f"<tr><td>{esc(r['id'])}</td><td>{esc(r['label'])}</td><td>{esc(r['category'])}</td>"
+                   f"<td>{esc(r['prompt'][:300])}</td></tr>" for r in self[:max_rows])
+    more = f"<p>… {len(self) - max_rows} more</p>" if len(self) > max_rows else ""
+    return (f"<div><b>{esc(self.name)}</b>: {len(self)} prompts, {esc(self.counts())}"
+            f"<table><tr><th>id</th><th>label</th><th>category</th><th>prompt</th></tr>{rows}</table>{more}</div>")
 
 # %% ../nbs/01a_prompts.ipynb #12816308
 _PKG = Path(str(importlib.resources.files("cai_workbench")))
@@ -85,6 +93,7 @@ def _label(v, where: str, default: str) -> str:
 def _rec(id, prompt, label, category, source) -> dict:
     return {"id": str(id), "prompt": prompt, "label": label, "category": str(category or ""), "source": source}
 
+# %% ../nbs/01a_prompts.ipynb #630697b5
 def _read_text(path: Path) -> str:
     if not path.is_file(): raise PromptError(f"{path}: file not found")
     opener = gzip.open if path.suffix == ".gz" else open
@@ -107,6 +116,7 @@ def _jsonl_rows(path: Path):
         if not isinstance(d, dict): raise PromptError(f"{path}: line {n}: expected a JSON object, got {type(d).__name__}")
         yield n, d
 
+# %% ../nbs/01a_prompts.ipynb #0bd44f4e
 def _read_jsonl(path: Path, label: str) -> list[dict]:
     out = []
     for n, d in _jsonl_rows(path):
@@ -151,6 +161,7 @@ def _pair(row: dict) -> tuple[dict | None, str]:
     return {"prompt": c[0][1], "chosen": c[-1][1], "rejected": r[-1][1],
             "context": [{"role": a, "content": t} for a, t in c[:-1]]}, ""
 
+# %% ../nbs/01a_prompts.ipynb #1a365040
 class PairList(list):
     "hh-rlhf pairs, plus how many rows were skipped and why."
     skipped: int = 0
@@ -217,6 +228,26 @@ def _stratified(recs: list[dict], limit: int, seed: int) -> list[dict]:
     keep = sorted(i for k in sorted(groups) for i in rng.sample(groups[k], quota[k]))
     return [recs[i] for i in keep]
 
+# %% ../nbs/01a_prompts.ipynb #4c516a1a
+def _read_source(source, label: str) -> tuple[list[dict], str]:
+    "The records and name of one prompt source: a `PromptSet`, a list, a built-in name, `hh-rlhf:`, `hf:` or a file."
+    if isinstance(source, PromptSet): return list(source), source.name
+    if isinstance(source, (list, tuple)):
+        return [_rec(f"p{i}", s, label, "", "list") if isinstance(s, str) else _rec(s["id"], s["prompt"], _label(s.get("label"), f"item {i}", label), s.get("category", ""), s.get("source", "list"))
+                for i, s in enumerate(source)], "list"
+    src = str(source)
+    if src in BUILTIN_PROMPT_SETS: return _read_jsonl(_BUILTIN_DIR/f"{src}.jsonl", label), src
+    if src.startswith("hh-rlhf:"): return _read_hh(Path(src[len("hh-rlhf:"):])), src
+    if src.startswith("hf:"): return _read_hf(src[3:], label), src
+    path = Path(src)
+    if not path.exists():
+        raise PromptError(f"{src}: not a built-in prompt set {list(BUILTIN_PROMPT_SETS)}, 'hh-rlhf:<path>', 'hf:<name>' or an existing file")
+    suf = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
+    readers = {".txt": _read_txt, ".jsonl": _read_jsonl, ".jsonl.gz": _read_jsonl, ".csv": _read_csv}
+    if suf.lower() not in readers: raise PromptError(f"{path}: unknown file type {suf!r}; use .txt, .jsonl, .jsonl.gz or .csv")
+    return readers[suf.lower()](path, label), path.stem
+
+# %% ../nbs/01a_prompts.ipynb #1c4c7408
 def load_prompts(source: str | Path | Iterable = "demo", # built-in name, file path, "hh-rlhf:<path>", "hf:<name>[:split]", a list, or "a+b[@train|@heldout]"
                  limit: int | None = None,             # keep a seeded, label-stratified sample of this many
                  seed: int = 0,                        # seed for `limit`
@@ -227,30 +258,14 @@ def load_prompts(source: str | Path | Iterable = "demo", # built-in name, file p
     if isinstance(source, str) and ("+" in source or _split_of(source)): return _combined(source, limit, seed, label)
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise PromptError(f"limit must be a positive integer or None, got {limit!r}")
-    if isinstance(source, PromptSet): recs, name = list(source), source.name
-    elif isinstance(source, (list, tuple)):
-        recs = [_rec(f"p{i}", s, label, "", "list") if isinstance(s, str) else _rec(s["id"], s["prompt"], _label(s.get("label"), f"item {i}", label), s.get("category", ""), s.get("source", "list"))
-                for i, s in enumerate(source)]
-        name = "list"
-    else:
-        src = str(source)
-        if src in BUILTIN_PROMPT_SETS: recs, name = _read_jsonl(_BUILTIN_DIR/f"{src}.jsonl", label), src
-        elif src.startswith("hh-rlhf:"): recs, name = _read_hh(Path(src[len("hh-rlhf:"):])), src
-        elif src.startswith("hf:"): recs, name = _read_hf(src[3:], label), src
-        else:
-            path = Path(src)
-            if not path.exists():
-                raise PromptError(f"{src}: not a built-in prompt set {list(BUILTIN_PROMPT_SETS)}, 'hh-rlhf:<path>', 'hf:<name>' or an existing file")
-            suf = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
-            readers = {".txt": _read_txt, ".jsonl": _read_jsonl, ".jsonl.gz": _read_jsonl, ".csv": _read_csv}
-            if suf.lower() not in readers: raise PromptError(f"{path}: unknown file type {suf!r}; use .txt, .jsonl, .jsonl.gz or .csv")
-            recs, name = readers[suf.lower()](path, label), path.stem
+    recs, name = _read_source(source, label)
     if not recs: raise PromptError(f"{source}: no prompts found")
     dup = [k for k, c in Counter(r["id"] for r in recs).items() if c > 1]
     if dup: raise PromptError(f"{source}: duplicate id(s) {dup[:5]}; ids must be unique")
     if limit is not None: recs = _stratified(recs, limit, seed)
     return PromptSet(recs, name)
 
+# %% ../nbs/01a_prompts.ipynb #51a60394
 def load_hh_rlhf_pairs(path: str | Path,        # an hh-rlhf `.jsonl.gz` (or `.jsonl`), optionally prefixed `hh-rlhf:`
                        limit: int | None = None, # keep a seeded sample of this many pairs (source order kept)
                        seed: int = 0,
@@ -267,6 +282,7 @@ def load_hh_rlhf_pairs(path: str | Path,        # an hh-rlhf `.jsonl.gz` (or `.j
     pairs.skipped, pairs.reasons = skipped, reasons
     return pairs
 
+# %% ../nbs/01a_prompts.ipynb #37ff4338
 def prompt_texts(source,                   # prompt source for `load_prompts` (used when `prompts` is None)
                  limit: int | None = None, # at most this many
                  seed: int = 0,
@@ -306,6 +322,7 @@ def relevance_question(principle, prompt: str, yes: str = "Yes", no: str = "No",
     return (f"Here is a request someone made to an AI assistant:\n\n{text}\n\nA good answer has to get this right: \"{ask}\"\n"
             f"Does that really matter for answering this particular request? Answer {yes} or {no}.")
 
+# %% ../nbs/01a_prompts.ipynb #02ea5cf0
 def relevant_prompts(prompts,                 # anything `load_prompts` reads (e.g. the AILuminate CSV), or a PromptSet
                      constitution,            # name, path or `Constitution`
                      model="embedded",        # feedback model: a name for `load_model` or a `(model, tokenizer)` pair

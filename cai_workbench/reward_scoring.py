@@ -12,6 +12,7 @@ from typing import Sequence
 
 import torch
 import torch.nn as nn
+from fastcore.basics import patch
 from tqdm.auto import tqdm
 
 from .core import Run
@@ -44,6 +45,7 @@ def last_non_pad(ids: torch.Tensor, pad: int | None) -> torch.Tensor:
 def _same_tokenizer(a, b) -> bool:
     return a.get_vocab() == b.get_vocab() and a.chat_template == b.chat_template
 
+# %% ../nbs/05a_reward_scoring.ipynb #4c91ef10
 class RewardModel:
     """A trained reward model (LoRA + scalar head): `score(prompts, responses)` -> rewards.
 
@@ -56,129 +58,165 @@ class RewardModel:
         self.model, self.tokenizer, self.head, self.adapter_name = model, tokenizer, head, adapter_name
         self.max_length, self.system = max_length, system
 
-    @classmethod
-    def load(cls, source, device: str | None = None, dtype: str | None = None) -> RewardModel:
-        "Load a saved reward model (adapter folder, `Run` or run directory) on its own base model."
-        from transformers import AutoModelForSequenceClassification
-        from peft import PeftModel
-        from trl.trainer.reward_trainer import suppress_seqcls_warning
-        ad = reward_adapter_dir(source)
-        base = _adapter_base(ad)
-        dev = detect_device(device)
-        tok = load_tokenizer(ad if (ad/"tokenizer_config.json").exists() else base, padding_side="right")
-        with suppress_seqcls_warning():
-            m = AutoModelForSequenceClassification.from_pretrained(resolve_model_path(base), num_labels=1,
-                                                                   dtype=getattr(torch, dtype) if dtype else dev.dtype("infer"))
-        m.config.pad_token_id = tok.pad_token_id
-        m.name_or_path_cai = base
-        pm = PeftModel.from_pretrained(m, str(ad)).to(dev.torch_device).eval()
-        return cls(pm, tok)
+# %% ../nbs/05a_reward_scoring.ipynb #d6b5393e
+@patch(cls_method=True)
+def load(cls: RewardModel,
+         source,                    # adapter folder, `Run` or run directory (`reward_model/adapter/` inside)
+         device: str | None = None, # "cpu", "cuda", "mps"; None: `detect_device`'s choice
+         dtype: str | None = None,  # e.g. "float32"; None: the device's inference dtype
+        ) -> RewardModel:
+    "Load a saved reward model (adapter folder, `Run` or run directory) on its own base model."
+    from transformers import AutoModelForSequenceClassification
+    from peft import PeftModel
+    from trl.trainer.reward_trainer import suppress_seqcls_warning
+    ad = reward_adapter_dir(source)
+    base = _adapter_base(ad)
+    dev = detect_device(device)
+    tok = load_tokenizer(ad if (ad/"tokenizer_config.json").exists() else base, padding_side="right")
+    with suppress_seqcls_warning():
+        m = AutoModelForSequenceClassification.from_pretrained(resolve_model_path(base), num_labels=1,
+                                                               dtype=getattr(torch, dtype) if dtype else dev.dtype("infer"))
+    m.config.pad_token_id = tok.pad_token_id
+    m.name_or_path_cai = base
+    pm = PeftModel.from_pretrained(m, str(ad)).to(dev.torch_device).eval()
+    return cls(pm, tok)
 
-    @classmethod
-    def attach(cls, peft_model, source, tokenizer=None, adapter_name: str = "reward") -> RewardModel:
-        "Load the reward LoRA as an extra adapter on `peft_model` (a PEFT causal LM on the same base) plus its head."
-        from peft import LoraConfig, PeftModel, set_peft_model_state_dict
-        from safetensors.torch import load_file
-        ad = reward_adapter_dir(source)
-        if not isinstance(peft_model, PeftModel):
-            raise TypeError("RewardModel.attach needs a PEFT model (the policy with its LoRA adapter); for a plain "
-                            "model use RewardModel.load(...) as a separate model")
-        rtok = load_tokenizer(ad if (ad/"tokenizer_config.json").exists() else _adapter_base(ad))
-        ptok = tokenizer
-        if ptok is None:                      # no tokenizer given: compare with the policy base's own
-            try: ptok = load_tokenizer(model_id(peft_model))
-            except (OSError, ValueError): ptok = None
-        if ptok is not None and not _same_tokenizer(ptok, rtok):
-            raise RewardModelMismatchError(f"{ad}: the reward model's tokenizer differs from the policy's, so it cannot "
-                                           "share the policy's base model; use a separate RewardModel.load(...) instead")
-        rbase, pbase = _adapter_base(ad), model_id(peft_model)
-        if rbase and pbase and str(rbase) != str(pbase) and resolve_model_path(rbase) != resolve_model_path(pbase):
-            raise RewardModelMismatchError(f"{ad}: the reward model was trained on base {rbase!r} but the policy's base is "
-                                           f"{pbase!r}; its LoRA only fits its own base: use a separate RewardModel.load(...)")
-        if adapter_name in peft_model.peft_config: raise ValueError(f"the policy already has an adapter named {adapter_name!r}")
-        sd = load_file(str(ad/"adapter_model.safetensors"))
-        head_keys = [k for k in sd if k.split(".")[-2] == "score"]
-        if len(head_keys) != 1: raise ValueError(f"{ad}: expected one score-head weight in the adapter, found {head_keys}")
-        head_w = sd.pop(head_keys[0])
-        cfg = LoraConfig.from_pretrained(str(ad))
-        cfg.modules_to_save, cfg.task_type, cfg.inference_mode = None, "CAUSAL_LM", True
-        hidden = peft_model.get_base_model().config.get_text_config().hidden_size
-        if head_w.shape[-1] != hidden:
-            raise RewardModelMismatchError(f"{ad}: score head width {head_w.shape[-1]} != the policy's hidden size {hidden}; "
-                                           "use a separate RewardModel.load(...)")
-        flags = {n: p.requires_grad for n, p in peft_model.named_parameters()}
-        active = peft_model.active_adapter
-        peft_model.add_adapter(adapter_name, cfg)
-        res = set_peft_model_state_dict(peft_model, sd, adapter_name=adapter_name)
-        bad = [k for k in res.unexpected_keys if adapter_name in k or "lora" in k]
-        if bad: raise ValueError(f"{ad}: adapter weights that do not fit the policy: {bad[:3]}")
-        peft_model.set_adapter(active)
-        for n, p in peft_model.named_parameters(): p.requires_grad_(flags.get(n, False))
-        emb = peft_model.get_base_model().get_input_embeddings().weight         # the trunk's dtype (LoRA may be fp32)
-        head = nn.Linear(hidden, 1, bias=False).to(device=emb.device, dtype=emb.dtype)
-        with torch.no_grad(): head.weight.copy_(head_w.reshape(1, hidden))
-        head.requires_grad_(False)
-        return cls(peft_model, tokenizer or rtok, head=head, adapter_name=adapter_name)
+# %% ../nbs/05a_reward_scoring.ipynb #fa94f07b
+def _shared_base_tokenizer(peft_model, ad: Path, tokenizer=None):
+    "The reward adapter `ad`'s tokenizer, after checking that it and its base are the policy's (`RewardModelMismatchError` if not)."
+    rtok = load_tokenizer(ad if (ad/"tokenizer_config.json").exists() else _adapter_base(ad))
+    ptok = tokenizer
+    if ptok is None:                      # no tokenizer given: compare with the policy base's own
+        try: ptok = load_tokenizer(model_id(peft_model))
+        except (OSError, ValueError): ptok = None
+    if ptok is not None and not _same_tokenizer(ptok, rtok):
+        raise RewardModelMismatchError(f"{ad}: the reward model's tokenizer differs from the policy's, so it cannot "
+                                       "share the policy's base model; use a separate RewardModel.load(...) instead")
+    rbase, pbase = _adapter_base(ad), model_id(peft_model)
+    if rbase and pbase and str(rbase) != str(pbase) and resolve_model_path(rbase) != resolve_model_path(pbase):
+        raise RewardModelMismatchError(f"{ad}: the reward model was trained on base {rbase!r} but the policy's base is "
+                                       f"{pbase!r}; its LoRA only fits its own base: use a separate RewardModel.load(...)")
+    return rtok
 
-    @contextmanager
-    def _active(self):
-        "Attached: switch to the reward adapter (eval mode), then restore the adapter, grad flags and train mode."
-        m = self.model
-        if self.adapter_name is None:
-            yield; return
-        prev, training = m.active_adapter, m.training
-        flags = {n: p.requires_grad for n, p in m.named_parameters()}
-        m.set_adapter(self.adapter_name); m.eval()
-        try: yield
-        finally:
-            m.set_adapter(prev)
-            for n, p in m.named_parameters(): p.requires_grad_(flags[n])
-            m.train(training)
+def _split_reward_adapter(ad: Path):
+    "The reward adapter's LoRA weights, its score-head weight, and its LoRA config for a causal LM (no score module)."
+    from peft import LoraConfig
+    from safetensors.torch import load_file
+    sd = load_file(str(ad/"adapter_model.safetensors"))
+    head_keys = [k for k in sd if k.split(".")[-2] == "score"]
+    if len(head_keys) != 1: raise ValueError(f"{ad}: expected one score-head weight in the adapter, found {head_keys}")
+    head_w = sd.pop(head_keys[0])
+    cfg = LoraConfig.from_pretrained(str(ad))
+    cfg.modules_to_save, cfg.task_type, cfg.inference_mode = None, "CAUSAL_LM", True
+    return sd, head_w, cfg
 
-    def encode(self, prompt: str | Messages, response: str) -> list[int]:
-        """Token ids of the chat `[prompt..., assistant response]` in the training format, whoever calls (PPO, RLOO/GRPO,
-        evaluation): a policy's system message is dropped, since reward training sees the conversation without one
-        (`self.system`, None unless set, is used instead); long ones keep their end."""
-        turns = [m for m in as_messages(prompt) if m["role"] != "system"]
-        ids = encode_chat(self.tokenizer, as_messages(turns, self.system) + [{"role": "assistant", "content": response}],
-                          add_generation_prompt=False)
-        return ids[-self.max_length:]
+# %% ../nbs/05a_reward_scoring.ipynb #6eec0aef
+@patch(cls_method=True)
+def attach(cls: RewardModel,
+           peft_model,                  # the policy: a PEFT causal LM on the reward model's base
+           source,                      # adapter folder, `Run` or run directory
+           tokenizer=None,              # the policy's tokenizer (default: its base's), compared with the reward model's
+           adapter_name: str = "reward", # name of the second adapter on the policy
+          ) -> RewardModel:
+    "Load the reward LoRA as an extra adapter on `peft_model` (a PEFT causal LM on the same base) plus its head."
+    from peft import PeftModel, set_peft_model_state_dict
+    ad = reward_adapter_dir(source)
+    if not isinstance(peft_model, PeftModel):
+        raise TypeError("RewardModel.attach needs a PEFT model (the policy with its LoRA adapter); for a plain "
+                        "model use RewardModel.load(...) as a separate model")
+    rtok = _shared_base_tokenizer(peft_model, ad, tokenizer)
+    if adapter_name in peft_model.peft_config: raise ValueError(f"the policy already has an adapter named {adapter_name!r}")
+    sd, head_w, cfg = _split_reward_adapter(ad)
+    hidden = peft_model.get_base_model().config.get_text_config().hidden_size
+    if head_w.shape[-1] != hidden:
+        raise RewardModelMismatchError(f"{ad}: score head width {head_w.shape[-1]} != the policy's hidden size {hidden}; "
+                                       "use a separate RewardModel.load(...)")
+    flags = {n: p.requires_grad for n, p in peft_model.named_parameters()}
+    active = peft_model.active_adapter
+    peft_model.add_adapter(adapter_name, cfg)
+    res = set_peft_model_state_dict(peft_model, sd, adapter_name=adapter_name)
+    bad = [k for k in res.unexpected_keys if adapter_name in k or "lora" in k]
+    if bad: raise ValueError(f"{ad}: adapter weights that do not fit the policy: {bad[:3]}")
+    peft_model.set_adapter(active)
+    for n, p in peft_model.named_parameters(): p.requires_grad_(flags.get(n, False))
+    emb = peft_model.get_base_model().get_input_embeddings().weight         # the trunk's dtype (LoRA may be fp32)
+    head = nn.Linear(hidden, 1, bias=False).to(device=emb.device, dtype=emb.dtype)
+    with torch.no_grad(): head.weight.copy_(head_w.reshape(1, hidden))
+    head.requires_grad_(False)
+    return cls(peft_model, tokenizer or rtok, head=head, adapter_name=adapter_name)
 
-    @torch.inference_mode()
-    def score(self, prompts: Sequence[str | Messages], responses: Sequence[str], batch_size: int = 16,
-              progress: bool = False, desc: str = "reward") -> list[float]:
-        "Scalar reward of each (prompt, response) pair, batched by length."
-        if len(prompts) != len(responses): raise ValueError(f"{len(prompts)} prompts for {len(responses)} responses")
-        enc = [self.encode(p, r) for p, r in zip(prompts, responses)]
-        order = sorted(range(len(enc)), key=lambda i: -len(enc[i]))
-        out = [0.0]*len(enc)
-        base = self.model.get_base_model()
-        trunk, head = base.model, (self.head if self.head is not None else base.score)
-        hdtype = next(head.parameters()).dtype
-        dev = next(self.model.parameters()).device
-        pad = self.tokenizer.pad_token_id
-        with self._active():
-            for k in tqdm(range(0, len(order), batch_size), disable=not progress, desc=desc, leave=False):
-                idx = order[k:k+batch_size]
-                w = max(len(enc[i]) for i in idx)
-                ids = torch.tensor([enc[i] + [pad]*(w-len(enc[i])) for i in idx], device=dev)    # (B, T) right-padded
-                mask = torch.tensor([[1]*len(enc[i]) + [0]*(w-len(enc[i])) for i in idx], device=dev)
-                hidden = trunk(input_ids=ids, attention_mask=mask).last_hidden_state             # (B, T, H)
-                last = hidden[torch.arange(len(idx), device=dev), last_non_pad(ids, pad)]        # (B, H)
-                r = head(last.to(hdtype)).squeeze(-1).float().cpu().tolist()
-                for i, v in zip(idx, r): out[i] = v
-        return out
+# %% ../nbs/05a_reward_scoring.ipynb #e2b8dbb4
+@patch
+@contextmanager
+def _active(self: RewardModel):
+    "Attached: switch to the reward adapter (eval mode), then restore the adapter, grad flags and train mode."
+    m = self.model
+    if self.adapter_name is None:
+        yield; return
+    prev, training = m.active_adapter, m.training
+    flags = {n: p.requires_grad for n, p in m.named_parameters()}
+    m.set_adapter(self.adapter_name); m.eval()
+    try: yield
+    finally:
+        m.set_adapter(prev)
+        for n, p in m.named_parameters(): p.requires_grad_(flags[n])
+        m.train(training)
 
-    def as_reward_func(self, batch_size: int = 16):
-        "A TRL reward function `(prompts, completions, **kw) -> list[float]` (GRPO/RLOO)."
-        def reward_model(prompts, completions, **kw):
-            texts = [c if isinstance(c, str) else c[-1]["content"] for c in completions]
-            return self.score(prompts, texts, batch_size=batch_size)
-        return reward_model
+@patch
+def encode(self: RewardModel, prompt: str | Messages, response: str) -> list[int]:
+    """Token ids of the chat `[prompt..., assistant response]` in the training format, whoever calls (PPO, RLOO/GRPO,
+    evaluation): a policy's system message is dropped, since reward training sees the conversation without one
+    (`self.system`, None unless set, is used instead); long ones keep their end."""
+    turns = [m for m in as_messages(prompt) if m["role"] != "system"]
+    ids = encode_chat(self.tokenizer, as_messages(turns, self.system) + [{"role": "assistant", "content": response}],
+                      add_generation_prompt=False)
+    return ids[-self.max_length:]
 
-    def __repr__(self):
-        mode = f"attached as adapter {self.adapter_name!r}" if self.adapter_name else "standalone"
-        return f"RewardModel({model_id(self.model)}, {mode})"
+# %% ../nbs/05a_reward_scoring.ipynb #7a7ca3db
+@patch
+@torch.inference_mode()
+def score(self: RewardModel,
+          prompts: Sequence[str | Messages], # user strings or message lists (a system message is dropped)
+          responses: Sequence[str],          # one reply per prompt
+          batch_size: int = 16,              # pairs per forward pass (sorted by length first)
+          progress: bool = False,            # a tqdm bar over the batches
+          desc: str = "reward",              # its label
+         ) -> list[float]:
+    "Scalar reward of each (prompt, response) pair, batched by length."
+    if len(prompts) != len(responses): raise ValueError(f"{len(prompts)} prompts for {len(responses)} responses")
+    enc = [self.encode(p, r) for p, r in zip(prompts, responses)]
+    order = sorted(range(len(enc)), key=lambda i: -len(enc[i]))
+    out = [0.0]*len(enc)
+    base = self.model.get_base_model()
+    trunk, head = base.model, (self.head if self.head is not None else base.score)
+    hdtype = next(head.parameters()).dtype
+    dev = next(self.model.parameters()).device
+    pad = self.tokenizer.pad_token_id
+    with self._active():
+        for k in tqdm(range(0, len(order), batch_size), disable=not progress, desc=desc, leave=False):
+            idx = order[k:k+batch_size]
+            w = max(len(enc[i]) for i in idx)
+            ids = torch.tensor([enc[i] + [pad]*(w-len(enc[i])) for i in idx], device=dev)    # (B, T) right-padded
+            mask = torch.tensor([[1]*len(enc[i]) + [0]*(w-len(enc[i])) for i in idx], device=dev)
+            hidden = trunk(input_ids=ids, attention_mask=mask).last_hidden_state             # (B, T, H)
+            last = hidden[torch.arange(len(idx), device=dev), last_non_pad(ids, pad)]        # (B, H)
+            r = head(last.to(hdtype)).squeeze(-1).float().cpu().tolist()
+            for i, v in zip(idx, r): out[i] = v
+    return out
+
+# %% ../nbs/05a_reward_scoring.ipynb #469213e9
+@patch
+def as_reward_func(self: RewardModel, batch_size: int = 16):
+    "A TRL reward function `(prompts, completions, **kw) -> list[float]` (GRPO/RLOO)."
+    def reward_model(prompts, completions, **kw):
+        texts = [c if isinstance(c, str) else c[-1]["content"] for c in completions]
+        return self.score(prompts, texts, batch_size=batch_size)
+    return reward_model
+
+@patch
+def __repr__(self: RewardModel):
+    mode = f"attached as adapter {self.adapter_name!r}" if self.adapter_name else "standalone"
+    return f"RewardModel({model_id(self.model)}, {mode})"
 
 # %% ../nbs/05a_reward_scoring.ipynb #9ce29437
 def random_reward_adapter(path, base: str = "tiny", seed: int = 0, r: int = 4) -> Path:

@@ -6,6 +6,7 @@ Docs: https://cai-workbench.github.io/cai-workbench/stats.html.md"""
 
 # %% ../nbs/00b_stats.ipynb #41bedc49
 from __future__ import annotations
+from fastcore.basics import patch
 import math
 from dataclasses import dataclass
 from typing import Callable, Hashable, Mapping, Sequence
@@ -39,14 +40,18 @@ class Rate:
         ci = d.get(f"{name}_ci")
         return cls(d.get(name), None if ci is None else tuple(ci), int(d.get(f"{name}_n") or 0), method)
 
-    def format(self, pct: bool = True, digits: int = 0) -> str:
-        "'25% [5%, 70%], n=4' (or plain numbers with `pct=False`)."
-        if self.value is None: return f"– (n={self.n})"
-        f = (lambda x: f"{100*x:.{digits}f}%") if pct else (lambda x: f"{x:.{digits}f}")
-        return f"{f(self.value)}" + ("" if self.ci is None else f" [{f(self.ci[0])}, {f(self.ci[1])}]") + f", n={self.n}"
+# %% ../nbs/00b_stats.ipynb #05e37d59
+@patch
+def format(self: Rate, pct: bool = True, digits: int = 0) -> str:
+    "'25% [5%, 70%], n=4' (or plain numbers with `pct=False`)."
+    if self.value is None: return f"– (n={self.n})"
+    f = (lambda x: f"{100*x:.{digits}f}%") if pct else (lambda x: f"{x:.{digits}f}")
+    return f"{f(self.value)}" + ("" if self.ci is None else f" [{f(self.ci[0])}, {f(self.ci[1])}]") + f", n={self.n}"
 
-    def __str__(self): return self.format()
-    def _repr_markdown_(self): return f"{self.format()} (95% {self.method} interval)"
+@patch
+def __str__(self: Rate): return self.format()
+@patch
+def _repr_markdown_(self: Rate): return f"{self.format()} (95% {self.method} interval)"
 
 # %% ../nbs/00b_stats.ipynb #d0a70eda
 def wilson(k: int, n: int, confidence: float = 0.95) -> Rate:

@@ -38,6 +38,7 @@ def word_diff_html(a: str, b: str) -> str:
         out.append(esc(tail))
     return "".join(out)
 
+# %% ../nbs/02a_views.ipynb #5f9dd20d
 def diff_counts(a: str, b: str) -> dict:
     "Words kept, deleted and inserted going from `a` to `b` (whitespace ignored)."
     wa, wb = (a or "").split(), (b or "").split()
@@ -67,6 +68,7 @@ VIEW_CSS = """<style>
 .cai-view table.cai-table td,.cai-view table.cai-table th{border:1px solid #d0d7de;padding:3px 8px;text-align:left}
 </style>"""
 
+# %% ../nbs/02a_views.ipynb #21a1f054
 BADGE_KINDS = ("info", "good", "bad", "warn", "muted")
 
 def text_block(text, max_height: str = "16em", # CSS max-height; longer text scrolls
@@ -115,12 +117,22 @@ class BenchTable:
         md = ["| " + " | ".join(map(cell, keys)) + " |", "|" + "---|" * len(keys)]
         md += ["| " + " | ".join(cell(r.get(k, "")) for k in keys) + " |" for r in rows]
         summ = ", ".join(f"{k}: {v}" for k, v in d.get("summary", {}).items())
-        how = (f"`{esc(d.get('command', ''))}` on {esc(d.get('date', '?'))}: {esc(m.get('cpu') or '?')}, {m.get('cores')} cores, "
+        gpu = f", GPU {esc(m['cuda'])}" if m.get("cuda") else ""
+        how = (f"`{esc(d.get('command', ''))}` on {_when(d.get('date'))}: {esc(m.get('cpu') or '?')}, {m.get('cores')} cores{gpu}, "
                f"load average {m.get('load_avg')}, torch {esc(m.get('torch'))} ({m.get('torch_threads')} threads)")
-        return "\n".join(md) + (f"\n\n{esc(summ)}" if summ else "") + f"\n\n*Measured by {how}.*"
+        notes = f" {esc(d['notes'])}." if d.get("notes") else ""
+        return "\n".join(md) + (f"\n\n{esc(summ)}" if summ else "") + f"\n\n*Measured by {how}.{notes}*"
 
-    def __repr__(self): return f"BenchTable({self.name!r}, {'measured ' + self.doc['date'] if self.doc else 'not measured'})"
+    def __repr__(self): return f"BenchTable({self.name!r}, {'measured ' + _when(self.doc.get('date')) if self.doc else 'not measured'})"
 
+def _when(date) -> str:
+    "A results file's ISO date as `2026-12-01 21:05 UTC`: to the minute, so `make notebooks` keeps it (it scrubs ISO timestamps)."
+    import datetime as dt
+    try: t = dt.datetime.fromisoformat(str(date))
+    except ValueError: return esc(date if date else "?")
+    return (t.astimezone(dt.timezone.utc) if t.tzinfo else t).strftime("%Y-%m-%d %H:%M") + (" UTC" if t.tzinfo else "")
+
+# %% ../nbs/02a_views.ipynb #76fdf742
 def bench_table(name: str, results_dir=None) -> BenchTable:
     "The results of `bench/<name>.py`, read from `bench/results/<name>.json` (found from the working directory upwards)."
     import json

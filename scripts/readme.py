@@ -1,4 +1,5 @@
-"""Write README.md from nbs/index.ipynb (markdown cells as they are, code cells fenced), after regenerating the
+"""Write README.md from nbs/index.ipynb (markdown cells as they are, code cells fenced — unless `#| echo: false` — with
+their saved markdown outputs, such as the benchmark tables), after regenerating the
 notebook table in nbs/index.ipynb from the notebooks in nbs/.
 
 nbdev's own `nbdev-readme` renders through Quarto, which is a separate binary download that offline machines
@@ -52,6 +53,12 @@ def update_index(path: Path = NBS/"index.ipynb") -> bool:
     return True
 
 
+def cell_markdown(cell) -> list[str]:
+    "The saved `text/markdown` outputs of a code cell (e.g. `views.bench_table`): what the README shows of it."
+    return ["".join(v) if isinstance(v, list) else v for o in cell.get("outputs", [])
+            if (v := o.get("data", {}).get("text/markdown")) is not None]
+
+
 def main():
     changed = update_index()
     nb = json.loads((NBS/"index.ipynb").read_text())
@@ -59,7 +66,10 @@ def main():
     for c in nb["cells"]:
         src = "".join(c["source"]).strip()
         if not src or src.startswith("#| hide"): continue
-        parts.append(src if c["cell_type"] == "markdown" else f"```python\n{src}\n```")
+        if c["cell_type"] == "markdown": parts.append(src); continue
+        if not re.search(r"^#\|\s*echo:\s*false", src, re.M):
+            parts.append("```python\n" + "\n".join(l for l in src.splitlines() if not l.startswith("#|")) + "\n```")
+        parts += cell_markdown(c)
     out = "<!-- generated from nbs/index.ipynb by scripts/readme.py: edit the notebook, not this file -->\n\n" + "\n\n".join(parts) + "\n"
     (root/"README.md").write_text(out)
     print(f"wrote {root/'README.md'} ({len(out)} chars)" + ("; regenerated the notebook table in nbs/index.ipynb" if changed else ""))

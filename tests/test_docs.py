@@ -37,6 +37,17 @@ def test_index_table_lists_every_notebook():
     assert all(f"| `{p.stem}` |" in readme_md for p in NOTEBOOKS), "README.md is stale: run `make export`"
 
 
+def test_readme_carries_the_index_notebooks_executed_tables():
+    "The benchmark tables on the home page are executed output of the index notebook; README.md shows them too."
+    nb = json.loads((NBS/"index.ipynb").read_text())
+    outs = [m for c in nb["cells"] if c["cell_type"] == "code" for m in readme.cell_markdown(c)]
+    assert any("bench/ppo_memory.py" in m for m in outs), "nbs/index.ipynb shows no saved benchmark table: run `make notebooks NBS=nbs/index.ipynb`"
+    readme_md = (REPO/"README.md").read_text()
+    missing = [m[:100] for m in outs if m.strip() not in readme_md]
+    assert not missing, f"README.md lacks the index notebook's saved tables (run `make export`): {missing}"
+    assert "import bench_table" not in readme_md, "an `#| echo: false` cell's code leaked into README.md"
+
+
 def test_notebook_prose_names_only_existing_functions():
     "`module.name` in a notebook's markdown (e.g. `scoring.next_token_logprobs`) is a real attribute of that module."
     mods = {m.name for m in pkgutil.iter_modules(cai_workbench.__path__)}

@@ -35,3 +35,20 @@ def test_css_scrolls_and_colours():
         text_block("x", max_height="8em;color:red")
     with pytest.raises(ValueError, match="kind"):
         badge("x", "purple")
+
+
+def test_bench_table_keeps_its_date_and_machine_through_the_notebook_scrub(tmp_path):
+    "A benchmark table must show when and where it was measured, also after `make notebooks` scrubs timestamps."
+    import importlib.util, json
+    from pathlib import Path
+    from cai_workbench.views import bench_table
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("run_notebooks", root/"scripts"/"notebooks.py")
+    nbs = importlib.util.module_from_spec(spec); spec.loader.exec_module(nbs)
+    (tmp_path/"x.json").write_text(json.dumps({"date": "2026-12-01T21:05:09+00:00", "command": "python bench/x.py", "notes": "16 pairs",
+        "machine": {"cpu": "Some CPU", "cores": 2, "load_avg": 3.1, "torch": "2.13", "torch_threads": 2, "cuda": "NVIDIA H200"},
+        "rows": [{"side": "a", "s/label": 1.1}]}))
+    t = bench_table("x", tmp_path)
+    md, plain = nbs.scrub(t._repr_markdown_()), nbs.scrub(repr(t))
+    assert "2026-12-01 21:05 UTC" in md and "2026-12-01 21:05 UTC" in plain
+    assert "Some CPU, 2 cores" in md and "NVIDIA H200" in md and "16 pairs" in md
