@@ -206,7 +206,9 @@ def _check_best_of_n(run: Run, cfg: EvalConfig, stages: list[str]):
     from cai_workbench.reward_scoring import reward_adapter_dir
     bad = [s for s in cfg.best_of_n_stages if s not in stages]
     if bad: raise ConfigError(f"evaluation.best_of_n_stages: {bad} not evaluated in {run.path} (stages: {stages}); name evaluated stages")
-    reward_adapter_dir(cfg.reward_model or run.path)          # no reward model: a clear error before any generation
+    try: reward_adapter_dir(cfg.reward_model or run.path)     # no reward model: a clear error before any generation
+    except FileNotFoundError as e:
+        raise ConfigError(f"evaluation.best_of_n={cfg.best_of_n} needs a reward model: {e}, or set evaluation.reward_model") from None
 
 def best_of_n_answers(pol, tok, prompts: list[dict], adapters: dict, cfg: EvalConfig, store: RecordStore, rm, seed: int,
                       progress: bool = True) -> dict:
