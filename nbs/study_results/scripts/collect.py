@@ -1,7 +1,7 @@
 """Writes ../study.json (the main study run) and the measured rows of ../levers.json from the run folders, exactly as
 run: `python collect.py "<lscpu model name>" "<load averages seen>"`. Nothing here re-measures; it reads
 <run>/manifest.json and <run>/evaluation/summary.json."""
-import json, subprocess, sys
+import json, re, sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -10,6 +10,7 @@ from cai_workbench.stats import Difference, Rate
 
 HERE = Path(__file__).resolve().parent.parent
 MAIN, LEVERS = Path("/work/runs/study"), Path("/work/runs/study-levers")
+COMMENTARY = re.compile(r"^\s*(the (last |previous |original )?(answer|response)|this (answer|response))\b", re.I)  # talks about an answer
 HEAD = ("refusal_harmful", "over_refusal_benign", "empty_rate", "win_rate_vs_base")
 
 
@@ -38,6 +39,17 @@ def fmt(m: dict, k: str) -> str:
     return f"{r}; vs base {Difference(d, tuple(ci) if ci else None, m.get(k + '_diff_n') or 0, 'paired').format()}"
 
 
+def commentary(path: Path) -> dict:
+    "How many SFT targets (final responses) and held-out answers per stage open by talking about an answer instead of giving one."
+    recs = [json.loads(l) for l in (path/"critique_revision"/"records.jsonl").read_text().splitlines()]
+    ans = [json.loads(l) for l in (path/"evaluation"/"responses.jsonl").read_text().splitlines()]
+    out = {"sft_targets": [sum(bool(COMMENTARY.match(r["final_response"])) for r in recs), len(recs)],
+           "initial_responses": [sum(bool(COMMENTARY.match(r["initial_response"])) for r in recs), len(recs)]}
+    for s in dict.fromkeys(a["stage"] for a in ans):
+        x = [a for a in ans if a["stage"] == s]; out[f"answers_{s}"] = [sum(bool(COMMENTARY.match(a["text"])) for a in x), len(x)]
+    return out
+
+
 def run_info(path: Path) -> dict:
     man = read_json(path/"manifest.json")
     return {s: {"wall_s": i.get("wall_s"), "status": i.get("status"), **({"reused_from": i["reused_from"]} if i.get("reused_from") else {})}
@@ -47,12 +59,14 @@ def run_info(path: Path) -> dict:
 def main(machine: str, load: str):
     s = read_json(MAIN/"evaluation"/"summary.json")
     stages = run_info(MAIN)
+    dev = read_json(MAIN/"manifest.json")["environment"]["device"]
     timing = json.loads((MAIN.parent/"study.timing.json").read_text()) if (MAIN.parent/"study.timing.json").exists() else {}
-    study = {"meta": {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "machine": machine, "cores": 2, "dtype": "bfloat16 (native, CPU)",
+    study = {"meta": {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "machine": machine, "cores": 2, "device": dev["name"], "dtype": f"inference {dev['infer_dtype']}, training {dev['train_dtype']}",
                       "load_average": load, "run": str(MAIN), "command": "cai-workbench run --preset study --run-dir /work/runs/study",
                       **timing},
              "stages": stages, "eval_stages": s["stages"], "stage_names": s["stage_names"], "counts": s["counts"],
-             "metrics": headline(s), "conclusions": s["conclusions"], "judge_note": s.get("judge_note"), "goal": goal(headline(s))}
+             "metrics": headline(s), "conclusions": s["conclusions"], "judge_note": s.get("judge_note"), "goal": goal(headline(s)),
+             "commentary": commentary(MAIN), "commentary_pattern": COMMENTARY.pattern}
     (HERE/"study.json").write_text(json.dumps(study, indent=1) + "\n")
     rows = {}
     for d in sorted(p for p in LEVERS.iterdir() if (p/"evaluation"/"summary.json").exists()) if LEVERS.exists() else []:

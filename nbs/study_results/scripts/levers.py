@@ -19,7 +19,7 @@ from cai_workbench.sweeps import reuse_stages
 
 MAIN, OUT = Path("/work/runs/study"), Path("/work/runs/study-levers")
 PRESET = yaml.safe_load(preset_path("study").read_text())
-LEVER_EVAL = {"stages": ["base", "sft"], "pairwise": "none"}      # the levers change SL-CAI: base and sft rows only
+LEVER_EVAL = {"stages": ["base", "sft"], "pairwise": "none", "ai_judge": False}  # the levers change SL-CAI: base and sft rows, refusal
 
 VARIANTS = {   # name: (critique_revision changes, evaluation changes, files of the main run's steps it shares)
     "benign-answer": ({"benign": "answer"}, {}, "all"),           # benign prompts keep their plain answer as the SFT target
@@ -39,28 +39,30 @@ def _copy_steps(cfg: PipelineConfig, run: Run, files):
     for f in (sorted(p.name for p in src.glob("*.jsonl")) if files == "all" else files): shutil.copy(src/f, dst/f)
 
 
-def run_variant(name: str):
+def prepare_variant(name: str):
+    "The variant's run folder with what it shares with the main run copied in, and its stages up to evaluation run."
     crit, ev, files = VARIANTS[name]
     c = json.loads(json.dumps(PRESET)); c["name"] = f"study-{name}"
     c["evaluation"] = {**c["evaluation"], **LEVER_EVAL, **ev}
     if crit is not None: c["critique_revision"].update(crit)
     cfg = PipelineConfig.from_dict(c, where=f"study lever {name}")
     run = Run.create(OUT/name, config=cfg, seed=cfg.seed)
-    if crit is None:
-        stages = ["evaluation"]
-        reuse_stages(Run(MAIN), run, ["critique_revision", "sft", "preferences", "reward_model"])
+    if crit is None: reuse_stages(Run(MAIN), run, ["critique_revision", "sft", "preferences", "reward_model"])
     else:
-        stages = ["critique_revision", "sft", "evaluation"]
         _copy_steps(cfg, run, files)
-    t0 = time.time()
-    if stages[:-1]: run_pipeline(cfg, run_dir=run.path, stages=stages[:-1], where=f"study lever {name}")
-    while not Run(MAIN).is_done("evaluation") and time.time() - t0 < 3*3600: time.sleep(30)
-    (run.path/"evaluation").mkdir(exist_ok=True)                  # the main run's base answers (same prompts and settings)
-    if not (run.path/"evaluation"/"responses.jsonl").exists() and (MAIN/"evaluation"/"responses.jsonl").exists():
+        run_pipeline(cfg, run_dir=run.path, stages=["critique_revision", "sft"], where=f"study lever {name}")
+    return cfg, run
+
+
+def evaluate_variant(cfg, run):
+    "Evaluation, with the main run's answers of the same stages and settings copied in (its store skips them)."
+    while not Run(MAIN).is_done("evaluation"): time.sleep(30)
+    (run.path/"evaluation").mkdir(exist_ok=True)
+    if not (run.path/"evaluation"/"responses.jsonl").exists():
         shutil.copy(MAIN/"evaluation"/"responses.jsonl", run.path/"evaluation"/"responses.jsonl")
-    run_pipeline(cfg, run_dir=run.path, stages=stages[-1:], where=f"study lever {name}")
-    print(f"lever {name}: {time.time() - t0:.0f} s", flush=True)
+    run_pipeline(cfg, run_dir=run.path, stages=["evaluation"], where=f"study lever {run.path.name}")
 
 
 if __name__ == "__main__":
-    for n in sys.argv[1:]: run_variant(n)
+    t0, made = time.time(), [(n, *prepare_variant(n)) for n in sys.argv[1:]]
+    for n, cfg, run in made: evaluate_variant(cfg, run); print(f"lever {n}: done at {time.time() - t0:.0f} s", flush=True)
