@@ -24,6 +24,7 @@ LEVER_EVAL = {"stages": ["base", "sft"], "pairwise": "none", "ai_judge": False} 
 VARIANTS = {   # name: (critique_revision changes, evaluation changes, files of the main run's steps it shares)
     "benign-answer": ({"benign": "answer"}, {}, "all"),           # benign prompts keep their plain answer as the SFT target
     "few-shot-3":    ({"max_few_shot": None}, {}, ["initial.jsonl"]),  # all 3 few-shot conversations (2 show a refusal)
+    "no-few-shot":   ({"use_few_shot": False}, {}, ["initial.jsonl"]),  # without the refusal few-shot the main run prepends
     "gate":          ({"gate": True}, {}, "all"),                 # keep a revision only when the feedback model prefers it
     "rounds-2":      ({"rounds": 2}, {}, ["initial.jsonl", "r1_critique.jsonl", "r1_revision.jsonl"]),
     "bon4":          (None, {"best_of_n": 4, "best_of_n_stages": ["sft"]}, None),   # evaluation only, on the main run's stages
