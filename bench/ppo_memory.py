@@ -48,7 +48,7 @@ def child(args):
     set_seed(0)
     prompts = load_prompts("red-team", limit=args.prompts).texts
     cfg = PPOConfig(batch_size=args.prompts, minibatch_size=max(1, args.prompts // 2), ppo_epochs=1,
-                    max_new_tokens=args.max_new_tokens, value_model=args.mode.split("-")[1] if args.mode.startswith("ours") else "adapter")
+                    generation={"max_new_tokens": args.max_new_tokens}, value_model=args.mode.split("-")[1] if args.mode.startswith("ours") else "adapter")
     t0 = time.time()
     if args.mode.startswith("ours"):
         base, tok = load_model(args.model, purpose="train", device=args.device)
@@ -101,7 +101,7 @@ class SeedModels:
                 pos = (attn.cumsum(1) - 1).clamp(min=0)
                 return lm.get_decoder()(input_ids=ids, attention_mask=attn, position_ids=pos).last_hidden_state
             def _lp(self, lm, h, ids, Q):
-                logits = lm.get_output_embeddings()(h[:, Q - 1:-1]).float() / cfg.temperature
+                logits = lm.get_output_embeddings()(h[:, Q - 1:-1]).float() / cfg.generation.temperature
                 return token_logprobs(logits, ids[:, Q:]), logits
             def forward(self, ids, attn, Q, with_entropy=False):
                 lp, logits = self._lp(self.policy, self._hidden(self.policy, ids, attn), ids, Q)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .judges import JudgeContext, Metric, register_judge
-from .scoring import next_token_logprobs, single_token_ids
+from .scoring import combine_orders, next_token_logprobs, single_token_ids
 from .stats import Rate, bootstrap_over, mean
 
 # %% auto #0
@@ -97,8 +97,7 @@ def compare_pairs(model, tokenizer, prompts: Sequence[str], answers_a: Sequence[
         lp = next_token_logprobs(model, tokenizer, ab + ba, ["A", "B"], batch_size=batch_size,
                                  prefix="The answer is: (", progress=progress, desc="pairwise")
     p = torch.softmax(lp, -1)[:, 0].numpy()                      # P(option A) per prompt, normalised over A/B
-    p_ab, p_ba = p[:n], 1 - p[n:]                                 # P(stage a wins) in each order
-    return {"p_a": (p_ab + p_ba)/2, "p_a_ab": p_ab, "p_a_ba": p_ba}
+    return {"p_a": combine_orders(p[:n], p[n:]), "p_a_ab": p[:n], "p_a_ba": 1 - p[n:]}   # P(stage a wins): both orders, each order
 
 # %% ../nbs/08c_ai_judge.ipynb #9cbe9f10
 def win_rates(matches: Sequence[dict]) -> dict:
@@ -109,7 +108,10 @@ def win_rates(matches: Sequence[dict]) -> dict:
             s = acc.setdefault((x, y), [0.0, 0]); s[0] += p; s[1] += 1
     return {k: v[0]/v[1] for k, v in acc.items()}
 
-def win_rate_intervals(matches: Sequence[dict], n_boot: int = 1000, seed: int = 0) -> dict:
+def win_rate_intervals(matches: Sequence[dict], # `{a, b, p_a, prompt_id}` per comparison
+                       n_boot: int = 1000,     # bootstrap resamples of the prompts
+                       seed: int = 0,          # seed of the bootstrap
+                      ) -> dict:
     "`{(a, b): Rate}`: mean P(a beats b) with a bootstrap interval over prompts, for every ordered pair seen."
     by: dict = {}
     for i, m in enumerate(matches):

@@ -19,9 +19,9 @@ from .environment import describe_environment
 from .guards import run_lock
 
 # %% auto #0
-__all__ = ['ConfigError', 'ConfigBase', 'set_seed', 'derive_seed', 'atomic_write_text', 'write_json', 'read_json', 'atomic_dir',
-           'jsonl_line', 'write_jsonl', 'iter_jsonl', 'read_jsonl', 'RecordStore', 'MissingStageError',
-           'is_main_process', 'Run']
+__all__ = ['START_FROM', 'ConfigError', 'renamed_fields_error', 'ConfigBase', 'set_seed', 'derive_seed', 'atomic_write_text',
+           'write_json', 'read_json', 'atomic_dir', 'save_figure', 'jsonl_line', 'write_jsonl', 'iter_jsonl',
+           'read_jsonl', 'RecordStore', 'MissingStageError', 'is_main_process', 'Run']
 
 # %% ../nbs/00_core.ipynb #36419796
 class ConfigError(ValueError):
@@ -74,45 +74,83 @@ def _coerce(value, tp, where: str):
     if tp is Path: return Path(value)
     return value
 
+# %% ../nbs/00_core.ipynb #c0de5r01
+def _plain(v):
+    "A config value as plain python (YAML/JSON-safe)."
+    if is_dataclass(v): return {f.name: _plain(getattr(v, f.name)) for f in fields(v)}
+    if isinstance(v, (list, tuple)): return [_plain(x) for x in v]
+    if isinstance(v, dict): return {k: _plain(x) for k, x in v.items()}
+    return str(v) if isinstance(v, Path) else v
+
+# %% ../nbs/00_core.ipynb #c0de5r04
+def _yaml_hint(path: str, value) -> str:
+    "Field `a.b` = `value` as a user writes it in YAML: `a: {b: value}`."
+    head, _, rest = path.partition(".")
+    flat = yaml.safe_dump(_plain(value), default_flow_style=True).strip().removesuffix("...").strip()
+    return f"{head}: " + ("{" + _yaml_hint(rest, value) + "}" if rest else flat)
+
+def renamed_fields_error(cls, d: dict, where: str) -> ConfigError | None:
+    "One `ConfigError` for the fields of `d` that `cls._renamed` lists as old names, saying what to write (None if none)."
+    msgs = []
+    for old in sorted(set(d) & set(getattr(cls, "_renamed", {}))):
+        new, conv = cls._renamed[old] if isinstance(cls._renamed[old], tuple) else (cls._renamed[old], None)
+        msgs.append(f"{where}.{old} was renamed: write `{_yaml_hint(new, conv(d[old]) if conv else d[old])}` instead")
+    return ConfigError("; ".join(msgs)) if msgs else None
+
+def _default(f):
+    "The default of dataclass field `f` when it is a nested config (else None)."
+    d0 = f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+    return d0 if d0 is not None and is_dataclass(d0) and hasattr(d0, "to_dict") else None
+
+def _nested_defaults(cls, d: dict) -> dict:
+    "`d` with each nested-config mapping laid over that field's default: `generation: {max_new_tokens: 8}` keeps the stage's other generation defaults."
+    out = dict(d)
+    for f in fields(cls):
+        if isinstance(out.get(f.name), dict) and (d0 := _default(f)) is not None: out[f.name] = {**d0.to_dict(), **out[f.name]}
+    return out
+
+START_FROM = ("start_from", lambda v: "sft" if v else "base")   # `_renamed` entry for the old use_sft_adapter / start_from_sft
+
+def _read_yaml_mapping(path: Path) -> dict:
+    "The top-level mapping of a YAML file; a missing, invalid or non-mapping file raises `ConfigError` naming it."
+    if not path.exists(): raise ConfigError(f"{path}: config file not found")
+    try: d = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e: raise ConfigError(f"{path}: not valid YAML ({e})") from e
+    except UnicodeDecodeError as e: raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+    if not isinstance(d, dict): raise ConfigError(f"{path}: the top level must be a mapping of fields")
+    return d
+
 # %% ../nbs/00_core.ipynb #c8613528
 class ConfigBase:
     "Mixin for config dataclasses: strict `from_dict`/`to_dict` and YAML round-trips."
+    _renamed: typing.ClassVar[dict] = {}   # old field -> its new name ("limit", "generation.max_new_tokens") or (name, convert)
+
     @classmethod
     def from_dict(cls, d: dict | None, where: str | None = None):
-        "Build from a plain dict; unknown or mistyped fields raise `ConfigError` naming them."
+        "Build from a plain dict; unknown, renamed or mistyped fields raise `ConfigError` naming them."
         where = where or cls.__name__
-        d = dict(d or {})
-        if not isinstance(d, dict): raise ConfigError(f"{where}: expected a mapping")
-        hints = typing.get_type_hints(cls)
+        if d is not None and not isinstance(d, dict): raise ConfigError(f"{where}: expected a mapping of fields, got {d!r}")
+        d, hints = _nested_defaults(cls, dict(d or {})), typing.get_type_hints(cls)
         names = {f.name for f in fields(cls) if f.init}
-        unknown = sorted(set(d) - names)
-        if unknown:
+        if (e := renamed_fields_error(cls, {k: v for k, v in d.items() if k not in names}, where)): raise e
+        if (unknown := sorted(set(d) - names)):
             raise ConfigError(f"{where}: unknown field(s) {unknown}; valid fields are {sorted(names)}")
         kw = {k: _coerce(v, hints[k], f"{where}.{k}") for k, v in d.items()}
-        try: obj = cls(**kw)
+        try: return cls(**kw)
         except (TypeError, ValueError) as e: raise ConfigError(f"{where}: {e}") from e
-        return obj
 
-    def to_dict(self) -> dict:
-        "Plain-python dict (YAML/JSON-safe)."
-        def conv(v):
-            if is_dataclass(v): return {f.name: conv(getattr(v, f.name)) for f in fields(v)}
-            if isinstance(v, (list, tuple)): return [conv(x) for x in v]
-            if isinstance(v, dict): return {k: conv(x) for k, x in v.items()}
-            if isinstance(v, Path): return str(v)
-            return v
-        return conv(self)
+    def to_dict(self) -> dict: "Plain-python dict (YAML/JSON-safe)."; return _plain(self)
+
+    def fill_nested(self):
+        "Call from `__post_init__`: a nested config given as a dict (`PPOConfig(lora={'r': 8})`) becomes one, over its default."
+        for f in fields(self):
+            if isinstance(v := getattr(self, f.name), dict) and (d0 := _default(f)) is not None:
+                setattr(self, f.name, type(d0).from_dict({**d0.to_dict(), **v}, where=f"{type(self).__name__}.{f.name}"))
 
     @classmethod
     def from_yaml(cls, path):
         "Load from a YAML file; errors name the file and the field."
-        path = Path(path)
-        if not path.exists(): raise ConfigError(f"{path}: config file not found")
-        try: d = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as e: raise ConfigError(f"{path}: not valid YAML ({e})") from e
-        except UnicodeDecodeError as e: raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
-        if not isinstance(d, dict): raise ConfigError(f"{path}: the top level must be a mapping of fields")
-        return cls.from_dict(d, where=str(path))
+        return cls.from_dict(_read_yaml_mapping(Path(path)), where=str(path))
 
     def to_yaml(self, path=None) -> str:
         "YAML text; also written (atomically) to `path` when given."
@@ -120,9 +158,7 @@ class ConfigBase:
         if path is not None: atomic_write_text(path, txt)
         return txt
 
-    def replace(self, **kw):
-        "A copy with some fields changed."
-        return dataclasses.replace(self, **kw)
+    def replace(self, **kw): "A copy with some fields changed."; return dataclasses.replace(self, **kw)
 
 # %% ../nbs/00_core.ipynb #08d1884b
 def set_seed(seed: int) -> int:
@@ -203,6 +239,17 @@ def atomic_dir(path) -> Iterator[Path]:
         if old is not None: shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True); raise
+
+# %% ../nbs/00_core.ipynb #c0de5f01
+def save_figure(fig, path, dpi: int = 110, close: bool = True) -> Path:
+    "Save a matplotlib figure as PNG atomically (temp file + rename: no half-written image) and close it when pyplot made it."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp.png"); os.close(fd)
+    try: fig.savefig(tmp, dpi=dpi, format="png"); os.replace(tmp, path)
+    except BaseException: Path(tmp).unlink(missing_ok=True); raise
+    if close and getattr(fig.canvas, "manager", None) is not None:
+        import matplotlib.pyplot as plt; plt.close(fig)
+    return path
 
 # %% ../nbs/00_core.ipynb #d2c204fa
 _LINE_BREAKS = {"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}

@@ -18,9 +18,10 @@ from .data_filters import DataFilterConfig, filter_sft
 from .models import GenerationConfig, Generator, load_model
 
 # %% auto #0
-__all__ = ['DEFAULT_CONVERGED', 'BENIGN_MODES', 'STOP_REASONS', 'CritiqueConfig', 'principle_seed', 'few_shot_messages',
-           'critique_chat', 'revision_chat', 'violation_probs', 'gate_revisions', 'prepare', 'principle_pools',
-           'route_benign', 'model_id_of', 'sft_rows', 'run_critique_revision', 'CritiqueResult', 'load_critique_result']
+__all__ = ['DEFAULT_CONVERGED', 'BENIGN_MODES', 'CritiqueConfig', 'STOP_REASONS', 'CritiqueRevisionConfig', 'principle_seed',
+           'few_shot_messages', 'critique_chat', 'revision_chat', 'violation_probs', 'gate_revisions', 'prepare',
+           'principle_pools', 'route_benign', 'model_id_of', 'sft_rows', 'run_critique_revision', 'CritiqueResult',
+           'load_critique_result']
 
 # %% ../nbs/03_critique_revision.ipynb #793fc6b7
 DEFAULT_CONVERGED = r"\bno (issues|problems|changes)\b|\bnothing to (fix|change|improve)\b|\balready (safe|harmless|appropriate)\b"
@@ -28,7 +29,7 @@ DEFAULT_CONVERGED = r"\bno (issues|problems|changes)\b|\bnothing to (fix|change|
 BENIGN_MODES = ("revise", "answer", "helpful")   # CritiqueConfig.benign
 
 @dataclass
-class CritiqueConfig(ConfigBase):
+class CritiqueRevisionConfig(ConfigBase):
     "Settings of the critique → revision stage."
     prompts: str = "demo"                 # prompt source for `load_prompts`: built-in name or file path
     limit: int | None = None              # use only the first `limit` prompts (None: all)
@@ -49,9 +50,10 @@ class CritiqueConfig(ConfigBase):
     feedback_model: str | None = None     # model that gates and judges violations; None: the policy itself
     filters: DataFilterConfig = field(default_factory=DataFilterConfig)  # cleaning of sft.jsonl (see data_filters)
     generation: GenerationConfig = field(default_factory=lambda: GenerationConfig(max_new_tokens=96))
-    seed: int = 0                         # principle sampling and generation seed
+    seed: int | None = None               # principle sampling and generation seed; default: the run's seed (0 outside a run)
 
     def __post_init__(self):
+        self.fill_nested()
         if not isinstance(self.rounds, int) or self.rounds < 1:
             raise ConfigError(f"rounds={self.rounds!r}: must be an integer >= 1 (1 = one critique and one revision)")
         if self.limit is not None and self.limit < 1: raise ConfigError(f"limit={self.limit!r}: must be >= 1 or None (all prompts)")
@@ -70,6 +72,8 @@ class CritiqueConfig(ConfigBase):
     def is_converged(self, critique: str) -> bool:
         "Does `critique` say there is nothing to fix (see the converged rule above)?"
         return bool(self.converged_pattern) and re.search(self.converged_pattern, critique or "", re.IGNORECASE) is not None
+
+CritiqueConfig = CritiqueRevisionConfig   # the name before issue 15 (`XConfig` beside `run_x`)
 
 # %% ../nbs/03_critique_revision.ipynb #49db77f8
 def principle_seed(seed: int, pid: str, rnd: int) -> int:
@@ -132,7 +136,7 @@ def prepare(config: CritiqueConfig, prompts=None, constitution=None):
     "Load and validate prompts and constitution for `config`; returns `(prompt_records, constitution)`."
     if prompts is None:
         from cai_workbench.prompts import load_prompts
-        prompts = load_prompts(config.prompts, limit=config.limit, seed=config.seed)
+        prompts = load_prompts(config.prompts, limit=config.limit, seed=config.seed or 0)
     recs = [{"id": str(i), "prompt": p, "label": None, "category": None} if isinstance(p, str) else dict(p)
             for i, p in enumerate(prompts)]
     if config.limit is not None: recs = recs[:config.limit]
@@ -252,6 +256,7 @@ def run_critique_revision(run: Run, config: CritiqueConfig | None = None,
                           progress: bool = True) -> CritiqueResult:
     "Run the critique → revision loop on every prompt; resumable; returns a `CritiqueResult`."
     config = config or CritiqueConfig()
+    if config.seed is None: config = config.replace(seed=run.seed)
     recs, con = prepare(config, prompts, constitution)          # every check happens before any generation
     pools = principle_pools(con, config.benign)
     gen, mname = _generator(model, config, progress)

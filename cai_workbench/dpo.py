@@ -10,17 +10,19 @@ import math, time
 import torch
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
-from .core import ConfigBase, ConfigError, Run, write_json, set_seed
+from .core import START_FROM, ConfigBase, ConfigError, Run, save_figure, write_json, set_seed
 from .checkpoints import CheckpointSettings, checkpoint_args, finish_checkpoints, resume_point
 
 from .environment import detect_device
 from .models import LoraSpec, load_model, save_adapter
+from .sft import sft_adapter
 from .pair_data import load_training_pairs
 from .data_filters import DataFilterConfig, filter_pairs
 
 # %% auto #0
-__all__ = ['SMOOTHED_LOSSES', 'PER_PAIR_LOSSES', 'DPOStageConfig', 'select_pairs', 'pair_weights', 'pair_smoothing',
+__all__ = ['SMOOTHED_LOSSES', 'PER_PAIR_LOSSES', 'DPOStageConfig', 'DPOConfig', 'select_pairs', 'pair_weights', 'pair_smoothing',
            'smoothing_from_soft_labels', 'DPOResult', 'plot_dpo_curves', 'WeightedPreferenceCollator',
            'ConfidenceDPOTrainer', 'train_dpo', 'run_dpo']
 
@@ -30,7 +32,7 @@ PER_PAIR_LOSSES = ("sigmoid", "hinge", "ipo", "robust", "exo_pair", "nca_pair", 
                    "apo_down", "discopop", "sigmoid_norm")        # a batch mean of per-pair terms: a pair's weight scales its term
 
 @dataclass
-class DPOStageConfig(CheckpointSettings):   # save_every / keep_last / keep_checkpoints
+class DPOConfig(CheckpointSettings):   # save_every / keep_last / keep_checkpoints
     "Settings of the DPO stage (the TRL `DPOConfig` is built from these)."
     pair_sources: list[str] = field(default_factory=lambda: ["ai", "revision"])  # which pairs; human-labelled pairs are always used
     min_confidence: float = 0.0       # drop AI pairs whose |2·soft_label − 1| is below this (0 keeps all)
@@ -45,13 +47,15 @@ class DPOStageConfig(CheckpointSettings):   # save_every / keep_last / keep_chec
     batch_size: int = 4               # per device
     gradient_accumulation_steps: int = 1
     max_length: int = 512             # prompt + response tokens
-    start_from_sft: bool = True       # continue the SL-CAI adapter when sft/adapter exists
+    start_from: Literal["sft", "base"] = "sft"  # continue the run's SL-CAI adapter when it has one, or a fresh LoRA on the base
     lora: LoraSpec = field(default_factory=LoraSpec)
     limit: int | None = None          # use at most this many pairs
     filters: DataFilterConfig = field(default_factory=DataFilterConfig)  # data_filters run on the pairs first
-    seed: int = 0
+    seed: int | None = None           # default: the run's seed
+    _renamed = {"start_from_sft": START_FROM}
 
     def __post_init__(self):
+        self.fill_nested()
         bad = set(self.pair_sources) - {"ai", "revision", "human"}
         if bad: raise ValueError(f"pair_sources: unknown source(s) {sorted(bad)}; use 'ai', 'revision', 'human'")
         if not 0 <= self.min_confidence <= 1: raise ValueError(f"min_confidence: {self.min_confidence} must be in [0, 1]")
@@ -61,24 +65,26 @@ class DPOStageConfig(CheckpointSettings):   # save_every / keep_last / keep_chec
             raise ValueError(f"batch_size={self.batch_size}, gradient_accumulation_steps={self.gradient_accumulation_steps}: both must be >= 1")
         if self.max_steps == 0 or self.max_steps < -1: raise ValueError(f"max_steps: {self.max_steps}; use a positive number, or -1 for num_train_epochs")
         if self.confidence not in ("smoothing", "weight", "none"):
-            raise ConfigError(f"DPOStageConfig.confidence={self.confidence!r}: use 'smoothing', 'weight' or 'none'")
+            raise ConfigError(f"DPOConfig.confidence={self.confidence!r}: use 'smoothing', 'weight' or 'none'")
         if self.confidence == "smoothing" and self.loss_type != "sigmoid":
-            raise ConfigError(f"DPOStageConfig.loss_type={self.loss_type!r}: per-pair smoothing (confidence='smoothing') is "
+            raise ConfigError(f"DPOConfig.loss_type={self.loss_type!r}: per-pair smoothing (confidence='smoothing') is "
                               "the sigmoid loss's soft-label form; use loss_type='sigmoid', or confidence='weight' or 'none'")
         if self.confidence == "weight" and self.loss_type not in PER_PAIR_LOSSES:
-            raise ConfigError(f"DPOStageConfig.loss_type={self.loss_type!r}: this TRL loss is not a mean of per-pair terms, so "
+            raise ConfigError(f"DPOConfig.loss_type={self.loss_type!r}: this TRL loss is not a mean of per-pair terms, so "
                               "pairs cannot be weighted by confidence; set confidence='none' or use e.g. 'sigmoid'")
         if (self.label_smoothing > 0 or self.soft_label_smoothing) and self.loss_type not in SMOOTHED_LOSSES:
-            raise ConfigError(f"DPOStageConfig.loss_type={self.loss_type!r}: TRL's DPO reads label_smoothing only for "
+            raise ConfigError(f"DPOConfig.loss_type={self.loss_type!r}: TRL's DPO reads label_smoothing only for "
                               f"{list(SMOOTHED_LOSSES)}, so it would be silently ignored; use one of those, or per-pair "
                               "confidence (confidence='smoothing', the default) instead")
+
+DPOStageConfig = DPOConfig   # the name before issue 15 (TRL's own `DPOConfig` is built from this one in `train_dpo`)
 
 # %% ../nbs/07_dpo.ipynb #01a9af9f
 def _labelled_by_ai(p: dict) -> bool:
     "An AI label (not a revision pair, not a human decision)."
     return p.get("label_source", p.get("source", "ai")) == "ai"
 
-def select_pairs(pairs: list[dict], config: DPOStageConfig) -> tuple[list[dict], dict]:
+def select_pairs(pairs: list[dict], config: DPOConfig) -> tuple[list[dict], dict]:
     "Filter pairs by source, ties and confidence; returns (kept, counts of what was dropped and why)."
     kept, why = [], {"tie": 0, "source": 0, "low_confidence": 0}
     for p in pairs:
@@ -91,12 +97,12 @@ def select_pairs(pairs: list[dict], config: DPOStageConfig) -> tuple[list[dict],
     if config.limit: kept = kept[:config.limit]
     return kept, why
 
-def pair_weights(pairs: list[dict], config: DPOStageConfig) -> list[float]:
+def pair_weights(pairs: list[dict], config: DPOConfig) -> list[float]:
     "Each pair's loss weight: with confidence='weight' an AI label counts |2·soft_label − 1| (P=0.501: 0.002, P=0.99: 0.98); else 1."
     if config.confidence != "weight": return [1.0]*len(pairs)
     return [abs(2*float(p.get("soft_label", 1.0)) - 1) if _labelled_by_ai(p) else 1.0 for p in pairs]
 
-def pair_smoothing(pairs: list[dict], config: DPOStageConfig) -> list[float]:
+def pair_smoothing(pairs: list[dict], config: DPOConfig) -> list[float]:
     """Each pair's label-smoothing ε with confidence='smoothing': 1 − soft_label for an AI label (at most 0.5: a coin flip),
     0 for revision and human pairs. The pair's loss is then −(1−ε)·logσ(βΔ) − ε·logσ(−βΔ), minimised at σ(βΔ) = soft_label."""
     if config.confidence != "smoothing": return [0.0]*len(pairs)
@@ -155,8 +161,7 @@ def plot_dpo_curves(history: list[dict], path) -> Path:
     ax[1].set_title("implicit rewards (β·log π/π_ref)"); ax[1].legend()
     ax[2].plot(steps, [h.get("rewards/accuracies", math.nan) for h in logs]); ax[2].set_ylim(-0.05, 1.05); ax[2].set_title("reward accuracy")
     for a in ax: a.set_xlabel("step")
-    fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig)
-    return Path(path)
+    fig.tight_layout(); return save_figure(fig, path, dpi=100)
 
 # %% ../nbs/07_dpo.ipynb #6b2b1be5
 from trl import DPOTrainer
@@ -205,18 +210,18 @@ class ConfidenceDPOTrainer(DPOTrainer):
             for h in handles: h.remove()
 
 # %% ../nbs/07_dpo.ipynb #2e581a76
-def train_dpo(model, tokenizer, pairs: list[dict], config: DPOStageConfig, output_dir, label_smoothing: float = 0.0, progress: bool = True,
+def train_dpo(model, tokenizer, pairs: list[dict], config: DPOConfig, output_dir, label_smoothing: float = 0.0, progress: bool = True,
               weights: list[float] | None = None,    # per-pair loss weights (`pair_weights`); None: all 1
               smoothing: list[float] | None = None): # per-pair label smoothing ε (`pair_smoothing`, sigmoid loss); None: all 0
     "Run TRL's DPOTrainer on `pairs` with `model` (a PeftModel, or a plain model that gets a fresh LoRA). Returns the trainer."
-    from trl import DPOConfig
+    import trl
     from cai_workbench.guards import nonfinite_guard
     from peft import PeftModel
     dev = detect_device()
-    args = DPOConfig(output_dir=str(output_dir), beta=config.beta, loss_type=[config.loss_type], label_smoothing=label_smoothing,
+    args = trl.DPOConfig(output_dir=str(output_dir), beta=config.beta, loss_type=[config.loss_type], label_smoothing=label_smoothing,
                      learning_rate=config.learning_rate, max_steps=config.max_steps, num_train_epochs=config.num_train_epochs,
                      per_device_train_batch_size=config.batch_size, gradient_accumulation_steps=config.gradient_accumulation_steps,
-                     max_length=config.max_length, logging_steps=1, **checkpoint_args(config, "dpo"), seed=config.seed,
+                     max_length=config.max_length, logging_steps=1, **checkpoint_args(config, "dpo"), seed=config.seed or 0,
                      bf16=dev.mixed_precision == "bf16", fp16=dev.mixed_precision == "fp16", use_cpu=dev.kind == "cpu",
                      disable_tqdm=not progress, dataloader_num_workers=0)
     peft_config = None if isinstance(model, PeftModel) else config.lora.peft_config()
@@ -229,9 +234,10 @@ def train_dpo(model, tokenizer, pairs: list[dict], config: DPOStageConfig, outpu
     return trainer
 
 # %% ../nbs/07_dpo.ipynb #5e6b3eef
-def run_dpo(run: Run, config: DPOStageConfig | None = None, model: str = "embedded", progress: bool = True) -> DPOResult:
+def run_dpo(run: Run, config: DPOConfig | None = None, model: str = "embedded", progress: bool = True) -> DPOResult:
     "The DPO stage: read `preferences/pairs.jsonl`, train a LoRA with TRL, write `dpo/` (adapter, metrics.json, curves.png)."
-    config = config or DPOStageConfig()
+    config = config or DPOConfig()
+    if config.seed is None: config = config.replace(seed=run.seed)
     pairs_file = run.require("preferences", "pairs.jsonl", hint="run the preferences stage first")
     filtered = filter_pairs(load_training_pairs(pairs_file), config.filters)   # duplicates, identical/empty/boilerplate pairs
     pairs, dropped = select_pairs(filtered.kept, config)
@@ -240,8 +246,7 @@ def run_dpo(run: Run, config: DPOStageConfig | None = None, model: str = "embedd
         raise ValueError(f"{pairs_file}: only {len(pairs)} usable pair(s) after filtering (dropped: {dropped}); "
                          "DPO needs at least 2 — lower min_confidence, add pair_sources, or label more pairs")
     set_seed(config.seed)
-    sft = run.path/"sft"/"adapter"
-    if config.start_from_sft and (sft/"adapter_config.json").exists():
+    if (sft := sft_adapter(run, config.start_from, model, stage="dpo")) is not None:
         policy, tok = load_model(sft, purpose="train", trainable_adapter=True)
         reference = "SL-CAI adapter (frozen copy)"
     else:

@@ -32,9 +32,9 @@ def stage_work(stage: str, c, seed: int = 0) -> dict:
     if stage == "evaluation":
         n = sum(_n_prompts(p, c.limit, seed) for p in c.prompts); return {"tokens": n*_gen(c), "what": f"{n} prompts x {_gen(c)} new tokens (+ judging)"}
     if stage == "ppo":
-        return {"tokens": c.total_updates*c.batch_size*c.max_new_tokens, "what": f"{c.total_updates} updates x {c.batch_size} rollouts x {c.max_new_tokens} new tokens"}
+        return {"tokens": c.total_updates*c.batch_size*_gen(c), "what": f"{c.total_updates} updates x {c.batch_size} rollouts x {_gen(c)} new tokens"}
     if stage in ("rloo", "grpo"):
-        return {"tokens": c.max_steps*c.batch_size*c.max_completion_length, "what": f"{c.max_steps} steps x {c.batch_size} completions x {c.max_completion_length} new tokens"}
+        return {"tokens": c.max_steps*c.batch_size*_gen(c), "what": f"{c.max_steps} steps x {c.batch_size} completions x {_gen(c)} new tokens"}
     if stage in ("sft", "reward_model", "dpo"):
         steps = c.max_steps if c.max_steps and c.max_steps > 0 else None
         if steps is None: raise ConfigError(f"{stage}: max_steps=-1 (epochs) cannot be estimated before the data exists; set max_steps")

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .guards import fingerprint
-from .core import ConfigBase, ConfigError, RecordStore, Run, derive_seed, set_seed, write_json, read_json
+from .core import ConfigBase, ConfigError, RecordStore, Run, derive_seed, save_figure, set_seed, write_json, read_json
 from .models import EMBEDDED, Generator, GenerationConfig, load_model, resolve_model_path
 from .judges import XSTEST_COMPLETION_FILES, JudgeContext, classify_refusal, constitutional_metrics, get_judge, xstest_agreement
 from .ai_judge import compare_pairs, elo_ratings, win_rate_intervals
@@ -22,14 +22,14 @@ from .report import EvalViewer, stage_conclusions, summary_rows, write_report, p
 from .stats import mean, mean_difference, rate, rate_difference, wilson
 
 # %% auto #0
-__all__ = ['POLICY_STAGES', 'EvalConfig', 'discover_stages', 'stage_metrics', 'EvalResult', 'bon_name', 'best_of_n_answers',
-           'hazard_rates', 'run_evaluation']
+__all__ = ['POLICY_STAGES', 'EvalConfig', 'EvaluationConfig', 'discover_stages', 'stage_metrics', 'EvalResult', 'bon_name',
+           'best_of_n_answers', 'hazard_rates', 'run_evaluation']
 
 # %% ../nbs/08_evaluation.ipynb #40c7a9fb
 POLICY_STAGES = {"sft": "SL-CAI", "ppo": "PPO", "rloo": "RLOO", "grpo": "GRPO", "dpo": "DPO"}  # stage folder -> display name
 
 @dataclass
-class EvalConfig(ConfigBase):
+class EvaluationConfig(ConfigBase):
     "Evaluation settings: prompt sets, stages to compare, generation and judges."
     prompts: list[str] = field(default_factory=lambda: ["red-team", "benign"])  # load_prompts sources
     limit: int | None = 12                  # prompts per source (stratified, seeded); None = all
@@ -52,8 +52,10 @@ class EvalConfig(ConfigBase):
     best_of_n_stages: list[str] = field(default_factory=lambda: ["sft"])  # the policies sampled for best-of-n ("base" allowed)
     best_of_n_temperature: float = 0.8      # sampling temperature of the n samples
     reward_model: str | None = None         # reward-model adapter (or run folder) that picks; None: this run's reward_model/adapter
+    seed: int | None = None                 # prompt sampling, judge principles, bootstrap; default: the run's seed
 
     def __post_init__(self):
+        self.fill_nested()
         if self.pairwise not in ("vs_base", "all", "none"): raise ValueError(f"pairwise={self.pairwise!r}: use 'vs_base', 'all' or 'none'")
         if not self.prompts: raise ValueError("prompts: give at least one prompt source")
         if self.judge_principles < 0: raise ValueError(f"judge_principles={self.judge_principles}: use 0 (all) or more")
@@ -61,6 +63,8 @@ class EvalConfig(ConfigBase):
         if self.best_of_n and not self.best_of_n_temperature > 0:
             raise ConfigError(f"best_of_n_temperature={self.best_of_n_temperature}: best-of-n needs sampling, a temperature > 0")
         if "refusal" not in self.judges: raise ValueError(f"judges={self.judges}: 'refusal' is needed (the headline refusal rates)")
+
+EvalConfig = EvaluationConfig   # the name before issue 15 (`XConfig` beside `run_x`)
 
 # %% ../nbs/08_evaluation.ipynb #44c76285
 def discover_stages(run: Run) -> dict:
@@ -167,7 +171,7 @@ def _check(run: Run, cfg: EvalConfig, model: str):
     from cai_workbench.constitution import load_constitution
     prompts, seen = [], set()
     for src in cfg.prompts:
-        for r in load_prompts(src, limit=cfg.limit, seed=run.seed):
+        for r in load_prompts(src, limit=cfg.limit, seed=run.seed if cfg.seed is None else cfg.seed):
             if r["id"] not in seen: seen.add(r["id"]); prompts.append(r)
     available = discover_stages(run)
     stages = cfg.stages or list(available)
@@ -282,20 +286,21 @@ def hazard_rates(prompts: list[dict], recs: dict) -> dict:
             "hazards_n": {c: next(iter(v.values())).n for c, v in hz.items()}}
 
 # %% ../nbs/08_evaluation.ipynb #ddbd2ac8
-def run_evaluation(run: Run, config: EvalConfig | None = None, model: str = EMBEDDED, progress: bool = True) -> EvalResult:
+def run_evaluation(run: Run, config: EvaluationConfig | None = None, model: str = EMBEDDED, progress: bool = True) -> EvalResult:
     "Answer the prompts with every stage, judge the answers, write `evaluation/` (responses, summary.json, report.html)."
-    cfg, t0 = config or EvalConfig(), time.time()
+    cfg, t0 = config or EvaluationConfig(), time.time()
+    if cfg.seed is None: cfg = cfg.replace(seed=run.seed)
     prompts, adapters, cons, judges = _check(run, cfg, model)
     stages = list(adapters)
-    set_seed(run.seed)
+    set_seed(cfg.seed)
     with run.stage("evaluation") as d:
         pol, tok = _load_policies(model, adapters)
         answers = _answer(pol, tok, prompts, adapters, cfg, RecordStore(d/"responses.jsonl"), progress)
         bon = best_of_n_answers(pol, tok, prompts, {s: adapters[s] for s in cfg.best_of_n_stages}, cfg, RecordStore(d/"best_of_n.jsonl"),
-                                _reward_model(run, cfg), run.seed, progress) if cfg.best_of_n else {}
+                                _reward_model(run, cfg), cfg.seed, progress) if cfg.best_of_n else {}
         answers.update({s: [(t, n) for t, n, _ in v] for s, v in bon.items()}); stages = list(answers)
         texts = {s: [t for t, _ in a] for s, a in answers.items()}
-        judged = _distinct_principles(cons, cfg.judge_principles, run.seed) if any(j.needs_model for j in judges) else []
+        judged = _distinct_principles(cons, cfg.judge_principles, cfg.seed) if any(j.needs_model for j in judges) else []
         need_fm = bool(judged) or cfg.pairwise != "none"
         jm, jt = load_model(cfg.judge_model) if cfg.judge_model and need_fm else (pol, tok)
         ctx = JudgeContext(jm, jt, judged, cfg.judge_batch_size, cfg.max_judge_chars, cfg.threshold, progress)
@@ -306,9 +311,9 @@ def run_evaluation(run: Run, config: EvalConfig | None = None, model: str = EMBE
         for j in judges:
             for s in stages:
                 for r, out in zip(recs[s], j.judge(recs[s], ctx)): r.update(out)
-        matches, pairs = _pairwise(jm, jt, prompts, texts, stages, cons, cfg, run.seed, progress)
-        metrics = stage_metrics(recs, {k: m for j in judges for k, m in j.metrics.items()}, n_boot=cfg.n_boot, seed=run.seed)
-        wr = _add_pairwise(metrics, matches, stages, cfg.n_boot, run.seed)
+        matches, pairs = _pairwise(jm, jt, prompts, texts, stages, cons, cfg, cfg.seed, progress)
+        metrics = stage_metrics(recs, {k: m for j in judges for k, m in j.metrics.items()}, n_boot=cfg.n_boot, seed=cfg.seed)
+        wr = _add_pairwise(metrics, matches, stages, cfg.n_boot, cfg.seed)
         summary = {"run": run.name, "model": str(model), "judge_model": cfg.judge_model or f"{model} (adapters off)",
                    "judge_is_contestant": not cfg.judge_model or str(cfg.judge_model) == str(model), "judge_note": _judge_note(cfg, model, stages),
                    "stages": stages, "stage_names": {s: POLICY_STAGES.get(s, s) for s in stages},
@@ -326,6 +331,5 @@ def run_evaluation(run: Run, config: EvalConfig | None = None, model: str = EMBE
         report = None
         if cfg.report:
             report = write_report(d/"report.html", summary, rows, n_examples=cfg.n_examples)
-            fig = plot_helpful_harmless(summary); fig.savefig(d/"helpful_harmless.png", dpi=110)
-            import matplotlib.pyplot as plt; plt.close(fig)
+            save_figure(plot_helpful_harmless(summary), d/"helpful_harmless.png")
     return EvalResult(summary, rows, report, time.time() - t0)

@@ -14,13 +14,13 @@ from typing import Sequence
 
 import numpy as np
 
-from .core import atomic_write_text, write_json, write_jsonl
+from .core import atomic_write_text, save_figure, write_json, write_jsonl
 from .stats import Rate, rate, rate_conclusion, wilson, wilson_interval
 
 # %% auto #0
-__all__ = ['INFORMAL', 'HEDGES', 'BOOSTERS', 'FEATURES', 'text_features', 'BiasReport', 'bias_report', 'synthetic_records',
-           'Agreement', 'agreement_of', 'shuffle_human_pairs', 'human_agreement', 'verification_sample',
-           'default_hh_rlhf', 'check_quality_inputs', 'write_quality']
+__all__ = ['INFORMAL', 'HEDGES', 'BOOSTERS', 'FEATURES', 'text_features', 'BiasReport', 'consistent_in_both_orders',
+           'bias_report', 'synthetic_records', 'Agreement', 'agreement_of', 'shuffle_human_pairs', 'human_agreement',
+           'verification_sample', 'default_hh_rlhf', 'check_quality_inputs', 'write_quality']
 
 # %% ../nbs/04a_label_quality.ipynb #71208df8
 INFORMAL = {"yeah", "yep", "nope", "ok", "okay", "hey", "gonna", "wanna", "gotta", "kinda", "sorta", "lol", "cool",
@@ -84,7 +84,7 @@ def plot(self: BiasReport, path=None):
     ax2.set_xlim(0, 1); ax2.set_ylim(0, 1); ax2.set_xlabel("P(A), a shown first"); ax2.set_ylabel("P(A), b shown first")
     ax2.legend(fontsize=7, loc="upper center"); ax2.set_title(f"position consistency {self.position_consistency}", fontsize=10)
     fig.tight_layout()
-    if path is not None: fig.savefig(path, dpi=110); plt.close(fig)
+    if path is not None: save_figure(fig, path)
     return fig
 
 @patch
@@ -97,11 +97,15 @@ def _repr_markdown_(self: BiasReport):
             f"|---|---|---|---|---|\n{rows}")
 
 # %% ../nbs/04a_label_quality.ipynb #cfa81379
+def consistent_in_both_orders(records: Sequence[dict]) -> list[bool]:
+    "For each AI-labelled record scored in both orders: did both orders pick the same response? (position consistency)"
+    return [(r["p_a_ab"] > .5) == (r["p_a_ba"] < .5) for r in records if r.get("p_a") is not None and r.get("p_a_ba") is not None]
+
 def bias_report(records: Sequence[dict]) -> BiasReport:
     "Position and feature biases of the AI-labelled records (`p_a` present)."
     ai = [r for r in records if r.get("p_a") is not None]
     both = [r for r in ai if r.get("p_a_ba") is not None]
-    rc = rate([(r["p_a_ab"] > .5) == (r["p_a_ba"] < .5) for r in both])
+    rc = rate(consistent_in_both_orders(both))
     rf = rate([r["p_a_ab"] > .5 for r in ai] + [r["p_a_ba"] > .5 for r in both])
     cons = None if rc.value is None else round(rc.value, 4)
     first = None if rf.value is None else round(rf.value, 4)

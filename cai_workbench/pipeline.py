@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse, contextlib, errno, importlib, importlib.resources, os, shutil, sys, time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import yaml
 
@@ -19,37 +20,54 @@ from .guards import stage_fingerprint, stale_reasons, run_lock
 
 # %% auto #0
 __all__ = ['STAGES', 'DEFAULT_STAGES', 'PRESETS_DIR', 'StageSpec', 'PipelineConfig', 'preset_path', 'load_config', 'summary_line',
-           'PipelineResult', 'StaleStageError', 'current_fingerprint', 'stale_stages', 'run_pipeline', 'error_line',
-           'main']
+           'PipelineResult', 'StaleStageError', 'current_fingerprint', 'stale_stages', 'check_inputs', 'run_pipeline',
+           'error_line', 'main']
 
 # %% ../nbs/10_pipeline.ipynb #f84aa558
 @dataclass(frozen=True)
 class StageSpec:
-    "Where a stage's config class and runner live."
+    "A stage: where its config class and runner live, what it reads from earlier stages and what it writes."
     name: str
     module: str
     config_class: str
     runner: str
-    reads: tuple[str, ...] = ()     # files/folders of earlier stages it consumes (paths in the run): its inputs' fingerprints
+    inputs: tuple[str, ...] = ()    # run paths of earlier stages' outputs it may read: their fingerprints make it stale
+    outputs: tuple[str, ...] = ()   # run paths it writes; checked after it runs (a later stage's inputs name these)
+    needs: tuple[str, ...] | Callable = ()  # the inputs that must exist before it starts; a function of its config when that decides
+
+    @property
+    def reads(self) -> tuple[str, ...]: return self.inputs   # the name before issue 15
+    def required(self, cfg) -> tuple[str, ...]: "The inputs `cfg` makes this stage need."; return tuple(self.needs(cfg) if callable(self.needs) else self.needs)
 
     def load(self):
         "(ConfigClass, runner function), imported on demand."
         mod = importlib.import_module(self.module)
         return getattr(mod, self.config_class), getattr(mod, self.runner)
 
+# %% ../nbs/10_pipeline.ipynb #c0de5t01
+_ADAPTERS = ("sft/adapter", "ppo/adapter", "rloo/adapter", "grpo/adapter", "dpo/adapter")
+_RL = dict(inputs=("sft/adapter", "reward_model/adapter"), needs=("reward_model/adapter",))
+
 STAGES: dict[str, StageSpec] = {s.name: s for s in [
-    StageSpec("critique_revision", "cai_workbench.critique", "CritiqueConfig", "run_critique_revision"),
-    StageSpec("sft", "cai_workbench.sft", "SFTStageConfig", "run_sft", ("critique_revision/sft.jsonl",)),
-    StageSpec("preferences", "cai_workbench.preferences", "PreferenceConfig", "run_preferences",
-              ("critique_revision/records.jsonl", "sft/adapter")),
-    StageSpec("reward_model", "cai_workbench.reward", "RewardConfig", "run_reward_model", ("preferences/pairs.jsonl",)),
-    StageSpec("ppo", "cai_workbench.ppo_runner", "PPOConfig", "run_ppo", ("sft/adapter", "reward_model/adapter")),
-    StageSpec("rloo", "cai_workbench.rloo_grpo", "RLOOStageConfig", "run_rloo", ("sft/adapter", "reward_model/adapter")),
-    StageSpec("grpo", "cai_workbench.rloo_grpo", "GRPOStageConfig", "run_grpo", ("sft/adapter", "reward_model/adapter")),
-    StageSpec("dpo", "cai_workbench.dpo", "DPOStageConfig", "run_dpo", ("preferences/pairs.jsonl", "sft/adapter")),
-    StageSpec("evaluation", "cai_workbench.evaluation", "EvalConfig", "run_evaluation",
-              ("sft/adapter", "ppo/adapter", "rloo/adapter", "grpo/adapter", "dpo/adapter")),
-    StageSpec("probe", "cai_workbench.probe", "ProbeConfig", "run_probe", ("evaluation/responses.jsonl", "reward_model/adapter")),  # known-answer check (11_probe)
+    StageSpec("critique_revision", "cai_workbench.critique", "CritiqueRevisionConfig", "run_critique_revision",
+              outputs=("critique_revision/records.jsonl", "critique_revision/sft.jsonl")),
+    StageSpec("sft", "cai_workbench.sft", "SFTConfig", "run_sft", ("critique_revision/sft.jsonl",), ("sft/adapter",),
+              needs=("critique_revision/sft.jsonl",)),
+    StageSpec("preferences", "cai_workbench.preferences", "PreferencesConfig", "run_preferences",
+              ("critique_revision/records.jsonl", "sft/adapter"), ("preferences/pairs.jsonl",),
+              needs=lambda c: ("critique_revision/records.jsonl",) if "revision" in c.sources else ()),
+    StageSpec("reward_model", "cai_workbench.reward", "RewardModelConfig", "run_reward_model", ("preferences/pairs.jsonl",),
+              ("reward_model/adapter",), needs=lambda c: () if c.pairs else ("preferences/pairs.jsonl",)),
+    StageSpec("ppo", "cai_workbench.ppo_runner", "PPOConfig", "run_ppo", outputs=("ppo/adapter",), **_RL),
+    StageSpec("rloo", "cai_workbench.rloo_grpo", "RLOOConfig", "run_rloo", outputs=("rloo/adapter",), **_RL),
+    StageSpec("grpo", "cai_workbench.rloo_grpo", "GRPOConfig", "run_grpo", outputs=("grpo/adapter",), **_RL),
+    StageSpec("dpo", "cai_workbench.dpo", "DPOConfig", "run_dpo", ("preferences/pairs.jsonl", "sft/adapter"), ("dpo/adapter",),
+              needs=("preferences/pairs.jsonl",)),
+    StageSpec("evaluation", "cai_workbench.evaluation", "EvaluationConfig", "run_evaluation", _ADAPTERS,
+              ("evaluation/responses.jsonl", "evaluation/summary.json")),
+    StageSpec("probe", "cai_workbench.probe", "ProbeConfig", "run_probe", ("evaluation/responses.jsonl", "reward_model/adapter"),
+              ("probe/summary.json",),   # the known-answer check (11_probe)
+              needs=lambda c: ("evaluation/responses.jsonl",) + (("reward_model/adapter",) if c.reward_model else ())),
 ]}
 
 DEFAULT_STAGES = ["critique_revision", "sft", "preferences", "reward_model", "ppo", "dpo", "evaluation"]
@@ -191,7 +209,7 @@ def _files_in(section: dict) -> dict:
 
 def current_fingerprint(run: Run, stage: str, config: PipelineConfig) -> dict:
     "What `stage` would be built from now: its section of `config` (+ model, seed) and the inputs it reads in `run`."
-    inputs = {rel: run.path/rel for rel in STAGES[stage].reads}
+    inputs = {rel: run.path/rel for rel in STAGES[stage].inputs}
     inputs.update(_files_in(getattr(config, stage)))
     return stage_fingerprint(getattr(config, stage), inputs, model=str(config.model), seed=config.seed,
                              ignore=("save_every", "keep_last", "keep_checkpoints"))   # how often it checkpoints changes nothing built
@@ -230,13 +248,32 @@ def _run_stage(run: Run, stage: str, cfg, config: PipelineConfig, fp: dict, fres
     try:
         with _fresh(run, stage) if fresh else contextlib.nullcontext():
             _mark(run, stage, fingerprint=fp)
-            return runner(run, cfg, model=config.model)
+            out = runner(run, cfg, model=config.model)
+            if (missing := [rel for rel in STAGES[stage].outputs if not (run.path/rel).exists()]):
+                spec = STAGES[stage]
+                raise RuntimeError(f"{run.path}: stage {stage} finished without writing {missing}, which its StageSpec.outputs "
+                                   f"promise; a bug in {spec.module}.{spec.runner}")
+            return out
     except BaseException as e:
         err = f"{type(e).__name__}: {e}"[:500]
         if fresh: _mark(run, stage, fingerprint=before.get("fingerprint"), status="failed", error=err)   # the old files are back
         elif run.stage_info(stage).get("status") != "failed": _mark(run, stage, status="failed", error=err)
         raise
 
+
+# %% ../nbs/10_pipeline.ipynb #c0de5t03
+def check_inputs(run: Run, stages: list[str], configs: dict) -> None:
+    """Before anything runs: every input a selected stage needs (`StageSpec.required`) must exist in `run` or be an output
+    of a stage selected before it; else the stage is marked failed and `MissingStageError` says which stage to run."""
+    made = set()
+    for s in stages:
+        for rel in STAGES[s].required(configs[s]):
+            if rel in made or (run.path/rel).exists(): continue
+            producer = next((p for p, spec in STAGES.items() if rel in spec.outputs), None)
+            msg = (f"{run.path}: stage {s} needs {rel}, which does not exist; "
+                   + (f"run the {producer} stage first (add it to stages)" if producer else "create it first"))
+            _mark(run, s, status="failed", error=msg); raise MissingStageError(msg)
+        made.update(STAGES[s].outputs)
 
 # %% ../nbs/10_pipeline.ipynb #5afe0102
 def run_pipeline(
@@ -260,6 +297,7 @@ def run_pipeline(
     if path.exists() and not path.is_dir(): raise NotADirectoryError(errno.ENOTDIR, "is a file, not a run folder", str(path))
     with run_lock(path), contextlib.ExitStack() as stack:
         run = Run.create(path, config=config, seed=config.seed, device=config.device)
+        check_inputs(run, stages, configs)                              # a missing input stops the run before any stage
         set_seed(config.seed)
         res = PipelineResult(run)
         from cai_workbench.tracking import Tracker

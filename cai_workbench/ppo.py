@@ -6,7 +6,7 @@ Docs: https://cai-workbench.github.io/cai-workbench/ppo.html.md"""
 
 # %% ../nbs/06_ppo.ipynb #58b8fc6a
 from __future__ import annotations
-import math
+import functools, math
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Literal, Sequence
@@ -15,8 +15,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .core import ConfigBase, ConfigError
-from .models import LoraSpec, Generator
+from .core import START_FROM, ConfigBase, ConfigError
+from .models import GenerationConfig, LoraSpec, Generator
 from .scoring import token_logprobs
 
 # %% auto #0
@@ -24,21 +24,47 @@ __all__ = ['RewardFn', 'PPOConfig', 'AdaptiveKLController', 'masked_mean', 'mask
            'value_loss', 'ValueHead', 'PolicyValueModel', 'build_ppo_model', 'Rollout', 'pad_query_response',
            'collect_rollouts', 'PPODivergedError', 'explained_variance', 'ppo_update']
 
+# %% ../nbs/06_ppo.ipynb #c0de5p01
+def _ppo_generation() -> GenerationConfig:
+    "PPO's rollout sampling: exactly softmax(logits/temperature), the distribution whose log-probs are scored."
+    return GenerationConfig(max_new_tokens=48, temperature=1.0, top_p=1.0, exact=True)
+
+def _check_ppo_config(c: PPOConfig):
+    "Refuse settings PPO cannot train with, naming the field and what to use."
+    def bad(name, why): raise ConfigError(f"PPOConfig.{name}={functools.reduce(getattr, name.split('.'), c)!r}: {why}")
+    for n in ("total_updates", "batch_size", "minibatch_size", "ppo_epochs", "save_every"):
+        if getattr(c, n) < 1: bad(n, "must be >= 1")
+    if c.kl_horizon is not None and c.kl_horizon < 1: bad("kl_horizon", "must be >= 1 rollout (or None: scaled to the run)")
+    if c.batch_size < 2: bad("batch_size", "needs >= 2 rollouts to whiten advantages")
+    if c.minibatch_size > c.batch_size: bad("minibatch_size", f"must be <= batch_size ({c.batch_size})")
+    if not 0 < c.learning_rate <= 1e-2:
+        bad("learning_rate", "must be in (0, 1e-2]; larger rates make LoRA PPO diverge (typical: 1e-5 .. 1e-4)")
+    if not 0 < c.clip_range < 1: bad("clip_range", "must be in (0, 1) (typical 0.2)")
+    if not 0 < c.clip_range_value: bad("clip_range_value", "must be > 0 (typical 0.2)")
+    if not 0 <= c.gamma <= 1: bad("gamma", "must be in [0, 1]")
+    if not 0 <= c.lam <= 1: bad("lam", "must be in [0, 1]")
+    if c.init_kl_coef < 0: bad("init_kl_coef", "must be >= 0")
+    if c.target_kl <= 0: bad("target_kl", "must be > 0 nats")
+    if c.max_kl <= c.target_kl: bad("max_kl", f"must exceed target_kl ({c.target_kl})")
+    if c.max_grad_norm <= 0: bad("max_grad_norm", "must be > 0")
+    if c.generation.temperature <= 0: bad("generation.temperature", "PPO rollouts must sample: use a temperature > 0")
+    if c.generation.top_p != 1.0: bad("generation.top_p", "PPO scores log-probs of softmax(logits/temperature); nucleus sampling "
+                                      "would make the ratio and KL off-policy: use top_p=1.0 (lower the temperature to sharpen sampling)")
+    if not c.generation.exact: bad("generation.exact", "PPO samples exactly softmax(logits/temperature), whose log-probs it scores: "
+                                   "leave exact: true")
+
 # %% ../nbs/06_ppo.ipynb #f1a20b6c
 @dataclass
 class PPOConfig(ConfigBase):
     "Every PPO hyper-parameter, with its default."
     # --- data and rollouts
     prompts: str = "red-team"           # prompt source for `prompts.load_prompts` (built-in name, file, hh-rlhf:..., hf:...)
-    prompt_limit: int | None = 64       # use at most this many prompts (None: all)
+    limit: int | None = 64              # use at most this many prompts (None: all)
     total_updates: int = 20             # PPO updates; each = one rollout batch + `ppo_epochs` passes over it
     batch_size: int = 8                 # prompts (= rollouts) per update
     minibatch_size: int = 4             # rollouts per gradient step
     ppo_epochs: int = 2                 # passes over each rollout batch
-    max_new_tokens: int = 48            # response length cap
-    temperature: float = 1.0            # sampling temperature of rollouts (log-probs use the same)
-    top_p: float = 1.0                  # must stay 1: rollouts sample from exactly softmax(logits/temperature), the scored distribution
-    system_prompt: str | None = None
+    generation: GenerationConfig = field(default_factory=_ppo_generation)  # rollouts: max_new_tokens, temperature, system_prompt
     # --- optimisation
     learning_rate: float = 5e-5         # AdamW, policy + value parameters
     max_grad_norm: float = 1.0          # gradient clipping (global norm)
@@ -57,40 +83,20 @@ class PPOConfig(ConfigBase):
     target_kl: float = 6.0              # nats per response the controller aims for
     kl_horizon: int | None = None       # controller horizon in rollouts; None: 10 updates' worth (see AdaptiveKLController.for_config)
     max_kl: float = 50.0                # stop the run when the KL to the reference exceeds this (diverged)
-    # --- reward shaping
-    missing_eos_penalty: float | None = None  # subtracted from the score of responses that hit max_new_tokens
+    missing_eos_penalty: float | None = None  # reward shaping: subtracted from the score of responses that hit max_new_tokens
     # --- weights
     value_model: Literal["shared", "adapter"] = "shared"   # value head on the policy trunk, or on its own LoRA adapter (see below)
     lora: LoraSpec = field(default_factory=lambda: LoraSpec(r=16, alpha=32, dropout=0.0))  # policy adapter (when no SFT adapter)
     value_lora: LoraSpec = field(default_factory=lambda: LoraSpec(r=16, alpha=32, dropout=0.0))  # value adapter
     reward_placement: Literal["auto", "shared", "separate"] = "auto"  # reward adapter on the policy's base, or its own model
-    use_sft_adapter: bool = True        # start the policy (and reference) from sft/adapter when the run has one
+    start_from: Literal["sft", "base"] = "sft"  # policy (and reference): the run's sft/adapter when it has one, or the bare base
     # --- bookkeeping
     save_every: int = 5                 # checkpoint every N updates (and at the end)
     seed: int | None = None             # default: the run's seed
+    _renamed = {"prompt_limit": "limit", "max_new_tokens": "generation.max_new_tokens", "temperature": "generation.temperature",
+                "top_p": "generation.top_p", "system_prompt": "generation.system_prompt", "use_sft_adapter": START_FROM}
 
-    def __post_init__(self):
-        def bad(name, why): raise ConfigError(f"PPOConfig.{name}={getattr(self, name)!r}: {why}")
-        for n in ("lora", "value_lora"):                      # PPOConfig(lora={"r": 8}) works like from_dict
-            if isinstance(getattr(self, n), dict): setattr(self, n, LoraSpec.from_dict(getattr(self, n), where=f"PPOConfig.{n}"))
-        for n in ("total_updates", "batch_size", "minibatch_size", "ppo_epochs", "max_new_tokens", "save_every"):
-            if getattr(self, n) < 1: bad(n, "must be >= 1")
-        if self.kl_horizon is not None and self.kl_horizon < 1: bad("kl_horizon", "must be >= 1 rollout (or None: scaled to the run)")
-        if self.batch_size < 2: bad("batch_size", "needs >= 2 rollouts to whiten advantages")
-        if self.minibatch_size > self.batch_size: bad("minibatch_size", f"must be <= batch_size ({self.batch_size})")
-        if not 0 < self.learning_rate <= 1e-2:
-            bad("learning_rate", "must be in (0, 1e-2]; larger rates make LoRA PPO diverge (typical: 1e-5 .. 1e-4)")
-        if not 0 < self.clip_range < 1: bad("clip_range", "must be in (0, 1) (typical 0.2)")
-        if not 0 < self.clip_range_value: bad("clip_range_value", "must be > 0 (typical 0.2)")
-        if not 0 <= self.gamma <= 1: bad("gamma", "must be in [0, 1]")
-        if not 0 <= self.lam <= 1: bad("lam", "must be in [0, 1]")
-        if self.init_kl_coef < 0: bad("init_kl_coef", "must be >= 0")
-        if self.target_kl <= 0: bad("target_kl", "must be > 0 nats")
-        if self.max_kl <= self.target_kl: bad("max_kl", f"must exceed target_kl ({self.target_kl})")
-        if self.temperature <= 0: bad("temperature", "PPO rollouts must sample: use a temperature > 0")
-        if self.top_p != 1.0: bad("top_p", "PPO scores log-probs of softmax(logits/temperature); nucleus sampling would make the "
-                                  "ratio and KL off-policy: use top_p=1.0 (lower the temperature to sharpen sampling)")
-        if self.max_grad_norm <= 0: bad("max_grad_norm", "must be > 0")
+    def __post_init__(self): self.fill_nested(); _check_ppo_config(self)
 
 # %% ../nbs/06_ppo.ipynb #62319983
 @dataclass
@@ -252,7 +258,7 @@ def build_ppo_model(base, config: PPOConfig, sft_adapter=None) -> PolicyValueMod
     if config.value_model == "adapter":
         peft.add_adapter("value", config.value_lora.peft_config())
     peft.eval()                               # no dropout: the rollout's log-probs must equal the first epoch's
-    return PolicyValueModel(peft, config.value_model, config.temperature)
+    return PolicyValueModel(peft, config.value_model, config.generation.temperature)
 
 # %% ../nbs/06_ppo.ipynb #59a0f3b1
 @dataclass
@@ -279,8 +285,9 @@ def collect_rollouts(model: PolicyValueModel, gen: Generator, prompts: list[str]
                      config: PPOConfig, kl_coef: float, seed: int | None = None) -> Rollout:
     "Sample responses for `prompts` and turn them into advantages and returns."
     model.use("policy")
-    gens = gen.generate(prompts, seed=seed, keep_token_ids=True, temperature=config.temperature, top_p=1.0, exact=True,
-                        max_new_tokens=config.max_new_tokens, desc="rollouts")
+    g = config.generation
+    gens = gen.generate(prompts, seed=seed, keep_token_ids=True, temperature=g.temperature, top_p=1.0, exact=True,
+                        max_new_tokens=g.max_new_tokens, desc="rollouts")
     queries = gen.encode(prompts)
     responses = [g.token_ids or [gen.tokenizer.eos_token_id] for g in gens]
     ids, attn, mask, Q = pad_query_response(queries, responses, gen.tokenizer.pad_token_id)

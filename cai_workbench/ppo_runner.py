@@ -16,7 +16,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .guards import fingerprint, stage_fingerprint, stale_reasons
-from .core import ConfigError, RecordStore, Run, atomic_dir, atomic_write_text, derive_seed, read_json, set_seed, write_json
+from .core import ConfigError, RecordStore, Run, atomic_dir, atomic_write_text, derive_seed, read_json, save_figure, set_seed, write_json
+from .sft import sft_adapter
 from .tracking import log_metrics
 from .models import (EMBEDDED, GenerationConfig, Generator, _adapter_base, load_model, load_tokenizer,
                                   resolve_model_path)
@@ -135,9 +136,7 @@ def plot_curves(metrics: Sequence[dict], path=None, title: str = "PPO"):
         ax.plot(x, [m.get(k, float("nan")) for m in metrics], marker="." if len(x) < 40 else None)
         ax.set_title(label, fontsize=10); ax.set_xlabel("update"); ax.grid(alpha=0.3)
     fig.suptitle(title)
-    if path is not None:
-        path = Path(path); tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-        fig.savefig(tmp, dpi=90); os.replace(tmp, path)
+    if path is not None: save_figure(fig, path, dpi=90, close=False)
     plt.close(fig)
     return fig
 
@@ -204,7 +203,7 @@ def _reward_from_run(adapter: Path, placement: str, model: PolicyValueModel, tok
 # %% ../nbs/06b_ppo_runner.ipynb #8b495d23
 def _prompt_texts(config: PPOConfig, prompts, seed: int) -> list[str]:
     from cai_workbench.prompts import prompt_texts
-    texts, src = prompt_texts(config.prompts, config.prompt_limit, seed, prompts)
+    texts, src = prompt_texts(config.prompts, config.limit, seed, prompts)
     if len(texts) < config.batch_size:
         raise ValueError(f"PPO needs at least batch_size={config.batch_size} prompts; {src} gave {len(texts)}. "
                          "Add prompts or lower PPOConfig.batch_size.")
@@ -230,11 +229,7 @@ def run_ppo(
     config = config or PPOConfig()
     seed = run.seed if config.seed is None else config.seed
     texts = _prompt_texts(config, prompts, seed)
-    sft = run.path/"sft"/"adapter"
-    sft = sft if config.use_sft_adapter and (sft/"adapter_config.json").exists() else None
-    if sft is not None and (_adapter_base(sft) or model) != str(model):
-        raise ConfigError(f"{sft} was trained on base {_adapter_base(sft)!r} but run_ppo got model={model!r}; "
-                          "pass that model, or set use_sft_adapter=False")
+    sft = sft_adapter(run, config.start_from, model, stage="ppo")
     reward_plan = _reward_plan(run, config, model, load_tokenizer(model)) if reward_fn is None else None
     t0 = time.time()
     from accelerate import Accelerator
@@ -256,7 +251,7 @@ def run_ppo(
         if (ckpt/"state.json").exists(): start = load_checkpoint(ckpt, pv, optimizer, kl_ctl, config, fp)
         _keep_metrics_before(d/"metrics.jsonl", start)
         store = RecordStore(d/"metrics.jsonl", key="update")
-        gen = Generator(pv.peft, tok, GenerationConfig(batch_size=config.batch_size, system_prompt=config.system_prompt), progress=False)
+        gen = Generator(pv.peft, tok, config.generation, progress=False)
         order = list(range(len(texts))); random.Random(seed).shuffle(order)
         B = config.batch_size
         for k in tqdm(range(start, config.total_updates), desc="PPO", unit="update", disable=not progress, initial=start, total=config.total_updates):
@@ -303,6 +298,6 @@ TOY_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "
 def toy_config(**kw) -> PPOConfig:
     "A PPO config that learns `word_count_reward` on the tiny model in ~20 updates (tests, demos)."
     lora = {"r": 8, "alpha": 16, "dropout": 0.0}
-    return PPOConfig.from_dict({**dict(total_updates=20, batch_size=16, minibatch_size=8, ppo_epochs=2, max_new_tokens=8,
+    return PPOConfig.from_dict({**dict(total_updates=20, batch_size=16, minibatch_size=8, ppo_epochs=2, generation={"max_new_tokens": 8},
                                        learning_rate=5e-3, init_kl_coef=0.01, vf_coef=0.5, save_every=5,
                                        lora={**lora, "target_modules": TOY_TARGETS}, value_lora=lora), **kw})

@@ -6,25 +6,26 @@ Docs: https://cai-workbench.github.io/cai-workbench/preferences.html.md"""
 
 # %% ../nbs/04_preferences.ipynb #acbc364c
 from __future__ import annotations
-import json, random, time
+import functools, json, random, time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Literal, Sequence
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .core import ConfigBase, RecordStore, Run
+from .core import ConfigBase, ConfigError, RecordStore, Run
+from .sft import sft_adapter
 from .pair_data import PAIRINGS, check_pair, load_pair_file, pair_indices, revision_pairs, save_pairs
 from .models import GenerationConfig, Generator, encode_chat, load_model, model_id
 from .scoring import completion_logprobs, next_token_logprobs, single_token_ids
 from .labellers import decide, labelled_record, make_labeller
 
 # %% auto #0
-__all__ = ['ANSWER_PREFIX', 'COT_ANSWER', 'COT_REQUEST', 'FEW_SHOT', 'SCORINGS', 'PAIR_SOURCES', 'mc_question', 'mc_messages',
-           'resolve_scoring', 'letter_probs', 'combine_orders', 'AILabeller', 'PreferenceConfig', 'PreferenceResult',
-           'sample_pairs', 'run_preferences']
+__all__ = ['ANSWER_PREFIX', 'COT_ANSWER', 'COT_REQUEST', 'FEW_SHOT', 'SCORINGS', 'PAIR_SOURCES', 'PreferenceConfig',
+           'mc_question', 'mc_messages', 'resolve_scoring', 'letter_probs', 'AILabeller', 'PreferencesConfig',
+           'PreferenceResult', 'sample_pairs', 'run_preferences']
 
 # %% ../nbs/04_preferences.ipynb #4f022bb8
 ANSWER_PREFIX = "The answer is: ("
@@ -78,28 +79,11 @@ def resolve_scoring(tokenizer, letters: Sequence[str], scoring: str = "auto") ->
                              f"strings, or choose letters that are single tokens") from None
         return "sequence"
 
-@torch.inference_mode()
-def _next_token_rows(model, tok, prompts, prefixes, cand_ids, batch_size=16, system=None) -> torch.Tensor:
-    "Like `next_token_logprobs`, with a different text prefix per row: (N, K) log-probs of `cand_ids`."
-    dev = next(model.parameters()).device
-    enc = [encode_chat(tok, p, system=system) + tok(x, add_special_tokens=False)["input_ids"] for p, x in zip(prompts, prefixes)]
-    out, cand = torch.empty(len(enc), len(cand_ids)), torch.tensor(cand_ids, device=dev)
-    for k in range(0, len(enc), batch_size):
-        b = enc[k:k+batch_size]; w = max(map(len, b))
-        ids = torch.tensor([[tok.pad_token_id]*(w-len(s)) + s for s in b], device=dev)
-        mask = torch.tensor([[0]*(w-len(s)) + [1]*len(s) for s in b], device=dev)
-        logits = model(input_ids=ids, attention_mask=mask, logits_to_keep=1).logits[:, -1]   # (B, V)
-        out[k:k+len(b)] = F.log_softmax(logits.float(), -1)[:, cand].cpu()
-    return out
-
 def letter_probs(model, tokenizer, prompts: Sequence, letters: Sequence[str] = ("A", "B"), prefixes: str | Sequence[str] = ANSWER_PREFIX,
                  scoring: str = "token", batch_size: int = 16, system: str | None = None) -> list[float]:
     "P(first letter) normalised over the two letters, after each chat prompt + prefix."
-    if scoring == "token":
-        if isinstance(prefixes, str):
-            lp = next_token_logprobs(model, tokenizer, prompts, letters, batch_size=batch_size, system=system, prefix=prefixes)
-        else:
-            lp = _next_token_rows(model, tokenizer, prompts, prefixes, single_token_ids(tokenizer, letters, prefixes[0] if prefixes else ""), batch_size, system)
+    if scoring == "token":       # one prefix for all, or one per prompt (CoT: each labeller's reasoning + the answer prefix)
+        lp = next_token_logprobs(model, tokenizer, prompts, letters, batch_size=batch_size, system=system, prefix=prefixes)
     elif scoring == "sequence":
         pre = [prefixes]*len(prompts) if isinstance(prefixes, str) else list(prefixes)
         cols = [completion_logprobs(model, tokenizer, prompts, [x + l for x in pre], batch_size=batch_size, system=system) for l in letters]
@@ -108,13 +92,7 @@ def letter_probs(model, tokenizer, prompts: Sequence, letters: Sequence[str] = (
     return torch.softmax(lp.float(), -1)[:, 0].tolist()
 
 # %% ../nbs/04_preferences.ipynb #9ad77acf
-def combine_orders(p_a_ab: float, p_a_ba: float | None, clamp: tuple[float, float] | None = None) -> float:
-    "P(response_a better) from P(letter A) in both orders (clamped first when `clamp`)."
-    if clamp is not None:
-        lo, hi = clamp; p_a_ab = min(max(p_a_ab, lo), hi)
-        if p_a_ba is not None: p_a_ba = min(max(p_a_ba, lo), hi)
-    return p_a_ab if p_a_ba is None else 0.5*(p_a_ab + 1 - p_a_ba)
-
+from .scoring import combine_orders   # the one both-orders rule, shared with the pairwise judge (ai_judge.compare_pairs)
 
 # %% ../nbs/04_preferences.ipynb #3d756150
 class AILabeller:
@@ -175,22 +153,38 @@ class AILabeller:
                 for p, q, ab, ba, w1, w2 in zip(pairs, pr, p_ab, p_ba, why_ab, why_ba)]
 
 
-# %% ../nbs/04_preferences.ipynb #1597f65c
+# %% ../nbs/04_preferences.ipynb #c0de5q01
 PAIR_SOURCES = ("sampled", "revision", "file")
 
+def _check_preferences_config(c):
+    "Raise `ConfigError` naming the first field of a `PreferencesConfig` that cannot work, and what to use."
+    def bad(f, why): raise ConfigError(f"PreferencesConfig.{f}={functools.reduce(getattr, f.split('.'), c)!r}: {why}")
+    if [s for s in c.sources if s not in PAIR_SOURCES] or not c.sources: bad("sources", f"use one or more of {list(PAIR_SOURCES)}")
+    if "file" in c.sources and not c.pairs_file: bad("pairs_file", "sources includes 'file': name the JSONL pairs file")
+    if c.k < 2: bad("k", "need at least 2 responses per prompt to make a pair")
+    if c.pairing not in PAIRINGS: bad("pairing", f"use one of {list(PAIRINGS)}")
+    if c.scoring not in SCORINGS: bad("scoring", f"use one of {list(SCORINGS)}")
+    if len(c.cot_clamp) != 2 or not 0 <= c.cot_clamp[0] <= 0.5 <= c.cot_clamp[1] <= 1:
+        bad("cot_clamp", "need [low, high] with 0 <= low <= 0.5 <= high <= 1")
+    from cai_workbench.labellers import LABELLERS
+    if c.labeller not in LABELLERS: bad("labeller", f"use one of {sorted(LABELLERS)}")
+    if c.few_shot not in range(0, len(FEW_SHOT) + 1, 2): bad("few_shot", f"use an even number 0..{len(FEW_SHOT)} (an odd count leans towards one letter)")
+    if not 0 <= c.tie_margin < 0.5: bad("tie_margin", "must be in [0, 0.5)")
+    if c.generation.system_prompt is not None:
+        bad("generation.system_prompt", "set preferences.system_prompt instead (it is used for sampling and for labelling)")
+
+# %% ../nbs/04_preferences.ipynb #1597f65c
 @dataclass
-class PreferenceConfig(ConfigBase):
-    "Settings of the preference stage (pairs + AI labels)."
+class PreferencesConfig(ConfigBase):
+    "Settings of the preference stage (`run_preferences`: pairs + AI labels)."
     sources: list[str] = field(default_factory=lambda: ["sampled", "revision"]) # "sampled", "revision", "file"
     prompts: str = "demo"             # prompt source for sampled pairs (`prompts.load_prompts`)
     limit: int | None = 8             # prompts to sample for (None: all)
     k: int = 2                        # responses sampled per prompt (>= 2)
     pairing: str = "all"              # "all", "adjacent" or "random"
     pairs_per_prompt: int = 1         # pairs per prompt for pairing="random"
-    temperature: float = 1.0          # sampling temperature for the k responses
-    top_p: float = 0.95
-    max_new_tokens: int = 64          # per sampled response
-    policy: str | None = None         # model to sample from; None: the run's sft/adapter if present, else `model`
+    generation: GenerationConfig = field(default_factory=lambda: GenerationConfig(max_new_tokens=64, temperature=1.0, top_p=0.95, batch_size=16))
+    start_from: Literal["sft", "base"] = "sft"  # sample from the run's sft/adapter when it has one, or from the base `model`
     feedback_model: str | None = None # labeller model; None: `model`
     pairs_file: str | None = None     # JSONL pairs (prompt + response_a/response_b) to label, for source "file"
     constitution: str = "harmless"    # where comparison principles are sampled from
@@ -205,29 +199,19 @@ class PreferenceConfig(ConfigBase):
     cot_clamp: list[float] = field(default_factory=lambda: [0.4, 0.6]) # CoT probabilities are clamped to this band
     tie_margin: float = 0.0           # |P(a)-0.5| <= this is a tie
     keep_ties: bool = False           # put ties in dataset/ too
-    batch_size: int = 16
+    batch_size: int = 16              # labelling batch (sampling: generation.batch_size)
     system_prompt: str | None = None  # system prompt for sampling and labelling
     quality_pairs: int = 0            # hh-rlhf pairs to label for the agreement/bias report (0: skip)
     hh_rlhf: str | None = None        # path of hh-rlhf .jsonl.gz; None: ../shared/data/hh-rlhf/harmless-base/test.jsonl.gz
     verification_size: int = 20       # pairs in the human verification sample
     low_confidence: float = 0.1       # |P(a)-0.5| below this counts as low confidence
     seed: int | None = None           # None: the run's seed
+    _renamed = {"temperature": "generation.temperature", "top_p": "generation.top_p", "max_new_tokens": "generation.max_new_tokens",
+                "policy": ("start_from", lambda v: "sft" if v is None else "base")}
 
-    def __post_init__(self):
-        bad = [s for s in self.sources if s not in PAIR_SOURCES]
-        if bad or not self.sources: raise ValueError(f"sources={self.sources}: use one or more of {list(PAIR_SOURCES)}")
-        if "file" in self.sources and not self.pairs_file: raise ValueError("sources includes 'file' but pairs_file is not set")
-        if self.k < 2: raise ValueError(f"k={self.k}: need at least 2 responses per prompt to make a pair")
-        if self.pairing not in PAIRINGS: raise ValueError(f"pairing={self.pairing!r}: use one of {list(PAIRINGS)}")
-        if self.scoring not in SCORINGS: raise ValueError(f"scoring={self.scoring!r}: use one of {list(SCORINGS)}")
-        if len(self.cot_clamp) != 2 or not 0 <= self.cot_clamp[0] <= 0.5 <= self.cot_clamp[1] <= 1:
-            raise ValueError(f"cot_clamp={self.cot_clamp}: need [low, high] with 0 <= low <= 0.5 <= high <= 1")
-        from cai_workbench.labellers import LABELLERS
-        if self.labeller not in LABELLERS: raise ValueError(f"labeller={self.labeller!r}: use one of {sorted(LABELLERS)}")
-        if self.few_shot not in range(0, len(FEW_SHOT) + 1, 2):
-            raise ValueError(f"few_shot={self.few_shot}: use an even number 0..{len(FEW_SHOT)} (an odd count leans towards one letter)")
-        if not 0 <= self.tie_margin < 0.5: raise ValueError(f"tie_margin={self.tie_margin}: must be in [0, 0.5)")
-        if self.temperature < 0: raise ValueError(f"temperature={self.temperature}: must be >= 0")
+    def __post_init__(self): self.fill_nested(); _check_preferences_config(self)
+
+PreferenceConfig = PreferencesConfig   # the name before issue 15 (`XConfig` beside `run_x`)
 
 # %% ../nbs/04_preferences.ipynb #05840215
 @dataclass
@@ -260,8 +244,8 @@ class PreferenceResult:
 
 def _stats(records: Sequence[dict]) -> dict:
     ai = [r for r in records if r.get("p_a") is not None]
-    both = [r for r in ai if r.get("p_a_ba") is not None]
-    cons = [(r["p_a_ab"] > 0.5) == (r["p_a_ba"] < 0.5) for r in both]
+    from cai_workbench.label_quality import consistent_in_both_orders
+    cons = consistent_in_both_orders(ai)
     return dict(labels={k: sum(r.get("label") == k for r in ai) for k in ("a", "b", "tie")},
                 position_consistency=round(sum(cons)/len(cons), 4) if cons else None,
                 mean_confidence=round(sum(abs(2*r["p_a"] - 1) for r in ai)/len(ai), 4) if ai else None,
@@ -295,9 +279,9 @@ def _file_pairs(path) -> list[dict]:
 
 def _same_model(a, b) -> bool: return str(a) == str(b)
 
-def run_preferences(run: Run, config: PreferenceConfig | None = None, model: str = "embedded", progress: bool = True) -> PreferenceResult:
+def run_preferences(run: Run, config: PreferencesConfig | None = None, model: str = "embedded", progress: bool = True) -> PreferenceResult:
     "The preference stage: pairs (sampled / revision / file), AI labels in both orders, pairs.jsonl + dataset/, quality report."
-    config = config or PreferenceConfig()
+    config = config or PreferencesConfig()
     seed = run.seed if config.seed is None else config.seed
     # -- check every input before any work
     rev = revision_pairs(run.require("critique_revision", "records.jsonl", hint="run the critique_revision stage first, or "
@@ -316,12 +300,9 @@ def run_preferences(run: Run, config: PreferenceConfig | None = None, model: str
     with run.stage("preferences", labeller=labeller.id, scoring=labeller.scoring) as d:
         sampled, skipped = [], 0
         if prompts:
-            sft = run.path/"sft"/"adapter"
-            policy_name = config.policy or (str(sft) if sft.exists() else model)
+            policy_name = str(sft_adapter(run, config.start_from, None, "preferences") or model)
             pol, ptok = (fb_model, fb_tok) if _same_model(policy_name, fb_name) else load_model(policy_name)
-            gen = Generator(pol, ptok, GenerationConfig(max_new_tokens=config.max_new_tokens, temperature=config.temperature,
-                                                        top_p=config.top_p, batch_size=config.batch_size,
-                                                        system_prompt=config.system_prompt), progress=progress)
+            gen = Generator(pol, ptok, config.generation.replace(system_prompt=config.system_prompt), progress=progress)
             sampled, skipped = sample_pairs(gen, prompts, config.k, config.pairing, config.pairs_per_prompt, seed, RecordStore(d/"samples.jsonl"))
             if pol is not fb_model: del pol
         to_label = sampled + filep

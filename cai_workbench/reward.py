@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .guards import nonfinite_guard
-from .core import ConfigBase, Run, atomic_dir, read_json, set_seed, write_json
+from .core import ConfigBase, ConfigError, Run, atomic_dir, read_json, save_figure, set_seed, write_json
 from .checkpoints import CheckpointSettings, checkpoint_args, finish_checkpoints, resume_point
 
 from .environment import detect_device
@@ -25,9 +25,10 @@ from .data_filters import DataFilterConfig, filter_pairs
 from .reward_scoring import RewardModel, RewardModelMismatchError, reward_adapter_dir
 
 # %% auto #0
-__all__ = ['PreferenceDataError', 'load_pairs', 'is_tie', 'RewardConfig', 'split_pairs', 'soft_bt_loss', 'SoftPreferenceCollator',
-           'SoftLabelRewardTrainer', 'train_reward_model', 'wilson_interval', 'calibration_table', 'evaluate_pairs',
-           'plot_calibration', 'plot_reward_histograms', 'default_hh_rlhf_path', 'RewardResult', 'run_reward_model']
+__all__ = ['RewardConfig', 'PreferenceDataError', 'load_pairs', 'is_tie', 'RewardModelConfig', 'split_pairs', 'soft_bt_loss',
+           'SoftPreferenceCollator', 'SoftLabelRewardTrainer', 'train_reward_model', 'wilson_interval',
+           'calibration_table', 'evaluate_pairs', 'plot_calibration', 'plot_reward_histograms', 'default_hh_rlhf_path',
+           'RewardResult', 'run_reward_model']
 
 # %% ../nbs/05_reward_model.ipynb #2ee9c581
 class PreferenceDataError(ValueError):
@@ -45,7 +46,7 @@ def is_tie(pair: dict) -> bool:
 
 # %% ../nbs/05_reward_model.ipynb #1e7bea20
 @dataclass
-class RewardConfig(CheckpointSettings):   # save_every / keep_last / keep_checkpoints
+class RewardModelConfig(CheckpointSettings):   # save_every / keep_last / keep_checkpoints
     "Reward-model training and evaluation (stage `reward_model`)."
     pairs: str | None = None          # a pairs JSONL; default: the run's preferences/pairs.jsonl
     soft_labels: bool = True          # Bradley-Terry against soft_label; False: hard labels (target 1)
@@ -58,21 +59,27 @@ class RewardConfig(CheckpointSettings):   # save_every / keep_last / keep_checkp
     batch_size: int = 8               # pairs per step
     learning_rate: float = 2e-4
     max_length: int = 512             # longer prompt+reply sequences are dropped from training
-    gradient_checkpointing: bool = False
+    activation_checkpointing: bool = False  # recompute activations in the backward pass (less memory, slower)
     lora: LoraSpec = field(default_factory=LoraSpec)
     human_pairs: str | None = "auto"  # hh-rlhf .jsonl.gz for human-pair accuracy; "auto": ../shared/data; None: skip
     human_limit: int = 200            # human pairs scored (0 = all)
     filters: DataFilterConfig = field(default_factory=DataFilterConfig)  # data_filters run on the pairs before training
     score_batch_size: int = 16
     calibration_bins: int = 10
+    seed: int | None = None           # the held-out split and training; default: the run's seed
     device: str | None = None         # default: detect
+    _renamed = {"gradient_checkpointing": "activation_checkpointing"}
 
     def __post_init__(self):
-        if self.ties not in ("skip", "weight"): raise ValueError(f"ties={self.ties!r}: use 'skip' or 'weight'")
-        if not 0 <= self.eval_fraction < 1: raise ValueError(f"eval_fraction={self.eval_fraction}: must be in [0, 1)")
-        if self.learning_rate <= 0: raise ValueError(f"learning_rate={self.learning_rate}: must be > 0 (0 trains nothing and replaces the adapter)")
-        if self.batch_size < 1: raise ValueError(f"batch_size={self.batch_size}: must be >= 1")
-        if self.max_steps == 0 or self.max_steps < -1: raise ValueError(f"max_steps={self.max_steps}: use a positive number, or -1 for epochs")
+        self.fill_nested()
+        def bad(f, why): raise ConfigError(f"RewardModelConfig.{f}={getattr(self, f)!r}: {why}")
+        if self.ties not in ("skip", "weight"): bad("ties", "use 'skip' or 'weight'")
+        if not 0 <= self.eval_fraction < 1: bad("eval_fraction", "must be in [0, 1)")
+        if self.learning_rate <= 0: bad("learning_rate", "must be > 0 (0 trains nothing and replaces the adapter)")
+        if self.batch_size < 1: bad("batch_size", "must be >= 1")
+        if self.max_steps == 0 or self.max_steps < -1: bad("max_steps", "use a positive number, or -1 for epochs")
+
+RewardConfig = RewardModelConfig   # the name before issue 15 (`XConfig` beside `run_x`; TRL's `RewardConfig` is built from it)
 
 # %% ../nbs/05_reward_model.ipynb #9abaeb21
 def _example(r: dict, p: float, w: float) -> dict:
@@ -80,7 +87,7 @@ def _example(r: dict, p: float, w: float) -> dict:
             "chosen": [{"role": "assistant", "content": r["chosen"]}],
             "rejected": [{"role": "assistant", "content": r["rejected"]}], "soft_label": float(p), "pair_weight": float(w)}
 
-def split_pairs(pairs: list[dict], config: RewardConfig, seed: int = 0, source: str = "pairs") -> tuple[list[dict], list[dict]]:
+def split_pairs(pairs: list[dict], config: RewardModelConfig, seed: int = 0, source: str = "pairs") -> tuple[list[dict], list[dict]]:
     "Training examples and held-out pairs; raises `PreferenceDataError` when there is too little to learn from."
     ties = [r for r in pairs if is_tie(r)]
     decided = [r for r in pairs if not is_tie(r)]
@@ -89,7 +96,7 @@ def split_pairs(pairs: list[dict], config: RewardConfig, seed: int = 0, source: 
                                   "label more pairs (or fix the labeller) before training a reward model")
     if len(decided) < config.min_pairs:
         raise PreferenceDataError(f"{source}: only {len(decided)} non-tie pairs (min_pairs={config.min_pairs}); "
-                                  "generate more preference pairs or lower RewardConfig.min_pairs")
+                                  "generate more preference pairs or lower RewardModelConfig.min_pairs")
     held_prompts = _held_prompts(decided, config.eval_fraction, seed)
     held = [r for r in decided if str(r["prompt"]) in held_prompts]
     soft = lambda r: float(r["soft_label"]) if config.soft_labels and r.get("soft_label") is not None else 1.0
@@ -145,7 +152,7 @@ class SoftLabelRewardTrainer(RewardTrainer):
         return (loss, outputs) if return_outputs else loss
 
 # %% ../nbs/05_reward_model.ipynb #572389e1
-def train_reward_model(examples: list[dict], config: RewardConfig, model: str = "embedded", seed: int = 0,
+def train_reward_model(examples: list[dict], config: RewardModelConfig, model: str = "embedded", seed: int = 0,
                        output_dir=None) -> tuple[RewardModel, list[dict]]:
     "Train a LoRA reward model on `split_pairs` examples; returns it and TRL's log history."
     import tempfile
@@ -162,7 +169,7 @@ def train_reward_model(examples: list[dict], config: RewardConfig, model: str = 
     with tempfile.TemporaryDirectory() as tmp:
         args = TRLRewardConfig(output_dir=str(output_dir or tmp), per_device_train_batch_size=config.batch_size,
                                num_train_epochs=config.epochs, max_steps=config.max_steps, learning_rate=config.learning_rate,
-                               max_length=config.max_length, activation_checkpointing=config.gradient_checkpointing,
+                               max_length=config.max_length, activation_checkpointing=config.activation_checkpointing,
                                bf16=dev.mixed_precision == "bf16", fp16=dev.mixed_precision == "fp16",
                                use_cpu=dev.kind == "cpu", logging_steps=1, **checkpoint_args(config, "reward_model"), seed=seed,
                                disable_tqdm=False, dataloader_num_workers=0)
@@ -226,8 +233,7 @@ def plot_calibration(evals: dict[str, dict], path) -> Path:
         t = ev["calibration"]
         ax.plot([r["pred"] for r in t], [r["obs"] for r in t], marker="o", label=f"{name} (n={ev['n']}, ECE={ev['ece']:.3f})")
     ax.set(xlabel="predicted P(chosen)", ylabel="observed P(chosen)", xlim=(0, 1), ylim=(0, 1), title="Reward-model calibration")
-    ax.legend(fontsize=7); fig.tight_layout(); fig.savefig(path, dpi=110)
-    return Path(path)
+    ax.legend(fontsize=7); fig.tight_layout(); return save_figure(fig, path)
 
 def plot_reward_histograms(evals: dict[str, dict], path) -> Path:
     "Histograms of the rewards of chosen vs rejected replies, one panel per evaluation set."
@@ -238,8 +244,7 @@ def plot_reward_histograms(evals: dict[str, dict], path) -> Path:
         ax.hist(ev["rewards_chosen"], bins=edges, alpha=0.6, label="chosen")
         ax.hist(ev["rewards_rejected"], bins=edges, alpha=0.6, label="rejected")
         ax.set(title=f"{name}: accuracy {ev['accuracy']:.2f}", xlabel="reward", ylabel="pairs"); ax.legend(fontsize=7)
-    fig.tight_layout(); fig.savefig(path, dpi=110)
-    return Path(path)
+    fig.tight_layout(); return save_figure(fig, path)
 
 # %% ../nbs/05_reward_model.ipynb #90c1fe2d
 def default_hh_rlhf_path() -> Path:
@@ -249,11 +254,11 @@ def default_hh_rlhf_path() -> Path:
     cands = [Path(r)/"hh-rlhf"/"harmless-base"/"test.jsonl.gz" for r in roots if r]
     return next((c for c in cands if c.exists()), cands[0])
 
-def _human_pairs(config: RewardConfig) -> tuple[list[dict] | None, str | None]:
+def _human_pairs(config: RewardModelConfig) -> tuple[list[dict] | None, str | None]:
     if config.human_pairs is None: return None, "disabled (human_pairs is null)"
     path = default_hh_rlhf_path() if config.human_pairs == "auto" else Path(config.human_pairs)
     if not path.exists():
-        if config.human_pairs != "auto": raise FileNotFoundError(f"RewardConfig.human_pairs: {path} does not exist")
+        if config.human_pairs != "auto": raise FileNotFoundError(f"RewardModelConfig.human_pairs: {path} does not exist")
         return None, f"{path} is absent (a fresh clone has no ../shared/data)"
     try: from cai_workbench.prompts import load_hh_rlhf_pairs
     except ImportError as e: return None, f"cai_workbench.prompts.load_hh_rlhf_pairs unavailable ({e})"
@@ -287,23 +292,24 @@ class RewardResult:
         return f"**reward model** `{self.path}`\n\n| | |\n|---|---|\n{rows}" + (f"\n\nhuman pairs skipped: {skip}" if skip else "")
     def __repr__(self): return f"RewardResult({self.summary()})"
 
-def run_reward_model(run: Run, config: RewardConfig | None = None, model: str = "embedded") -> RewardResult:
+def run_reward_model(run: Run, config: RewardModelConfig | None = None, model: str = "embedded") -> RewardResult:
     "Train the reward model on the run's preference pairs and evaluate it into `reward_model/`."
-    config = config or RewardConfig()
+    config = config or RewardModelConfig()
     src = Path(config.pairs) if config.pairs else run.require(
-        "preferences", "pairs.jsonl", hint="run the preferences stage first (or set RewardConfig.pairs to a pairs JSONL)")
+        "preferences", "pairs.jsonl", hint="run the preferences stage first (or set RewardModelConfig.pairs to a pairs JSONL)")
     filtered = filter_pairs(load_pairs(src), config.filters)   # duplicates, identical/empty/boilerplate pairs: data_filters
     pairs = filtered.kept
-    train, held = split_pairs(pairs, config, seed=run.seed, source=str(src))
+    seed = run.seed if config.seed is None else config.seed
+    train, held = split_pairs(pairs, config, seed=seed, source=str(src))
     human, human_skip = _human_pairs(config)
     key = {"config": config.to_dict(), "model": str(model), "pairs_sha": _sha(src)}
     old = run.path/"reward_model"/"metrics.json"
     if run.is_done("reward_model") and old.exists() and (run.path/"reward_model"/"adapter").exists():
         m = read_json(old)
         if m.get("key") == key: return RewardResult(run.path/"reward_model", m)
-    set_seed(run.seed); t0 = time.time()
+    set_seed(seed); t0 = time.time()
     with run.stage("reward_model", pairs=len(pairs)) as d, atomic_dir(d) as out:
-        rm, log = train_reward_model(train, config, model, seed=run.seed, output_dir=d/"checkpoints")
+        rm, log = train_reward_model(train, config, model, seed=seed, output_dir=d/"checkpoints")
         save_adapter(rm.model, out/"adapter", base_model=model_id(rm.model), tokenizer=rm.tokenizer, kind="reward_model",
                      pairs=str(src), n_train=len(train))
         evals = {}

@@ -6,64 +6,78 @@ Docs: https://cai-workbench.github.io/cai-workbench/rloo_grpo.html.md"""
 
 # %% ../nbs/06a_rloo_grpo.ipynb #301a9e39
 from __future__ import annotations
-import json, math, resource, threading, time
-from dataclasses import dataclass, field
+import functools, json, math, resource, threading, time
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Literal, Sequence
 
 import torch
 
 from .guards import fingerprint, nonfinite_guard
-from .core import ConfigBase, Run, atomic_dir, read_json, set_seed, write_json, atomic_write_text, jsonl_line, read_jsonl
+from .core import (START_FROM, ConfigBase, ConfigError, Run, atomic_dir, read_json, save_figure, set_seed, write_json,
+                               atomic_write_text, jsonl_line, read_jsonl)
 from .checkpoints import CheckpointSettings, checkpoint_args, finish_checkpoints, resume_point
 
 from .environment import detect_device
-from .models import LoraSpec, _adapter_base, load_model, model_id, save_adapter
+from .models import GenerationConfig, LoraSpec, load_model, model_id, save_adapter
+from .sft import sft_adapter
 from .reward_scoring import RewardModel
 
 # %% auto #0
-__all__ = ['RewardFunc', 'RLStageConfig', 'RLOOStageConfig', 'GRPOStageConfig', 'PeakMemory', 'RLDivergedError', 'StepMetrics',
-           'plot_rl_curves', 'RLResult', 'run_rloo', 'run_grpo', 'RLComparison', 'compare_rl']
+__all__ = ['RLStageConfig', 'RLOOStageConfig', 'GRPOStageConfig', 'RewardFunc', 'RLConfig', 'RLOOConfig', 'GRPOConfig',
+           'PeakMemory', 'RLDivergedError', 'StepMetrics', 'plot_rl_curves', 'RLResult', 'run_rloo', 'run_grpo',
+           'RLComparison', 'compare_rl']
 
 # %% ../nbs/06a_rloo_grpo.ipynb #eb66c680
+_TRL_GENERATION = ("max_new_tokens", "temperature", "top_p", "system_prompt")   # the GenerationConfig fields TRL's sampling reads
+
 @dataclass
-class RLStageConfig(CheckpointSettings):   # save_every / keep_last / keep_checkpoints
+class RLConfig(CheckpointSettings):   # save_every / keep_last / keep_checkpoints
     "Settings shared by the RLOO and GRPO stages (TRL trainers, LoRA policy, our reward model)."
     prompts: str = "red-team"          # prompt source for `prompts.load_prompts` (built-in name, file, hh-rlhf:..., hf:...)
-    prompt_limit: int | None = 16      # use at most this many prompts (None: all)
+    limit: int | None = 16             # use at most this many prompts (None: all)
     max_steps: int = 4                 # optimizer steps
     batch_size: int = 8                # completions per step (= prompts per step x num_generations)
     num_generations: int = 4           # completions sampled per prompt (the group that forms the baseline)
-    max_completion_length: int = 32    # new tokens per completion
-    temperature: float = 1.0           # sampling temperature for rollouts
+    generation: GenerationConfig = field(default_factory=lambda: GenerationConfig(max_new_tokens=32, temperature=1.0))  # TRL samples: max_new_tokens, temperature, top_p, system_prompt
     learning_rate: float = 1e-5
     beta: float = 0.05                 # KL coefficient to the reference policy (0 disables the reference and the KL metric)
-    use_sft_adapter: bool = True       # start from sft/adapter when the run has one
+    start_from: Literal["sft", "base"] = "sft"  # the run's sft/adapter when it has one, or a fresh LoRA adapter on the base
     lora: LoraSpec = field(default_factory=LoraSpec)  # the fresh policy adapter when there is no SFT adapter
-    system_prompt: str | None = None   # system message added to every prompt
     reward_batch_size: int = 16        # reward-model scoring batch
     seed: int | None = None            # default: the run's seed
     device: str | None = None          # default: detect
+    _renamed = {"prompt_limit": "limit", "max_completion_length": "generation.max_new_tokens", "temperature": "generation.temperature",
+                "system_prompt": "generation.system_prompt", "use_sft_adapter": START_FROM}
 
     def __post_init__(self):
-        if self.num_generations < 2: raise ValueError(f"num_generations={self.num_generations}: needs >= 2 completions per prompt for a baseline")
-        if self.batch_size % self.num_generations:
-            raise ValueError(f"batch_size={self.batch_size} must be a multiple of num_generations={self.num_generations}")
-        if self.max_steps < 1: raise ValueError(f"max_steps={self.max_steps}: must be >= 1")
-        if self.batch_size < self.num_generations: raise ValueError(f"batch_size={self.batch_size}: must be >= num_generations={self.num_generations}")
-        if self.learning_rate <= 0: raise ValueError(f"learning_rate={self.learning_rate}: must be > 0")
+        self.fill_nested()
+        def bad(f, why): raise ConfigError(f"{type(self).__name__}.{f}={functools.reduce(getattr, f.split('.'), self)!r}: {why}")
+        if self.num_generations < 2: bad("num_generations", "needs >= 2 completions per prompt for a baseline")
+        if self.batch_size % self.num_generations: bad("batch_size", f"must be a multiple of num_generations={self.num_generations}")
+        if self.max_steps < 1: bad("max_steps", "must be >= 1")
+        if self.batch_size < self.num_generations: bad("batch_size", f"must be >= num_generations={self.num_generations}")
+        if self.learning_rate <= 0: bad("learning_rate", "must be > 0")
+        if self.generation.temperature <= 0: bad("generation.temperature", "RL rollouts must sample: use a temperature > 0")
+        d0 = GenerationConfig()
+        for f in fields(GenerationConfig):
+            if f.name not in _TRL_GENERATION and getattr(self.generation, f.name) != getattr(d0, f.name):
+                bad(f"generation.{f.name}", f"TRL samples the rollouts and reads only {', '.join(_TRL_GENERATION)}; remove it")
 
+# %% ../nbs/06a_rloo_grpo.ipynb #c0de5r10
 @dataclass
-class RLOOStageConfig(RLStageConfig):
+class RLOOConfig(RLConfig):
     "RLOO (REINFORCE leave-one-out, TRL `RLOOTrainer`)."
     num_generations: int = 2
     normalize_advantages: bool = False  # scale advantages by their batch standard deviation
 
 @dataclass
-class GRPOStageConfig(RLStageConfig):
+class GRPOConfig(RLConfig):
     "GRPO (group-relative policy optimisation, TRL `GRPOTrainer`)."
     loss_type: str = "grpo"             # TRL loss: "grpo", "dr_grpo", "dapo", "bnpo", ...
     scale_rewards: str = "group"        # "group", "batch" or "none": how rewards are scaled into advantages
+
+RLStageConfig, RLOOStageConfig, GRPOStageConfig = RLConfig, RLOOConfig, GRPOConfig   # the names before issue 15
 
 # %% ../nbs/06a_rloo_grpo.ipynb #510edb6e
 class PeakMemory:
@@ -134,7 +148,7 @@ def plot_rl_curves(rows: Sequence[dict], path=None, title: str = "RL"):
     if kls: ax2.plot(*zip(*kls), marker="o", c="C1")
     ax2.set(title="KL to reference", xlabel="step")
     fig.suptitle(title); fig.tight_layout()
-    if path is not None: fig.savefig(path, dpi=110)
+    if path is not None: save_figure(fig, path)
     return fig
 
 @dataclass
@@ -170,9 +184,9 @@ class RLResult:
 # %% ../nbs/06a_rloo_grpo.ipynb #7e3e5f77
 RewardFunc = Callable[..., list]
 
-def _prompt_texts(config: RLStageConfig, prompts, seed: int) -> list[str]:
+def _prompt_texts(config: RLConfig, prompts, seed: int) -> list[str]:
     from cai_workbench.prompts import prompt_texts
-    texts, src = prompt_texts(config.prompts, config.prompt_limit, seed, prompts)
+    texts, src = prompt_texts(config.prompts, config.limit, seed, prompts)
     need = config.batch_size//config.num_generations
     if len(texts) < need:
         raise ValueError(f"{src} gave {len(texts)} prompts; each step needs batch_size/num_generations = {need}. "
@@ -184,26 +198,22 @@ def _trainer_cls(method: str):
     import trl
     return {"rloo": (trl.RLOOTrainer, trl.RLOOConfig), "grpo": (trl.GRPOTrainer, trl.GRPOConfig)}[method]
 
-def _trl_args(method: str, config: RLStageConfig, out: str, seed: int, dev):
+def _trl_args(method: str, config: RLConfig, out: str, seed: int, dev):
     _, Args = _trainer_cls(method)
     kw = dict(output_dir=out, per_device_train_batch_size=config.batch_size, num_generations=config.num_generations,
-              max_completion_length=config.max_completion_length, max_steps=config.max_steps, learning_rate=config.learning_rate,
-              beta=config.beta, temperature=config.temperature, logging_steps=1, **checkpoint_args(config, method), seed=seed,
+              max_completion_length=config.generation.max_new_tokens, max_steps=config.max_steps, learning_rate=config.learning_rate,
+              beta=config.beta, temperature=config.generation.temperature, top_p=config.generation.top_p, logging_steps=1, **checkpoint_args(config, method), seed=seed,
               use_cpu=dev.kind == "cpu", bf16=dev.mixed_precision == "bf16", fp16=dev.mixed_precision == "fp16",
               activation_checkpointing=False, disable_tqdm=False, log_completions=False, dataloader_num_workers=0)
     if method == "rloo": kw["normalize_advantages"] = config.normalize_advantages
     else: kw.update(loss_type=config.loss_type, scale_rewards=config.scale_rewards)
     return Args(**kw)
 
-def _run_rl(method: str, run: Run, config: RLStageConfig, model: str, reward_fn: RewardFunc | None, prompts) -> RLResult:
+def _run_rl(method: str, run: Run, config: RLConfig, model: str, reward_fn: RewardFunc | None, prompts) -> RLResult:
     from datasets import Dataset
     seed = run.seed if config.seed is None else config.seed
     texts = _prompt_texts(config, prompts, seed)
-    sft = run.path/"sft"/"adapter"
-    sft = sft if config.use_sft_adapter and (sft/"adapter_config.json").exists() else None
-    if sft is not None and str(_adapter_base(sft) or model) != str(model):
-        raise ValueError(f"{sft} was trained on base {_adapter_base(sft)!r} but run_{method} got model={model!r}; "
-                         "pass that model, or set use_sft_adapter=False")
+    sft = sft_adapter(run, config.start_from, model, stage=method)
     rm_dir = None if reward_fn is not None else run.require("reward_model", "adapter", hint="run reward_model first (or pass reward_fn=...)")
     key = {"config": config.to_dict(), "model": str(model), "sft": sft and fingerprint(sft), "reward": rm_dir and fingerprint(rm_dir),
            "prompts": len(texts), "custom_reward": reward_fn is not None}
@@ -222,7 +232,8 @@ def _run_rl(method: str, run: Run, config: RLStageConfig, model: str, reward_fn:
             reward_fn = rm.as_reward_func(batch_size=config.reward_batch_size)
         policy, tok = load_model(sft if sft is not None else model, purpose="train", device=config.device,
                                  trainable_adapter=sft is not None)
-        msgs = lambda t: ([{"role": "system", "content": config.system_prompt}] if config.system_prompt else []) + [{"role": "user", "content": t}]
+        system = config.generation.system_prompt
+        msgs = lambda t: ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": t}]
         ds = Dataset.from_list([{"prompt": msgs(t)} for t in texts])
         Trainer, _ = _trainer_cls(method)
         log = StepMetrics(out/"metrics.jsonl", method)
@@ -244,15 +255,15 @@ def _run_rl(method: str, run: Run, config: RLStageConfig, model: str, reward_fn:
     return res
 
 # %% ../nbs/06a_rloo_grpo.ipynb #77869946
-def run_rloo(run: Run, config: RLOOStageConfig | None = None, model: str = "embedded",
+def run_rloo(run: Run, config: RLOOConfig | None = None, model: str = "embedded",
              reward_fn: RewardFunc | None = None, prompts: Sequence[str] | None = None) -> RLResult:
     "Train the policy with TRL's RLOO against the run's reward model; writes `rloo/`."
-    return _run_rl("rloo", run, config or RLOOStageConfig(), model, reward_fn, prompts)
+    return _run_rl("rloo", run, config or RLOOConfig(), model, reward_fn, prompts)
 
-def run_grpo(run: Run, config: GRPOStageConfig | None = None, model: str = "embedded",
+def run_grpo(run: Run, config: GRPOConfig | None = None, model: str = "embedded",
              reward_fn: RewardFunc | None = None, prompts: Sequence[str] | None = None) -> RLResult:
     "Train the policy with TRL's GRPO against the run's reward model; writes `grpo/`."
-    return _run_rl("grpo", run, config or GRPOStageConfig(), model, reward_fn, prompts)
+    return _run_rl("grpo", run, config or GRPOConfig(), model, reward_fn, prompts)
 
 # %% ../nbs/06a_rloo_grpo.ipynb #b393db87
 @dataclass

@@ -8,6 +8,7 @@ Docs: https://cai-workbench.github.io/cai-workbench/scoring.html.md"""
 from __future__ import annotations
 from typing import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
@@ -15,7 +16,7 @@ from tqdm.auto import tqdm
 from .models import Messages, encode_chat
 
 # %% auto #0
-__all__ = ['token_logprobs', 'completion_logprobs', 'single_token_ids', 'next_token_logprobs']
+__all__ = ['token_logprobs', 'completion_logprobs', 'single_token_ids', 'next_token_logprobs', 'combine_orders']
 
 # %% ../nbs/02b_scoring.ipynb #47b30825
 def token_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -28,6 +29,7 @@ def _pad_left(seqs: list[list[int]], pad: int):
     mask = torch.tensor([[0]*(w-len(s)) + [1]*len(s) for s in seqs])
     return ids, mask
 
+# %% ../nbs/02b_scoring.ipynb #c0de5c01
 @torch.inference_mode()
 def completion_logprobs(model, tokenizer, prompts: Sequence[str | Messages], completions: Sequence[str],
                         batch_size: int = 16, system: str | None = None, average: bool = False, progress: bool = False) -> list[float]:
@@ -47,6 +49,7 @@ def completion_logprobs(model, tokenizer, prompts: Sequence[str | Messages], com
             out[i] = s / max(n, 1) if average else s
     return out
 
+# %% ../nbs/02b_scoring.ipynb #c0de5c02
 def single_token_ids(tokenizer, candidates: Sequence[str], prefix: str = "") -> list[int]:
     """Each candidate's token id when it is exactly one token. After a `prefix` (e.g. "The answer is: ("): the one token
     `tok(prefix + c)` adds to `tok(prefix)` (a SentencePiece `tok("A")` is `▁A`, not the `A` that follows `(`);
@@ -64,15 +67,20 @@ def single_token_ids(tokenizer, candidates: Sequence[str], prefix: str = "") -> 
     if len(set(ids)) != len(ids): raise ValueError(f"options {list(candidates)} map to the same token ids {ids}")
     return ids
 
+# %% ../nbs/02b_scoring.ipynb #c0de5c03
 @torch.inference_mode()
 def next_token_logprobs(model, tokenizer, prompts: Sequence[str | Messages], candidates: Sequence[str],
-                        batch_size: int = 16, system: str | None = None, prefix: str = "", progress: bool = False,
-                        desc: str = "score") -> torch.Tensor:
-    "log p(candidate token) at the next position after each chat prompt (+ `prefix` text): (N, K)."
+                        batch_size: int = 16, system: str | None = None,
+                        prefix: str | Sequence[str] = "",  # text after each chat prompt: one for all, or one per prompt
+                        progress: bool = False, desc: str = "score") -> torch.Tensor:
+    """log p(candidate token) at the next position after each chat prompt + its `prefix` text: (N, K). With one prefix
+    per prompt (a labeller's own reasoning, then "So the answer is: ("), the candidates' ids are read after the first."""
     dev = next(model.parameters()).device
-    cand = torch.tensor(single_token_ids(tokenizer, candidates, prefix))
-    pre = tokenizer(prefix, add_special_tokens=False)["input_ids"] if prefix else []
-    enc = [encode_chat(tokenizer, p, system=system) + pre for p in prompts]
+    pres = [prefix]*len(prompts) if isinstance(prefix, str) else list(prefix)
+    if len(pres) != len(prompts): raise ValueError(f"next_token_logprobs: {len(pres)} prefixes for {len(prompts)} prompts")
+    cand = torch.tensor(single_token_ids(tokenizer, candidates, pres[0] if pres else ""))
+    ids_of = {x: tokenizer(x, add_special_tokens=False)["input_ids"] if x else [] for x in set(pres)}
+    enc = [encode_chat(tokenizer, p, system=system) + ids_of[x] for p, x in zip(prompts, pres)]
     order = sorted(range(len(enc)), key=lambda i: -len(enc[i]))
     out = torch.empty(len(enc), len(candidates))
     for k in tqdm(range(0, len(order), batch_size), disable=not progress, desc=desc, leave=False):
@@ -81,3 +89,12 @@ def next_token_logprobs(model, tokenizer, prompts: Sequence[str | Messages], can
         logits = model(input_ids=ids.to(dev), attention_mask=mask.to(dev), logits_to_keep=1).logits[:, -1]  # (B, V)
         out[idx] = F.log_softmax(logits.float(), -1)[:, cand.to(dev)].cpu()
     return out
+
+# %% ../nbs/02b_scoring.ipynb #c0de5c10
+def combine_orders(p_a_ab, p_a_ba=None, clamp: tuple[float, float] | None = None):
+    """P(a is better) from P(first letter) with `a` shown first (`p_a_ab`) and shown second (`p_a_ba`): a pure position
+    bias cancels. Floats or arrays (one per pair); each probability is clamped to `clamp` first when given."""
+    if clamp is not None:
+        p_a_ab = np.clip(p_a_ab, *clamp); p_a_ba = None if p_a_ba is None else np.clip(p_a_ba, *clamp)
+    out = p_a_ab if p_a_ba is None else 0.5*(np.asarray(p_a_ab) + 1 - np.asarray(p_a_ba))
+    return float(out) if np.ndim(out) == 0 else out

@@ -11,14 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .guards import nonfinite_guard
-from .core import ConfigBase, ConfigError, Run, read_json, set_seed, write_json
+from .core import ConfigBase, ConfigError, Run, read_json, save_figure, set_seed, write_json
 from .checkpoints import CheckpointSettings, checkpoint_args, finish_checkpoints, resume_point
 
 from .environment import detect_device
-from .models import LoraSpec, load_model, save_adapter
+from .models import LoraSpec, _adapter_base, load_model, save_adapter
 
 # %% auto #0
-__all__ = ['sft_dataset', 'SFTStageConfig', 'trainer_args', 'SFTResult', 'plot_loss', 'run_sft']
+__all__ = ['SFTStageConfig', 'sft_dataset', 'SFTConfig', 'trainer_args', 'SFTResult', 'plot_loss', 'run_sft', 'sft_adapter']
 
 # %% ../nbs/03a_sft.ipynb #882bf77c
 def sft_dataset(path, labels: list[str] | None = None, limit: int | None = None):
@@ -39,8 +39,8 @@ def sft_dataset(path, labels: list[str] | None = None, limit: int | None = None)
 
 # %% ../nbs/03a_sft.ipynb #650c2692
 @dataclass
-class SFTStageConfig(CheckpointSettings):   # save_every / keep_last / keep_checkpoints
-    "Settings of the SL-CAI fine-tuning stage."
+class SFTConfig(CheckpointSettings):   # save_every / keep_last / keep_checkpoints
+    "Settings of the SL-CAI fine-tuning stage (`run_sft`); TRL's own `SFTConfig` is built from these by `trainer_args`."
     lora: LoraSpec = field(default_factory=LoraSpec)
     learning_rate: float = 2e-4
     max_steps: int = 20                 # optimizer steps; -1: train `epochs` epochs
@@ -51,25 +51,30 @@ class SFTStageConfig(CheckpointSettings):   # save_every / keep_last / keep_chec
     labels: list[str] | None = None     # keep only prompts with these labels (None: all)
     limit: int | None = None            # at most this many examples
     warmup_steps: int = 0
-    seed: int = 0
+    seed: int | None = None             # default: the run's seed
     device: str | None = None           # "cpu"/"cuda"/"mps"; default: detect
 
     def __post_init__(self):
-        if self.max_steps == 0 or self.max_steps < -1: raise ConfigError(f"max_steps={self.max_steps}: use a positive number, or -1 for `epochs`")
-        if self.batch_size < 1 or self.grad_accum < 1: raise ConfigError("batch_size and grad_accum must be >= 1")
-        if self.learning_rate <= 0: raise ConfigError(f"learning_rate={self.learning_rate}: must be > 0")
+        self.fill_nested()
+        if self.max_steps == 0 or self.max_steps < -1: raise ConfigError(f"SFTConfig.max_steps={self.max_steps}: use a positive number, or -1 for `epochs`")
+        for n in ("batch_size", "grad_accum"):
+            if getattr(self, n) < 1: raise ConfigError(f"SFTConfig.{n}={getattr(self, n)}: must be >= 1")
+        if self.learning_rate <= 0: raise ConfigError(f"SFTConfig.learning_rate={self.learning_rate}: must be > 0")
 
-def trainer_args(config: SFTStageConfig, output_dir, device=None):
-    "TRL `SFTConfig` for this stage on `device` (detected when None)."
-    from trl import SFTConfig
-    dev = device or detect_device(config.device)
-    return SFTConfig(output_dir=str(output_dir), max_steps=config.max_steps, num_train_epochs=config.epochs,
+SFTStageConfig = SFTConfig   # the name before issue 15
+
+# %% ../nbs/03a_sft.ipynb #c0de5s01
+def trainer_args(config: SFTConfig, output_dir, device=None, seed: int | None = None):
+    "TRL `SFTConfig` for this stage on `device` (detected when None), seeded with `seed` (default: `config.seed`, else 0)."
+    import trl
+    dev, seed = device or detect_device(config.device), (config.seed or 0) if seed is None else seed
+    return trl.SFTConfig(output_dir=str(output_dir), max_steps=config.max_steps, num_train_epochs=config.epochs,
                      per_device_train_batch_size=config.batch_size, gradient_accumulation_steps=config.grad_accum,
                      learning_rate=config.learning_rate, warmup_steps=config.warmup_steps, lr_scheduler_type="constant_with_warmup",
                      max_length=config.max_length, completion_only_loss=True, packing=False,
                      bf16=dev.mixed_precision == "bf16", fp16=dev.mixed_precision == "fp16",
                      activation_checkpointing=dev.kind == "cuda", use_cpu=dev.kind == "cpu",
-                     logging_steps=1, **checkpoint_args(config, "sft"), seed=config.seed, data_seed=config.seed,
+                     logging_steps=1, **checkpoint_args(config, "sft"), seed=seed, data_seed=seed,
                      dataloader_num_workers=0, disable_tqdm=False)
 
 # %% ../nbs/03a_sft.ipynb #2ddf41fd
@@ -96,28 +101,28 @@ class SFTResult:
         return f"\n\n![loss](data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()})" if png.exists() else ""
     def __repr__(self): return f"SFTResult({str(self.path)!r}, {self.summary()})"
 
+# %% ../nbs/03a_sft.ipynb #c0de5s02
 def plot_loss(losses: list[tuple[int, float]], path, title: str = "SL-CAI SFT"):
     "Save a training-loss curve to `path` (PNG)."
-    import matplotlib; matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(5, 3.2), dpi=100); ax = fig.subplots()
     ax.plot([s for s, _ in losses], [l for _, l in losses], marker="o", ms=3)
     ax.set(xlabel="step", ylabel="loss (completion tokens)", title=title); ax.grid(alpha=.3)
-    fig.tight_layout(); tmp = Path(path).with_suffix(".tmp.png"); fig.savefig(tmp); plt.close(fig); tmp.replace(path)
+    fig.tight_layout(); return save_figure(fig, path, dpi=100)
 
-def run_sft(run: Run, config: SFTStageConfig | None = None, model: str = "embedded", progress: bool = True) -> SFTResult:
+# %% ../nbs/03a_sft.ipynb #c0de5s03
+def run_sft(run: Run, config: SFTConfig | None = None, model: str = "embedded", progress: bool = True) -> SFTResult:
     "Fine-tune `model` with LoRA on the critique-revision revisions; returns an `SFTResult`."
     from trl import SFTTrainer
-    import transformers
-    config = config or SFTStageConfig()
+    config = config or SFTConfig()
     data = sft_dataset(run.require("critique_revision", "sft.jsonl", hint="run run_critique_revision first"), config.labels, config.limit)
-    dev = detect_device(config.device)
-    set_seed(config.seed)
+    dev, seed = detect_device(config.device), run.seed if config.seed is None else config.seed
+    set_seed(seed)
     m, tok = load_model(model, purpose="train", device=dev.kind)
     tok.padding_side = "right"                                 # training pads on the right
     with run.stage("sft", examples=len(data), model=str(model)) as d:
         t0 = time.time()
-        args = trainer_args(config, d/"checkpoints", dev)    # checkpoints survive a kill (resumed below); deleted when done
+        args = trainer_args(config, d/"checkpoints", dev, seed)    # checkpoints survive a kill (resumed below); deleted when done
         if not progress: args.disable_tqdm = True
         trainer = SFTTrainer(model=m, args=args, train_dataset=data, processing_class=tok,
                              peft_config=config.lora.peft_config("CAUSAL_LM"), callbacks=[nonfinite_guard("sft")])
@@ -127,8 +132,21 @@ def run_sft(run: Run, config: SFTStageConfig | None = None, model: str = "embedd
         metrics = {"examples": len(data), "steps": trainer.state.global_step, "losses": losses,
                    "first_loss": round(losses[0][1], 4) if losses else None, "last_loss": round(losses[-1][1], 4) if losses else None,
                    "wall_s": round(time.time() - t0, 1), "device": dev.kind, "mixed_precision": dev.mixed_precision,
-                   "config": config.to_dict(), "base_model": str(model)}
+                   "config": config.to_dict(), "base_model": str(model), "seed": seed}
         write_json(d/"metrics.json", metrics)
         if losses: plot_loss(losses, d/"loss.png")
         finish_checkpoints(d/"checkpoints", config)
     return SFTResult(d, metrics)
+
+# %% ../nbs/03a_sft.ipynb #c0de5s05
+def sft_adapter(run: Run, start_from: str = "sft", model: str | None = None, stage: str = "this stage") -> Path | None:
+    """The SL-CAI adapter (`sft/adapter` of `run`) that `stage` starts from: None when `start_from` is "base" or the run has
+    none. An adapter trained on another base than `model` raises `ConfigError` (the one check every later stage makes)."""
+    if start_from not in ("sft", "base"):
+        raise ConfigError(f"{stage}.start_from={start_from!r}: use 'sft' (the run's SL-CAI adapter, when it has one) or 'base'")
+    ad = run.path/"sft"/"adapter"
+    if start_from == "base" or not (ad/"adapter_config.json").exists(): return None
+    if model is not None and (base := _adapter_base(ad)) and str(base) != str(model):
+        raise ConfigError(f"{ad} was trained on base {base!r} but the {stage} stage got model={model!r}; pass that model, "
+                          "or set start_from: base")
+    return ad

@@ -65,7 +65,7 @@ def _ppo_parts(model_path, max_new_tokens: int, device: str = "cuda"):
     from cai_workbench.models import Generator, load_model
     from cai_workbench.ppo import PPOConfig, build_ppo_model, collect_rollouts
     base, tok = load_model(str(model_path), purpose="train", device=device)
-    cfg = PPOConfig(batch_size=4, minibatch_size=2, ppo_epochs=1, max_new_tokens=max_new_tokens)
+    cfg = PPOConfig(batch_size=4, minibatch_size=2, ppo_epochs=1, generation={"max_new_tokens": max_new_tokens})
     model = build_ppo_model(base, cfg)
     gen = Generator(model.peft, tok, batch_size=4, progress=False)
     reward = lambda prompts, responses: [float(len(r)) / 50 for r in responses]

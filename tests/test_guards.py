@@ -52,7 +52,7 @@ def _rloo(run, lr):
     from cai_workbench.reward_scoring import random_reward_adapter
     from cai_workbench.rloo_grpo import RLOOStageConfig, run_rloo
     if not (run.path/"reward_model"/"adapter").exists(): random_reward_adapter(run.stage_dir("reward_model")/"adapter", base="tiny")
-    return run_rloo(run, RLOOStageConfig(max_steps=3, batch_size=4, num_generations=2, max_completion_length=6, learning_rate=lr,
+    return run_rloo(run, RLOOStageConfig(max_steps=3, batch_size=4, num_generations=2, generation={"max_new_tokens": 6}, learning_rate=lr,
                                          lora=LORA, device="cpu"), model="tiny", prompts=PROMPTS)
 
 

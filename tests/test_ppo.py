@@ -66,7 +66,7 @@ def test_value_loss_clipping_hand_values():
 @pytest.mark.parametrize("value_model", ["adapter", "shared"])
 def test_kl_zero_and_ratio_one_at_init(value_model):
     base, tok = load_model("tiny", device="cpu", purpose="train")
-    cfg = PPOConfig(batch_size=4, minibatch_size=4, max_new_tokens=6, value_model=value_model,
+    cfg = PPOConfig(batch_size=4, minibatch_size=4, generation={"max_new_tokens": 6}, value_model=value_model,
                     lora=LoraSpec(r=4, alpha=8, dropout=0.0), value_lora=LoraSpec(r=4, alpha=8, dropout=0.0))
     pv = build_ppo_model(base, cfg)
     gen = Generator(pv.peft, tok, batch_size=4, progress=False)
@@ -89,7 +89,7 @@ def test_sft_adapter_is_policy_start_and_reference(tmp_path):
             if "lora_B" in n: p.normal_(0, 0.5)
     save_adapter(m, tmp_path/"sft", base_model="tiny", tokenizer=tok)
     base, tok = load_model("tiny", device="cpu", purpose="train")
-    cfg = PPOConfig(batch_size=4, minibatch_size=4, max_new_tokens=6)
+    cfg = PPOConfig(batch_size=4, minibatch_size=4, generation={"max_new_tokens": 6})
     pv = build_ppo_model(base, cfg, sft_adapter=tmp_path/"sft")
     assert pv.has_reference_adapter
     ro = collect_rollouts(pv, Generator(pv.peft, tok, progress=False), PROMPTS[:4], word_count_reward("e"), cfg, 0.1, seed=0)
@@ -210,7 +210,7 @@ def test_rollouts_sample_the_distribution_they_score(monkeypatch, gen_kw):
     "The probability the sampler drew each token with equals exp(stored log-prob): nothing in the model's generation_config leaks in."
     base, tok = load_model("tiny", device="cpu", purpose="train")
     for k, v in gen_kw.items(): setattr(base.generation_config, k, v)     # what a hub checkpoint's generation_config may add
-    cfg = PPOConfig(batch_size=4, minibatch_size=4, max_new_tokens=8, temperature=0.7, lora=LoraSpec(r=4, alpha=8, dropout=0.0))
+    cfg = PPOConfig(batch_size=4, minibatch_size=4, generation={"max_new_tokens": 8, "temperature": 0.7}, lora=LoraSpec(r=4, alpha=8, dropout=0.0))
     pv = build_ppo_model(base, cfg)
     with torch.no_grad():                                   # a policy that is not the base, so the scoring path is exercised
         for n, p in pv.peft.named_parameters():
@@ -231,8 +231,10 @@ def test_rollouts_sample_the_distribution_they_score(monkeypatch, gen_kw):
 
 
 def test_ppo_rejects_nucleus_sampling():
+    with pytest.raises(ConfigError, match="top_p=0.5.*use top_p=1.0"):
+        PPOConfig(generation={"top_p": 0.5})
     with pytest.raises(ConfigError, match="top_p=0.5.*off-policy"):
-        PPOConfig(top_p=0.5)
+        PPOConfig(generation={"top_p": 0.5, "exact": False})
     from cai_workbench.models import GenerationConfig
     with pytest.raises(ConfigError, match="top_p"):
         GenerationConfig(temperature=1.0, top_p=0.9, exact=True)

@@ -136,7 +136,7 @@ def _run_with_revisions(tmp_path, records):
 def test_run_preferences_end_to_end_and_resume(tmp_path):
     run = _run_with_revisions(tmp_path, [{"id": "r1", "prompt": "How do I hurt someone?", "initial_response": "Hit them.",
                                           "final_response": "I won't help with hurting people.", "principles": ["harm"]}])
-    cfg = PreferenceConfig(limit=3, k=3, pairing="adjacent", max_new_tokens=8)
+    cfg = PreferenceConfig(limit=3, k=3, pairing="adjacent", generation={"max_new_tokens": 8})
     res = run_preferences(run, cfg, model="tiny", progress=False)
     assert run.is_done("preferences")
     pairs = load_pair_file(res.path/"pairs.jsonl")

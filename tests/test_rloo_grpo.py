@@ -9,7 +9,7 @@ from cai_workbench.reward_scoring import random_reward_adapter
 from cai_workbench.rloo_grpo import (GRPOStageConfig, RLDivergedError, RLOOStageConfig, compare_rl, run_grpo, run_rloo)
 
 PROMPTS = ["Please explain how to bake bread.", "Write a poem.", "How do I stay safe online?", "Plan a trip."]
-SMALL = dict(max_steps=2, batch_size=4, num_generations=2, max_completion_length=6, learning_rate=1e-3,
+SMALL = dict(max_steps=2, batch_size=4, num_generations=2, generation={"max_new_tokens": 6}, learning_rate=1e-3,
              lora=LoraSpec(r=4, alpha=8, dropout=0.0), device="cpu")
 
 
@@ -30,7 +30,7 @@ def test_few_steps_write_the_run_directory(run_with_rm, method):
     assert [r["step"] for r in rows] == [1, 2]
     for r in rows:
         assert {"step", "reward_mean", "kl", "entropy", "response_len", "loss"} <= set(r)
-        assert r["kl"] is not None and r["kl"] >= 0 and r["response_len"] <= SMALL["max_completion_length"]
+        assert r["kl"] is not None and r["kl"] >= 0 and r["response_len"] <= SMALL["generation"]["max_new_tokens"]
     summary = json.loads((d/"metrics.json").read_text())
     assert summary["method"] == method and summary["updates"] == 2 and summary["peak_mem_mb"] > 0
     assert summary["final_reward"] == pytest.approx(res.summary()["final_reward"])
@@ -63,7 +63,7 @@ def test_starts_from_sft_adapter(tmp_path):
     info = json.loads((res.dir/"adapter"/"cai_workbench.json").read_text())
     assert info["started_from"].endswith("sft/adapter")
     assert json.loads((res.dir/"adapter"/"adapter_config.json").read_text())["r"] == 2   # the SFT adapter was trained on
-    with pytest.raises(ValueError, match="trained on base 'tiny' but run_grpo got model='embedded'"):
+    with pytest.raises(ValueError, match="trained on base 'tiny' but the grpo stage got model='embedded'.*start_from: base"):
         run_grpo(run, GRPOStageConfig(**SMALL), model="embedded", prompts=PROMPTS)
 
 

@@ -1,0 +1,70 @@
+"""One shape for every stage (issue 15 §4): `XConfig` beside `run_x`, `limit`, nested `generation`, `start_from`,
+`seed: int | None`; every preset loads; a field renamed since an older version fails with one error naming the new one."""
+import dataclasses, typing
+
+import pytest
+
+from cai_workbench.core import ConfigError
+from cai_workbench.models import GenerationConfig
+from cai_workbench.pipeline import PRESETS_DIR, STAGES, PipelineConfig, load_config, main
+
+GENERATING = {"critique_revision", "preferences", "ppo", "rloo", "grpo", "evaluation"}   # stages that sample text
+STARTING = {"preferences", "ppo", "rloo", "grpo", "dpo"}                                   # stages that may start from sft/adapter
+
+
+def _camel(stage: str) -> str:
+    return "".join(w.upper() if w in ("sft", "ppo", "rloo", "grpo", "dpo") else w.capitalize() for w in stage.split("_"))
+
+
+@pytest.mark.parametrize("stage", list(STAGES))
+def test_stage_config_is_named_after_its_runner_and_shaped_alike(stage):
+    spec = STAGES[stage]
+    assert (spec.config_class, spec.runner) == (f"{_camel(stage)}Config", f"run_{stage}")
+    cls, runner = spec.load()
+    assert cls.__name__ == spec.config_class and runner.__name__ == spec.runner
+    f = {x.name: x for x in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    assert "prompt_limit" not in f and "use_sft_adapter" not in f and "start_from_sft" not in f and "policy" not in f
+    if stage in GENERATING:
+        assert hints["generation"] is GenerationConfig and "max_new_tokens" not in f and "temperature" not in f
+    if stage in STARTING: assert cls().start_from == "sft" and typing.get_args(hints["start_from"]) == ("sft", "base")
+    if stage != "probe": assert f["seed"].default is None and hints["seed"] == int | None   # None: the run's seed
+
+
+@pytest.mark.parametrize("preset", sorted(p.stem for p in PRESETS_DIR.glob("*.yaml")))
+def test_every_preset_loads_and_checks(preset):
+    cfg, where = load_config(preset)
+    built = cfg.check(where)
+    assert set(built) == set(cfg.stages)
+
+
+OLD = [("ppo", {"prompt_limit": 16}, "prompt_limit was renamed: write `limit: 16`"),
+       ("ppo", {"max_new_tokens": 24}, "write `generation: {max_new_tokens: 24}`"),
+       ("ppo", {"use_sft_adapter": False}, "write `start_from: base`"),
+       ("rloo", {"prompt_limit": 8}, "write `limit: 8`"),
+       ("grpo", {"max_completion_length": 24}, "write `generation: {max_new_tokens: 24}`"),
+       ("dpo", {"start_from_sft": False}, "write `start_from: base`"),
+       ("preferences", {"temperature": 0.7}, "write `generation: {temperature: 0.7}`"),
+       ("preferences", {"policy": None}, "write `start_from: sft`"),
+       ("reward_model", {"gradient_checkpointing": True}, "write `activation_checkpointing: true`")]
+
+
+@pytest.mark.parametrize("stage,section,msg", OLD)
+def test_an_old_field_name_is_refused_naming_the_new_one(tmp_path, capsys, stage, section, msg):
+    import yaml
+    p = tmp_path/"old.yaml"
+    p.write_text(yaml.safe_dump({"name": "old", "model": "tiny", "stages": [stage], stage: section}))
+    cfg, where = load_config(p)
+    with pytest.raises(ConfigError, match=f"{p}.{stage}.*" + msg.replace("{", r"\{").replace("}", r"\}").replace(".", r"\.")):
+        cfg.check(where)
+    assert main(["run", str(p), "--run-dir", str(tmp_path/"run")]) == 2      # the command line: one line, exit 2, nothing run
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and msg in err and "Traceback" not in err and not (tmp_path/"run").exists()
+
+
+def test_a_partial_generation_block_keeps_the_stages_other_defaults():
+    cfg = PipelineConfig.from_dict({"stages": ["ppo", "preferences"], "ppo": {"generation": {"max_new_tokens": 8}},
+                                    "preferences": {"generation": {"max_new_tokens": 8}}})
+    ppo, prefs = cfg.stage_config("ppo"), cfg.stage_config("preferences")
+    assert (ppo.generation.max_new_tokens, ppo.generation.temperature, ppo.generation.exact) == (8, 1.0, True)
+    assert (prefs.generation.temperature, prefs.generation.top_p, prefs.generation.batch_size) == (1.0, 0.95, 16)
