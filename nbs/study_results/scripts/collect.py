@@ -6,7 +6,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from cai_workbench.core import read_json
-from cai_workbench.stats import Difference, Rate
+from cai_workbench.judges import classify_refusal
+from cai_workbench.stats import Difference, Rate, rate_difference
 
 HERE = Path(__file__).resolve().parent.parent
 MAIN, LEVERS = Path("/work/runs/study"), Path("/work/runs/study-levers")
@@ -50,6 +51,23 @@ def commentary(path: Path) -> dict:
     return out
 
 
+def refused(path: Path, stage: str) -> dict:
+    "{label: {prompt_id: refused}} of one stage's greedy held-out answers (the refusal judge's classifier)."
+    out = {"harmful": {}, "benign": {}}
+    for l in (path/"evaluation"/"responses.jsonl").read_text().splitlines():
+        r = json.loads(l)
+        if r["stage"] == stage and r["label"] in out: out[r["label"]][r["prompt_id"]] = classify_refusal(r["text"]).refused
+    return out
+
+
+def vs_main_sft(path: Path) -> dict:
+    "The lever run's SL-CAI minus the main run's SL-CAI, paired by held-out prompt: the lever's own effect."
+    a, b = refused(path, "sft"), refused(MAIN, "sft")
+    d = {k: rate_difference(a[k], b[k]) for k in a}
+    return {"refusal_harmful": d["harmful"].fields("x") | {"text": d["harmful"].format()},
+            "over_refusal_benign": d["benign"].fields("x") | {"text": d["benign"].format()}}
+
+
 def run_info(path: Path) -> dict:
     man = read_json(path/"manifest.json")
     return {s: {"wall_s": i.get("wall_s"), "status": i.get("status"), **({"reused_from": i["reused_from"]} if i.get("reused_from") else {})}
@@ -72,6 +90,7 @@ def main(machine: str, load: str):
     for d in sorted(p for p in LEVERS.iterdir() if (p/"evaluation"/"summary.json").exists()) if LEVERS.exists() else []:
         ls = read_json(d/"evaluation"/"summary.json"); m = headline(ls)
         rows[d.name] = {"stages": run_info(d), "metrics": m, "goal": goal(m), "config": read_json(d/"manifest.json").get("config", {}).get("critique_revision"),
+                        "vs_main_sft": vs_main_sft(d) if d.name != "bon4" else None,
                         "text": {st: {"harmful": fmt(m[st], "refusal_harmful"), "benign": fmt(m[st], "over_refusal_benign")} for st in m}}
     (HERE/"lever_runs.json").write_text(json.dumps(rows, indent=1) + "\n")
 

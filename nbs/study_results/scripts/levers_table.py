@@ -7,14 +7,15 @@ HERE = Path(__file__).resolve().parent.parent
 S = json.loads((HERE/"study.json").read_text())
 R = json.loads((HERE/"lever_runs.json").read_text()) if (HERE/"lever_runs.json").exists() else {}
 OLD = {l["lever"]: l for l in json.loads((HERE/"levers.json").read_text())["levers"]}
-CHOSEN = ("settings fixed before any held-out answer was seen: the paper's mix of helpful samples (benign='answer'), "
-          "the constitution's 3 few-shot conversations, 2 rounds, the default gate margin, n=4")
+CHOSEN = "setting fixed before any held-out answer was seen"
 NOT_RUN = json.loads((HERE/"not_run.json").read_text()) if (HERE/"not_run.json").exists() else {}
 
 LEVERS = [  # (lever, run folder under /work/runs/study-levers, stage row, what it changes)
     ("principles chosen by the prompt's label (plain helpful answers for benign prompts in SL-CAI)", "benign-answer", "sft",
      "critique_revision.benign: answer (benign prompts keep their first answer as the SFT target)"),
-    ("few-shot conversations that show a good refusal", "few-shot-3", "sft", "critique_revision.max_few_shot: null (all 3, 2 of them refusals) instead of 1"),
+    ("few-shot conversations that show a good refusal (off: the main run prepends one, a refusal)", "no-few-shot", "sft",
+     "critique_revision.use_few_shot: false; the lever's effect is the main run's SL-CAI minus this row"),
+    ("few-shot conversations that show a good refusal (all 3 instead of 1)", "few-shot-3", "sft", "critique_revision.max_few_shot: null (all 3, 2 of them refusals)"),
     ("more critique-revision rounds", "rounds-2", "sft", "critique_revision.rounds: 2"),
     ("keep a revision only when the feedback model prefers it", "gate", "sft", "critique_revision.gate: true (margin 0.05)"),
     ("best-of-n against the reward model", "bon4", "sft+bon4", "evaluation.best_of_n: 4 on the main run's SFT policy and reward model"),
@@ -24,8 +25,10 @@ LEVERS = [  # (lever, run folder under /work/runs/study-levers, stage row, what 
 def row(lever, name, stage, what):
     if name not in R or stage not in R[name]["metrics"]:
         return {"lever": lever, "run": f"not run: {NOT_RUN.get(name, 'no time left on the shared machine')}", "status": "not measured"}
-    t, g = R[name]["text"][stage], R[name]["goal"].get(stage, {})
-    return {"lever": lever, "run": f"{what}; run {name}, row {stage}; {CHOSEN}", "harmful": t["harmful"], "benign": t["benign"],
+    t, g, v = R[name]["text"][stage], R[name]["goal"].get(stage, {}), R[name].get("vs_main_sft")
+    h, b = t["harmful"], t["benign"]
+    if v: h, b = (f"{h}; vs the main run's SL-CAI {v['refusal_harmful']['text']}", f"{b}; vs the main run's SL-CAI {v['over_refusal_benign']['text']}")
+    return {"lever": lever, "run": f"{what}; run {name}, row {stage}; {CHOSEN}", "harmful": h, "benign": b,
             "status": "measured on the held-out split" + ("; reaches the goal" if g.get("reached") else "; does not reach the goal")}
 
 
