@@ -216,7 +216,7 @@ def test_spot_jobs_get_a_checkpoint_config(aws):
 @pytest.mark.slow
 def test_sweep_on_sagemaker_runs_variants_as_parallel_jobs_sharing_stages(aws, tmp_path, monkeypatch):
     "run_sweep(on='sagemaker'): real launch requests to moto; each job's container is simulated (channels from S3, the entry point, results synced back)."
-    import threading
+    import threading, time
     from cai_workbench.sagemaker_jobs import SageMakerJob
     from cai_workbench.sweeps import run_sweep
     for k in [k for k in os.environ if k.startswith("SM_")]: monkeypatch.delenv(k)
@@ -228,7 +228,10 @@ def test_sweep_on_sagemaker_runs_variants_as_parallel_jobs_sharing_stages(aws, t
     container, waiting, most = threading.Lock(), set(), []
     real_wait = SageMakerJob.wait
     def sagemaker_runs_it(self, poll_s=30, pull_results=True):
-        waiting.add(self.name); most.append(len(waiting))
+        waiting.add(self.name)
+        t0 = time.time()                                                  # a parallel sweep has both sft jobs out before either runs;
+        while self.stage == "sft" and len(waiting) < 2 and time.time() - t0 < 120: time.sleep(0.5)   # a sequential one never does
+        most.append(len(waiting))
         d = self.describe()
         ch = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in d["InputDataConfig"]}
         with container:                                                   # one simulated instance at a time on this machine
