@@ -6,7 +6,7 @@ Docs: https://cai-workbench.github.io/cai-workbench/sweeps.html.md"""
 
 # %% ../nbs/13b_sweeps.ipynb #882e3125
 from __future__ import annotations
-import copy, itertools, json, math, shutil, threading
+import copy, hashlib, itertools, json, math, shutil, threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -143,7 +143,10 @@ def run_sweep(config, runs_dir=None, stages: list[str] | None = None, progress: 
         s3_prefix = s3_prefix or cfgs[0].s3
         if not s3_prefix: raise ConfigError("run_sweep(on='sagemaker') needs s3_prefix='s3://bucket/prefix' (or `s3:` in the config)")
         from cai_workbench.sagemaker_jobs import launch_stage
-        launch = lambda s, c, p: launch_stage(s, c, run_dir=p, s3_prefix=s3_prefix, job=job, role=role, progress=False)
+        from cai_workbench.sagemaker_jobs import SageMakerJobConfig
+        name = lambda s, p: f"cai-{s.replace('_', '-')}-{hashlib.sha1(p.name.encode()).hexdigest()[:8]}"   # two variants' jobs launched in one second stay distinct
+        launch = lambda s, c, p: launch_stage(s, c, run_dir=p, s3_prefix=s3_prefix, job=(job or SageMakerJobConfig()).replace(base_job_name=name(s, p)),
+                                              role=role, progress=False)
         events, failed = {(i, s): threading.Event() for i, pl in enumerate([{}]*k + plan) for s in pl}, set()
         with ThreadPoolExecutor(max_workers=len(cfgs)) as ex:
             futs = [ex.submit(_sagemaker_chain, k + i, c, paths, [{}]*k + plan, events, failed, launch, res, poll_s) for i, c in enumerate(cfgs)]
