@@ -355,6 +355,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("presets", help="list the built-in presets")
     return ap
 
+# %% ../nbs/10_pipeline.ipynb #319d9es1
 _EXPECTED = ("CloudError", "PPODivergedError", "RLDivergedError", "NonFiniteError", "RunLockedError", "StaleStageError",
              "MissingStageError", "ConstitutionError", "PromptError", "PreferenceDataError", "RewardModelMismatchError")
 _OS_HINTS = {errno.ENOSPC: "the disk is full; free space (or use a --run-dir on another disk) and rerun: finished stages are kept",
@@ -371,11 +372,9 @@ def error_line(e: BaseException) -> str | None:
         return " ".join(str(e).split())
     return None
 
-def main(argv: list[str] | None = None) -> int:
-    "Entry point of the `cai-workbench` command: expected failures are one line on stderr and exit code 2."
-    a = _parser().parse_args(argv)
-    import warnings  # TRL and PEFT read transformers' deprecated `is_gradient_checkpointing` themselves (not our calls)
-    warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+# %% ../nbs/10_pipeline.ipynb #c0de5t05
+def _other_command(a) -> int:
+    "The commands besides `run`: env, sweep, compare, estimate, presets; returns the exit code."
     if a.cmd == "env": print(describe_environment()); return 0
     if a.cmd in ("sweep", "compare"):
         from cai_workbench.sweeps import compare_runs, run_sweep
@@ -387,9 +386,16 @@ def main(argv: list[str] | None = None) -> int:
         try: print(estimate(a.config, a.instance, reference=a.reference, prices={a.instance: a.price} if a.price else None))
         except (ConfigError, ValueError, FileNotFoundError) as e: print(f"error: {e}", file=sys.stderr); return 2
         return 0
-    if a.cmd == "presets":
-        for p in sorted(PRESETS_DIR.glob("*.yaml")): print(f"{p.stem:<10} {p}")
-        return 0
+    for p in sorted(PRESETS_DIR.glob("*.yaml")): print(f"{p.stem:<10} {p}")   # presets
+    return 0
+
+# %% ../nbs/10_pipeline.ipynb #319d9es2
+def main(argv: list[str] | None = None) -> int:
+    "Entry point of the `cai-workbench` command: expected failures are one line on stderr and exit code 2."
+    a = _parser().parse_args(argv)
+    import warnings  # TRL and PEFT read transformers' deprecated `is_gradient_checkpointing` themselves (not our calls)
+    warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+    if a.cmd != "run": return _other_command(a)
     src = a.preset or a.config
     if not src: print("error: give a config file or --preset NAME (e.g. --preset demo)", file=sys.stderr); return 2
     try:
