@@ -471,9 +471,10 @@ def _stage(self: Run, stage: str, **info):
     if not is_main_process():
         with tempfile.TemporaryDirectory(prefix=f"cai-{stage}-rank{os.environ.get('RANK')}-") as scratch: yield Path(scratch)
         _barrier(); return
-    t0 = time.time()
+    t0, c0 = time.time(), time.process_time()
+    load = getattr(os, "getloadavg", lambda: None)      # what else ran: `estimate` rescales wall times by it
     stages = self.manifest["stages"]
-    stages[stage] = {**stages.get(stage, {}), "status": "running", "started": _now(), **info}
+    stages[stage] = {**stages.get(stage, {}), "status": "running", "started": _now(), "load_start": load() and round(load()[0], 2), **info}
     self.update_manifest(stages=stages)
     d = self.stage_dir(stage)
     try: yield d
@@ -482,7 +483,8 @@ def _stage(self: Run, stage: str, **info):
         stages[stage].update(status="failed", ended=_now(), wall_s=round(time.time()-t0, 2), error=f"{type(e).__name__}: {e}"[:500])
         self.update_manifest(stages=stages); raise
     stages = self.manifest["stages"]
-    stages[stage].update(status="done", ended=_now(), wall_s=round(time.time()-t0, 2))
+    stages[stage].update(status="done", ended=_now(), wall_s=round(time.time()-t0, 2),
+                         cpu_s=round(time.process_time()-c0, 2), load_avg=load() and [round(x, 2) for x in load()])
     stages[stage].pop("error", None)
     self.update_manifest(stages=stages)
     _barrier()
