@@ -108,7 +108,10 @@ def win_rates(matches: Sequence[dict]) -> dict:
             s = acc.setdefault((x, y), [0.0, 0]); s[0] += p; s[1] += 1
     return {k: v[0]/v[1] for k, v in acc.items()}
 
-def win_rate_intervals(matches: Sequence[dict], n_boot: int = 1000, seed: int = 0) -> dict:
+def win_rate_intervals(matches: Sequence[dict], # `{a, b, p_a, prompt_id}` per comparison
+                       n_boot: int = 1000,     # bootstrap resamples of the prompts
+                       seed: int = 0,          # seed of the bootstrap
+                      ) -> dict:
     "`{(a, b): Rate}`: mean P(a beats b) with a bootstrap interval over prompts, for every ordered pair seen."
     by: dict = {}
     for i, m in enumerate(matches):

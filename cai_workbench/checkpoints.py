@@ -55,6 +55,7 @@ def _canon(o):
     "JSON for what json cannot write: sets sorted (their order changes with PYTHONHASHSEED, e.g. LoRA target_modules), else str."
     return sorted(map(str, o)) if isinstance(o, (set, frozenset)) else str(o)
 
+# %% ../nbs/00d_checkpoints.ipynb #c3ecd1dd
 def fingerprint_parts(trainer) -> dict[str, str]:
     "Hashes (12 hex) of each part that decides a trainer's trajectory: args, model, adapter config, initial trainable weights, data."
     import torch
@@ -95,6 +96,7 @@ def checkpoints(folder) -> list[Path]:
     cks = [p for p in folder.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
     return sorted(cks, key=lambda p: int(p.name.split("-")[-1]), reverse=True)
 
+# %% ../nbs/00d_checkpoints.ipynb #cb3035e6
 def resume_point(trainer, verbose: bool = True) -> str | None:
     "The checkpoint `trainer.train(resume_from_checkpoint=...)` should resume from, or None; installs the `CheckpointGuard`."
     parts = fingerprint_parts(trainer)
@@ -113,6 +115,7 @@ def resume_point(trainer, verbose: bool = True) -> str | None:
         for ck in cks: shutil.rmtree(ck, ignore_errors=True)
     return None
 
+# %% ../nbs/00d_checkpoints.ipynb #c297755e
 def finish_checkpoints(folder, config, into=None) -> Path | None:
     "At the end of a stage: delete `folder` unless `config.keep_checkpoints`; then move it into `into` when given. Returns where they are kept."
     folder = Path(folder)

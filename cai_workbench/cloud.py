@@ -16,6 +16,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError, NoCredentialsError, EndpointConnectionError
 from tqdm.auto import tqdm
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['SECRET_PATTERNS', 'PARTIAL_SUFFIX', 'SYNC_STATE', 'RUN_FILE_PATTERNS', 'CloudError', 'parse_s3_uri', 's3_client',
@@ -147,26 +148,30 @@ class SyncSummary:
                 "secrets_excluded": len(self.excluded_secrets), "too_large": len(self.too_large),
                 "conflicts": len(self.conflicts), "bytes_copied": self.bytes_copied}
 
-    def __str__(self):
-        verb = "would copy" if self.dry_run else "copied"
-        s = (f"{self.direction} {self.source} -> {self.dest}: {verb} {len(self.copied)} ({_human(self.bytes_copied)}), "
-             f"skipped {len(self.skipped)} up to date, failed {len(self.failed)}")
-        if self.excluded_secrets: s += f", {len(self.excluded_secrets)} secret-looking file(s) not pushed"
-        if self.too_large: s += f", {len(self.too_large)} file(s) over the size cap not pushed ({', '.join(self.too_large[:3])})"
-        if self.conflicts: s += (f"; {len(self.conflicts)} local file(s) changed since the last sync were kept "
-                                 f"({', '.join(self.conflicts[:5])}), the remote copies saved beside them as *.remote")
-        return s
+# %% ../nbs/09_cloud.ipynb #c9clss01
+@patch
+def __str__(self: SyncSummary):
+    verb = "would copy" if self.dry_run else "copied"
+    s = (f"{self.direction} {self.source} -> {self.dest}: {verb} {len(self.copied)} ({_human(self.bytes_copied)}), "
+         f"skipped {len(self.skipped)} up to date, failed {len(self.failed)}")
+    if self.excluded_secrets: s += f", {len(self.excluded_secrets)} secret-looking file(s) not pushed"
+    if self.too_large: s += f", {len(self.too_large)} file(s) over the size cap not pushed ({', '.join(self.too_large[:3])})"
+    if self.conflicts: s += (f"; {len(self.conflicts)} local file(s) changed since the last sync were kept "
+                             f"({', '.join(self.conflicts[:5])}), the remote copies saved beside them as *.remote")
+    return s
 
-    def _repr_markdown_(self):
-        verb = "would copy" if self.dry_run else "copied"
-        md = (f"**{self.direction}** `{self.source}` → `{self.dest}`{' (dry run)' if self.dry_run else ''}\n\n"
-              f"| {verb} | skipped | failed | bytes {verb} | secrets not pushed | time |\n|---|---|---|---|---|---|\n"
-              f"| {len(self.copied)} | {len(self.skipped)} | {len(self.failed)} | {_human(self.bytes_copied)} | "
-              f"{len(self.excluded_secrets)} | {self.wall_s:.1f} s |")
-        if self.failed:
-            md += "\n\n" + "\n".join(f"- ✗ `{k}`: {v}" for k, v in list(self.failed.items())[:20])
-        return md
+@patch
+def _repr_markdown_(self: SyncSummary):
+    verb = "would copy" if self.dry_run else "copied"
+    md = (f"**{self.direction}** `{self.source}` → `{self.dest}`{' (dry run)' if self.dry_run else ''}\n\n"
+          f"| {verb} | skipped | failed | bytes {verb} | secrets not pushed | time |\n|---|---|---|---|---|---|\n"
+          f"| {len(self.copied)} | {len(self.skipped)} | {len(self.failed)} | {_human(self.bytes_copied)} | "
+          f"{len(self.excluded_secrets)} | {self.wall_s:.1f} s |")
+    if self.failed:
+        md += "\n\n" + "\n".join(f"- ✗ `{k}`: {v}" for k, v in list(self.failed.items())[:20])
+    return md
 
+# %% ../nbs/09_cloud.ipynb #cd7e1729
 class SyncError(CloudError):
     "Some files failed to sync; `.summary` says which."
     def __init__(self, summary: SyncSummary):
@@ -208,6 +213,7 @@ def _record_sync(root: Path, shas: dict):
     from cai_workbench.core import write_json
     if shas and root.is_dir(): write_json(root/SYNC_STATE, {"files": {**_sync_state(root), **shas}})
 
+# %% ../nbs/09_cloud.ipynb #c216bc83
 def _local_files(root: Path) -> dict:
     "relative posix path -> Path for the regular files under root (symlinks leaving root are skipped)."
     out, rroot = {}, root.resolve()
@@ -219,6 +225,53 @@ def _local_files(root: Path) -> dict:
             if p.is_file(): out[p.relative_to(root).as_posix()] = p
     return out
 
+# %% ../nbs/09_cloud.ipynb #c9clpp01
+def _push_plan(root: Path, client, bucket: str, remote: dict, summ: SyncSummary, shas: dict,
+               include, exclude, include_secrets, max_file_mb, allow_only) -> list[tuple]:
+    "The files to upload as (rel, path, size, sha256 or None); the others are recorded in `summ` as skipped, secret or too large."
+    todo = []
+    for rel, p in _local_files(root).items():
+        if not selected(rel, include, exclude) or rel in _INTERNAL: continue
+        if allow_only is not None and not any(fnmatch.fnmatch(PurePosixPath(rel).name, pat) or fnmatch.fnmatch(rel, pat) for pat in allow_only):
+            continue
+        if is_secret(rel) and not any(fnmatch.fnmatch(rel, pat) for pat in include_secrets):
+            summ.excluded_secrets.append(rel); continue
+        size, r = p.stat().st_size, remote.get(rel)
+        if max_file_mb is not None and size > max_file_mb * 2**20: summ.too_large.append(rel); continue
+        digest = None
+        if r is not None and r["size"] == size:
+            digest = file_sha256(p)
+            try: meta = client.head_object(Bucket=bucket, Key=r["key"]).get("Metadata", {})
+            except ClientError: meta = {}
+            if meta.get("sha256") == digest or ("sha256" not in meta and "-" not in r["etag"] and r["etag"] == _file_md5(p)):
+                summ.skipped.append(rel); summ.bytes_skipped += size; shas[rel] = digest; continue
+        todo.append((rel, p, size, digest))
+    return todo
+
+# %% ../nbs/09_cloud.ipynb #c9clup01
+def _bar(total: int, desc: str, progress: bool, callback):
+    "A tqdm byte bar and the boto3 callback that feeds it (and the caller's `callback`)."
+    bar = tqdm(total=total, unit="B", unit_scale=True, desc=desc, disable=not progress)
+    def cb(n):
+        bar.update(n)
+        if callback: callback(n)
+    return bar, cb
+
+def _upload(client, bucket: str, prefix: str, todo: list, summ: SyncSummary, shas: dict, tc, progress: bool, callback) -> None:
+    "Upload the planned files with their sha256 as object metadata; a file that fails is recorded in `summ.failed`."
+    bar, cb = _bar(summ.bytes_copied, f"push → s3://{bucket}", progress, callback)
+    with bar:
+        for rel, p, size, digest in todo:
+            key = f"{prefix}/{rel}" if prefix else rel
+            try:
+                shas[rel] = digest or file_sha256(p)
+                client.upload_file(str(p), bucket, key, ExtraArgs={"Metadata": {"sha256": shas[rel]}}, Config=tc, Callback=cb)
+            except Exception as e:
+                summ.failed[rel] = _file_error(e, bucket, f"s3://{bucket}/{key}")
+    summ.copied = [r for r in summ.copied if r not in summ.failed]
+    summ.bytes_copied = sum(t[2] for t in todo if t[0] not in summ.failed)
+
+# %% ../nbs/09_cloud.ipynb #cb092105
 def push(run_dir,                                  # local folder (or a `core.Run`)
          uri: str,                                 # s3://bucket/prefix
          include: Sequence[str] | None = None,     # glob patterns to copy (None: everything)
@@ -242,43 +295,59 @@ def push(run_dir,                                  # local folder (or a `core.Ru
     summ = SyncSummary("push", str(root), f"s3://{bucket}/{prefix}".rstrip("/"), dry_run=dry_run)
     try: remote = _remote_listing(client, bucket, prefix)
     except Exception as e: raise _explain(e, bucket, uri) from None
-    todo, shas = [], {}
-    for rel, p in _local_files(root).items():
-        if not selected(rel, include, exclude) or rel in _INTERNAL: continue
-        if allow_only is not None and not any(fnmatch.fnmatch(PurePosixPath(rel).name, pat) or fnmatch.fnmatch(rel, pat) for pat in allow_only):
-            continue
-        if is_secret(rel) and not any(fnmatch.fnmatch(rel, pat) for pat in include_secrets):
-            summ.excluded_secrets.append(rel); continue
-        size, r = p.stat().st_size, remote.get(rel)
-        if max_file_mb is not None and size > max_file_mb * 2**20: summ.too_large.append(rel); continue
-        digest = None
-        if r is not None and r["size"] == size:
-            digest = file_sha256(p)
-            try: meta = client.head_object(Bucket=bucket, Key=r["key"]).get("Metadata", {})
-            except ClientError: meta = {}
-            if meta.get("sha256") == digest or ("sha256" not in meta and "-" not in r["etag"] and r["etag"] == _file_md5(p)):
-                summ.skipped.append(rel); summ.bytes_skipped += size; shas[rel] = digest; continue
-        todo.append((rel, p, size, digest))
+    shas = {}
+    todo = _push_plan(root, client, bucket, remote, summ, shas, include, exclude, include_secrets, max_file_mb, allow_only)
     summ.copied = [t[0] for t in todo]; summ.bytes_copied = sum(t[2] for t in todo)
-    if not dry_run and todo:
-        tc = _transfer_config(multipart_mb, chunk_mb, threads)
-        with tqdm(total=summ.bytes_copied, unit="B", unit_scale=True, desc=f"push → s3://{bucket}", disable=not progress) as bar:
-            def cb(n):
-                bar.update(n)
-                if callback: callback(n)
-            for rel, p, size, digest in todo:
-                key = f"{prefix}/{rel}" if prefix else rel
-                try:
-                    shas[rel] = digest or file_sha256(p)
-                    client.upload_file(str(p), bucket, key, ExtraArgs={"Metadata": {"sha256": shas[rel]}}, Config=tc, Callback=cb)
-                except Exception as e:
-                    summ.failed[rel] = _file_error(e, bucket, f"s3://{bucket}/{key}")
-        summ.copied = [r for r in summ.copied if r not in summ.failed]
-        summ.bytes_copied = sum(t[2] for t in todo if t[0] not in summ.failed)
+    if not dry_run and todo: _upload(client, bucket, prefix, todo, summ, shas, _transfer_config(multipart_mb, chunk_mb, threads), progress, callback)
     if not dry_run: _record_sync(root, {rel: shas[rel] for rel in summ.copied + summ.skipped})
     summ.wall_s = round(time.time() - t0, 3)
     if strict and summ.failed: raise SyncError(summ)
     return summ
+
+# %% ../nbs/09_cloud.ipynb #c9clpl01
+def _pull_plan(root: Path, client, bucket: str, remote: dict, summ: SyncSummary, shas: dict,
+               include, exclude, overwrite: bool, on_conflict: str) -> list[tuple]:
+    "The objects to download as (rel, listing entry, local destination); up-to-date files and conflicts are recorded in `summ`."
+    todo, synced = [], _sync_state(root)
+    for rel, r in sorted(remote.items()):
+        if not selected(rel, include, exclude) or rel in _INTERNAL: continue
+        try: dest = safe_target(root, rel)
+        except CloudError as e: summ.failed[rel] = str(e); continue
+        meta = None
+        if dest.exists() and dest.stat().st_size == r["size"]:
+            try: meta = client.head_object(Bucket=bucket, Key=r["key"]).get("Metadata", {})
+            except ClientError: meta = {}
+            same = (meta.get("sha256") == file_sha256(dest)) if "sha256" in meta else \
+                   ("-" not in r["etag"] and r["etag"] == _file_md5(dest))
+            if same: summ.skipped.append(rel); summ.bytes_skipped += r["size"]; shas[rel] = file_sha256(dest); continue
+        if dest.exists() and not overwrite and synced.get(rel) != file_sha256(dest):
+            summ.conflicts.append(rel)
+            if on_conflict == "refuse": continue
+            summ.kept_both[rel] = rel + ".remote"
+            dest = safe_target(root, rel + ".remote")
+        todo.append((rel, r, dest))
+    return todo
+
+# %% ../nbs/09_cloud.ipynb #c9cldl01
+def _download(client, bucket: str, todo: list, summ: SyncSummary, shas: dict, tc, progress: bool, callback) -> None:
+    "Download each object to `<dest>.partial`, check its sha256 metadata, then move it into place; failures go to `summ.failed`."
+    bar, cb = _bar(summ.bytes_copied, f"pull ← s3://{bucket}", progress, callback)
+    with bar:
+        for rel, r, dest in todo:
+            part = dest.with_name(dest.name + PARTIAL_SUFFIX)
+            try:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                client.download_file(bucket, r["key"], str(part), Config=tc, Callback=cb)
+                want = client.head_object(Bucket=bucket, Key=r["key"]).get("Metadata", {}).get("sha256")
+                if want and file_sha256(part) != want:
+                    raise CloudError(f"downloaded {rel} does not match its sha256 metadata")
+                os.replace(part, dest)
+                if rel not in summ.kept_both: shas[rel] = want or file_sha256(dest)
+            except Exception as e:
+                summ.failed[rel] = _file_error(e, bucket, f"s3://{bucket}/{r['key']}")
+                if part.exists(): part.unlink()
+    summ.copied = [r for r in summ.copied if r not in summ.failed]
+    summ.bytes_copied = sum(t[1]["size"] for t in todo if t[0] not in summ.failed)
 
 # %% ../nbs/09_cloud.ipynb #8940aff7
 def pull(uri: str,                                 # s3://bucket/prefix
@@ -305,50 +374,14 @@ def pull(uri: str,                                 # s3://bucket/prefix
     if not remote: raise CloudError(f"nothing under {uri}: check the bucket and prefix (push a run there first)")
     if root.exists() and not dry_run:
         for stale in root.rglob(f"*{PARTIAL_SUFFIX}"): stale.unlink()
-    todo, synced, shas = [], _sync_state(root), {}
-    for rel, r in sorted(remote.items()):
-        if not selected(rel, include, exclude) or rel in _INTERNAL: continue
-        try: dest = safe_target(root, rel)
-        except CloudError as e: summ.failed[rel] = str(e); continue
-        meta = None
-        if dest.exists() and dest.stat().st_size == r["size"]:
-            try: meta = client.head_object(Bucket=bucket, Key=r["key"]).get("Metadata", {})
-            except ClientError: meta = {}
-            same = (meta.get("sha256") == file_sha256(dest)) if "sha256" in meta else \
-                   ("-" not in r["etag"] and r["etag"] == _file_md5(dest))
-            if same: summ.skipped.append(rel); summ.bytes_skipped += r["size"]; shas[rel] = file_sha256(dest); continue
-        if dest.exists() and not overwrite and synced.get(rel) != file_sha256(dest):
-            summ.conflicts.append(rel)
-            if on_conflict == "refuse": continue
-            summ.kept_both[rel] = rel + ".remote"
-            dest = safe_target(root, rel + ".remote")
-        todo.append((rel, r, dest))
+    shas = {}
+    todo = _pull_plan(root, client, bucket, remote, summ, shas, include, exclude, overwrite, on_conflict)
     if summ.conflicts and on_conflict == "refuse" and not dry_run:
         raise CloudError(f"pull {uri} -> {root}: {len(summ.conflicts)} local file(s) changed since the last sync and would be "
                          f"replaced: {', '.join(summ.conflicts[:10])}. Nothing was copied. Keep both with "
                          f"on_conflict='keep-both' (the remote copy goes beside each as <name>.remote), or replace them with overwrite=True")
     summ.copied = [t[0] for t in todo]; summ.bytes_copied = sum(t[1]["size"] for t in todo)
-    if not dry_run and todo:
-        tc = _transfer_config(multipart_mb, chunk_mb, threads)
-        with tqdm(total=summ.bytes_copied, unit="B", unit_scale=True, desc=f"pull ← s3://{bucket}", disable=not progress) as bar:
-            def cb(n):
-                bar.update(n)
-                if callback: callback(n)
-            for rel, r, dest in todo:
-                part = dest.with_name(dest.name + PARTIAL_SUFFIX)
-                try:
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    client.download_file(bucket, r["key"], str(part), Config=tc, Callback=cb)
-                    want = client.head_object(Bucket=bucket, Key=r["key"]).get("Metadata", {}).get("sha256")
-                    if want and file_sha256(part) != want:
-                        raise CloudError(f"downloaded {rel} does not match its sha256 metadata")
-                    os.replace(part, dest)
-                    if rel not in summ.kept_both: shas[rel] = want or file_sha256(dest)
-                except Exception as e:
-                    summ.failed[rel] = _file_error(e, bucket, f"s3://{bucket}/{r['key']}")
-                    if part.exists(): part.unlink()
-        summ.copied = [r for r in summ.copied if r not in summ.failed]
-        summ.bytes_copied = sum(t[1]["size"] for t in todo if t[0] not in summ.failed)
+    if not dry_run and todo: _download(client, bucket, todo, summ, shas, _transfer_config(multipart_mb, chunk_mb, threads), progress, callback)
     if not dry_run: _record_sync(root, shas)
     summ.wall_s = round(time.time() - t0, 3)
     if strict and summ.failed: raise SyncError(summ)

@@ -8,6 +8,7 @@ Docs: https://cai-workbench.github.io/cai-workbench/core.html.md"""
 from __future__ import annotations
 import dataclasses, datetime as _dt, json, os, random, shutil, subprocess, tempfile, time, types, typing
 from contextlib import contextmanager
+from fastcore.basics import patch
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -58,6 +59,11 @@ def _coerce(value, tp, where: str):
         if not isinstance(value, dict): raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         vt = args[1] if len(args) == 2 else Any
         return {k: _coerce(v, vt, f"{where}.{k}") for k, v in value.items()}
+    return _coerce_scalar(value, tp, where)
+
+# %% ../nbs/00_core.ipynb #c0de5k01
+def _coerce_scalar(value, tp, where: str):
+    "A number, flag, string or path checked against `tp` (an int is widened to float); `ConfigError` naming `where` if it does not fit."
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
@@ -192,6 +198,7 @@ def atomic_write_text(path, text: str) -> Path:
         Path(tmp).unlink(missing_ok=True); raise
     return path
 
+# %% ../nbs/00_core.ipynb #28be43s1
 def _json_default(o):
     if isinstance(o, Path): return str(o)
     if isinstance(o, np.generic): return o.item()
@@ -212,6 +219,7 @@ def _dumps(obj, **kw) -> str:
     try: return json.dumps(obj, default=_json_default, ensure_ascii=False, allow_nan=False, **kw)
     except ValueError: return json.dumps(_finite(obj), default=_json_default, ensure_ascii=False, allow_nan=False, **kw)
 
+# %% ../nbs/00_core.ipynb #28be43s2
 def write_json(path, obj, indent: int = 2) -> Path:
     "Atomically write `obj` as JSON (numpy scalars, paths and dataclasses allowed; NaN/inf written as null)."
     return atomic_write_text(path, _dumps(obj, indent=indent) + "\n")
@@ -224,6 +232,7 @@ def read_json(path):
     except json.JSONDecodeError as e: raise ValueError(f"{path}: not valid JSON ({e})") from e
     except UnicodeDecodeError as e: raise ValueError(f"{path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
 
+# %% ../nbs/00_core.ipynb #28be43s3
 @contextmanager
 def atomic_dir(path) -> Iterator[Path]:
     "Yield a temp folder beside `path`; on success it replaces `path` whole, on error it is removed."
@@ -265,6 +274,7 @@ def write_jsonl(path, rows: Iterable) -> Path:
     "Atomically write `rows` as JSONL."
     return atomic_write_text(path, "".join(jsonl_line(r) for r in rows))
 
+# %% ../nbs/00_core.ipynb #d2c204s1
 def iter_jsonl(path,
                what: str = "records",                 # what the file holds, for the not-found message
                error: type[Exception] = ValueError,   # the exception a bad line raises (a stage's own error type)
@@ -294,22 +304,6 @@ class RecordStore:
         self._records: dict[str, dict] = {}
         self._repair_and_load()
 
-    def _repair_and_load(self):
-        if not self.path.exists(): return
-        raw = self.path.read_bytes()
-        good_end = 0
-        for line in raw.splitlines(keepends=True):
-            if not line.endswith(b"\n"): break           # torn last line from a killed writer
-            try: rec = json.loads(line)
-            except json.JSONDecodeError:
-                raise ValueError(f"{self.path}: corrupt line {line[:80]!r} in the middle of the file; "
-                                 "it was not written by RecordStore - move the file away and rerun") from None
-            good_end += len(line)
-            k = str(rec.get(self.key))
-            if k not in self._records: self._records[k] = rec
-        if good_end < len(raw):
-            with open(self.path, "r+b") as f: f.truncate(good_end)
-
     @property
     def done(self) -> set[str]: "Ids already stored."; return set(self._records)
     def __contains__(self, id) -> bool: return str(id) in self._records
@@ -317,23 +311,44 @@ class RecordStore:
     def __getitem__(self, id) -> dict: return self._records[str(id)]
     def records(self) -> list[dict]: "All records, in the order they were first written."; return list(self._records.values())
 
-    def append(self, record: dict) -> bool:
-        "Write one record (whole line, flushed); returns False if its id was already stored."
-        if self.key not in record: raise KeyError(f"record has no {self.key!r} field: {list(record)[:8]}")
-        k = str(record[self.key])
-        if k in self._records: return False
-        line = jsonl_line(record).encode()
-        with open(self.path, "ab") as f:
-            f.write(line); f.flush()
-            if self.fsync: os.fsync(f.fileno())
-        self._records[k] = record
-        return True
-
-    def extend(self, records: Iterable[dict]) -> int:
-        "Append many; returns how many were new."
-        return sum(self.append(r) for r in records)
-
     def __repr__(self): return f"RecordStore({str(self.path)!r}, {len(self)} records)"
+
+# %% ../nbs/00_core.ipynb #4904b7q1
+@patch
+def _repair_and_load(self: RecordStore):
+    if not self.path.exists(): return
+    raw = self.path.read_bytes()
+    good_end = 0
+    for line in raw.splitlines(keepends=True):
+        if not line.endswith(b"\n"): break           # torn last line from a killed writer
+        try: rec = json.loads(line)
+        except json.JSONDecodeError:
+            raise ValueError(f"{self.path}: corrupt line {line[:80]!r} in the middle of the file; "
+                             "it was not written by RecordStore - move the file away and rerun") from None
+        good_end += len(line)
+        k = str(rec.get(self.key))
+        if k not in self._records: self._records[k] = rec
+    if good_end < len(raw):
+        with open(self.path, "r+b") as f: f.truncate(good_end)
+
+# %% ../nbs/00_core.ipynb #4904b7q2
+@patch
+def append(self: RecordStore, record: dict) -> bool:
+    "Write one record (whole line, flushed); returns False if its id was already stored."
+    if self.key not in record: raise KeyError(f"record has no {self.key!r} field: {list(record)[:8]}")
+    k = str(record[self.key])
+    if k in self._records: return False
+    line = jsonl_line(record).encode()
+    with open(self.path, "ab") as f:
+        f.write(line); f.flush()
+        if self.fsync: os.fsync(f.fileno())
+    self._records[k] = record
+    return True
+
+@patch
+def extend(self: RecordStore, records: Iterable[dict]) -> int:
+    "Append many; returns how many were new."
+    return sum(self.append(r) for r in records)
 
 # %% ../nbs/00_core.ipynb #645bbc67
 class MissingStageError(RuntimeError):
@@ -364,30 +379,6 @@ class Run:
         if not (self.path/"manifest.json").exists():
             raise FileNotFoundError(f"{self.path}: not a run directory (no manifest.json); create one with Run.create")
 
-    @classmethod
-    def create(cls, path, config: dict | ConfigBase | None = None, seed: int = 0, device: str | None = None, exist_ok: bool = True) -> Run:
-        "Create (or reopen, when `exist_ok`) the run directory at `path` and write its manifest."
-        path = Path(path)
-        if not is_main_process():                 # under torchrun rank 0 creates the run; the others wait for it
-            t0 = time.time()
-            while not (path/"manifest.json").exists():
-                if time.time() - t0 > 300: raise TimeoutError(f"{path}: rank {os.environ.get('RANK')} waited 300 s for rank 0 to create the run")
-                time.sleep(0.2)
-            return cls(path)
-        if (path/"manifest.json").exists():
-            if not exist_ok: raise FileExistsError(f"{path}: a run already exists here")
-            run = cls(path)
-            if config is not None: run.save_config(config)
-            return run
-        path.mkdir(parents=True, exist_ok=True)
-        env = describe_environment(device)
-        write_json(path/"manifest.json", {
-            "name": path.name, "created": _now(), "seed": seed, "git_commit": _git_commit(),
-            "environment": env.as_dict(), "config": None, "stages": {}})
-        run = cls(path)
-        if config is not None: run.save_config(config)
-        return run
-
     @property
     def manifest(self) -> dict: return read_json(self.path/"manifest.json")
     @property
@@ -395,66 +386,105 @@ class Run:
     @property
     def name(self) -> str: return self.path.name
 
-    def update_manifest(self, **kw) -> dict:
-        "Merge top-level keys into the manifest (atomic write)."
-        m = self.manifest; m.update(kw)
-        if is_main_process(): write_json(self.path/"manifest.json", m)   # other ranks never write run files
-        return m
-
-    def save_config(self, config):
-        d = config.to_dict() if hasattr(config, "to_dict") else dict(config)
-        self.update_manifest(config=d)
-        if is_main_process(): atomic_write_text(self.path/"config.yaml", yaml.safe_dump(d, sort_keys=False))
-
-    def stage_dir(self, stage: str) -> Path:
-        "The stage's own folder (created)."
-        p = self.path/stage; p.mkdir(parents=True, exist_ok=True); return p
-
-    def stage_info(self, stage: str) -> dict: return self.manifest["stages"].get(stage, {})
-    def is_done(self, stage: str) -> bool: return self.stage_info(stage).get("status") == "done"
-
-    def require(self, stage: str, path: str | None = None, hint: str | None = None) -> Path:
-        "Path to `stage`'s folder (or a file in it); raises `MissingStageError` saying what to run first."
-        p = self.path/stage/(path or "")
-        if not p.exists():
-            what = f"{stage}/{path}" if path else stage
-            raise MissingStageError(f"{self.path}: needs {what}, which does not exist; "
-                                    f"{hint or f'run the {stage} stage first'}")
-        return p
-
-    def lock(self):
-        "Context holding this run's advisory lock (re-entrant; `guards.RunLockedError` when another process holds it)."
-        return run_lock(self.path)
-
-    @contextmanager
-    def stage(self, stage: str, **info):
-        """Record a stage's start, end, wall time and status ('running' → 'done' or 'failed') in the manifest.
-        Under torchrun only rank 0 writes: the other ranks get a scratch folder, deleted afterwards, and every rank
-        waits at the end until rank 0 has written the stage. The run's lock is held throughout."""
-        with self.lock():
-            yield from self._stage(stage, **info)
-
-    def _stage(self, stage: str, **info):
-        if not is_main_process():
-            with tempfile.TemporaryDirectory(prefix=f"cai-{stage}-rank{os.environ.get('RANK')}-") as scratch: yield Path(scratch)
-            _barrier(); return
-        t0 = time.time()
-        stages = self.manifest["stages"]
-        stages[stage] = {**stages.get(stage, {}), "status": "running", "started": _now(), **info}
-        self.update_manifest(stages=stages)
-        d = self.stage_dir(stage)
-        try: yield d
-        except BaseException as e:
-            stages = self.manifest["stages"]
-            stages[stage].update(status="failed", ended=_now(), wall_s=round(time.time()-t0, 2), error=f"{type(e).__name__}: {e}"[:500])
-            self.update_manifest(stages=stages); raise
-        stages = self.manifest["stages"]
-        stages[stage].update(status="done", ended=_now(), wall_s=round(time.time()-t0, 2))
-        stages[stage].pop("error", None)
-        self.update_manifest(stages=stages)
-        _barrier()
-
     def _repr_markdown_(self):
         rows = "\n".join(f"| {k} | {v.get('status')} | {v.get('wall_s', '')} |" for k, v in self.manifest["stages"].items())
         return f"**run** `{self.path}`\n\n| stage | status | wall s |\n|---|---|---|\n{rows}"
     def __repr__(self): return f"Run({str(self.path)!r})"
+
+# %% ../nbs/00_core.ipynb #74ce83q1
+@patch(cls_method=True)
+def create(cls: Run, path, config: dict | ConfigBase | None = None, seed: int = 0, device: str | None = None, exist_ok: bool = True) -> Run:
+    "Create (or reopen, when `exist_ok`) the run directory at `path` and write its manifest."
+    path = Path(path)
+    if not is_main_process():                 # under torchrun rank 0 creates the run; the others wait for it
+        t0 = time.time()
+        while not (path/"manifest.json").exists():
+            if time.time() - t0 > 300: raise TimeoutError(f"{path}: rank {os.environ.get('RANK')} waited 300 s for rank 0 to create the run")
+            time.sleep(0.2)
+        return cls(path)
+    if (path/"manifest.json").exists():
+        if not exist_ok: raise FileExistsError(f"{path}: a run already exists here")
+        run = cls(path)
+        if config is not None: run.save_config(config)
+        return run
+    path.mkdir(parents=True, exist_ok=True)
+    env = describe_environment(device)
+    write_json(path/"manifest.json", {
+        "name": path.name, "created": _now(), "seed": seed, "git_commit": _git_commit(),
+        "environment": env.as_dict(), "config": None, "stages": {}})
+    run = cls(path)
+    if config is not None: run.save_config(config)
+    return run
+
+# %% ../nbs/00_core.ipynb #74ce83q2
+@patch
+def update_manifest(self: Run, **kw) -> dict:
+    "Merge top-level keys into the manifest (atomic write)."
+    m = self.manifest; m.update(kw)
+    if is_main_process(): write_json(self.path/"manifest.json", m)   # other ranks never write run files
+    return m
+
+@patch
+def save_config(self: Run, config):
+    d = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    self.update_manifest(config=d)
+    if is_main_process(): atomic_write_text(self.path/"config.yaml", yaml.safe_dump(d, sort_keys=False))
+
+@patch
+def stage_dir(self: Run, stage: str) -> Path:
+    "The stage's own folder (created)."
+    p = self.path/stage; p.mkdir(parents=True, exist_ok=True); return p
+
+@patch
+def stage_info(self: Run, stage: str) -> dict: return self.manifest["stages"].get(stage, {})
+
+@patch
+def is_done(self: Run, stage: str) -> bool: return self.stage_info(stage).get("status") == "done"
+
+@patch
+def require(self: Run, stage: str, path: str | None = None, hint: str | None = None) -> Path:
+    "Path to `stage`'s folder (or a file in it); raises `MissingStageError` saying what to run first."
+    p = self.path/stage/(path or "")
+    if not p.exists():
+        what = f"{stage}/{path}" if path else stage
+        raise MissingStageError(f"{self.path}: needs {what}, which does not exist; "
+                                f"{hint or f'run the {stage} stage first'}")
+    return p
+
+@patch
+def lock(self: Run):
+    "Context holding this run's advisory lock (re-entrant; `guards.RunLockedError` when another process holds it)."
+    return run_lock(self.path)
+
+# %% ../nbs/00_core.ipynb #74ce83q3
+@patch
+@contextmanager
+def stage(self: Run, stage: str, **info):
+    """Record a stage's start, end, wall time and status ('running' → 'done' or 'failed') in the manifest.
+    Under torchrun only rank 0 writes: the other ranks get a scratch folder, deleted afterwards, and every rank
+    waits at the end until rank 0 has written the stage. The run's lock is held throughout."""
+    with self.lock():
+        yield from self._stage(stage, **info)
+
+@patch
+def _stage(self: Run, stage: str, **info):
+    if not is_main_process():
+        with tempfile.TemporaryDirectory(prefix=f"cai-{stage}-rank{os.environ.get('RANK')}-") as scratch: yield Path(scratch)
+        _barrier(); return
+    t0, c0 = time.time(), time.process_time()
+    load = getattr(os, "getloadavg", lambda: None)      # what else ran: `estimate` rescales wall times by it
+    stages = self.manifest["stages"]
+    stages[stage] = {**stages.get(stage, {}), "status": "running", "started": _now(), "load_start": load() and round(load()[0], 2), **info}
+    self.update_manifest(stages=stages)
+    d = self.stage_dir(stage)
+    try: yield d
+    except BaseException as e:
+        stages = self.manifest["stages"]
+        stages[stage].update(status="failed", ended=_now(), wall_s=round(time.time()-t0, 2), error=f"{type(e).__name__}: {e}"[:500])
+        self.update_manifest(stages=stages); raise
+    stages = self.manifest["stages"]
+    stages[stage].update(status="done", ended=_now(), wall_s=round(time.time()-t0, 2),
+                         cpu_s=round(time.process_time()-c0, 2), load_avg=load() and [round(x, 2) for x in load()])
+    stages[stage].pop("error", None)
+    self.update_manifest(stages=stages)
+    _barrier()

@@ -18,12 +18,15 @@ from .data_filters import DataFilterConfig, filter_sft
 from .models import GenerationConfig, Generator, load_model
 
 # %% auto #0
-__all__ = ['DEFAULT_CONVERGED', 'CritiqueConfig', 'STOP_REASONS', 'CritiqueRevisionConfig', 'principle_seed', 'few_shot_messages',
-           'critique_chat', 'revision_chat', 'violation_probs', 'gate_revisions', 'prepare', 'model_id_of', 'sft_rows',
-           'run_critique_revision', 'CritiqueResult', 'load_critique_result']
+__all__ = ['DEFAULT_CONVERGED', 'BENIGN_MODES', 'CritiqueConfig', 'STOP_REASONS', 'CritiqueRevisionConfig', 'principle_seed',
+           'few_shot_messages', 'critique_chat', 'revision_chat', 'violation_probs', 'gate_revisions', 'prepare',
+           'principle_pools', 'route_benign', 'model_id_of', 'sft_rows', 'run_critique_revision', 'CritiqueResult',
+           'load_critique_result']
 
 # %% ../nbs/03_critique_revision.ipynb #793fc6b7
 DEFAULT_CONVERGED = r"\bno (issues|problems|changes)\b|\bnothing to (fix|change|improve)\b|\balready (safe|harmless|appropriate)\b"
+
+BENIGN_MODES = ("revise", "answer", "helpful")   # CritiqueConfig.benign
 
 @dataclass
 class CritiqueRevisionConfig(ConfigBase):
@@ -34,6 +37,9 @@ class CritiqueRevisionConfig(ConfigBase):
     principles: list[str] | None = None   # sample only from these principle names (None: all)
     rounds: int = 1                       # critique → revision rounds per prompt (>= 1)
     critique_free: bool = False           # revise directly from the principle, without asking for a critique
+    benign: str = "revise"                # prompts labelled benign: "revise" (like every prompt), "answer" (their plain answer is
+                                          # the SL-CAI target, unrevised: the paper mixes helpful samples in) or "helpful" (revised
+                                          # with the constitution's helpfulness principles; the other prompts with the rest)
     use_few_shot: bool = True             # prepend the constitution's few-shot conversations (HF recipe)
     max_few_shot: int | None = 1          # at most this many few-shot conversations (None: all; they are long on CPU)
     converged_pattern: str = DEFAULT_CONVERGED  # regex on the critique text that stops a prompt early ("" disables)
@@ -52,6 +58,7 @@ class CritiqueRevisionConfig(ConfigBase):
             raise ConfigError(f"rounds={self.rounds!r}: must be an integer >= 1 (1 = one critique and one revision)")
         if self.limit is not None and self.limit < 1: raise ConfigError(f"limit={self.limit!r}: must be >= 1 or None (all prompts)")
         if self.max_few_shot is not None and self.max_few_shot < 0: raise ConfigError(f"max_few_shot={self.max_few_shot!r}: must be >= 0 or None")
+        if self.benign not in BENIGN_MODES: raise ConfigError(f"benign={self.benign!r}: use one of {list(BENIGN_MODES)}")
         if not 0 <= self.gate_margin < 0.5: raise ConfigError(f"gate_margin={self.gate_margin!r}: must be in [0, 0.5)")
         if self.violation_threshold is not None and not 0 < self.violation_threshold < 1:
             raise ConfigError(f"violation_threshold={self.violation_threshold!r}: must be in (0, 1) or None (off)")
@@ -154,10 +161,30 @@ def prepare(config: CritiqueConfig, prompts=None, constitution=None):
                                   f"critique-revision stage needs{'' if config.critique_free else ' (or set critique_free=True)' if f == 'critique_request' else ''}")
     return recs, con
 
+# %% ../nbs/03_critique_revision.ipynb #a71c0b02
+def principle_pools(con, benign: str = "revise") -> dict:
+    "The constitution each prompt draws its principles from, by label: `{'benign': ..., 'other': ...}` (see `CritiqueConfig.benign`)."
+    if benign != "helpful": return {"benign": con, "other": con}
+    helpful = [p.name for p in con.principles if p.category == "helpfulness"]
+    rest = [p.name for p in con.principles if p.category != "helpfulness"]
+    if not helpful or not rest:
+        raise ConfigError(f"benign='helpful': constitution {getattr(con, 'name', '?')!r} needs principles of category helpfulness "
+                          f"and others (it has {len(helpful)} and {len(rest)}); use a constitution with both (e.g. hhh) or benign='answer'")
+    return {"benign": con.subset(helpful), "other": con.subset(rest)}
+
+def route_benign(state: dict, ids: list[str], benign: str) -> list[str]:
+    "With `benign='answer'`, prompts labelled benign stop before any critique (stop reason `benign_answer`); returns their ids."
+    if benign != "answer": return []
+    out = [i for i in ids if state[i].get("label") == "benign"]
+    for i in out: state[i]["stop_reason"] = "benign_answer"
+    return out
+
+
 # %% ../nbs/03_critique_revision.ipynb #c823a39c
 def _steps_key(config: CritiqueConfig, con, model_name: str) -> str:
-    "What the generated steps depend on (not limit/prompts/filters): the `guards.fingerprint` of config, model and principles."
+    "What the generated steps depend on (not limit/prompts/filters, nor benign='answer'): the `guards.fingerprint` of config, model and principles."
     d = {k: v for k, v in config.to_dict().items() if k not in ("limit", "prompts", "filters")}
+    if d.get("benign") != "helpful": d.pop("benign", None)      # 'answer' only skips prompts, like a smaller limit: same steps
     principles = [[p.name, getattr(p, "critique_request", ""), p.revision_request, getattr(p, "weight", 1)] for p in con.principles]
     return fingerprint(d, model_name, principles, n=12)
 
@@ -231,6 +258,7 @@ def run_critique_revision(run: Run, config: CritiqueConfig | None = None,
     config = config or CritiqueConfig()
     if config.seed is None: config = config.replace(seed=run.seed)
     recs, con = prepare(config, prompts, constitution)          # every check happens before any generation
+    pools = principle_pools(con, config.benign)
     gen, mname = _generator(model, config, progress)
     fb = _feedback(config, gen)
     set_seed(config.seed)
@@ -250,12 +278,13 @@ def run_critique_revision(run: Run, config: CritiqueConfig | None = None,
                                     seed=config.seed, desc="initial")
                 for i, g in zip(ids, gens):
                     state[i].update(initial_response=g.text, initial_tokens=g.completion_tokens, final_response=g.text)
+                route_benign(state, ids, config.benign)
                 continue
             k, kind = int(step[1:step.index("_")]), step.split("_")[1]
             active = [i for i in ids if state[i]["stop_reason"] == "rounds"]
             if kind == "critique" or config.critique_free:
                 for i in active:
-                    p = con.sample(principle_seed(config.seed, i, k), k=1)[0]
+                    p = pools["benign" if state[i].get("label") == "benign" else "other"].sample(principle_seed(config.seed, i, k), k=1)[0]
                     state[i]["rounds"].append({"round": k, "principle": p.name, "critique": None, "revision": None,
                                                "critique_tokens": 0, "revision_tokens": 0})
                     state[i]["_p"] = p
@@ -295,7 +324,7 @@ def run_critique_revision(run: Run, config: CritiqueConfig | None = None,
     return res
 
 # %% ../nbs/03_critique_revision.ipynb #337ecc10
-STOP_REASONS = ("rounds", "converged", "rejected", "satisfied", "no_improvement")
+STOP_REASONS = ("rounds", "converged", "rejected", "satisfied", "no_improvement", "benign_answer")
 
 @dataclass
 class CritiqueResult:
@@ -311,7 +340,7 @@ class CritiqueResult:
         stops = {k: sum(r["stop_reason"] == k for r in self.records) for k in STOP_REASONS}
         gates = [x["gate"]["accepted"] for r in self.records for x in r["rounds"] if "gate" in x]
         dropped = sum(r.get("dropped_by") is not None for r in self.records)
-        return {"stage": "critique_revision", "prompts": n,
+        return {"stage": "critique_revision", "prompts": n, **({"benign": self.config.benign} if self.config and self.config.benign != "revise" else {}),
                 **{k: v for k, v in stops.items() if v or k in ("converged", "rounds")},
                 **({"gate_accepted": sum(gates), "gate_rejected": len(gates) - sum(gates)} if gates else {}),
                 "sft_examples": n - dropped, "sft_dropped": dropped,

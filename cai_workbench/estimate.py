@@ -6,14 +6,16 @@ Docs: https://cai-workbench.github.io/cai-workbench/estimate.html.md"""
 
 # %% ../nbs/13a_estimate.ipynb #021ad225
 from __future__ import annotations
-import importlib.resources, json, math
+import copy, importlib.resources, json, math, os, re
+from datetime import datetime
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .core import ConfigError, read_json
 
 # %% auto #0
-__all__ = ['DATA', 'stage_work', 'price_table', 'throughput_table', 'rates_from_run', 'Estimate', 'estimate']
+__all__ = ['DATA', 'stage_work', 'price_table', 'throughput_table', 'stage_load', 'contention', 'section_config',
+           'rates_from_run', 'Estimate', 'estimate']
 
 # %% ../nbs/13a_estimate.ipynb #a52c3db6
 def _n_prompts(source, limit, seed: int = 0) -> int:
@@ -23,14 +25,17 @@ def _n_prompts(source, limit, seed: int = 0) -> int:
 
 def _gen(c) -> int: return getattr(getattr(c, "generation", None), "max_new_tokens", None) or getattr(c, "max_new_tokens", 64)
 
-def stage_work(stage: str, c, seed: int = 0) -> dict:
-    "{'tokens': upper bound of tokens generated or trained on, 'what': how it was counted} for one stage config `c`."
+_POLICIES = ("sft", "ppo", "dpo", "rloo", "grpo")     # the stages whose adapter evaluation compares with the base model
+
+def stage_work(stage: str, c, seed: int = 0, stages: list[str] | None = None) -> dict:
+    "{'tokens': upper bound of tokens generated or trained on, 'what': how it was counted} for stage config `c` in a run of `stages`."
     if stage == "critique_revision":
         n = _n_prompts(c.prompts, c.limit, seed); return {"tokens": n*(1 + 2*c.rounds)*_gen(c), "what": f"{n} prompts x {1+2*c.rounds} answers x {_gen(c)} new tokens"}
     if stage == "preferences":
         n = _n_prompts(c.prompts, c.limit, seed); return {"tokens": n*c.k*_gen(c), "what": f"{n} prompts x {c.k} samples x {_gen(c)} new tokens"}
     if stage == "evaluation":
-        n = sum(_n_prompts(p, c.limit, seed) for p in c.prompts); return {"tokens": n*_gen(c), "what": f"{n} prompts x {_gen(c)} new tokens (+ judging)"}
+        n, k = sum(_n_prompts(p, c.limit, seed) for p in c.prompts), len(c.stages) if c.stages else 1 + sum(s in _POLICIES for s in stages or ())
+        return {"tokens": n*k*_gen(c), "what": f"{n} prompts x {k} policies x {_gen(c)} new tokens (+ judging)"}
     if stage == "ppo":
         return {"tokens": c.total_updates*c.batch_size*_gen(c), "what": f"{c.total_updates} updates x {c.batch_size} rollouts x {_gen(c)} new tokens"}
     if stage in ("rloo", "grpo"):
@@ -48,17 +53,59 @@ DATA = Path(str(importlib.resources.files("cai_workbench")/"data"))
 def price_table() -> dict: "The dated SageMaker price table in package data."; return read_json(DATA/"sagemaker_prices.json")
 def throughput_table() -> dict: "Measured seconds per token per device class and stage, with where each was measured."; return read_json(DATA/"throughput.json")
 
-def rates_from_run(run_dir) -> dict[str, dict]:
-    "{stage: {'s_per_token', 'source'}} measured from a finished run folder (its manifest's wall times and its own config)."
+# %% ../nbs/13a_estimate.ipynb #e1ld0002
+def _ts(iso: str) -> float: return datetime.fromisoformat(iso).timestamp()
+
+def stage_load(info: dict, trace=None) -> float | None:
+    "Mean load average during one stage: from `trace` [(unix time, 1-min load)] sampled meanwhile, else the manifest entry's `load_avg`."
+    if trace and info.get("started") and info.get("ended"):
+        t0, t1 = _ts(info["started"]), _ts(info["ended"])
+        xs = [l for t, l in trace if t0 <= t <= t1]
+        if xs: return round(sum(xs)/len(xs), 2)
+    la, w = info.get("load_avg"), info.get("wall_s") or 0
+    if not la: return None
+    return la[2] if w >= 900 else la[1] if w >= 300 else (la[0] + info.get("load_start", la[0]))/2   # the window that fits the stage
+
+def contention(load: float | None, cores: int) -> float:
+    "How many times longer than alone a CPU-bound stage takes at load average `load` on `cores` cores (1 when unknown)."
+    return 1.0 if load is None else max(1.0, load/cores)
+
+# %% ../nbs/13a_estimate.ipynb #e1up0001
+def _upgrade(cls, d: dict) -> dict:
+    "`d` with the old field names that `cls._renamed` lists written the new way."
+    d = copy.deepcopy(dict(d))
+    for old, spec in getattr(cls, "_renamed", {}).items():
+        if old not in d: continue
+        new, conv = spec if isinstance(spec, tuple) else (spec, None)
+        v = d.pop(old); *head, last = new.split("."); t = d
+        for h in head: t = t.setdefault(h, {})
+        t.setdefault(last, conv(v) if conv else v)
+    return d
+
+def section_config(cfg, stage: str):
+    "`cfg.stage_config(stage)`, also for a run folder made before one of the stage's fields was renamed."
+    from cai_workbench.pipeline import STAGES
+    try: return cfg.stage_config(stage)
+    except ConfigError:
+        cls, _ = STAGES[stage].load()
+        return cls.from_dict(_upgrade(cls, getattr(cfg, stage)), where=f"config.{stage} (upgraded)")
+
+# %% ../nbs/13a_estimate.ipynb #e1ld0005
+def rates_from_run(run_dir, trace=None) -> dict[str, dict]:
+    "{stage: {'s_per_token', 's_per_token_alone', 'load', 'cores', 'source'}} measured from a finished run folder's manifest and config."
     from cai_workbench.pipeline import PipelineConfig
     m = read_json(Path(run_dir)/"manifest.json")
     cfg = PipelineConfig.from_dict(m["config"], where=f"{run_dir}/manifest.json")
     dev = (m.get("environment", {}).get("device") or {}).get("name", "?")
-    out = {}
+    cores = int(c.group(1)) if (c := re.search(r"(\d+) cores", dev)) else (os.cpu_count() or 1)
+    out, done = {}, [s for s, i in m.get("stages", {}).items() if i.get("status") == "done"]
     for stage, info in m.get("stages", {}).items():
-        if info.get("status") != "done" or not info.get("wall_s") or stage not in cfg.stages: continue
-        w = stage_work(stage, cfg.stage_config(stage), cfg.seed)
-        if w["tokens"]: out[stage] = {"s_per_token": info["wall_s"]/w["tokens"], "source": f"measured: run {run_dir} on {dev} ({info['wall_s']} s for {w['what']})"}
+        if info.get("status") != "done" or not info.get("wall_s") or stage not in cfg.stages or info.get("reused_from"): continue
+        w = stage_work(stage, section_config(cfg, stage), cfg.seed, done)   # evaluation compares the adapters that exist
+        if not w["tokens"]: continue
+        s, L = info["wall_s"]/w["tokens"], stage_load(info, trace)
+        out[stage] = {"s_per_token": s, "s_per_token_alone": None if L is None else s/contention(L, cores), "load": L, "cores": cores,
+                      "source": f"measured: run {run_dir} on {dev} ({info['wall_s']} s for {w['what']}" + ("" if L is None else f", load average {L:.1f}") + ")"}
     return out
 
 # %% ../nbs/13a_estimate.ipynb #52e3f703
@@ -90,8 +137,27 @@ class Estimate:
                         f"{'unknown' if r['usd'] is None else round(r['usd'], 2)} | {r['rate']} |" for r in self.rows)
         return f"**estimate** for `{self.instance_type}`\n\n{md}\n\n" + "\n".join(f"- {n}" for n in self.notes)
 
+# %% ../nbs/13a_estimate.ipynb #e1ld0007
+def _notes(table, instance_type, over, inst, dclass, measured, load) -> list[str]:
+    ver = "verified" if table.get("verified") else "NOT verified against the source page"
+    out = [f"prices: {table['source']} ({table['region']}, {table['date']}, {ver})" if instance_type in table["instances"] and over is None
+           else "price: given by the caller" if inst.get("usd_per_hour") else "no price (local run)",
+           "token counts are upper bounds (early stops, shorter sequences); a rate measured on a smaller run of the same config absorbs that ratio"]
+    if load is not None: out.append(f"wall times rescaled to load average {load} from the load each rate was measured under (max(1, load/cores) times alone)")
+    else: out.append("wall times assume the load each rate was measured under (pass load= to rescale on a shared CPU)")
+    if dclass.startswith("cuda") and not measured: out.append(f"{dclass}: only figures measured on that device class are used; none are guessed from another one")
+    return out
+
 # %% ../nbs/13a_estimate.ipynb #cc426021
-def estimate(config, instance_type: str = "local", reference=None, prices: dict | None = None, device: str | None = None) -> Estimate:
+def _wall(tokens: int, r: dict | None, load: float | None) -> float | None:
+    if r is None: return None
+    if load is not None and r.get("s_per_token_alone") is not None: return tokens*r["s_per_token_alone"]*contention(load, r["cores"])
+    return tokens*r["s_per_token"]
+
+def estimate(config, instance_type: str = "local",
+             reference=None,              # a finished smaller run folder (or `rates_from_run`'s dict) whose measured rates to use
+             prices: dict | None = None, device: str | None = None,
+             load: float | None = None) -> Estimate:   # load average expected during the run (local CPU); None: as measured
     "Predict each selected stage's tokens, wall time and cost for `config` (a `PipelineConfig`, YAML path or preset) on `instance_type`."
     from cai_workbench.pipeline import PipelineConfig, load_config
     cfg = config if isinstance(config, PipelineConfig) else load_config(config)[0]
@@ -100,18 +166,14 @@ def estimate(config, instance_type: str = "local", reference=None, prices: dict 
         raise ConfigError(f"instance_type {instance_type!r} is not in the price table; known: {sorted(table['instances'])} (or pass prices={{...}})")
     inst = {**table["instances"].get(instance_type, {}), **({"usd_per_hour": over} if isinstance(over, (int, float)) else (over or {}))}
     dclass = device or inst.get("device") or "cpu"
-    measured = rates_from_run(reference) if reference else {}
+    measured = reference if isinstance(reference, dict) else rates_from_run(reference) if reference else {}
     bench = throughput_table().get("classes", {}).get(dclass, {})
-    notes = [f"prices: {table['source']} ({table['region']}, {table['date']}, verified={table['verified']})" if instance_type in table["instances"] and over is None
-             else "price: given by the caller" if inst.get("usd_per_hour") else "no price (local run)",
-             "token counts are upper bounds (early stops, shorter sequences); a rate measured on a smaller run of the same config absorbs that ratio"]
     rows = []
     for stage in cfg.stages:
-        w = stage_work(stage, cfg.stage_config(stage), cfg.seed)
-        r = measured.get(stage) or ({"s_per_token": bench[stage]["s_per_token"], "source": f"benchmark {dclass}: {bench[stage]['source']}"} if stage in bench else None)
-        wall = None if r is None else w["tokens"]*r["s_per_token"]
+        w = stage_work(stage, cfg.stage_config(stage), cfg.seed, cfg.stages)
+        r = measured.get(stage) or ({**bench[stage], "source": f"benchmark {dclass}: {bench[stage]['source']}"} if stage in bench else None)
+        wall = _wall(w["tokens"], r, load)
         usd = None if wall is None or not inst.get("usd_per_hour") else wall/3600*inst["usd_per_hour"]
         rows.append({"stage": stage, "tokens": w["tokens"], "what": w["what"], "wall_s": wall, "usd": usd,
                      "rate": r["source"] if r else f"unknown: no measured rate for {stage} on {dclass}; run a small config there and pass reference="})
-    if dclass.startswith("cuda") and not measured: notes.append(f"{dclass}: only figures measured on that device class are used; none are guessed from another one")
-    return Estimate(instance_type, rows, inst.get("usd_per_hour"), notes)
+    return Estimate(instance_type, rows, inst.get("usd_per_hour"), _notes(table, instance_type, over, inst, dclass, measured, load))

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .guards import fingerprint
-from .core import ConfigBase, RecordStore, Run, derive_seed, save_figure, set_seed, write_json, read_json
+from .core import ConfigBase, ConfigError, RecordStore, Run, derive_seed, save_figure, set_seed, write_json, read_json
 from .models import EMBEDDED, Generator, GenerationConfig, load_model, resolve_model_path
 from .judges import XSTEST_COMPLETION_FILES, JudgeContext, classify_refusal, constitutional_metrics, get_judge, xstest_agreement
 from .ai_judge import compare_pairs, elo_ratings, win_rate_intervals
@@ -22,8 +22,8 @@ from .report import EvalViewer, stage_conclusions, summary_rows, write_report, p
 from .stats import mean, mean_difference, rate, rate_difference, wilson
 
 # %% auto #0
-__all__ = ['POLICY_STAGES', 'EvalConfig', 'EvaluationConfig', 'discover_stages', 'stage_metrics', 'EvalResult', 'hazard_rates',
-           'run_evaluation']
+__all__ = ['POLICY_STAGES', 'EvalConfig', 'EvaluationConfig', 'discover_stages', 'stage_metrics', 'EvalResult', 'bon_name',
+           'best_of_n_answers', 'hazard_rates', 'run_evaluation']
 
 # %% ../nbs/08_evaluation.ipynb #40c7a9fb
 POLICY_STAGES = {"sft": "SL-CAI", "ppo": "PPO", "rloo": "RLOO", "grpo": "GRPO", "dpo": "DPO"}  # stage folder -> display name
@@ -48,6 +48,10 @@ class EvaluationConfig(ConfigBase):
     validate_classifier: bool = True        # add the refusal classifier's XSTest agreement when ../shared exists
     report: bool = True                     # write report.html (plots embedded)
     n_examples: int = 8                     # prompts shown side by side in the report
+    best_of_n: int = 0                      # n >= 2: also evaluate "<stage>+bon<n>": n samples per prompt, the reward model's favourite kept
+    best_of_n_stages: list[str] = field(default_factory=lambda: ["sft"])  # the policies sampled for best-of-n ("base" allowed)
+    best_of_n_temperature: float = 0.8      # sampling temperature of the n samples
+    reward_model: str | None = None         # reward-model adapter (or run folder) that picks; None: this run's reward_model/adapter
     seed: int | None = None                 # prompt sampling, judge principles, bootstrap; default: the run's seed
 
     def __post_init__(self):
@@ -55,6 +59,9 @@ class EvaluationConfig(ConfigBase):
         if self.pairwise not in ("vs_base", "all", "none"): raise ValueError(f"pairwise={self.pairwise!r}: use 'vs_base', 'all' or 'none'")
         if not self.prompts: raise ValueError("prompts: give at least one prompt source")
         if self.judge_principles < 0: raise ValueError(f"judge_principles={self.judge_principles}: use 0 (all) or more")
+        if self.best_of_n < 0 or self.best_of_n == 1: raise ConfigError(f"best_of_n={self.best_of_n}: use 0 (off) or n >= 2 samples")
+        if self.best_of_n and not self.best_of_n_temperature > 0:
+            raise ConfigError(f"best_of_n_temperature={self.best_of_n_temperature}: best-of-n needs sampling, a temperature > 0")
         if "refusal" not in self.judges: raise ValueError(f"judges={self.judges}: 'refusal' is needed (the headline refusal rates)")
 
 EvalConfig = EvaluationConfig   # the name before issue 15 (`XConfig` beside `run_x`)
@@ -180,6 +187,7 @@ def _check(run: Run, cfg: EvalConfig, model: str):
                              f"pass model={b!r}")
     judges = [get_judge(j) for j in cfg.judges if cfg.ai_judge or j != "ai_judge"]
     if cfg.judge_model: resolve_model_path(cfg.judge_model)     # a missing judge folder fails now, not after generation
+    if cfg.best_of_n: _check_best_of_n(run, cfg, stages)
     return prompts, {s: available[s] for s in stages}, load_constitution(cfg.constitution), judges
 
 def _answer(pol, tok, prompts, adapters: dict, cfg: EvalConfig, store: RecordStore, progress: bool) -> dict:
@@ -194,6 +202,36 @@ def _answer(pol, tok, prompts, adapters: dict, cfg: EvalConfig, store: RecordSto
                             desc=f"answers: {s}", adapter=s)      # the engine switches to stage s's adapter ("base": adapters off)
         out[s] = [(g.text, g.completion_tokens) for g in gens]
     return out
+
+# %% ../nbs/08_evaluation.ipynb #b0a1c002
+def bon_name(stage: str, n: int) -> str: "The row of stage's best-of-n policy, e.g. 'sft+bon4'."; return f"{stage}+bon{n}"
+
+def _check_best_of_n(run: Run, cfg: EvalConfig, stages: list[str]):
+    from cai_workbench.reward_scoring import reward_adapter_dir
+    bad = [s for s in cfg.best_of_n_stages if s not in stages]
+    if bad: raise ConfigError(f"evaluation.best_of_n_stages: {bad} not evaluated in {run.path} (stages: {stages}); name evaluated stages")
+    try: reward_adapter_dir(cfg.reward_model or run.path)     # no reward model: a clear error before any generation
+    except FileNotFoundError as e:
+        raise ConfigError(f"evaluation.best_of_n={cfg.best_of_n} needs a reward model: {e}, or set evaluation.reward_model") from None
+
+def best_of_n_answers(pol, tok, prompts: list[dict], adapters: dict, cfg: EvalConfig, store: RecordStore, rm, seed: int,
+                      progress: bool = True) -> dict:
+    "{'<stage>+bon<n>': [(text, completion_tokens, the n rewards)]}: n samples per prompt from each stage of `adapters`, `rm`'s highest kept."
+    n, out = cfg.best_of_n, {}
+    gen = Generator(pol, tok, cfg.generation.replace(temperature=cfg.best_of_n_temperature), progress=progress)
+    for s, a in adapters.items():
+        fp, ps = _answers_key(a, gen.config), [p for p in prompts for _ in range(n)]
+        gens = gen.generate([p["prompt"] for p in ps], ids=[f"{s}+bon:{fp}:{p['id']}:{j}" for p in prompts for j in range(n)],
+                            store=store, seed=derive_seed(seed, "best-of-n", s), desc=f"best-of-{n}: {s}", adapter=s)
+        r = rm.score([p["prompt"] for p in ps], [g.text for g in gens], batch_size=cfg.judge_batch_size, progress=progress)
+        picks = [max(range(i*n, (i+1)*n), key=lambda j: r[j]) for i in range(len(prompts))]   # ties: the first sample
+        out[bon_name(s, n)] = [(gens[j].text, gens[j].completion_tokens, [round(x, 4) for x in r[i*n:(i+1)*n]]) for i, j in enumerate(picks)]
+    return out
+
+def _reward_model(run: Run, cfg: EvalConfig):
+    from cai_workbench.reward_scoring import RewardModel
+    return RewardModel.load(cfg.reward_model or run.path)
+
 
 # %% ../nbs/08_evaluation.ipynb #a1b1db80
 def _judge_note(cfg: EvalConfig, model: str, stages: list[str]) -> str:
@@ -258,6 +296,9 @@ def run_evaluation(run: Run, config: EvaluationConfig | None = None, model: str 
     with run.stage("evaluation") as d:
         pol, tok = _load_policies(model, adapters)
         answers = _answer(pol, tok, prompts, adapters, cfg, RecordStore(d/"responses.jsonl"), progress)
+        bon = best_of_n_answers(pol, tok, prompts, {s: adapters[s] for s in cfg.best_of_n_stages}, cfg, RecordStore(d/"best_of_n.jsonl"),
+                                _reward_model(run, cfg), cfg.seed, progress) if cfg.best_of_n else {}
+        answers.update({s: [(t, n) for t, n, _ in v] for s, v in bon.items()}); stages = list(answers)
         texts = {s: [t for t, _ in a] for s, a in answers.items()}
         judged = _distinct_principles(cons, cfg.judge_principles, cfg.seed) if any(j.needs_model for j in judges) else []
         need_fm = bool(judged) or cfg.pairwise != "none"
@@ -265,6 +306,8 @@ def run_evaluation(run: Run, config: EvaluationConfig | None = None, model: str 
         ctx = JudgeContext(jm, jt, judged, cfg.judge_batch_size, cfg.max_judge_chars, cfg.threshold, progress)
         recs = {s: [{"stage": s, "prompt_id": p["id"], "prompt": p["prompt"], "label": p["label"], "category": p.get("category", ""),
                      "text": t, "completion_tokens": n} for p, (t, n) in zip(prompts, answers[s])] for s in stages}
+        for s, v in bon.items():
+            for r, (_, _, rw) in zip(recs[s], v): r["bon_rewards"] = rw
         for j in judges:
             for s in stages:
                 for r, out in zip(recs[s], j.judge(recs[s], ctx)): r.update(out)

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 # %% auto #0
 __all__ = ['path_digest', 'fingerprint', 'stage_fingerprint', 'stale_reasons', 'NonFiniteError', 'likely_cause',
-           'nonfinite_guard', 'RunLockedError', 'run_lock']
+           'nonfinite_guard', 'quiet_progress', 'RunLockedError', 'run_lock']
 
 # %% ../nbs/00c_guards.ipynb #153e27f7
 _HASHED: dict[tuple, str] = {}       # (path, size, mtime_ns, inode) -> content hash; a changed file gets a new key
@@ -136,6 +136,16 @@ def _drop_checkpoints(folder) -> None:
 def nonfinite_guard(stage: str):
     "A `transformers` callback that stops training `stage` on the first NaN/inf loss, gradient or weight."
     return _guard_class()(stage)
+
+# %% ../nbs/00c_guards.ipynb #c0de5g02
+def quiet_progress(trainer):
+    """Keep a `transformers` trainer's progress bar but drop the dict it prints at every logging step (`{'loss': ...}`):
+    the numbers go to the stage's metrics and trackers, and the console keeps one readable line per stage."""
+    from transformers.trainer_callback import ProgressCallback
+    class QuietProgress(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kw): pass
+    if trainer.pop_callback(ProgressCallback) is not None: trainer.add_callback(QuietProgress())
+    return trainer
 
 # %% ../nbs/00c_guards.ipynb #c20044f7
 import contextlib, datetime as _dt, socket

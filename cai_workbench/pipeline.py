@@ -347,11 +347,15 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--instance", default="local", help="SageMaker instance type, e.g. ml.g5.2xlarge (default: local)")
     e.add_argument("--reference", help="a finished smaller run folder whose measured throughput to use")
     e.add_argument("--price", type=float, help="USD per instance-hour (overrides the price table)")
+    e.add_argument("--load", type=float, help="load average expected during the run on this CPU (rescales measured wall times)")
     w = sub.add_parser("sweep", help="run every variant of a config with a sweep: block, sharing identical stages")
     w.add_argument("config", help="YAML config file with a sweep: block")
     w.add_argument("--runs-dir", help="where the run folders go (default: the config's runs_dir)")
+    w.add_argument("--on", default="local", choices=["local", "sagemaker"], help="run here one after another, or as parallel SageMaker jobs")
+    w.add_argument("--s3", help="on sagemaker: s3://bucket/prefix for the runs (default: the config's s3)")
     c = sub.add_parser("compare", help="compare finished run folders: headline figures with intervals, differing config keys")
     c.add_argument("runs", nargs="+", help="run folders")
+    c.add_argument("--html", help="also write the comparison page (table, plot, differing keys) to this file")
     sub.add_parser("presets", help="list the built-in presets")
     return ap
 
@@ -379,12 +383,13 @@ def main(argv: list[str] | None = None) -> int:
     if a.cmd == "env": print(describe_environment()); return 0
     if a.cmd in ("sweep", "compare"):
         from cai_workbench.sweeps import compare_runs, run_sweep
-        try: cmp = compare_runs(run_sweep(a.config, runs_dir=a.runs_dir).runs if a.cmd == "sweep" else a.runs)
+        try: cmp = compare_runs(run_sweep(a.config, runs_dir=a.runs_dir, on=a.on, s3_prefix=a.s3).runs if a.cmd == "sweep" else a.runs)
         except (ConfigError, MissingStageError, ValueError, FileNotFoundError) as e: print(f"error: {e}", file=sys.stderr); return 2
+        if getattr(a, "html", None): print(f"page: {cmp.write_html(a.html)}")
         print(cmp._repr_markdown_()); return 0
     if a.cmd == "estimate":
         from cai_workbench.estimate import estimate
-        try: print(estimate(a.config, a.instance, reference=a.reference, prices={a.instance: a.price} if a.price else None))
+        try: print(estimate(a.config, a.instance, reference=a.reference, prices={a.instance: a.price} if a.price else None, load=a.load))
         except (ConfigError, ValueError, FileNotFoundError) as e: print(f"error: {e}", file=sys.stderr); return 2
         return 0
     if a.cmd == "presets":

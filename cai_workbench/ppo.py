@@ -14,6 +14,7 @@ from typing import Callable, Literal, Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from fastcore.basics import patch
 
 from .core import START_FROM, ConfigBase, ConfigError
 from .models import GenerationConfig, LoraSpec, Generator
@@ -142,6 +143,7 @@ def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) 
     if not shift_mean: w = w + masked_mean(x, mask)
     return w * mask
 
+# %% ../nbs/06_ppo.ipynb #e18524s1
 def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0, lam: float = 0.95):
     "Generalised advantage estimation: rewards, values, mask (B, R) -> advantages, returns (B, R)."
     mask = mask.to(rewards.dtype)
@@ -187,6 +189,7 @@ class ValueHead(nn.Module):
         nn.init.normal_(self.summary.weight, std=1 / math.sqrt(hidden_size + 1)); nn.init.zeros_(self.summary.bias)
     def forward(self, h): return self.summary(h.float()).squeeze(-1)       # (B, R, H) -> (B, R)
 
+# %% ../nbs/06_ppo.ipynb #69200ds1
 class PolicyValueModel(nn.Module):
     "Policy, value and reference on one PEFT model: adapters `policy` (+ `value`, `reference`)."
     def __init__(self, peft_model, value_model: str = "adapter", temperature: float = 1.0):
@@ -209,42 +212,48 @@ class PolicyValueModel(nn.Module):
         self.peft.base_model.set_adapter(adapter, inference_mode=adapter not in self.trainable_adapters)
         for p in self.trainable_parameters(): p.requires_grad_(True)
 
-    def _hidden(self, ids, attn):
-        pos = (attn.cumsum(1) - 1).clamp(min=0)                                    # (B, T)
-        return self.trunk(input_ids=ids, attention_mask=attn, position_ids=pos).last_hidden_state  # (B, T, H)
+# %% ../nbs/06_ppo.ipynb #69200dq1
+@patch
+def _hidden(self: PolicyValueModel, ids, attn):
+    pos = (attn.cumsum(1) - 1).clamp(min=0)                                    # (B, T)
+    return self.trunk(input_ids=ids, attention_mask=attn, position_ids=pos).last_hidden_state  # (B, T, H)
 
-    def _response_logits(self, hidden, Q: int):
-        return self.lm_head(hidden[:, Q - 1:-1]).float() / self.temperature      # (B, R, V): predicts response token t
+@patch
+def _response_logits(self: PolicyValueModel, hidden, Q: int):
+    return self.lm_head(hidden[:, Q - 1:-1]).float() / self.temperature      # (B, R, V): predicts response token t
 
-    def forward(self, ids, attn, Q: int, with_entropy: bool = False):
-        "Policy log-probs of the response tokens, values (and entropy); ids/attn (B, Q+R) -> each (B, R)."
+@patch
+def forward(self: PolicyValueModel, ids, attn, Q: int, with_entropy: bool = False):
+    "Policy log-probs of the response tokens, values (and entropy); ids/attn (B, Q+R) -> each (B, R)."
+    self.use("policy")
+    h = self._hidden(ids, attn)
+    logits = self._response_logits(h, Q)
+    logprobs = token_logprobs(logits, ids[:, Q:])                                  # (B, R)
+    entropy = None
+    if with_entropy:
+        p = logits.softmax(-1)
+        entropy = torch.logsumexp(logits, -1) - (p * logits).sum(-1)              # (B, R)
+    if self.value_model == "shared":
+        values = self.value_head(h[:, Q - 1:-1])
+    else:
+        self.use("value")
+        values = self.value_head(self._hidden(ids, attn)[:, Q - 1:-1])            # (B, R)
         self.use("policy")
-        h = self._hidden(ids, attn)
-        logits = self._response_logits(h, Q)
-        logprobs = token_logprobs(logits, ids[:, Q:])                                  # (B, R)
-        entropy = None
-        if with_entropy:
-            p = logits.softmax(-1)
-            entropy = torch.logsumexp(logits, -1) - (p * logits).sum(-1)              # (B, R)
-        if self.value_model == "shared":
-            values = self.value_head(h[:, Q - 1:-1])
-        else:
-            self.use("value")
-            values = self.value_head(self._hidden(ids, attn)[:, Q - 1:-1])            # (B, R)
-            self.use("policy")
-        return logprobs, values, entropy
+    return logprobs, values, entropy
 
-    @torch.no_grad()
-    def reference_logprobs(self, ids, attn, Q: int):
-        "Log-probs under the reference: the frozen SFT adapter, or the base with adapters disabled; (B, R)."
-        if self.has_reference_adapter:
-            self.use("reference")
-            try: h = self._hidden(ids, attn)
-            finally: self.use("policy")
-        else:
-            with self.peft.disable_adapter(): h = self._hidden(ids, attn)
-            self.use("policy")                                 # leaving disable_adapter() resets requires_grad
-        return token_logprobs(self._response_logits(h, Q), ids[:, Q:])
+# %% ../nbs/06_ppo.ipynb #69200dq2
+@patch
+@torch.no_grad()
+def reference_logprobs(self: PolicyValueModel, ids, attn, Q: int):
+    "Log-probs under the reference: the frozen SFT adapter, or the base with adapters disabled; (B, R)."
+    if self.has_reference_adapter:
+        self.use("reference")
+        try: h = self._hidden(ids, attn)
+        finally: self.use("policy")
+    else:
+        with self.peft.disable_adapter(): h = self._hidden(ids, attn)
+        self.use("policy")                                 # leaving disable_adapter() resets requires_grad
+    return token_logprobs(self._response_logits(h, Q), ids[:, Q:])
 
 # %% ../nbs/06_ppo.ipynb #0ba6deb3
 def build_ppo_model(base, config: PPOConfig, sft_adapter=None) -> PolicyValueModel:
@@ -271,6 +280,7 @@ class Rollout:
     kl: torch.Tensor                # (B,) summed per-token KL to the reference
     texts: list[str]; prompts: list[str]; finished: list[bool]
 
+# %% ../nbs/06_ppo.ipynb #59a0f3s1
 def pad_query_response(queries: list[list[int]], responses: list[list[int]], pad: int):
     "Left-pad queries to Q, right-pad responses to R: ids, attn (B, Q+R), response mask (B, R), Q."
     Q, R = max(map(len, queries)), max(map(len, responses))
@@ -280,6 +290,7 @@ def pad_query_response(queries: list[list[int]], responses: list[list[int]], pad
 
 RewardFn = Callable[[list[str], list[str]], Sequence[float]]
 
+# %% ../nbs/06_ppo.ipynb #59a0f3s2
 @torch.no_grad()
 def collect_rollouts(model: PolicyValueModel, gen: Generator, prompts: list[str], reward_fn: RewardFn,
                      config: PPOConfig, kl_coef: float, seed: int | None = None) -> Rollout:
@@ -323,6 +334,7 @@ def explained_variance(values, returns, mask) -> float:
     var_r = masked_var(returns, mask)
     return float("nan") if var_r.item() == 0 else (1 - masked_var(returns - values, mask) / var_r).item()
 
+# %% ../nbs/06_ppo.ipynb #8b37d4s1
 def ppo_update(model: PolicyValueModel, optimizer, ro: Rollout, config: PPOConfig, generator: torch.Generator | None = None,
                accelerator=None) -> dict:
     "PPO epochs x minibatches over one rollout batch; returns the mean statistics."

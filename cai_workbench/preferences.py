@@ -15,10 +15,13 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from fastcore.basics import patch
+
 from .core import ConfigBase, ConfigError, RecordStore, Run
 from .sft import sft_adapter
 from .pair_data import PAIRINGS, check_pair, load_pair_file, pair_indices, revision_pairs, save_pairs
-from .models import GenerationConfig, Generator, encode_chat, load_model, model_id
+from .backends import adapters_loaded
+from .models import GenerationConfig, Generator, _adapter_base, encode_chat, load_model, model_id
 from .scoring import completion_logprobs, next_token_logprobs, single_token_ids
 from .labellers import decide, labelled_record, make_labeller
 
@@ -47,6 +50,7 @@ FEW_SHOT = [  # (prompt, option 1, option 2, index of the better option)
      "I can't help find someone's address without their consent. If you need to reach her about something legal, a solicitor can.", 1),
 ]  # the better option alternates A, B, A, B: an even number of examples teaches no position
 
+# %% ../nbs/04_preferences.ipynb #4f022bs1
 def mc_question(prompt: str, first: str, second: str, question: str, letters: Sequence[str] = ("A", "B"), cot: bool = False) -> str:
     "The multiple-choice text shown to the feedback model (the user turn)."
     a, b = letters
@@ -123,35 +127,39 @@ class AILabeller:
         self.tie_margin, self.batch_size, self.seed, self.system, self.progress = tie_margin, batch_size, seed, system, progress
         self.id = model_id(model) if hasattr(model, "config") else type(model).__name__
 
-    def principle(self, pair_id: str):
-        "The comparison principle for a pair (weighted, seeded by the labeller seed and the pair id)."
-        return self.constitution.sample(random.Random(f"{self.seed}:{pair_id}"), k=1)[0]
+# %% ../nbs/04_preferences.ipynb #3d7561q1
+@patch
+def principle(self: AILabeller, pair_id: str):
+    "The comparison principle for a pair (weighted, seeded by the labeller seed and the pair id)."
+    return self.constitution.sample(random.Random(f"{self.seed}:{pair_id}"), k=1)[0]
 
-    def _score(self, prompts: list, desc: str) -> tuple[list[float], list[str | None]]:
-        "P(first letter) for each MC prompt, with the generated reasoning when `cot`."
-        if not self.cot:
-            return letter_probs(self.model, self.tokenizer, prompts, self.letters, ANSWER_PREFIX, self.scoring, self.batch_size, self.system), [None]*len(prompts)
-        gen = Generator(self.model, self.tokenizer, GenerationConfig(max_new_tokens=self.cot_max_new_tokens, batch_size=self.batch_size,
-                                                                      system_prompt=self.system), progress=self.progress)
-        why = [g.text for g in gen.generate(prompts, desc=f"{desc} reasoning")]
-        return letter_probs(self.model, self.tokenizer, prompts, self.letters, [w + COT_ANSWER for w in why], self.scoring,
-                            self.batch_size, self.system), why
+@patch
+def _score(self: AILabeller, prompts: list, desc: str) -> tuple[list[float], list[str | None]]:
+    "P(first letter) for each MC prompt, with the generated reasoning when `cot`."
+    if not self.cot:
+        return letter_probs(self.model, self.tokenizer, prompts, self.letters, ANSWER_PREFIX, self.scoring, self.batch_size, self.system), [None]*len(prompts)
+    gen = Generator(self.model, self.tokenizer, GenerationConfig(max_new_tokens=self.cot_max_new_tokens, batch_size=self.batch_size,
+                                                                  system_prompt=self.system), progress=self.progress)
+    why = [g.text for g in gen.generate(prompts, desc=f"{desc} reasoning")]
+    return letter_probs(self.model, self.tokenizer, prompts, self.letters, [w + COT_ANSWER for w in why], self.scoring,
+                        self.batch_size, self.system), why
 
-    def label(self, pairs: Sequence[dict], desc: str = "label") -> list[dict]:
-        "One labelled record per pair (`id`, `prompt`, `response_a`, `response_b` needed)."
-        for i, p in enumerate(pairs): check_pair(p, f"pair {p.get('id', i)!r}")
-        if not pairs: return []
-        t0 = time.time()
-        pr = [self.principle(str(p["id"])) for p in pairs]
-        mk = lambda p, x, y, q: mc_messages(p["prompt"], x, y, q.comparison_question, self.letters, self.few_shot, self.cot)
-        p_ab, why_ab = self._score([mk(p, p["response_a"], p["response_b"], q) for p, q in zip(pairs, pr)], f"{desc} (A/B)")
-        p_ba, why_ba = (self._score([mk(p, p["response_b"], p["response_a"], q) for p, q in zip(pairs, pr)], f"{desc} (B/A)")
-                        if self.both_orders else ([None]*len(pairs), [None]*len(pairs)))
-        secs = (time.time() - t0)/len(pairs)
-        return [labelled_record(p, combine_orders(ab, ba, self.cot_clamp), self, self.tie_margin, secs, p_a_ab=ab, p_a_ba=ba,
-                                principle=q.name, question=q.comparison_question, reasoning=w1, reasoning_ba=w2)
-                for p, q, ab, ba, w1, w2 in zip(pairs, pr, p_ab, p_ba, why_ab, why_ba)]
-
+# %% ../nbs/04_preferences.ipynb #3d7561q2
+@patch
+def label(self: AILabeller, pairs: Sequence[dict], desc: str = "label") -> list[dict]:
+    "One labelled record per pair (`id`, `prompt`, `response_a`, `response_b` needed)."
+    for i, p in enumerate(pairs): check_pair(p, f"pair {p.get('id', i)!r}")
+    if not pairs: return []
+    t0 = time.time()
+    pr = [self.principle(str(p["id"])) for p in pairs]
+    mk = lambda p, x, y, q: mc_messages(p["prompt"], x, y, q.comparison_question, self.letters, self.few_shot, self.cot)
+    p_ab, why_ab = self._score([mk(p, p["response_a"], p["response_b"], q) for p, q in zip(pairs, pr)], f"{desc} (A/B)")
+    p_ba, why_ba = (self._score([mk(p, p["response_b"], p["response_a"], q) for p, q in zip(pairs, pr)], f"{desc} (B/A)")
+                    if self.both_orders else ([None]*len(pairs), [None]*len(pairs)))
+    secs = (time.time() - t0)/len(pairs)
+    return [labelled_record(p, combine_orders(ab, ba, self.cot_clamp), self, self.tie_margin, secs, p_a_ab=ab, p_a_ba=ba,
+                            principle=q.name, question=q.comparison_question, reasoning=w1, reasoning_ba=w2)
+            for p, q, ab, ba, w1, w2 in zip(pairs, pr, p_ab, p_ba, why_ab, why_ba)]
 
 # %% ../nbs/04_preferences.ipynb #c0de5q01
 PAIR_SOURCES = ("sampled", "revision", "file")
@@ -242,6 +250,7 @@ class PreferenceResult:
                     f"({self.quality['agreement']:.2f}, 95% CI {self.quality['ci']}); treat these labels as noise.")
         return f"**preferences** `{self.path}` — labeller `{self.labeller}`\n\n| | |\n|---|---|\n{rows}{warn}"
 
+# %% ../nbs/04_preferences.ipynb #058402s1
 def _stats(records: Sequence[dict]) -> dict:
     ai = [r for r in records if r.get("p_a") is not None]
     from cai_workbench.label_quality import consistent_in_both_orders
@@ -253,12 +262,13 @@ def _stats(records: Sequence[dict]) -> dict:
 
 # %% ../nbs/04_preferences.ipynb #273f3633
 def sample_pairs(gen: Generator, prompts: Sequence[dict], k: int = 2, pairing: str = "all", pairs_per_prompt: int = 1,
-                 seed: int = 0, store: RecordStore | None = None) -> tuple[list[dict], int]:
+                 seed: int = 0, store: RecordStore | None = None, adapter: str | None = None) -> tuple[list[dict], int]:
     "Sample `k` responses per prompt (`{'id','prompt'}` dicts) and pair them; returns (pairs, pairs skipped as identical/empty)."
     if k < 2: raise ValueError(f"k={k}: need at least 2 responses per prompt to make a pair")
     flat = [(p, j) for p in prompts for j in range(k)]
     gens = gen.generate([p["prompt"] for p, _ in flat], ids=[f"{p['id']}:s{j}" for p, j in flat], store=store, seed=seed,
-                        record=lambda i, g: {"prompt_id": str(flat[i][0]["id"]), "sample": flat[i][1]}, desc="sample responses")
+                        record=lambda i, g: {"prompt_id": str(flat[i][0]["id"]), "sample": flat[i][1]}, desc="sample responses",
+                        adapter=adapter)
     pairs, skipped = [], 0
     for n, p in enumerate(prompts):
         texts = [g.text for g in gens[n*k:(n+1)*k]]
@@ -268,6 +278,7 @@ def sample_pairs(gen: Generator, prompts: Sequence[dict], k: int = 2, pairing: s
                           "source": "ai", "prompt_id": str(p["id"]), "samples": [i, j]})
     return pairs, skipped
 
+# %% ../nbs/04_preferences.ipynb #273f36s1
 def _file_pairs(path) -> list[dict]:
     "A user pair file as unlabelled pairs (chosen/rejected files keep the human label in `human_label`)."
     out = []
@@ -279,11 +290,9 @@ def _file_pairs(path) -> list[dict]:
 
 def _same_model(a, b) -> bool: return str(a) == str(b)
 
-def run_preferences(run: Run, config: PreferencesConfig | None = None, model: str = "embedded", progress: bool = True) -> PreferenceResult:
-    "The preference stage: pairs (sampled / revision / file), AI labels in both orders, pairs.jsonl + dataset/, quality report."
-    config = config or PreferencesConfig()
-    seed = run.seed if config.seed is None else config.seed
-    # -- check every input before any work
+# %% ../nbs/04_preferences.ipynb #c0de5q02
+def _preference_inputs(run: Run, config: PreferencesConfig, seed: int) -> tuple[list, list, list]:
+    "(revision pairs, file pairs, prompts to sample for): every input checked before any model is loaded."
     rev = revision_pairs(run.require("critique_revision", "records.jsonl", hint="run the critique_revision stage first, or "
                                      "leave 'revision' out of preferences.sources")) if "revision" in config.sources else []
     filep = _file_pairs(config.pairs_file) if "file" in config.sources else []
@@ -292,6 +301,21 @@ def run_preferences(run: Run, config: PreferencesConfig | None = None, model: st
         from cai_workbench.prompts import load_prompts
         prompts = list(load_prompts(config.prompts, limit=config.limit, seed=seed))
         if not prompts: raise ValueError(f"prompts={config.prompts!r}: no prompts to sample responses for")
+    return rev, filep, prompts
+
+def _label_all(labeller, pairs: list[dict], store: RecordStore, progress: bool) -> list[dict]:
+    "Label the pairs not yet in `store`, in chunks (each on disk before the next), and return every pair's record."
+    todo = [p for p in pairs if p["id"] not in store]
+    for k in tqdm(range(0, len(todo), 64), desc="AI labels", disable=not progress or len(todo) <= 64, leave=False):
+        store.extend(labeller.label(todo[k:k+64]))
+    return [store[p["id"]] for p in pairs]
+
+# %% ../nbs/04_preferences.ipynb #273f36s2
+def run_preferences(run: Run, config: PreferencesConfig | None = None, model: str = "embedded", progress: bool = True) -> PreferenceResult:
+    "The preference stage: pairs (sampled / revision / file), AI labels in both orders, pairs.jsonl + dataset/, quality report."
+    config = config or PreferencesConfig()
+    seed = run.seed if config.seed is None else config.seed
+    rev, filep, prompts = _preference_inputs(run, config, seed)
     from cai_workbench.label_quality import check_quality_inputs, write_quality
     hh = check_quality_inputs(config)
     fb_name = config.feedback_model or model
@@ -301,23 +325,20 @@ def run_preferences(run: Run, config: PreferencesConfig | None = None, model: st
         sampled, skipped = [], 0
         if prompts:
             policy_name = str(sft_adapter(run, config.start_from, None, "preferences") or model)
-            pol, ptok = (fb_model, fb_tok) if _same_model(policy_name, fb_name) else load_model(policy_name)
-            gen = Generator(pol, ptok, config.generation.replace(system_prompt=config.system_prompt), progress=progress)
-            sampled, skipped = sample_pairs(gen, prompts, config.k, config.pairing, config.pairs_per_prompt, seed, RecordStore(d/"samples.jsonl"))
-            if pol is not fb_model: del pol
-        to_label = sampled + filep
-        store = RecordStore(d/"labels.jsonl")
-        todo = [p for p in to_label if p["id"] not in store]
-        for k in tqdm(range(0, len(todo), 64), desc="AI labels", disable=not progress or len(todo) <= 64, leave=False):
-            store.extend(labeller.label(todo[k:k+64]))          # crash-safe: every chunk is on disk before the next
-        records = [store[p["id"]] for p in to_label] + rev
+            onto = _same_model(_adapter_base(policy_name), fb_name)   # an adapter on the feedback model's base goes onto it
+            with adapters_loaded(fb_model, {"policy": policy_name} if onto else {}) as m:   # and is unloaded before labelling
+                pol, ptok = (m, fb_tok) if onto or _same_model(policy_name, fb_name) else load_model(policy_name)
+                gen = Generator(pol, ptok, config.generation.replace(system_prompt=config.system_prompt), progress=progress)
+                sampled, skipped = sample_pairs(gen, prompts, config.k, config.pairing, config.pairs_per_prompt, seed,
+                                                RecordStore(d/"samples.jsonl"), adapter="policy" if onto else None)
+                del pol, gen
+        records = _label_all(labeller, sampled + filep, RecordStore(d/"labels.jsonl"), progress) + rev
         if (d/"pairs.jsonl").exists():                          # keep human decisions from an earlier run
             human = {r["id"]: r for r in load_pair_file(d/"pairs.jsonl") if r.get("label_source") == "human"}
             records = [human.get(r["id"], r) for r in records]
         save_pairs(d, records, config.keep_ties)
         quality = write_quality(d, records, labeller, hh, config, seed, progress)
-    st = _stats(records)
-    by = {s: sum(r.get("source") == s for r in records) for s in ("ai", "revision")}
+    st, by = _stats(records), {s: sum(r.get("source") == s for r in records) for s in ("ai", "revision")}
     if skipped: by["skipped_identical"] = skipped
     return PreferenceResult(d, len(records), by, st["labels"], st["position_consistency"], st["mean_confidence"],
                             st["seconds_per_label"], labeller.id, quality)

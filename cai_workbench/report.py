@@ -44,6 +44,7 @@ def plot_helpful_harmless(summary: dict):
            ylabel="harmlessness: harmful prompts refused", title="Helpfulness vs harmlessness (95% intervals)")
     ax.grid(alpha=0.3); fig.tight_layout(); return fig
 
+# %% ../nbs/08b_report.ipynb #c1daa772
 def plot_hazards(summary: dict):
     "Refusal rate on harmful prompts per hazard category and stage (heatmap)."
     import numpy as np
@@ -68,6 +69,7 @@ def plot_principles(summary: dict):
     ax.set_xticks(np.arange(len(names)) + w*(len(st) - 1)/2, names); ax.set(ylim=(0, 1.05), ylabel="mean score", title="Principle heuristics")
     ax.legend(fontsize=8); fig.tight_layout(); return fig
 
+# %% ../nbs/08b_report.ipynb #c5488727
 def plot_elo(summary: dict):
     "Elo rating per stage with its 95% bootstrap interval."
     plt = _plt(); st = [s for s in summary["stages"] if summary["metrics"][s].get("elo") is not None]
@@ -154,6 +156,7 @@ def answers_side_by_side(answers: Sequence[dict], prompt_id: str, stages: Sequen
             f' {badge(first.get("category", "") or "-", "muted")}</h3>')
     return head + section("prompt", text=first["prompt"], max_height="8em") + f'<div style="display:flex;gap:8px;flex-wrap:wrap">{"".join(cols)}</div>'
 
+# %% ../nbs/08b_report.ipynb #ca966129
 def render_report(summary: dict, answers: Sequence[dict], n_examples: int = 6, plots: bool = True) -> str:
     "The whole report as one self-contained HTML page."
     st, M = summary["stages"], summary["metrics"]
@@ -198,6 +201,7 @@ def render_report(summary: dict, answers: Sequence[dict], n_examples: int = 6, p
     return ("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>CAI evaluation</title>" + VIEW_CSS +
             "</head><body><div class=\"cai-view\" style=\"max-width:1200px\">" + "".join(parts) + "</div></body></html>")
 
+# %% ../nbs/08b_report.ipynb #c0bdc93c
 def write_report(path, summary: dict, answers: Sequence[dict], **kw) -> Path:
     "Render and write `report.html` atomically."
     return atomic_write_text(path, render_report(summary, answers, **kw))

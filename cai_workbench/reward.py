@@ -14,8 +14,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .guards import nonfinite_guard
+from .guards import nonfinite_guard, quiet_progress
 from .core import ConfigBase, ConfigError, Run, atomic_dir, read_json, save_figure, set_seed, write_json
+from .stats import wilson
 from .checkpoints import CheckpointSettings, checkpoint_args, finish_checkpoints, resume_point
 
 from .environment import detect_device
@@ -104,6 +105,7 @@ def split_pairs(pairs: list[dict], config: RewardModelConfig, seed: int = 0, sou
     if config.ties == "weight": train += [_example(r, 0.5, config.tie_weight) for r in ties if str(r["prompt"]) not in held_prompts]
     return train, held
 
+# %% ../nbs/05_reward_model.ipynb #9abaebs1
 def _held_prompts(decided: list[dict], fraction: float, seed: int) -> set[str]:
     """A seeded set of whole prompts holding about `fraction` of the pairs (at least one pair, and at least one prompt
     left for training): with k>2 samples per prompt the same response is in several pairs, so a split by pair would
@@ -178,18 +180,15 @@ def train_reward_model(examples: list[dict], config: RewardModelConfig, model: s
         trainer = SoftLabelRewardTrainer(model=m, args=args, train_dataset=ds, processing_class=tok,
                                          data_collator=SoftPreferenceCollator(pad_token_id=tok.pad_token_id),
                                          peft_config=config.lora.peft_config("SEQ_CLS"), callbacks=[nonfinite_guard("reward_model")])
-        trainer.train(resume_from_checkpoint=resume_point(trainer) if output_dir else None)
+        quiet_progress(trainer).train(resume_from_checkpoint=resume_point(trainer) if output_dir else None)
         log = [h for h in trainer.state.log_history if "loss" in h or "train_loss" in h]
     pm = trainer.model.eval()
     return RewardModel(pm, tok, max_length=config.max_length), log
 
 # %% ../nbs/05_reward_model.ipynb #9d41273c
-def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    "Wilson score interval for k successes out of n."
-    if n == 0: return (float("nan"), float("nan"))
-    p = k/n; d = 1 + z*z/n
-    c, h = (p + z*z/(2*n))/d, z*math.sqrt(p*(1-p)/n + z*z/(4*n*n))/d
-    return (max(0.0, c - h), min(1.0, c + h))
+def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    "Wilson score interval for k successes out of n (`stats.wilson`, the project's one interval); (nan, nan) when n = 0."
+    return wilson(k, n, confidence).ci or (float("nan"), float("nan"))
 
 def _sigmoid(x: float) -> float: return 1/(1+math.exp(-x)) if x >= 0 else math.exp(x)/(1+math.exp(x))
 
@@ -206,6 +205,7 @@ def calibration_table(diffs, targets, bins: int = 10) -> tuple[list[dict], float
     n = sum(r["n"] for r in rows)
     return rows, (sum(r["n"]*abs(r["pred"] - r["obs"]) for r in rows)/n if n else float("nan"))
 
+# %% ../nbs/05_reward_model.ipynb #9d4127s1
 def evaluate_pairs(rm: RewardModel, pairs: list[dict], batch_size: int = 16, bins: int = 10, desc: str = "score pairs") -> dict:
     """Accuracy (with Wilson interval), calibration and the raw rewards of `pairs` (dicts with prompt/chosen/rejected).
     A pair with a `context` (hh-rlhf: every turn before the reply) is scored against that whole conversation."""
@@ -266,6 +266,7 @@ def _human_pairs(config: RewardModelConfig) -> tuple[list[dict] | None, str | No
 
 def _sha(path) -> str: return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
+# %% ../nbs/05_reward_model.ipynb #90c1fes1
 @dataclass
 class RewardResult:
     "What the reward-model stage did; shows as a table."
@@ -292,6 +293,7 @@ class RewardResult:
         return f"**reward model** `{self.path}`\n\n| | |\n|---|---|\n{rows}" + (f"\n\nhuman pairs skipped: {skip}" if skip else "")
     def __repr__(self): return f"RewardResult({self.summary()})"
 
+# %% ../nbs/05_reward_model.ipynb #90c1fes2
 def run_reward_model(run: Run, config: RewardModelConfig | None = None, model: str = "embedded") -> RewardResult:
     "Train the reward model on the run's preference pairs and evaluate it into `reward_model/`."
     config = config or RewardModelConfig()

@@ -219,7 +219,11 @@ def __repr__(self: RewardModel):
     return f"RewardModel({model_id(self.model)}, {mode})"
 
 # %% ../nbs/05a_reward_scoring.ipynb #9ce29437
-def random_reward_adapter(path, base: str = "tiny", seed: int = 0, r: int = 4) -> Path:
+def random_reward_adapter(path,              # where to save the adapter folder
+                          base: str = "tiny", # base model name for `load_model`
+                          seed: int = 0,      # seed of the random LoRA and head weights
+                          r: int = 4,         # LoRA rank
+                         ) -> Path:
     "A reward adapter with random LoRA weights and head on `base` (for tests and demos of the plumbing)."
     from transformers import AutoModelForSequenceClassification
     from peft import get_peft_model

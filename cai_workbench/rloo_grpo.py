@@ -13,7 +13,7 @@ from typing import Callable, Literal, Sequence
 
 import torch
 
-from .guards import fingerprint, nonfinite_guard
+from .guards import fingerprint, nonfinite_guard, quiet_progress
 from .core import (START_FROM, ConfigBase, ConfigError, Run, atomic_dir, read_json, save_figure, set_seed, write_json,
                                atomic_write_text, jsonl_line, read_jsonl)
 from .checkpoints import CheckpointSettings, checkpoint_args, finish_checkpoints, resume_point
@@ -115,21 +115,33 @@ _KEYS = {"reward_mean": "reward", "reward_std": "reward_std", "kl": "kl", "entro
          "response_len": "completions/mean_length", "loss": "loss", "clip_ratio": "clip_ratio/region_mean",
          "grad_norm": "grad_norm", "learning_rate": "learning_rate"}
 
+def _step_row(logs: dict, step: int, wall_s: float | None) -> dict:
+    "One metrics row in our names (PPO's) from TRL's log dict of one step."
+    return {"step": step, "update": step, **{k: (float(logs[v]) if logs.get(v) is not None else None) for k, v in _KEYS.items()},
+            "wall_s": wall_s}
+
+# %% ../nbs/06a_rloo_grpo.ipynb #b7c1e0a2
 class StepMetrics(TrainerCallback):
-    "Collect TRL's per-step logs as `{step, reward_mean, kl, entropy, ...}` rows (appended to `path` when given)."
+    """Collect TRL's per-step logs as `{step, reward_mean, kl, entropy, ...}` rows (written to `path` when given).
+    Each step's wall time also goes into the trainer's `log_history`, which every checkpoint saves: a resumed run
+    starts with the rows of the steps before the resume instead of losing them."""
     def __init__(self, path=None, method: str = "rl"):
         self.path, self.method, self.rows, self._t = (Path(path) if path else None), method, [], time.time()
 
+    def on_train_begin(self, args, state, control, **kw):
+        self.rows = [_step_row(h, h["step"], h.get("step_wall_s")) for h in state.log_history if "reward" in h]
+        if self.path is not None: atomic_write_text(self.path, "".join(map(jsonl_line, self.rows)))
+        self._t = time.time()
+
     def on_log(self, args, state, control, logs=None, **kw):
         if not logs or "reward" not in logs: return
-        row = {"step": state.global_step, "update": state.global_step,
-               **{k: (float(logs[v]) if logs.get(v) is not None else None) for k, v in _KEYS.items()},
-               "wall_s": round(time.time() - self._t, 3)}
-        self._t = time.time()
+        row = _step_row(logs, state.global_step, round(time.time() - self._t, 3)); self._t = time.time()
         bad = [k for k in ("loss", "reward_mean") if row[k] is not None and not math.isfinite(row[k])]
         if bad:
             raise RLDivergedError(f"{self.method} step {row['step']}: {bad[0]} is {row[bad[0]]}; the run diverged. Lower "
                                   f"learning_rate ({args.learning_rate}) or raise beta; nothing was saved.")
+        hist = getattr(state, "log_history", None)
+        if hist and hist[-1].get("step") == state.global_step: hist[-1]["step_wall_s"] = row["wall_s"]   # saved with the next checkpoint
         self.rows.append(row)
         if self.path is not None:
             with open(self.path, "a", encoding="utf-8") as f: f.write(jsonl_line(row))
@@ -151,6 +163,7 @@ def plot_rl_curves(rows: Sequence[dict], path=None, title: str = "RL"):
     if path is not None: save_figure(fig, path)
     return fig
 
+# %% ../nbs/06a_rloo_grpo.ipynb #ce22da9d
 @dataclass
 class RLResult:
     "What an RLOO/GRPO stage did: per-step metrics and the headline numbers (same summary keys as PPO)."
@@ -209,20 +222,29 @@ def _trl_args(method: str, config: RLConfig, out: str, seed: int, dev):
     else: kw.update(loss_type=config.loss_type, scale_rewards=config.scale_rewards)
     return Args(**kw)
 
-def _run_rl(method: str, run: Run, config: RLConfig, model: str, reward_fn: RewardFunc | None, prompts) -> RLResult:
-    from datasets import Dataset
+# %% ../nbs/06a_rloo_grpo.ipynb #c6arli01
+def _rl_inputs(method: str, run: Run, config: RLConfig, model: str, reward_fn, prompts):
+    "(seed, prompt texts, SFT adapter or None, reward adapter or None, cache key), checked before any work."
     seed = run.seed if config.seed is None else config.seed
     texts = _prompt_texts(config, prompts, seed)
     sft = sft_adapter(run, config.start_from, model, stage=method)
     rm_dir = None if reward_fn is not None else run.require("reward_model", "adapter", hint="run reward_model first (or pass reward_fn=...)")
     key = {"config": config.to_dict(), "model": str(model), "sft": sft and fingerprint(sft), "reward": rm_dir and fingerprint(rm_dir),
            "prompts": len(texts), "custom_reward": reward_fn is not None}
+    return seed, texts, sft, rm_dir, key
+
+def _cached(run: Run, method: str, key: dict, reward_fn) -> RLResult | None:
+    "The finished stage's result when it was made from the same inputs (never with a custom reward function)."
     old = run.path/method/"metrics.json"
-    if reward_fn is None and run.is_done(method) and old.exists():
-        m = read_json(old)
-        if m.get("key") == key:
-            rows = read_jsonl(run.path/method/"metrics.jsonl", "metrics")
-            return RLResult(run.path/method, method, rows, m["wall_s"], m["peak_mem_mb"])
+    if reward_fn is None and run.is_done(method) and old.exists() and (m := read_json(old)).get("key") == key:
+        return RLResult(run.path/method, method, read_jsonl(run.path/method/"metrics.jsonl", "metrics"), m["wall_s"], m["peak_mem_mb"])
+    return None
+
+# %% ../nbs/06a_rloo_grpo.ipynb #c730c47f
+def _run_rl(method: str, run: Run, config: RLConfig, model: str, reward_fn: RewardFunc | None, prompts) -> RLResult:
+    from datasets import Dataset
+    seed, texts, sft, rm_dir, key = _rl_inputs(method, run, config, model, reward_fn, prompts)
+    if (done := _cached(run, method, key, reward_fn)) is not None: return done
     dev = detect_device(config.device)
     t0 = time.time()
     with run.stage(method, steps=config.max_steps) as d, atomic_dir(d) as out, PeakMemory(dev.kind) as mem:
@@ -240,7 +262,7 @@ def _run_rl(method: str, run: Run, config: RLConfig, model: str, reward_fn: Rewa
         trainer = Trainer(model=policy, reward_funcs=reward_fn, args=_trl_args(method, config, str(d/"checkpoints"), seed, dev),
                           train_dataset=ds, processing_class=tok, callbacks=[log, nonfinite_guard(method)],   # checkpoints survive a kill
                           peft_config=None if sft is not None else config.lora.peft_config())
-        trainer.train(resume_from_checkpoint=resume_point(trainer))
+        quiet_progress(trainer).train(resume_from_checkpoint=resume_point(trainer))
         pm = trainer.model
         if "ref" in pm.peft_config: pm.delete_adapter("ref")    # TRL's frozen copy of the SFT adapter
         save_adapter(pm, out/"adapter", base_model=str(model), tokenizer=tok, method=method, steps=config.max_steps,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .core import ConfigBase, ConfigError, Run, read_json, write_json, atomic_write_text, is_main_process
 from .cloud import CloudError, parse_s3_uri, push, pull, sync_after_stage
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['ENTRY_SCRIPT', 'CHECKPOINT_DIR', 'SageMakerJobConfig', 'container_requirements', 'stage_source', 'default_image',
@@ -85,6 +86,7 @@ def default_image(job: SageMakerJobConfig, region: str) -> str:
     return image_uris.retrieve("pytorch", region=region, version=job.framework_version, py_version=job.py_version,
                                instance_type=job.instance_type, image_scope="training")
 
+# %% ../nbs/09a_sagemaker.ipynb #cb6029ef
 def build_trainer(stage: str,                      # pipeline stage to run
                   run_uri: str,                    # s3://... where the run folder is mirrored
                   role: str | None,                # IAM execution role ARN (None: the SDK resolves the caller's role)
@@ -156,32 +158,37 @@ class SageMakerJob:
         self.status, self.failure_reason = d["TrainingJobStatus"], d.get("FailureReason")
         return d
 
-    def wait(self, poll_s: int = 30, pull_results: bool = True) -> SageMakerJob:
-        "Wait until the job ends; on success pull `<stage>/` and the manifest into the local run folder."
-        from tqdm.auto import tqdm
-        t0 = time.time()
-        with tqdm(desc=f"{self.name}", bar_format="{desc}: {postfix} [{elapsed}]") as bar:
-            while True:
-                d = self.describe(); bar.set_postfix_str(f"{self.status} / {d.get('SecondaryStatus', '')}")
-                if self.status in ("Completed", "Failed", "Stopped"): break
-                time.sleep(poll_s)
-        if self.status != "Completed":
-            raise CloudError(f"job {self.name} {self.status}: {self.failure_reason or 'no reason given'}; "
-                             f"logs: CloudWatch /aws/sagemaker/TrainingJobs ({self.console_url})")
-        if pull_results: self.pull()
-        return self
+# %% ../nbs/09a_sagemaker.ipynb #c9asmj01
+@patch
+def wait(self: SageMakerJob, poll_s: int = 30, pull_results: bool = True) -> SageMakerJob:
+    "Wait until the job ends; on success pull `<stage>/` and the manifest into the local run folder."
+    from tqdm.auto import tqdm
+    t0 = time.time()
+    with tqdm(desc=f"{self.name}", bar_format="{desc}: {postfix} [{elapsed}]") as bar:
+        while True:
+            d = self.describe(); bar.set_postfix_str(f"{self.status} / {d.get('SecondaryStatus', '')}")
+            if self.status in ("Completed", "Failed", "Stopped"): break
+            time.sleep(poll_s)
+    if self.status != "Completed":
+        raise CloudError(f"job {self.name} {self.status}: {self.failure_reason or 'no reason given'}; "
+                         f"logs: CloudWatch /aws/sagemaker/TrainingJobs ({self.console_url})")
+    if pull_results: self.pull()
+    return self
 
-    def pull(self, **kw) -> object:
-        "Download the stage's results from the run's S3 mirror into the local run folder."
-        kw.setdefault("progress", False)
-        self.pulled = pull(self.run_uri, self.run_dir, include=[f"{self.stage}/*", "manifest.json"], **kw)
-        return self.pulled
+@patch
+def pull(self: SageMakerJob, **kw) -> object:
+    "Download the stage's results from the run's S3 mirror into the local run folder."
+    kw.setdefault("progress", False)
+    self.pulled = pull(self.run_uri, self.run_dir, include=[f"{self.stage}/*", "manifest.json"], **kw)
+    return self.pulled
 
-    def _repr_markdown_(self):
-        return (f"**SageMaker job** `{self.name}` — stage `{self.stage}` — **{self.status}**"
-                + (f": {self.failure_reason}" if self.failure_reason else "")
-                + f"\n\n| run in S3 | local run | console |\n|---|---|---|\n| `{self.run_uri}` | `{self.run_dir}` | [open]({self.console_url}) |")
+@patch
+def _repr_markdown_(self: SageMakerJob):
+    return (f"**SageMaker job** `{self.name}` — stage `{self.stage}` — **{self.status}**"
+            + (f": {self.failure_reason}" if self.failure_reason else "")
+            + f"\n\n| run in S3 | local run | console |\n|---|---|---|\n| `{self.run_uri}` | `{self.run_dir}` | [open]({self.console_url}) |")
 
+# %% ../nbs/09a_sagemaker.ipynb #c6fd0f36
 def launch_stage(stage: str,                       # e.g. "sft", "dpo", "ppo"
                  config,                           # a `pipeline.PipelineConfig` (or the path of its YAML / a preset name)
                  instance_type: str | None = None, # shortcut for job.instance_type
@@ -241,6 +248,7 @@ def _hp_value(v):
     try: return json.loads(v)
     except ValueError: return v
 
+# %% ../nbs/09a_sagemaker.ipynb #c336a63c
 def sagemaker_env(root=None) -> SageMakerEnv:
     "Read the SageMaker contract from `SM_*` variables, falling back to the files under `root` (default /opt/ml)."
     root = Path(root or os.environ.get("CAI_SM_ROOT", "/opt/ml"))
@@ -290,6 +298,7 @@ def link_checkpoints(run_dir, stage: str, checkpoint_dir) -> Path | None:
     link.symlink_to(target, target_is_directory=True)
     return target
 
+# %% ../nbs/09a_sagemaker.ipynb #c1fd0f99
 def unlink_checkpoints(run_dir, stage: str) -> None:
     "After the stage: replace the link by a real folder when checkpoints were kept (so they reach model.tar.gz), else drop it."
     link = Path(run_dir)/stage/"checkpoints"
@@ -308,6 +317,7 @@ def export_outputs(env: SageMakerEnv, run_dir, stage: str) -> dict:
     print("cai_metrics " + json.dumps(metrics, default=str), flush=True)   # one line, for MetricDefinitions / logs
     return metrics
 
+# %% ../nbs/09a_sagemaker.ipynb #cb56316a
 def main(argv: list[str] | None = None,   # ignored: the SDK also passes hyperparameters as --key value
          root=None) -> int:               # simulated /opt/ml (tests); default $CAI_SM_ROOT or /opt/ml
     "Entry point of a SageMaker job: run the stage named in the hyperparameters on the `run` channel."

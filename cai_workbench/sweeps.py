@@ -6,17 +6,17 @@ Docs: https://cai-workbench.github.io/cai-workbench/sweeps.html.md"""
 
 # %% ../nbs/13b_sweeps.ipynb #882e3125
 from __future__ import annotations
-import copy, itertools, json, math, shutil
+import copy, itertools, json, math, shutil, threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from .core import ConfigError, Run, read_json, write_json
+from .core import ConfigError, Run, atomic_write_text, read_json, write_json
 
 # %% auto #0
-__all__ = ['expand_sweep', 'shared_prefix', 'reuse_stages', 'SweepResult', 'run_sweep', 'differing_keys', 'Comparison',
-           'compare_runs', 'principle_stats', 'ablate_principle']
+__all__ = ['expand_sweep', 'shared_prefix', 'reuse_stages', 'SweepResult', 'sweep_plan', 'run_sweep', 'differing_keys',
+           'Comparison', 'plot_comparison', 'render_comparison', 'compare_runs', 'principle_stats', 'ablate_principle']
 
 # %% ../nbs/13b_sweeps.ipynb #9e6fd58d
 def _set(d: dict, dotted: str, value):
@@ -27,6 +27,7 @@ def _set(d: dict, dotted: str, value):
 
 def _label(v) -> str: return str(v).replace("/", "_").replace(" ", "")[:24]
 
+# %% ../nbs/13b_sweeps.ipynb #cc34dd1c
 def expand_sweep(config: dict, where: str = "config") -> list[tuple[str, dict]]:
     "[(name, config dict)] for every variant of `config`'s `sweep:` block (one, unchanged, when there is none)."
     from cai_workbench.pipeline import PipelineConfig
@@ -79,31 +80,82 @@ def reuse_stages(src: Run, dst: Run, stages: list[str]) -> list[str]:
 # %% ../nbs/13b_sweeps.ipynb #9cde681f
 @dataclass
 class SweepResult:
-    "The run folders of a sweep and what each reused."
+    "The run folders of a sweep, what each reused, and (on SageMaker) the jobs each ran."
     runs: list[Path]
     reused: dict = field(default_factory=dict)     # run name -> stages copied from an earlier run
+    jobs: dict = field(default_factory=dict)       # run name -> SageMaker training job names
     def compare(self) -> "Comparison": return compare_runs(self.runs)
     def __repr__(self): return f"SweepResult({len(self.runs)} runs, reused={self.reused})"
 
-def run_sweep(config, runs_dir=None, stages: list[str] | None = None, progress: bool = True) -> SweepResult:
-    "Run every variant of a config with a `sweep:` block one after another, computing shared stages once."
-    from cai_workbench.pipeline import PipelineConfig, preset_path, run_pipeline
-    where = str(config) if not isinstance(config, dict) else "config"
-    if not isinstance(config, dict):
-        p = Path(config); p = p if p.exists() or p.suffix else preset_path(str(config))
-        config = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    variants = expand_sweep(config, where)
-    made, res = [], SweepResult([])
-    for name, c in variants:
-        cfg = PipelineConfig.from_dict(c, where=f"{where} ({name})")
-        path = Path(runs_dir or cfg.runs_dir)/name
-        run = Run.create(path, config=cfg, seed=cfg.seed, device=cfg.device)
-        for prev_cfg, prev in made:
-            got = reuse_stages(prev, run, [s for s in shared_prefix(prev_cfg, cfg) if not stages or s in stages])
-            if got: res.reused[name] = got; break
-        print(f"sweep: {name}" + (f" (reusing {res.reused[name]} from {prev.path.name})" if name in res.reused else ""), flush=True)
-        run_pipeline(cfg, run_dir=path, stages=stages, where=where, progress=progress)
-        made.append((cfg, run)); res.runs.append(path)
+def _load_sweep(config) -> tuple[dict, str]:
+    from cai_workbench.pipeline import preset_path
+    if isinstance(config, dict): return config, "config"
+    p = Path(config); p = p if p.exists() or p.suffix else preset_path(str(config))
+    return yaml.safe_load(p.read_text(encoding="utf-8")) or {}, str(config)
+
+# %% ../nbs/13b_sweeps.ipynb #a1sw0002
+def sweep_plan(configs: list, stages: list[str] | None = None, done: list | None = None) -> list[dict]:
+    """For each variant's `PipelineConfig`: {stage: index of the variant whose copy of that stage it reuses, or None to
+    compute it}. Indices below `len(done)` are the already-made runs `done` (their configs), which are never computed."""
+    done = list(done or []); allc = done + list(configs); plan = [{s: -1 for s in c.stages} for c in done]
+    for i, cfg in enumerate(configs, start=len(done)):
+        own = {}
+        for s in (s for s in cfg.stages if not stages or s in stages):
+            own[s] = next((j for j in range(i) if plan[j].get(s, 0) in (None, -1) and s in shared_prefix(allc[j], cfg)), None)
+        plan.append(own)
+    return plan[len(done):]
+
+# %% ../nbs/13b_sweeps.ipynb #a1sw0005
+def _sagemaker_chain(i: int, cfg, paths: list[Path], plan: list[dict], events: dict, failed: set, launch, res: SweepResult, poll_s: int):
+    "Variant `i`'s stages as SageMaker jobs in order; a reused stage waits for the job computing it, then is copied in (and pushed with the next job)."
+    run = Run.create(paths[i], config=cfg, seed=cfg.seed)
+    try:
+        for s, src in plan[i].items():
+            if src is not None:
+                if (src, s) in events: events[(src, s)].wait()
+                if (src, s) in failed: raise RuntimeError(f"{paths[i].name}: stage {s} comes from {paths[src].name}, whose job did not finish")
+                if reuse_stages(Run(paths[src]), run, [s]): res.reused.setdefault(paths[i].name, []).append(s)
+            if not run.is_done(s):
+                job = launch(s, cfg, paths[i]); res.jobs.setdefault(paths[i].name, []).append(job.name)
+                job.wait(poll_s=poll_s)
+            events[(i, s)].set()
+    finally:
+        for s in plan[i]:
+            if not events[(i, s)].is_set(): failed.add((i, s)); events[(i, s)].set()
+
+# %% ../nbs/13b_sweeps.ipynb #a1sw0007
+def run_sweep(config, runs_dir=None, stages: list[str] | None = None, progress: bool = True,
+              on: str = "local",                # "local": one run after another here; "sagemaker": the variants as parallel SageMaker jobs
+              reuse_from=(),                    # finished run folders whose identical stages are copied instead of computed
+              s3_prefix: str | None = None,     # on="sagemaker": s3://bucket/prefix of the runs' mirrors (default: the config's s3)
+              job=None, role: str | None = None, poll_s: int = 30) -> SweepResult:
+    "Run every variant of a config with a `sweep:` block, computing each shared stage once."
+    from concurrent.futures import ThreadPoolExecutor
+    from cai_workbench.pipeline import PipelineConfig, run_pipeline
+    if on not in ("local", "sagemaker"): raise ConfigError(f"run_sweep: on={on!r}; use 'local' or 'sagemaker'")
+    config, where = _load_sweep(config)
+    cfgs = [PipelineConfig.from_dict(c, where=f"{where} ({n})") for n, c in expand_sweep(config, where)]
+    olds = [Run(p) for p in reuse_from]
+    plan = sweep_plan(cfgs, stages, done=[PipelineConfig.from_dict(r.manifest["config"], where=str(r.path)) for r in olds])
+    paths = [Path(p) for p in reuse_from] + [Path(runs_dir or c.runs_dir)/c.name for c in cfgs]
+    res, k = SweepResult(paths[len(olds):]), len(olds)
+    if on == "sagemaker":
+        s3_prefix = s3_prefix or cfgs[0].s3
+        if not s3_prefix: raise ConfigError("run_sweep(on='sagemaker') needs s3_prefix='s3://bucket/prefix' (or `s3:` in the config)")
+        from cai_workbench.sagemaker_jobs import launch_stage
+        launch = lambda s, c, p: launch_stage(s, c, run_dir=p, s3_prefix=s3_prefix, job=job, role=role, progress=False)
+        events, failed = {(i, s): threading.Event() for i, pl in enumerate([{}]*k + plan) for s in pl}, set()
+        with ThreadPoolExecutor(max_workers=len(cfgs)) as ex:
+            futs = [ex.submit(_sagemaker_chain, k + i, c, paths, [{}]*k + plan, events, failed, launch, res, poll_s) for i, c in enumerate(cfgs)]
+        errs = [f"{paths[k + i].name}: {f.exception()}" for i, f in enumerate(futs) if f.exception()]
+        if errs: raise RuntimeError("sweep on SageMaker: " + "; ".join(errs))
+        return res
+    for i, cfg in enumerate(cfgs):
+        run = Run.create(paths[k + i], config=cfg, seed=cfg.seed, device=cfg.device)
+        for s, src in plan[i].items():
+            if src is not None and reuse_stages(Run(paths[src]), run, [s]): res.reused.setdefault(cfg.name, []).append(s)
+        print(f"sweep: {cfg.name}" + (f" (reusing {res.reused[cfg.name]})" if cfg.name in res.reused else ""), flush=True)
+        run_pipeline(cfg, run_dir=paths[k + i], stages=stages, where=where, progress=progress)
     return res
 
 # %% ../nbs/13b_sweeps.ipynb #841f1f35
@@ -123,37 +175,70 @@ def differing_keys(configs: list[dict]) -> list[str]:
     return [k for k in keys if k != "name" and len({f.get(k) for f in flat}) > 1]
 
 # %% ../nbs/13b_sweeps.ipynb #d3bcc5e5
+def _fig(v, ci, n) -> str: return "–" if v is None else f"{v:.0%} [{ci[0]:.0%}, {ci[1]:.0%}] n={n}" if ci else f"{v:.0%} n={n}"
+def _win(r) -> str:
+    w, ci = r["win_rate_vs_base"], r.get("win_ci")
+    return "–" if w is None else f"{w:.2f} [{ci[0]:.2f}, {ci[1]:.2f}] n={r.get('n_win')}" if ci else f"{w:.2f}"
+
 @dataclass
 class Comparison:
     "Headline figures of several runs side by side (`rows`), and the config keys that differ (`keys`)."
     rows: list[dict]
     keys: list[str]
 
-    def plot(self):
-        "Helpfulness (x) vs harmlessness (y): one point per run and stage, with 95% intervals."
-        import matplotlib; matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-        fig, ax = plt.subplots(figsize=(6, 4.6))
-        for r in self.rows:
-            if r["helpful"] is None or r["harmless"] is None: continue
-            xe = [[r["helpful"] - r["helpful_ci"][0]], [r["helpful_ci"][1] - r["helpful"]]] if r["helpful_ci"] else None
-            ye = [[r["harmless"] - r["harmless_ci"][0]], [r["harmless_ci"][1] - r["harmless"]]] if r["harmless_ci"] else None
-            ax.errorbar([r["helpful"]], [r["harmless"]], xerr=xe, yerr=ye, fmt="o", capsize=3, alpha=.8)
-            ax.annotate(f"{r['run']}:{r['stage']}", (r["helpful"], r["harmless"]), textcoords="offset points", xytext=(5, 4), fontsize=7)
-        ax.set(xlim=(-0.05, 1.05), ylim=(-0.05, 1.05), xlabel="helpfulness: benign prompts answered",
-               ylabel="harmlessness: harmful prompts refused", title="Runs compared (95% intervals)")
-        ax.grid(alpha=.3); fig.tight_layout(); return fig
+    def plot(self): "Helpfulness (x) vs harmlessness (y): one point per run and stage, with 95% intervals."; return plot_comparison(self)
+    def to_html(self, plots: bool = True) -> str: "The comparison page (see `render_comparison`)."; return render_comparison(self, plots)
+    def write_html(self, path, plots: bool = True) -> Path:
+        "Write the comparison page atomically (e.g. beside the runs as `compare.html`)."
+        return atomic_write_text(path, self.to_html(plots))
 
     def _repr_markdown_(self):
-        f = lambda v, ci, n: "–" if v is None else f"{v:.0%} [{ci[0]:.0%}, {ci[1]:.0%}] n={n}"
         head = ["run", "stage", "harmless", "helpful", "win vs base"] + self.keys
         md = "| " + " | ".join(head) + " |\n|" + "---|"*len(head) + "\n"
         for r in self.rows:
-            wr = "–" if r["win_rate_vs_base"] is None else f"{r['win_rate_vs_base']:.2f}"
-            md += "| " + " | ".join([r["run"], r["stage"], f(r["harmless"], r["harmless_ci"], r["n_harmful"]),
-                                     f(r["helpful"], r["helpful_ci"], r["n_benign"]), wr] + [str(r["config"].get(k, "")) for k in self.keys]) + " |\n"
+            md += "| " + " | ".join([r["run"], r["stage"], _fig(r["harmless"], r["harmless_ci"], r["n_harmful"]),
+                                     _fig(r["helpful"], r["helpful_ci"], r["n_benign"]), _win(r)] + [str(r["config"].get(k, "")) for k in self.keys]) + " |\n"
         return md + "\nIntervals that overlap do not separate two runs at this n."
 
+# %% ../nbs/13b_sweeps.ipynb #a1cm0002
+def plot_comparison(cmp: Comparison):
+    "Helpfulness (x) vs harmlessness (y): one point per run and stage, with 95% intervals."
+    from cai_workbench.report import _plt
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4.6))
+    for r in cmp.rows:
+        if r["helpful"] is None or r["harmless"] is None: continue
+        xe = [[r["helpful"] - r["helpful_ci"][0]], [r["helpful_ci"][1] - r["helpful"]]] if r["helpful_ci"] else None
+        ye = [[r["harmless"] - r["harmless_ci"][0]], [r["harmless_ci"][1] - r["harmless"]]] if r["harmless_ci"] else None
+        ax.errorbar([r["helpful"]], [r["harmless"]], xerr=xe, yerr=ye, fmt="o", capsize=3, alpha=.8)
+        ax.annotate(f"{r['run']}:{r['stage']}", (r["helpful"], r["harmless"]), textcoords="offset points", xytext=(5, 4), fontsize=7)
+    ax.set(xlim=(-0.05, 1.05), ylim=(-0.05, 1.05), xlabel="helpfulness: benign prompts answered",
+           ylabel="harmlessness: harmful prompts refused", title="Runs compared (95% intervals)")
+    ax.grid(alpha=.3); fig.tight_layout(); return fig
+
+# %% ../nbs/13b_sweeps.ipynb #a1cm0004
+def render_comparison(cmp: Comparison, plots: bool = True) -> str:
+    "One self-contained HTML page in the evaluation report's style, every text escaped: the figures, the plot, the differing keys."
+    from cai_workbench.report import _img, _table, fig_to_base64
+    from cai_workbench.views import VIEW_CSS, esc
+    runs = {r["run"]: r["config"] for r in cmp.rows}
+    figs = _table(["run", "stage", "harmless [95% CI] n", "helpful [95% CI] n", "win vs base [95% CI] n", *cmp.keys],
+                  [[esc(r["run"]), esc(r["stage"]), esc(_fig(r["harmless"], r["harmless_ci"], r["n_harmful"])),
+                    esc(_fig(r["helpful"], r["helpful_ci"], r["n_benign"])), esc(_win(r)),
+                    *[esc(r["config"].get(k, "")) for k in cmp.keys]] for r in cmp.rows])
+    keys = (_table(["config key", *runs], [[esc(k), *[esc(c.get(k, "")) for c in runs.values()]] for k in cmp.keys])
+            if cmp.keys else "<p>The runs' configs are the same (but for their names).</p>")
+    parts = [f"<h1>{len(runs)} runs compared</h1>",
+             "<p>Harmless: harmful prompts refused; helpful: benign prompts answered; each with its 95% Wilson interval and n. "
+             "Intervals that overlap do not separate two runs at this n.</p>",
+             '<section id="figures"><h2>Headline figures</h2>' + figs + "</section>",
+             '<section id="helpful-harmless"><h2>Helpfulness vs harmlessness</h2>' +
+             (_img(fig_to_base64(plot_comparison(cmp)), "helpfulness vs harmlessness, one point per run and stage") if plots else "") + "</section>",
+             '<section id="config"><h2>Config keys that differ</h2>' + keys + "</section>"]
+    return ('<!DOCTYPE html><html><head><meta charset="utf-8"><title>CAI runs compared</title>' + VIEW_CSS +
+            '</head><body><div class="cai-view" style="max-width:1200px">' + "".join(parts) + "</div></body></html>")
+
+# %% ../nbs/13b_sweeps.ipynb #a1cm0006
 def compare_runs(paths) -> Comparison:
     "One table of every run's evaluated stages (harmlessness, helpfulness with n and 95% intervals, win rate) and the config keys that differ."
     from cai_workbench.tracking import flatten
@@ -171,9 +256,10 @@ def compare_runs(paths) -> Comparison:
             m = summ["metrics"][st]; nh, nb = m.get("n_harmful", 0), m.get("n_benign", 0)
             harm = m.get("refusal_harmful") if nh else None
             helpful = 1 - m["over_refusal_benign"] if nb and m.get("over_refusal_benign") is not None else None
+            oci = m.get("over_refusal_benign_ci")
             rows.append({"run": r.name, "stage": st, "harmless": harm, "harmless_ci": m.get("refusal_harmful_ci") or (_interval(round(harm*nh), nh) if harm is not None else None),
-                         "n_harmful": nh, "helpful": helpful, "helpful_ci": _interval(round(helpful*nb), nb) if helpful is not None else None,
-                         "n_benign": nb, "win_rate_vs_base": m.get("win_rate_vs_base"), "config": {k: fc.get(k) for k in keys}})
+                         "n_harmful": nh, "helpful": helpful, "helpful_ci": [round(1 - oci[1], 4), round(1 - oci[0], 4)] if oci and helpful is not None else _interval(round(helpful*nb), nb) if helpful is not None else None,
+                         "n_benign": nb, "win_rate_vs_base": m.get("win_rate_vs_base"), "win_ci": m.get("win_rate_vs_base_ci"), "n_win": m.get("win_rate_vs_base_n"), "config": {k: fc.get(k) for k in keys}})
     return Comparison(rows, keys)
 
 # %% ../nbs/13b_sweeps.ipynb #4615cab2
@@ -207,6 +293,7 @@ def principle_stats(run) -> dict[str, dict]:
         s["agree_majority_n"] = s.pop("agree_n"); s.pop("agree")
     return dict(sorted(out.items()))
 
+# %% ../nbs/13b_sweeps.ipynb #c246dcce
 def _rows(path):
     from cai_workbench.core import read_jsonl
     return read_jsonl(path)

@@ -45,6 +45,7 @@ def flatten(d: dict, prefix: str = "") -> dict:
         else: out[key] = (json.dumps(v, default=str) if not isinstance(v, str) else v)[:250]
     return out
 
+# %% ../nbs/13_tracking.ipynb #c55e0464
 class Tracker:
     "Tracking for one run folder: `with Tracker(run, ['mlflow']) as t: with t.stage('sft'): ...`."
     def __init__(self, run: Run, report_to="none", tracking_uri: str | None = None, experiment: str = "cai-workbench", config: dict | None = None):
@@ -149,6 +150,7 @@ def read_tensorboard(folder) -> dict[str, list[tuple[int, float]]]:
                 elif v.HasField("tensor") and v.tensor.float_val: out.setdefault(v.tag, []).append((ev.step, v.tensor.float_val[0]))
     return {k: sorted(s) for k, s in out.items()}
 
+# %% ../nbs/13_tracking.ipynb #ccecb7ac
 def read_mlflow(run_dir) -> dict:
     "The MLflow run recorded in `run_dir`'s manifest: {'run': params/tags, 'stages': {stage: {metric: [(step, value)]}}}."
     import mlflow

@@ -300,3 +300,28 @@ def test_sft_data_filters_drop_duplicates_and_report(tmp_path, tiny):
     off = run_critique_revision(Run.create(tmp_path/"off"), cfg.replace(
         filters=cfg.filters.replace(exact_duplicates=False, near_duplicates=False)), model=tiny, prompts=rows, progress=False)
     assert off.summary()["sft_examples"] == 3
+
+
+def test_benign_prompts_keep_their_answer_or_get_helpfulness_principles(tmp_path, tiny):
+    p = write_prompts(tmp_path/"p.jsonl")
+    res = run_critique_revision(Run.create(tmp_path/"a"), small(p, benign="answer"), model=tiny, progress=False)
+    for r in res.records:
+        if r["label"] == "benign":     # the plain answer is the SL-CAI target: no critique, no revision
+            assert r["stop_reason"] == "benign_answer" and r["rounds"] == [] and r["final_response"] == r["initial_response"]
+        else: assert r["stop_reason"] == "rounds" and r["n_rounds"] == 1
+    assert res.summary()["benign_answer"] == 3 and res.summary()["benign"] == "answer"
+    sft = [json.loads(l) for l in (tmp_path/"a"/"critique_revision"/"sft.jsonl").read_text().splitlines()]
+    by = {r["id"]: r for r in res.records}
+    assert all(s["completion"][0]["content"] == by[s["id"]]["final_response"] for s in sft)
+    hhh = load_constitution("hhh")
+    helpful = {x.name for x in hhh.principles if x.category == "helpfulness"}
+    res = run_critique_revision(Run.create(tmp_path/"h"), small(p, benign="helpful", constitution="hhh", rounds=2), model=tiny, progress=False)
+    for r in res.records:
+        assert (set(r["principles"]) <= helpful) == (r["label"] == "benign") and r["n_rounds"] == 2
+    with pytest.raises(ConfigError, match="helpfulness"):      # harmless has no helpfulness principle: fails before any work
+        run_critique_revision(Run.create(tmp_path/"x"), small(p, benign="helpful"), model=tiny, progress=False)
+    assert not (tmp_path/"x"/"critique_revision").exists()
+    run = Run.create(tmp_path/"s")      # 'answer' skips benign prompts like a smaller limit: it reuses a 'revise' run's steps
+    run_critique_revision(run, small(p), model=tiny, progress=False)
+    again = run_critique_revision(run, small(p, benign="answer"), model=tiny, progress=False)
+    assert len(list((run.path/"critique_revision"/"steps").iterdir())) == 1 and again.summary()["benign_answer"] == 3

@@ -34,3 +34,24 @@ def test_unmeasured_class_is_unknown_not_guessed(tmp_path, capsys):
     assert main(["estimate", "demo", "--instance", "ml.g5.2xlarge", "--price", "2.0"]) == 0
     out = capsys.readouterr().out
     assert "ml.g5.2xlarge at $2.0/h" in out and "sft" in out
+
+
+def test_load_rescales_a_rate_measured_under_another_load(tmp_path):
+    from cai_workbench.estimate import rates_from_run
+    small, ref = _reference(tmp_path)
+    run = Run(ref); m = run.manifest
+    m["stages"]["sft"].update(load_start=8.0, load_avg=[8.0, 8.0, 8.0])          # 60 s at load 8 on 2 cores: ~15 s alone
+    m["stages"]["reward_model"] = {"status": "done", "wall_s": 5.0, "reused_from": "/elsewhere"}
+    run.update_manifest(stages=m["stages"], environment={**m["environment"], "device": {"kind": "cpu", "name": "cpu (2 cores, native bf16)"}})
+    rates = rates_from_run(ref)
+    assert (rates["sft"]["load"], rates["sft"]["cores"], rates["dpo"]["load"]) == (8.0, 2, None)
+    assert "reward_model" not in rates                                            # copied from another run: no time measured here
+    assert rates["sft"]["s_per_token_alone"] == pytest.approx(rates["sft"]["s_per_token"]/4)
+    quiet = {r["stage"]: r["wall_s"] for r in estimate(small, reference=ref, load=1.0).rows}
+    asis = {r["stage"]: r["wall_s"] for r in estimate(small, reference=rates).rows}
+    assert quiet["sft"] == pytest.approx(15.0) and asis["sft"] == pytest.approx(60.0)
+    assert quiet["dpo"] == asis["dpo"] == pytest.approx(40.0)                     # no load recorded: used as measured
+    assert any("rescaled to load average 1.0" in n for n in estimate(small, reference=ref, load=1.0).notes)
+    with run.stage("evaluation"): pass                                            # every stage now records the load it met
+    info = run.stage_info("evaluation")
+    assert isinstance(info["load_start"], float) and len(info["load_avg"]) == 3 and info["cpu_s"] >= 0

@@ -182,3 +182,27 @@ def test_a_registered_judge_is_reported_with_intervals(fake_run):
         JUDGES.pop("long_answer", None)
     with pytest.raises(ValueError, match="known judges"):
         run_evaluation(run, _cfg(prompts, judges=["refusal", "no-such-judge"]), model=TINY)
+
+
+def test_best_of_n_is_its_own_row_picked_by_the_reward_model(fake_run):
+    from cai_workbench.reward_scoring import RewardModel, random_reward_adapter
+    run, prompts = fake_run
+    cfg = _cfg(prompts, judges=["refusal"], ai_judge=False, best_of_n=3, best_of_n_stages=["sft"])
+    with pytest.raises(ValueError, match="reward"):               # no reward model yet: fails before any generation
+        run_evaluation(run, cfg, model=TINY, progress=False)
+    assert not (run.path/"evaluation"/"responses.jsonl").exists()
+    random_reward_adapter(run.path/"reward_model"/"adapter", base=TINY)
+    res = run_evaluation(run, cfg, model=TINY, progress=False)
+    assert res.stages == ["base", "sft", "sft+bon3"]
+    m = res.metrics("sft+bon3")
+    assert m["refusal_harmful_n"] == 2 and "refusal_harmful_diff_ci" in m and "sft+bon3" in res.conclusions()
+    samples = list(RecordStore(run.path/"evaluation"/"best_of_n.jsonl").records())
+    assert len(samples) == 12 and all(s["id"].startswith("sft+bon:") for s in samples)
+    rm = RewardModel.load(run.path)
+    rows = [r for r in res.answers if r["stage"] == "sft+bon3"]
+    for r in rows:                                               # the kept answer is the highest-scored of the prompt's 3 samples
+        mine = [s["text"] for s in samples if s["id"].split(":")[2] == r["prompt_id"]]
+        assert len(r["bon_rewards"]) == 3 and r["text"] in mine
+        assert abs(rm.score([r["prompt"]], [r["text"]])[0] - max(r["bon_rewards"])) < 1e-3
+    with pytest.raises(ValueError, match="best_of_n_stages"):
+        run_evaluation(run, cfg.replace(best_of_n_stages=["dpo"]), model=TINY, progress=False)

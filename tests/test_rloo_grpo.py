@@ -86,3 +86,32 @@ def test_divergence_stops_with_a_message(tmp_path):
         run_rloo(run, RLOOStageConfig(**{**SMALL, "max_steps": 1}), model="tiny", prompts=PROMPTS, reward_fn=nan_reward)
     assert not (run.path/"rloo"/"adapter").exists()
     assert run.manifest["stages"]["rloo"]["status"] == "failed"
+
+
+class _Killed(Exception): "Stands in for a kill right after a checkpoint was written."
+
+
+def test_resumed_run_keeps_the_metrics_rows_before_the_resume(tmp_path, monkeypatch):
+    "RLOO and GRPO share the metrics callback; RLOO stands for both (GRPO's resume costs the same minutes)."
+    import cai_workbench.checkpoints as C
+    method, runner, Cfg = "rloo", run_rloo, RLOOStageConfig
+    cfg = Cfg(**{**SMALL, "max_steps": 3, "save_every": 1, "keep_last": 1})
+    full = Run.create(tmp_path/"full", seed=0)
+    random_reward_adapter(full.stage_dir("reward_model")/"adapter", base="tiny")
+    runner(full, cfg, model="tiny", prompts=PROMPTS)
+    run = Run.create(tmp_path/"killed", seed=0)
+    random_reward_adapter(run.stage_dir("reward_model")/"adapter", base="tiny")
+    orig = C.CheckpointGuard.on_save
+    def on_save(self, args, state, control, **kw):
+        orig(self, args, state, control, **kw)
+        if state.global_step == 2: raise _Killed()
+    monkeypatch.setattr(C.CheckpointGuard, "on_save", on_save)
+    with pytest.raises(_Killed): runner(run, cfg, model="tiny", prompts=PROMPTS)
+    monkeypatch.setattr(C.CheckpointGuard, "on_save", orig)
+    res = runner(run, cfg, model="tiny", prompts=PROMPTS)                   # resumes from checkpoint-2
+    rows = [json.loads(l) for l in (run.path/method/"metrics.jsonl").read_text().splitlines()]
+    want = [json.loads(l) for l in (full.path/method/"metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2, 3] and [r["step"] for r in res.metrics] == [1, 2, 3]
+    assert [r["reward_mean"] for r in rows[:2]] == pytest.approx([r["reward_mean"] for r in want[:2]], abs=1e-4)   # the rows before the kill
+    assert all(r["wall_s"] is not None for r in rows)                    # a pre-resume row keeps its measured time
+    assert json.loads((run.path/method/"metrics.json").read_text())["updates"] == 3

@@ -211,3 +211,49 @@ def test_spot_jobs_get_a_checkpoint_config(aws):
     assert (tr.checkpoint_config.s3_uri, tr.checkpoint_config.local_path) == ("s3://b/runs/r1/checkpoints/dpo", "/opt/ml/checkpoints")
     tr, _ = build_trainer("dpo", "s3://b/runs/r1", "arn:aws:iam::1:role/x", SageMakerJobConfig(), boto_session=s)
     assert tr.checkpoint_config is None
+
+
+@pytest.mark.slow
+def test_sweep_on_sagemaker_runs_variants_as_parallel_jobs_sharing_stages(aws, tmp_path, monkeypatch):
+    "run_sweep(on='sagemaker'): real launch requests to moto; each job's container is simulated (channels from S3, the entry point, results synced back)."
+    import threading
+    from cai_workbench.sagemaker_jobs import SageMakerJob
+    from cai_workbench.sweeps import run_sweep
+    for k in [k for k in os.environ if k.startswith("SM_")]: monkeypatch.delenv(k)
+    cfg = {"name": "sw", "model": "tiny", "runs_dir": str(tmp_path/"runs"), "stages": ["critique_revision", "sft"],
+           "critique_revision": {"prompts": "demo", "limit": 2, "rounds": 1, "generation": {"max_new_tokens": 4, "batch_size": 2},
+                                 "filters": {"empty": False, "near_duplicates": False}},     # the random tiny model may answer nothing
+           "sft": {"max_steps": 1, "batch_size": 2, "max_length": 64, "lora": {"r": 4, "alpha": 8}, "device": "cpu"},
+           "sweep": {"sft.learning_rate": [1e-4, 2e-4]}}
+    container, waiting, most = threading.Lock(), set(), []
+    real_wait = SageMakerJob.wait
+    def sagemaker_runs_it(self, poll_s=30, pull_results=True):
+        waiting.add(self.name); most.append(len(waiting))
+        d = self.describe()
+        ch = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in d["InputDataConfig"]}
+        with container:                                                   # one simulated instance at a time on this machine
+            root = tmp_path/"opt_ml"/self.name
+            _download(ch["run"], root/"input"/"data"/"run")
+            write_json(root/"input"/"config"/"hyperparameters.json", d["HyperParameters"])
+            rc = main(root=root)
+        waiting.discard(self.name)
+        assert rc == 0, (root/"output"/"failure").read_text()
+        return real_wait(self, poll_s=0, pull_results=pull_results)
+    monkeypatch.setattr(SageMakerJob, "wait", sagemaker_runs_it)
+
+    res = run_sweep(cfg, on="sagemaker", s3_prefix="s3://bkt/sweep", role=ROLE, poll_s=0, progress=False)
+    a, b = (p.name for p in res.runs)
+    assert (a, b) == ("sw-learning_rate=0.0001", "sw-learning_rate=0.0002")
+    assert [len(res.jobs[a]), len(res.jobs[b])] == [2, 1]                 # critique_revision ran once, in a's job
+    assert res.reused == {b: ["critique_revision"]}
+    assert max(most) == 2                                                 # both sft jobs were out at the same time
+    rb = Run(res.runs[1])
+    assert rb.stage_info("critique_revision")["reused_from"] == str(res.runs[0])
+    keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket="bkt", Prefix=f"sweep/{b}/")["Contents"]]
+    assert f"sweep/{b}/critique_revision/records.jsonl" in keys            # the shared stage reached b's mirror for its job
+    for r in res.runs: assert Run(r).is_done("sft") and (r/"sft"/"adapter"/"adapter_config.json").exists()
+    assert [Run(r).manifest["config"]["sft"]["learning_rate"] for r in res.runs] == [1e-4, 2e-4]   # the manifest the jobs wrote back
+    with pytest.raises(ValueError, match="on='gpu'"):
+        run_sweep(cfg, on="gpu")
+    with pytest.raises(ValueError, match="needs s3_prefix"):
+        run_sweep(cfg, on="sagemaker")

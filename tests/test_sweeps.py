@@ -24,3 +24,20 @@ def test_sweep_computes_a_shared_stage_once(tmp_path, monkeypatch):
     assert (res.runs[2]/"critique_revision"/"records.jsonl").read_text() == (res.runs[0]/"critique_revision"/"records.jsonl").read_text()
     cmp = compare_runs(res.runs)
     assert cmp.keys == ["seed", "sft.learning_rate"] and len(cmp.rows) == 4 and cmp.rows[0]["stage"] == "(not evaluated)"
+
+
+def test_compare_page_from_the_command_line(tmp_path, capsys):
+    from cai_workbench.core import write_json
+    from cai_workbench.pipeline import main
+    def run(name, beta, refused):
+        r = Run.create(tmp_path/name, config={"name": name, "dpo": {"beta": beta}, "evaluation": {"system_prompt": "<b>be safe</b>"}})
+        write_json(r.stage_dir("evaluation")/"summary.json", {"stages": ["dpo"], "metrics": {"dpo": {
+            "n_harmful": 20, "n_benign": 10, "refusal_harmful": refused, "over_refusal_benign": 0.1, "win_rate_vs_base": 0.55}}})
+        return str(r.path)
+    out = tmp_path/"compare.html"
+    assert main(["compare", run("a", 0.1, 0.5), run("b", "<script>x</script>", 0.75), "--html", str(out)]) == 0
+    page = out.read_text()
+    assert "<script>x" not in page and "&lt;script&gt;x&lt;/script&gt;" in page       # config values are escaped
+    assert "75% [" in page and "n=20" in page and "90% [" in page and "n=10" in page   # harmless / helpful with intervals and n
+    assert page.count("data:image/png;base64,") == 1 and '<section id="config">' in page and "dpo.beta" in page
+    assert f"page: {out}" in capsys.readouterr().out

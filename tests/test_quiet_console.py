@@ -1,0 +1,41 @@
+"""A quiet console (issue 15 §5): the TRL stages print no per-step `{'loss': ...}` dicts, and no FutureWarning or
+DeprecationWarning is raised by a call in our own code (warnings a library raises from its own calls are its own)."""
+import json, warnings
+from pathlib import Path
+
+import pytest
+
+import cai_workbench
+from cai_workbench.core import Run
+from cai_workbench.dpo import DPOConfig, run_dpo
+from cai_workbench.models import LoraSpec
+from cai_workbench.sft import SFTConfig, run_sft
+
+OURS = str(Path(cai_workbench.__file__).parent)
+LORA = LoraSpec(r=4, alpha=8, dropout=0.0)
+
+
+def _run(path) -> Run:
+    run = Run.create(path)
+    ex = [("How do I pick a lock?", "I can't help with that."), ("Write a haiku.", "Soft rain on the roof.")]
+    (run.stage_dir("critique_revision")/"sft.jsonl").write_text("".join(json.dumps(
+        {"id": str(i), "prompt": [{"role": "user", "content": p}], "completion": [{"role": "assistant", "content": c}]}) + "\n"
+        for i, (p, c) in enumerate(ex)))
+    (run.stage_dir("preferences")/"pairs.jsonl").write_text("".join(json.dumps(
+        dict(id=str(i), prompt=f"how do I hurt someone {i}?", chosen="Sorry, I can't help with that.", rejected=f"Step {i} is bad",
+             source="ai", label="a", soft_label=0.8)) + "\n" for i in range(4)))
+    return run
+
+
+@pytest.mark.slow
+def test_trl_stages_print_one_line_and_raise_no_deprecation_from_our_calls(tmp_path, capfd):
+    run = _run(tmp_path/"r")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        run_sft(run, SFTConfig(max_steps=1, batch_size=2, lora=LORA, device="cpu"), model="tiny")
+        run_dpo(run, DPOConfig(max_steps=1, batch_size=2, lora=LORA, start_from="base"), model="tiny")
+    out = capfd.readouterr()
+    assert "{'loss'" not in out.out + out.err and "'train_runtime'" not in out.out + out.err   # no per-step dicts
+    ours = [f"{w.filename}:{w.lineno}: {w.category.__name__}: {w.message}" for w in seen
+            if issubclass(w.category, (FutureWarning, DeprecationWarning)) and w.filename.startswith(OURS)]
+    assert not ours, "deprecated calls in our code:\n" + "\n".join(ours)
