@@ -3,7 +3,7 @@ the machine and the command), and the notebooks show them with `views.bench_tabl
 is executed output read from a file a benchmark wrote, never numbers typed by hand."""
 from __future__ import annotations
 
-import datetime as _dt, json, os, platform, sys
+import datetime as _dt, json, os, platform, sys, time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent/"results"
@@ -23,6 +23,22 @@ def machine() -> dict:
                 "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
     except ImportError: pass
     return out
+
+
+class Timer:
+    """Wall-clock and process CPU seconds of a block (`.wall`, `.cpu` after it). On a CPU shared with other jobs the wall
+    seconds depend on the load; the CPU seconds are what the work itself cost, so both sides' ratios are reported."""
+    def __enter__(self):
+        self._t, self._c = time.perf_counter(), time.process_time(); return self
+
+    def __exit__(self, *exc):
+        self.wall, self.cpu = time.perf_counter() - self._t, time.process_time() - self._c
+
+
+def side(name: str, dtype, tokens: int, t: "Timer", **extra) -> dict:
+    "One measured side of a benchmark as a results row: tokens, wall and CPU seconds, tokens per wall and per CPU second."
+    return {"side": name, "dtype": str(dtype), **extra, "tokens": tokens, "wall s": round(t.wall, 1), "cpu s": round(t.cpu, 1),
+            "tok/s": round(tokens / t.wall, 1), "tok/cpu-s": round(tokens / t.cpu, 1)}
 
 
 def write_results(name: str, rows: list[dict], summary: dict | None = None, notes: str = "", path: Path | None = None) -> Path:

@@ -13,13 +13,14 @@ stage's dtype to separate the batching gain from the dtype gain. `--seed-prompts
 first N prompts only (tokens/s is a rate; the slow loop on all prompts can take many minutes).
 The stage is also timed with the `Generator`'s prefix caching off (`prefix_cache_min_tokens=0`: the system prompt +
 few-shot conversation every critique and revision chat starts with is then prefilled in every row instead of once
-per batch), to show what that buys; `--skip-no-cache` leaves that run out.
+per batch), to show what that buys; `--skip-no-cache` leaves that run out. Each side is timed in wall-clock and in
+process CPU seconds: on a CPU other jobs share, the wall ratio moves with the load between the sides, the CPU-time ratio much less.
 """
-import argparse, os, tempfile, time
+import argparse, os, tempfile
 from pathlib import Path
 
 import torch
-from _results import write_results
+from _results import Timer, side, write_results
 
 from cai_workbench.core import Run
 from cai_workbench.critique import CritiqueConfig, critique_chat, few_shot_messages, prepare, principle_seed, revision_chat, run_critique_revision
@@ -76,29 +77,25 @@ def main():
           f"few-shot={'off' if a.no_few_shot else f'{cfg.max_few_shot} conversation(s)'}, greedy, max_new_tokens={a.max_new_tokens}, "
           f"batch {a.batch_size}; torch threads={torch.get_num_threads()}, cpus={os.cpu_count()}, load avg={os.getloadavg()[0]:.1f}")
 
-    t = time.perf_counter(); n_seed = seed_loop(seed_model, tok, recs[:ns], con, cfg); t_seed = time.perf_counter() - t
-    def stage(c):
-        with tempfile.TemporaryDirectory() as d:
-            t = time.perf_counter()
+    load0 = round(os.getloadavg()[0], 1)
+    with Timer() as t: n_seed = seed_loop(seed_model, tok, recs[:ns], con, cfg)
+    rows = [side("seed loop (1 prompt/call)", seed_model.dtype, n_seed, t, prompts=ns)]
+    def stage(name, c):
+        with tempfile.TemporaryDirectory() as d, Timer() as t:
             res = run_critique_revision(Run.create(Path(d)/"bench"), c, model=(stage_model, tok), prompts=recs, progress=False)
-            return sum(r["total_tokens"] for r in res.records), time.perf_counter() - t
-    n_stage, t_stage = stage(cfg)
-    if not a.skip_no_cache:
-        n_plain, t_plain = stage(cfg.replace(generation=cfg.generation.replace(prefix_cache_min_tokens=0)))
-
-    seed_tps, stage_tps = n_seed / t_seed, n_stage / t_stage
-    print(f"seed loop ({seed_model.dtype}, 1 prompt/call):   {n_seed:6d} tokens in {t_seed:7.1f} s = {seed_tps:7.1f} tok/s")
-    print(f"stage     ({stage_model.dtype}, batch {a.batch_size}/call): {n_stage:6d} tokens in {t_stage:7.1f} s = {stage_tps:7.1f} tok/s")
-    if not a.skip_no_cache:
-        print(f"stage without prefix cache:           {n_plain:6d} tokens in {t_plain:7.1f} s = {n_plain/t_plain:7.1f} tok/s "
-              f"(prefix caching: {stage_tps/(n_plain/t_plain):.2f}x; without it the speed-up is {n_plain/t_plain/seed_tps:.1f}x)")
-    print(f"speed-up: {stage_tps / seed_tps:.1f}x  (load avg now {os.getloadavg()[0]:.1f}; other processes share the CPU)")
-    rows = [{"side": "seed loop (1 prompt/call)", "dtype": str(seed_model.dtype), "prompts": ns, "tokens": n_seed, "s": round(t_seed, 1), "tok/s": round(seed_tps, 1)},
-            {"side": f"stage (batch {a.batch_size}/call)", "dtype": str(stage_model.dtype), "prompts": len(recs), "tokens": n_stage, "s": round(t_stage, 1), "tok/s": round(stage_tps, 1)}]
-    if not a.skip_no_cache:
-        rows.append({"side": "stage without prefix cache", "dtype": str(stage_model.dtype), "prompts": len(recs), "tokens": n_plain,
-                     "s": round(t_plain, 1), "tok/s": round(n_plain / t_plain, 1)})
-    write_results("critique_revision", rows, summary={"speed-up": round(stage_tps / seed_tps, 1), "target": ">= 10x", "rounds": a.rounds})
+        row = side(name, stage_model.dtype, sum(r["total_tokens"] for r in res.records), t, prompts=len(recs))
+        row["speed-up"] = round(row["tok/s"] / rows[0]["tok/s"], 1)
+        row["speed-up (CPU time)"] = round(row["tok/cpu-s"] / rows[0]["tok/cpu-s"], 1)
+        rows.append(row); return row
+    st = stage(f"stage (batch {a.batch_size}/call)", cfg)
+    if not a.skip_no_cache: plain = stage("stage without prefix cache", cfg.replace(generation=cfg.generation.replace(prefix_cache_min_tokens=0)))
+    for r in rows:
+        print(f"{r['side']:<28} ({r['dtype']}): {r['tokens']:6d} tokens in {r['wall s']:7.1f} s = {r['tok/s']:7.1f} tok/s, "
+              f"{r['tok/cpu-s']:7.1f} per CPU-s" + (f"   speed-up {r['speed-up']}x wall, {r['speed-up (CPU time)']}x CPU time" if "speed-up" in r else ""))
+    if not a.skip_no_cache: print(f"prefix caching: {st['tok/s'] / plain['tok/s']:.2f}x (wall), {st['tok/cpu-s'] / plain['tok/cpu-s']:.2f}x (CPU time)")
+    print(f"load avg at the start {load0}, now {os.getloadavg()[0]:.1f} (other processes share the CPU)")
+    write_results("critique_revision", rows, summary={"speed-up": st["speed-up"], "speed-up (CPU time)": st["speed-up (CPU time)"],
+                                                      "target": ">= 10x", "rounds": a.rounds, "load_avg_start": load0})
 
 
 if __name__ == "__main__":

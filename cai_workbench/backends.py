@@ -15,8 +15,8 @@ import torch
 
 # %% auto #0
 __all__ = ['Chunk', 'BACKENDS', 'DEFAULT_BACKEND', 'GenerationBackend', 'register_backend', 'make_backend', 'use_adapter',
-           'shared_prefix_length', 'sampling_kwargs', 'plain_generation_config', 'HFBackend', 'GrowingLayer',
-           'HFPagedBackend', 'rank_seed', 'Shards']
+           'adapters_loaded', 'shared_prefix_length', 'sampling_kwargs', 'plain_generation_config', 'HFBackend',
+           'GrowingLayer', 'HFPagedBackend', 'rank_seed', 'Shards']
 
 # %% ../nbs/02c_backends.ipynb #48a4db31
 Chunk = tuple[list[int], list[list[int]]]   # (indices into the prompts, the new token ids of each)
@@ -47,9 +47,8 @@ def register_backend(name: str):
         BACKENDS[name] = cls; cls.name = name; return cls
     return deco
 
-# Measured defaults (bench/generation.py, bench/gpu.py): on CPU padded `generate` with the prefix cache beats
-# continuous batching (critique step 23 s vs 48 s, 32 prompts, SmolLM2-135M). CUDA and MPS keep `hf` until the GPU
-# benchmark has been run on them (see the table below).
+# Per device, from the benchmarks (bench/generation.py, bench/gpu.py): see "Which engine `auto` picks" below for the
+# numbers and why CPU stays `hf` for now; CUDA and MPS keep `hf` until bench/gpu.py has run on them.
 DEFAULT_BACKEND = {"cpu": "hf", "cuda": "hf", "mps": "hf"}
 
 def make_backend(name: str, model, tokenizer, eos_ids: list[int]) -> GenerationBackend:
@@ -76,6 +75,19 @@ def use_adapter(model, name: str | None):
     model.set_adapter(name)
     try: yield
     finally: model.set_adapter(before)
+
+# %% ../nbs/02c_backends.ipynb #305a9809
+@contextmanager
+def adapters_loaded(model, adapters: dict):
+    "Within: `model` with each PEFT adapter folder in `adapters` ({name: path}) loaded under its name; afterwards `model` is as before."
+    if not adapters: yield model; return
+    from peft import PeftModel
+    (first, path), *rest = adapters.items()
+    peft = PeftModel.from_pretrained(model, str(path), adapter_name=first)     # injects LoRA layers into `model` in place
+    for name, p in rest: peft.load_adapter(str(p), adapter_name=name)
+    try: yield peft
+    finally: peft.unload()                                                      # the LoRA layers out again, nothing merged
+
 
 # %% ../nbs/02c_backends.ipynb #f331b4de
 def shared_prefix_length(seqs: Sequence[Sequence[int]]) -> int:
@@ -174,8 +186,10 @@ def _prefix_cache(self: HFBackend, prefix: list[int], batch_size: int, device, c
     if self._no_prefix_cache: return None
     if getattr(self.model.generation_config, "cache_implementation", None) not in (None, "dynamic", "hybrid"):
         return None                                 # generate() refuses a cache object next to a cache_implementation
+    inner = getattr(self.model, "get_base_model", lambda: self.model)()
+    only_last = {"logits_to_keep": 1} if inner._supports_logits_to_keep() else {}    # the cache is wanted, not P x vocab logits
     with torch.inference_mode():
-        cache = self.model(input_ids=torch.tensor([prefix], device=device), use_cache=True).past_key_values
+        cache = self.model(input_ids=torch.tensor([prefix], device=device), use_cache=True, **only_last).past_key_values
     linear = getattr(cache_utils, "LinearAttentionCacheLayerMixin", ())
     if not isinstance(cache, cache_utils.DynamicCache) or not all(
         isinstance(l, cache_utils.DynamicLayer) and not isinstance(l, linear) for l in cache.layers):
@@ -204,22 +218,25 @@ class HFPagedBackend:
         blocks = sum(-(-(len(p) + cfg.max_new_tokens) // page_size) for p in prompts)   # ceil per request
         return ContinuousBatchingConfig(page_size=page_size, num_blocks=blocks + len(prompts))
 
-    def run(self, prompts: Sequence[list[int]], cfg, seed: int | None) -> Iterator[Chunk]:
-        from transformers import GenerationConfig as HFGenerationConfig
-        kw = sampling_kwargs(cfg)
-        gc = HFGenerationConfig(max_new_tokens=cfg.max_new_tokens, eos_token_id=self.eos_ids or None,
-                                pad_token_id=self.tokenizer.pad_token_id, **{k: v for k, v in kw.items() if v is not None})
-        n = max(cfg.batch_size * self.chunk_factor, 1)
-        for c, k in enumerate(range(0, len(prompts), n)):
-            idx = list(range(k, min(k + n, len(prompts))))
-            if seed is not None: torch.manual_seed(seed + c)
-            out = self.model.generate_batch(inputs=[list(prompts[i]) for i in idx], generation_config=gc, warmup=False,
-                                            continuous_batching_config=self.cache_config([prompts[i] for i in idx], cfg))
-            by_id = {o.request_id: o for o in out.values()}
-            rows = sorted(by_id, key=lambda r: int(r.rsplit("_", 1)[1]))               # request ids follow input order
-            bad = [by_id[r].error for r in rows if by_id[r].error]
-            if bad: raise RuntimeError(f"hf-paged generation failed: {bad[0]}")
-            yield idx, [list(by_id[r].generated_tokens) for r in rows]
+# %% ../nbs/02c_backends.ipynb #0806389c
+def _paged_run(self: HFPagedBackend, prompts: Sequence[list[int]], cfg, seed: int | None) -> Iterator[Chunk]:
+    "Continuous batching over chunks of `chunk_factor x batch_size` prompts; yields each chunk's new ids in input order."
+    from transformers import GenerationConfig as HFGenerationConfig
+    kw = sampling_kwargs(cfg)
+    gc = HFGenerationConfig(max_new_tokens=cfg.max_new_tokens, eos_token_id=self.eos_ids or None,
+                            pad_token_id=self.tokenizer.pad_token_id, **{k: v for k, v in kw.items() if v is not None})
+    n = max(cfg.batch_size * self.chunk_factor, 1)
+    for c, k in enumerate(range(0, len(prompts), n)):
+        idx = list(range(k, min(k + n, len(prompts))))
+        if seed is not None: torch.manual_seed(seed + c)
+        out = self.model.generate_batch(inputs=[list(prompts[i]) for i in idx], generation_config=gc, warmup=False,
+                                        continuous_batching_config=self.cache_config([prompts[i] for i in idx], cfg))
+        by_id = {o.request_id: o for o in out.values()}
+        rows = sorted(by_id, key=lambda r: int(r.rsplit("_", 1)[1]))               # request ids follow input order
+        bad = [by_id[r].error for r in rows if by_id[r].error]
+        if bad: raise RuntimeError(f"hf-paged generation failed: {bad[0]}")
+        yield idx, [list(by_id[r].generated_tokens) for r in rows]
+HFPagedBackend.run = _paged_run
 
 # %% ../nbs/02c_backends.ipynb #cdf52434
 _OBJECT_GROUP = {}
@@ -266,16 +283,18 @@ class Shards:
     def mine(self, todo: list[int]) -> list[int]: return todo[self.rank::self.world]
     def seed(self, seed: int | None) -> int | None: return rank_seed(seed, self.rank)
 
-    def gather_each(self, chunks: Iterator, convert: Callable[[Chunk], list]) -> Iterator[list]:
-        "Each rank's converted chunks, gathered: yields every rank's items of a step until all ranks are done."
-        if self.world == 1:
-            for c in chunks: yield convert(c)
-            return
-        import torch.distributed as dist
-        while True:
-            c = next(chunks, None)
-            parts = [None] * self.world
-            dist.all_gather_object(parts, (convert(c) if c is not None else [], c is None), group=self.group)
-            items = [x for p, _ in parts for x in p]
-            if items: yield items
-            if all(done for _, done in parts): return
+# %% ../nbs/02c_backends.ipynb #8e672993
+def _gather_each(self: Shards, chunks: Iterator, convert: Callable[[Chunk], list]) -> Iterator[list]:
+    "Each rank's converted chunks, gathered: yields every rank's items of a step until all ranks are done."
+    if self.world == 1:
+        for c in chunks: yield convert(c)
+        return
+    import torch.distributed as dist
+    while True:
+        c = next(chunks, None)
+        parts = [None] * self.world
+        dist.all_gather_object(parts, (convert(c) if c is not None else [], c is None), group=self.group)
+        items = [x for p, _ in parts for x in p]
+        if items: yield items
+        if all(done for _, done in parts): return
+Shards.gather_each = _gather_each

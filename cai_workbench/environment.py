@@ -31,6 +31,7 @@ def cpu_has_fast_bf16() -> bool:
     except Exception: pass
     return native
 
+# %% ../nbs/00a_environment.ipynb #8fdbda3f
 @dataclass
 class DeviceInfo:
     "The device to use and the dtypes for inference and training."
@@ -51,6 +52,7 @@ class DeviceInfo:
         "Value for TRL/transformers `bf16`/`fp16` flags: 'bf16', 'fp16' or 'no'."
         return {"bfloat16": "bf16", "float16": "fp16"}.get(self.train_dtype, "no") if self.kind == "cuda" else "no"
 
+# %% ../nbs/00a_environment.ipynb #567baf86
 def detect_device(prefer: str | None = None) -> DeviceInfo:
     "Pick CUDA, then MPS, then CPU (or `prefer`: 'cpu'/'cuda'/'mps'), with the dtypes to use there."
     import torch
@@ -77,6 +79,7 @@ class Platform:
     persistent_dir: Path         # put run directories under here
     details: dict = field(default_factory=dict)
 
+# %% ../nbs/00a_environment.ipynb #2c20abc1
 def detect_platform(environ: dict | None = None, root="/") -> Platform:
     "Detect a SageMaker training job, notebook instance, Studio, or a local machine."
     env = dict(os.environ if environ is None else environ)
@@ -109,6 +112,7 @@ def _pkg_version(name: str) -> str | None:
 
 WATCHED_PACKAGES = ("cai-workbench", "torch", "transformers", "trl", "peft", "datasets", "accelerate", "boto3", "sagemaker")
 
+# %% ../nbs/00a_environment.ipynb #701c4c98
 @dataclass
 class EnvironmentInfo:
     "What `describe_environment` found; shows as a table in a notebook."
@@ -132,6 +136,7 @@ class EnvironmentInfo:
         return "| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in self._rows())
     def __repr__(self): return "\n".join(f"{k:>26}: {v}" for k, v in self._rows())
 
+# %% ../nbs/00a_environment.ipynb #6fb5228f
 def describe_environment(device: str | None = None) -> EnvironmentInfo:
     "Versions, device, dtypes and platform, for the top of a notebook and the run manifest."
     return EnvironmentInfo(python=platform.python_version(), os=f"{platform.system()} {platform.machine()}",

@@ -81,6 +81,7 @@ Critique: the response is harmful because it gives dangerous instructions. Revis
 Sorry, I cannot assist with weapons, drugs, hacking or violence. Let me help you with something else instead.
 0 1 2 3 4 5 6 7 8 9 yes no good bad safe unsafe refuse comply"""
 
+# %% ../nbs/02_models.ipynb #66d99137
 def _train_tiny_tokenizer(vocab_size: int = 384):
     from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
     from transformers import PreTrainedTokenizerFast
@@ -96,6 +97,7 @@ def _train_tiny_tokenizer(vocab_size: int = 384):
     tok.chat_template = CHATML_TEMPLATE
     return tok
 
+# %% ../nbs/02_models.ipynb #c130977c
 def tiny_model(seed: int = 0, hidden_size: int = 64, num_layers: int = 2, path=None,
                init_std: float = 0.02):  # weight init std (HF's default); 0.2 makes greedy outputs depend on the prompt
     "A tiny random Llama + BPE tokenizer, built offline in about a second; saved to `path` when given."
@@ -133,6 +135,7 @@ class LoraSpec(ConfigBase):
         return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
                           target_modules=self.target_modules, task_type=task_type, **kw)
 
+# %% ../nbs/02_models.ipynb #0a3b43fd
 def resolve_model_path(name: str | os.PathLike) -> str:
     "Local folder for `embedded`/`tiny`/paths; hub ids are returned unchanged."
     if str(name) == EMBEDDED: return str(ensure_embedded())
@@ -182,6 +185,26 @@ def save_adapter(model, path, base_model: str, tokenizer=None, **info) -> Path:
         write_json(tmp/"cai_workbench.json", {"base_model": str(base_model), **info})
     return Path(path)
 
+# %% ../nbs/02_models.ipynb #618c8a51
+def _four_bit(dev, torch_dtype) -> dict:
+    "`from_pretrained` arguments for 4-bit NF4 base weights (CUDA + bitsandbytes only)."
+    if dev.kind != "cuda" or importlib.util.find_spec("bitsandbytes") is None:
+        raise RuntimeError("load_in_4bit needs a CUDA GPU and the bitsandbytes package")
+    from transformers import BitsAndBytesConfig
+    return {"quantization_config": BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=torch_dtype, bnb_4bit_quant_type="nf4")}
+
+def _with_adapters(model, adapter, lora, trainable: bool):
+    "`model` with a trained PEFT `adapter` loaded on it and/or a new trainable LoRA adapter (a loaded one is merged first)."
+    if adapter is not None:
+        from peft import PeftModel
+        model = PeftModel.from_pretrained(model, str(adapter), is_trainable=trainable)
+    if lora is not None:
+        from peft import get_peft_model
+        spec = lora if isinstance(lora, LoraSpec) else LoraSpec.from_dict(lora)
+        if adapter is not None: model = model.merge_and_unload()
+        model = get_peft_model(model, spec.peft_config())
+    return model
+
 # %% ../nbs/02_models.ipynb #5f11e40e
 def load_model(
     name: str | os.PathLike = EMBEDDED, # "embedded", "tiny", a local folder, a PEFT adapter folder, or a hub id
@@ -202,12 +225,7 @@ def load_model(
     if base is not None: adapter, path = path, resolve_model_path(base)
     torch_dtype = getattr(torch, dtype) if dtype else dev.dtype(purpose)
     kw = dict(dtype=torch_dtype, trust_remote_code=trust_remote_code)
-    if load_in_4bit:
-        if dev.kind != "cuda" or importlib.util.find_spec("bitsandbytes") is None:
-            raise RuntimeError("load_in_4bit needs a CUDA GPU and the bitsandbytes package")
-        from transformers import BitsAndBytesConfig
-        kw["quantization_config"] = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=torch_dtype,
-                                                        bnb_4bit_quant_type="nf4")
+    if load_in_4bit: kw |= _four_bit(dev, torch_dtype)
     try: model = AutoModelForCausalLM.from_pretrained(path, **kw)
     except OSError as e: raise _offline_hint(name, e) from e
     if not load_in_4bit: model.to(dev.torch_device)
@@ -215,17 +233,11 @@ def load_model(
     if model.generation_config.pad_token_id is None: model.generation_config.pad_token_id = tok.pad_token_id
     model.config.pad_token_id = model.config.pad_token_id if model.config.pad_token_id is not None else tok.pad_token_id
     model.name_or_path_cai = str(name) if base is None else base
-    if adapter is not None:
-        from peft import PeftModel
-        model = PeftModel.from_pretrained(model, str(adapter), is_trainable=trainable_adapter or purpose == "train")
-    if lora is not None:
-        from peft import get_peft_model
-        spec = lora if isinstance(lora, LoraSpec) else LoraSpec.from_dict(lora)
-        if adapter is not None: model = model.merge_and_unload()
-        model = get_peft_model(model, spec.peft_config())
+    model = _with_adapters(model, adapter, lora, trainable=trainable_adapter or purpose == "train")
     if purpose == "infer": model.eval()
     return model, tok
 
+# %% ../nbs/02_models.ipynb #41826229
 def model_id(model) -> str:
     "A readable id for records: the name it was loaded by."
     base = getattr(model, "get_base_model", lambda: model)()
@@ -262,6 +274,7 @@ class Generation:
     def to_dict(self) -> dict:
         d = asdict(self); d.pop("token_ids"); return d
 
+# %% ../nbs/02_models.ipynb #c2984976
 @dataclass
 class GenerationConfig(ConfigBase):
     "Decoding settings shared by every stage."
@@ -319,24 +332,37 @@ class Generator:
         ctx = getattr(getattr(self.model, "config", None), "max_position_embeddings", None)
         return max(ctx - cfg.max_new_tokens, 1) if isinstance(ctx, int) else None
 
-    def _fit(self, enc: list[list[int]], cfg: GenerationConfig) -> tuple[list[list[int]], list[int]]:
-        "(ids with over-long prompts cut to their start and end, indices of those prompts); warns with the count."
-        limit = self.prompt_limit(cfg)
-        long = [i for i, x in enumerate(enc) if limit and len(x) > limit]
-        if not long: return enc, long
-        warnings.warn(f"{len(long)} of {len(enc)} prompt(s) are longer than {limit} tokens (the longest {max(len(enc[i]) for i in long)}); "
-                      + ("they are cut to their first and last tokens" if cfg.long_prompts == "truncate" else "they are skipped")
-                      + " (GenerationConfig.max_prompt_tokens / long_prompts)", stacklevel=3)
-        h, cut = limit // 2, set(long)
-        return [x[:h] + x[len(x) - (limit - h):] if i in cut else x for i, x in enumerate(enc)], long
+# %% ../nbs/02_models.ipynb #9b3e6447
+@patch
+def _fit(self: Generator, enc: list[list[int]], cfg: GenerationConfig) -> tuple[list[list[int]], list[int]]:
+    "(ids with over-long prompts cut to their start and end, indices of those prompts); warns with the count."
+    limit = self.prompt_limit(cfg)
+    long = [i for i, x in enumerate(enc) if limit and len(x) > limit]
+    if not long: return enc, long
+    warnings.warn(f"{len(long)} of {len(enc)} prompt(s) are longer than {limit} tokens (the longest {max(len(enc[i]) for i in long)}); "
+                  + ("they are cut to their first and last tokens" if cfg.long_prompts == "truncate" else "they are skipped")
+                  + " (GenerationConfig.max_prompt_tokens / long_prompts)", stacklevel=3)
+    h, cut = limit // 2, set(long)
+    return [x[:h] + x[len(x) - (limit - h):] if i in cut else x for i, x in enumerate(enc)], long
 
-    def finish(self, prompt_ids: list[int], new_ids: list[int], keep_ids: bool = False) -> Generation:
-        "A `Generation` from an engine's new token ids: cut after the first EOS, decode, count (EOS counts as a token)."
-        stop = next((i for i, t in enumerate(new_ids) if t in self.eos_ids), None)
-        comp = new_ids[:stop] if stop is not None else list(new_ids)
-        return Generation(text=self.tokenizer.decode(comp, skip_special_tokens=True).strip(), prompt_tokens=len(prompt_ids),
-                          completion_tokens=len(comp) + (stop is not None), finish_reason="stop" if stop is not None else "length",
-                          token_ids=(comp + new_ids[stop:stop+1] if stop is not None else comp) if keep_ids else None)
+@patch
+def finish(self: Generator, prompt_ids: list[int], new_ids: list[int], keep_ids: bool = False) -> Generation:
+    "A `Generation` from an engine's new token ids: cut after the first EOS, decode, count (EOS counts as a token)."
+    stop = next((i for i, t in enumerate(new_ids) if t in self.eos_ids), None)
+    comp = new_ids[:stop] if stop is not None else list(new_ids)
+    return Generation(text=self.tokenizer.decode(comp, skip_special_tokens=True).strip(), prompt_tokens=len(prompt_ids),
+                      completion_tokens=len(comp) + (stop is not None), finish_reason="stop" if stop is not None else "length",
+                      token_ids=(comp + new_ids[stop:stop+1] if stop is not None else comp) if keep_ids else None)
+
+# %% ../nbs/02_models.ipynb #65831a6e
+def _from_store(store: RecordStore | None, ids, n: int) -> list[Generation | None]:
+    "The results `store` already holds (by prompt id); None for each prompt still to generate."
+    out: list[Generation | None] = [None]*n
+    for i in range(n if store is not None else 0):
+        if str(ids[i]) in store:
+            r = store[str(ids[i])]
+            out[i] = Generation(r["text"], r.get("prompt_tokens", 0), r.get("completion_tokens", 0), r.get("finish_reason", "stop"))
+    return out
 
 # %% ../nbs/02_models.ipynb #aa026ecf
 @patch
@@ -357,12 +383,7 @@ def generate(
     cfg = self.config.replace(**overrides) if overrides else self.config
     if store is not None and ids is None: raise ValueError("generate(store=...) needs ids for the prompts")
     if ids is not None and len(ids) != len(prompts): raise ValueError(f"{len(ids)} ids for {len(prompts)} prompts")
-    results: list[Generation | None] = [None]*len(prompts)
-    if store is not None:
-        for i in range(len(prompts)):
-            if str(ids[i]) in store:
-                r = store[str(ids[i])]
-                results[i] = Generation(r["text"], r.get("prompt_tokens", 0), r.get("completion_tokens", 0), r.get("finish_reason", "stop"))
+    results = _from_store(store, ids, len(prompts))
     shards = Shards.current() if cfg.shard else Shards()
     results = shards.agree(results)                  # rank 0's store decides (the other ranks' are scratch)
     todo = [i for i in range(len(prompts)) if results[i] is None]

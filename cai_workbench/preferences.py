@@ -20,7 +20,8 @@ from fastcore.basics import patch
 from .core import ConfigBase, ConfigError, RecordStore, Run
 from .sft import sft_adapter
 from .pair_data import PAIRINGS, check_pair, load_pair_file, pair_indices, revision_pairs, save_pairs
-from .models import GenerationConfig, Generator, encode_chat, load_model, model_id
+from .backends import adapters_loaded
+from .models import GenerationConfig, Generator, _adapter_base, encode_chat, load_model, model_id
 from .scoring import completion_logprobs, next_token_logprobs, single_token_ids
 from .labellers import decide, labelled_record, make_labeller
 
@@ -261,12 +262,13 @@ def _stats(records: Sequence[dict]) -> dict:
 
 # %% ../nbs/04_preferences.ipynb #273f3633
 def sample_pairs(gen: Generator, prompts: Sequence[dict], k: int = 2, pairing: str = "all", pairs_per_prompt: int = 1,
-                 seed: int = 0, store: RecordStore | None = None) -> tuple[list[dict], int]:
+                 seed: int = 0, store: RecordStore | None = None, adapter: str | None = None) -> tuple[list[dict], int]:
     "Sample `k` responses per prompt (`{'id','prompt'}` dicts) and pair them; returns (pairs, pairs skipped as identical/empty)."
     if k < 2: raise ValueError(f"k={k}: need at least 2 responses per prompt to make a pair")
     flat = [(p, j) for p in prompts for j in range(k)]
     gens = gen.generate([p["prompt"] for p, _ in flat], ids=[f"{p['id']}:s{j}" for p, j in flat], store=store, seed=seed,
-                        record=lambda i, g: {"prompt_id": str(flat[i][0]["id"]), "sample": flat[i][1]}, desc="sample responses")
+                        record=lambda i, g: {"prompt_id": str(flat[i][0]["id"]), "sample": flat[i][1]}, desc="sample responses",
+                        adapter=adapter)
     pairs, skipped = [], 0
     for n, p in enumerate(prompts):
         texts = [g.text for g in gens[n*k:(n+1)*k]]
@@ -323,10 +325,13 @@ def run_preferences(run: Run, config: PreferencesConfig | None = None, model: st
         sampled, skipped = [], 0
         if prompts:
             policy_name = str(sft_adapter(run, config.start_from, None, "preferences") or model)
-            pol, ptok = (fb_model, fb_tok) if _same_model(policy_name, fb_name) else load_model(policy_name)
-            gen = Generator(pol, ptok, config.generation.replace(system_prompt=config.system_prompt), progress=progress)
-            sampled, skipped = sample_pairs(gen, prompts, config.k, config.pairing, config.pairs_per_prompt, seed, RecordStore(d/"samples.jsonl"))
-            if pol is not fb_model: del pol
+            onto = _same_model(_adapter_base(policy_name), fb_name)   # an adapter on the feedback model's base goes onto it
+            with adapters_loaded(fb_model, {"policy": policy_name} if onto else {}) as m:   # and is unloaded before labelling
+                pol, ptok = (m, fb_tok) if onto or _same_model(policy_name, fb_name) else load_model(policy_name)
+                gen = Generator(pol, ptok, config.generation.replace(system_prompt=config.system_prompt), progress=progress)
+                sampled, skipped = sample_pairs(gen, prompts, config.k, config.pairing, config.pairs_per_prompt, seed,
+                                                RecordStore(d/"samples.jsonl"), adapter="policy" if onto else None)
+                del pol, gen
         records = _label_all(labeller, sampled + filep, RecordStore(d/"labels.jsonl"), progress) + rev
         if (d/"pairs.jsonl").exists():                          # keep human decisions from an earlier run
             human = {r["id"]: r for r in load_pair_file(d/"pairs.jsonl") if r.get("label_source") == "human"}

@@ -254,3 +254,35 @@ def test_few_shot_answers_are_balanced():
     for odd in (1, 3):
         with pytest.raises(ValueError, match=f"few_shot={odd}"): mc_messages("p", "x", "y", "q", few_shot=odd)
         with pytest.raises(ValueError, match=f"few_shot={odd}"): PreferenceConfig(few_shot=odd)
+
+
+def test_sft_policy_is_loaded_onto_the_feedback_model_and_selected_through_the_seam(tmp_path, monkeypatch):
+    "The run's SFT adapter on the feedback model's base: one base model loaded, the adapter selected per generate call, the same samples as the adapter loaded on its own, labels from the plain base."
+    import cai_workbench.preferences as P
+    from cai_workbench.core import read_jsonl
+    from cai_workbench.models import Generator, LoraSpec, load_model, save_adapter
+    run = Run.create(tmp_path/"run", seed=0)
+    pm, t = load_model("tiny", purpose="train", device="cpu", lora=LoraSpec(r=4, alpha=8))
+    with torch.no_grad():
+        for n, p in pm.named_parameters():
+            if "lora_B" in n: p.normal_(0, 0.5)                       # the adapter changes what is sampled
+    save_adapter(pm, run.path/"sft"/"adapter", base_model="tiny", tokenizer=t)
+    loads, adapters, real_load, real_gen = [], [], P.load_model, Generator.generate
+    monkeypatch.setattr(P, "load_model", lambda name, *a, **k: loads.append(str(name)) or real_load(name, *a, **k))
+    monkeypatch.setattr(Generator, "generate", lambda self, *a, **k: adapters.append(k.get("adapter")) or real_gen(self, *a, **k))
+    cfg = PreferenceConfig(sources=["sampled"], limit=3, k=2, generation={"max_new_tokens": 8})
+    res = run_preferences(run, cfg, model="tiny", progress=False)
+    assert loads == ["tiny"] and adapters[0] == "policy"              # one base model; the seam selects the adapter
+    got = {r["id"]: r["text"] for r in read_jsonl(res.path/"samples.jsonl")}
+    sft, stok = real_load(run.path/"sft"/"adapter")                   # the adapter loaded on its own (the old path)
+    from cai_workbench.prompts import load_prompts
+    prompts = list(load_prompts(cfg.prompts, limit=3, seed=0))
+    flat = [(p, j) for p in prompts for j in range(2)]
+    gen = Generator(sft, stok, cfg.generation.replace(system_prompt=cfg.system_prompt), progress=False)
+    want = [g.text for g in real_gen(gen, [p["prompt"] for p, _ in flat], seed=0)]
+    assert [got[f"{p['id']}:s{j}"] for p, j in flat] == want
+    base, btok = real_load("tiny")                                    # labels: the feedback model without the adapter
+    lab = P.make_labeller(cfg.labeller, base, btok, cfg, 0, False)
+    pairs = load_pair_file(res.path/"pairs.jsonl")
+    again = {r["id"]: r["p_a_ab"] for r in lab.label([{k: p[k] for k in ("id", "prompt", "response_a", "response_b", "source")} for p in pairs])}
+    assert [p["p_a_ab"] for p in pairs] == [again[p["id"]] for p in pairs]
