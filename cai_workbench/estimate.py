@@ -24,18 +24,23 @@ def _n_prompts(source, limit, seed: int = 0) -> int:
     return len(load_prompts(source, seed=seed))
 
 def _gen(c) -> int: return getattr(getattr(c, "generation", None), "max_new_tokens", None) or getattr(c, "max_new_tokens", 64)
+def _rows(n: int, c) -> int:
+    "Rows decoded: `n` prompts padded to whole batches (on a CPU a small batch's decode step costs about as much as a full one)."
+    bs = getattr(getattr(c, "generation", None), "batch_size", None)
+    return math.ceil(n/bs)*bs if bs else n
 
 _POLICIES = ("sft", "ppo", "dpo", "rloo", "grpo")     # the stages whose adapter evaluation compares with the base model
 
 def stage_work(stage: str, c, seed: int = 0, stages: list[str] | None = None) -> dict:
     "{'tokens': upper bound of tokens generated or trained on, 'what': how it was counted} for stage config `c` in a run of `stages`."
     if stage == "critique_revision":
-        n = _n_prompts(c.prompts, c.limit, seed); return {"tokens": n*(1 + 2*c.rounds)*_gen(c), "what": f"{n} prompts x {1+2*c.rounds} answers x {_gen(c)} new tokens"}
+        n = _n_prompts(c.prompts, c.limit, seed); b = _rows(n, c)
+        return {"tokens": b*(1 + 2*c.rounds)*_gen(c), "what": f"{n} prompts ({b} batch rows) x {1+2*c.rounds} answers x {_gen(c)} new tokens"}
     if stage == "preferences":
         n = _n_prompts(c.prompts, c.limit, seed); return {"tokens": n*c.k*_gen(c), "what": f"{n} prompts x {c.k} samples x {_gen(c)} new tokens"}
     if stage == "evaluation":
         n, k = sum(_n_prompts(p, c.limit, seed) for p in c.prompts), len(c.stages) if c.stages else 1 + sum(s in _POLICIES for s in stages or ())
-        return {"tokens": n*k*_gen(c), "what": f"{n} prompts x {k} policies x {_gen(c)} new tokens (+ judging)"}
+        return {"tokens": _rows(n, c)*k*_gen(c), "what": f"{n} prompts ({_rows(n, c)} batch rows) x {k} policies x {_gen(c)} new tokens (+ judging)"}
     if stage == "ppo":
         return {"tokens": c.total_updates*c.batch_size*_gen(c), "what": f"{c.total_updates} updates x {c.batch_size} rollouts x {_gen(c)} new tokens"}
     if stage in ("rloo", "grpo"):

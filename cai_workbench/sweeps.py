@@ -193,11 +193,16 @@ class Comparison:
         return atomic_write_text(path, self.to_html(plots))
 
     def _repr_markdown_(self):
-        head = ["run", "stage", "harmless", "helpful", "win vs base"] + self.keys
+        wide = len(self.keys) > 4                                   # many differing keys: their own table, one column per run
+        head = ["run", "stage", "harmless", "helpful", "win vs base"] + ([] if wide else self.keys)
         md = "| " + " | ".join(head) + " |\n|" + "---|"*len(head) + "\n"
         for r in self.rows:
             md += "| " + " | ".join([r["run"], r["stage"], _fig(r["harmless"], r["harmless_ci"], r["n_harmful"]),
-                                     _fig(r["helpful"], r["helpful_ci"], r["n_benign"]), _win(r)] + [str(r["config"].get(k, "")) for k in self.keys]) + " |\n"
+                                     _fig(r["helpful"], r["helpful_ci"], r["n_benign"]), _win(r)] + ([] if wide else [str(r["config"].get(k, "")) for k in self.keys])) + " |\n"
+        if wide:
+            runs = {r["run"]: r["config"] for r in self.rows}
+            md += "\n| config key | " + " | ".join(runs) + " |\n|" + "---|"*(len(runs) + 1) + "\n"
+            md += "".join(f"| {k} | " + " | ".join(str(c.get(k, "")) for c in runs.values()) + " |\n" for k in self.keys)
         return md + "\nIntervals that overlap do not separate two runs at this n."
 
 # %% ../nbs/13b_sweeps.ipynb #a1cm0002
