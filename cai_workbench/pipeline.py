@@ -34,9 +34,13 @@ class StageSpec:
     inputs: tuple[str, ...] = ()    # run paths of earlier stages' outputs it may read: their fingerprints make it stale
     outputs: tuple[str, ...] = ()   # run paths it writes; checked after it runs (a later stage's inputs name these)
     needs: tuple[str, ...] | Callable = ()  # the inputs that must exist before it starts; a function of its config when that decides
+    inputs_when: Callable | None = None     # more inputs its YAML section (a dict) makes it read, e.g. a switch that loads the reward model
 
     @property
     def reads(self) -> tuple[str, ...]: return self.inputs   # the name before issue 15
+    def read_by(self, section: dict) -> tuple[str, ...]:
+        "The inputs a stage with this YAML `section` reads: `inputs`, plus what `inputs_when` adds."
+        return self.inputs + (tuple(self.inputs_when(section or {})) if self.inputs_when else ())
     def required(self, cfg) -> tuple[str, ...]: "The inputs `cfg` makes this stage need."; return tuple(self.needs(cfg) if callable(self.needs) else self.needs)
 
     def load(self):
@@ -64,7 +68,8 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in [
     StageSpec("dpo", "cai_workbench.dpo", "DPOConfig", "run_dpo", ("preferences/pairs.jsonl", "sft/adapter"), ("dpo/adapter",),
               needs=("preferences/pairs.jsonl",)),
     StageSpec("evaluation", "cai_workbench.evaluation", "EvaluationConfig", "run_evaluation", _ADAPTERS,
-              ("evaluation/responses.jsonl", "evaluation/summary.json")),
+              ("evaluation/responses.jsonl", "evaluation/summary.json"),   # best-of-n picks with the run's reward model:
+              inputs_when=lambda s: ("reward_model/adapter",) if s.get("best_of_n") and not s.get("reward_model") else ()),
     StageSpec("probe", "cai_workbench.probe", "ProbeConfig", "run_probe", ("evaluation/responses.jsonl", "reward_model/adapter"),
               ("probe/summary.json",),   # the known-answer check (11_probe)
               needs=lambda c: ("evaluation/responses.jsonl",) + (("reward_model/adapter",) if c.reward_model else ())),
@@ -209,7 +214,7 @@ def _files_in(section: dict) -> dict:
 
 def current_fingerprint(run: Run, stage: str, config: PipelineConfig) -> dict:
     "What `stage` would be built from now: its section of `config` (+ model, seed) and the inputs it reads in `run`."
-    inputs = {rel: run.path/rel for rel in STAGES[stage].inputs}
+    inputs = {rel: run.path/rel for rel in STAGES[stage].read_by(getattr(config, stage))}
     inputs.update(_files_in(getattr(config, stage)))
     return stage_fingerprint(getattr(config, stage), inputs, model=str(config.model), seed=config.seed,
                              ignore=("save_every", "keep_last", "keep_checkpoints"))   # how often it checkpoints changes nothing built
