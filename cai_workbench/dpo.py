@@ -24,7 +24,7 @@ from .data_filters import DataFilterConfig, filter_pairs
 # %% auto #0
 __all__ = ['SMOOTHED_LOSSES', 'PER_PAIR_LOSSES', 'DPOStageConfig', 'DPOConfig', 'select_pairs', 'pair_weights', 'pair_smoothing',
            'smoothing_from_soft_labels', 'DPOResult', 'plot_dpo_curves', 'WeightedPreferenceCollator',
-           'ConfidenceDPOTrainer', 'train_dpo', 'run_dpo']
+           'confidence_factor', 'ConfidenceDPOTrainer', 'train_dpo', 'run_dpo']
 
 # %% ../nbs/07_dpo.ipynb #ad3792b8
 SMOOTHED_LOSSES = ("robust", "exo_pair", "aot", "aot_unpaired")   # the TRL 1.x DPO losses that read label_smoothing
@@ -54,30 +54,33 @@ class DPOConfig(CheckpointSettings):   # save_every / keep_last / keep_checkpoin
     seed: int | None = None           # default: the run's seed
     _renamed = {"start_from_sft": START_FROM}
 
-    def __post_init__(self):
-        self.fill_nested()
-        bad = set(self.pair_sources) - {"ai", "revision", "human"}
-        if bad: raise ValueError(f"pair_sources: unknown source(s) {sorted(bad)}; use 'ai', 'revision', 'human'")
-        if not 0 <= self.min_confidence <= 1: raise ValueError(f"min_confidence: {self.min_confidence} must be in [0, 1]")
-        if self.beta <= 0: raise ValueError(f"beta: {self.beta} must be > 0")
-        if self.learning_rate <= 0: raise ValueError(f"learning_rate: {self.learning_rate} must be > 0 (0 trains nothing and replaces the adapter)")
-        if self.batch_size < 1 or self.gradient_accumulation_steps < 1:
-            raise ValueError(f"batch_size={self.batch_size}, gradient_accumulation_steps={self.gradient_accumulation_steps}: both must be >= 1")
-        if self.max_steps == 0 or self.max_steps < -1: raise ValueError(f"max_steps: {self.max_steps}; use a positive number, or -1 for num_train_epochs")
-        if self.confidence not in ("smoothing", "weight", "none"):
-            raise ConfigError(f"DPOConfig.confidence={self.confidence!r}: use 'smoothing', 'weight' or 'none'")
-        if self.confidence == "smoothing" and self.loss_type != "sigmoid":
-            raise ConfigError(f"DPOConfig.loss_type={self.loss_type!r}: per-pair smoothing (confidence='smoothing') is "
-                              "the sigmoid loss's soft-label form; use loss_type='sigmoid', or confidence='weight' or 'none'")
-        if self.confidence == "weight" and self.loss_type not in PER_PAIR_LOSSES:
-            raise ConfigError(f"DPOConfig.loss_type={self.loss_type!r}: this TRL loss is not a mean of per-pair terms, so "
-                              "pairs cannot be weighted by confidence; set confidence='none' or use e.g. 'sigmoid'")
-        if (self.label_smoothing > 0 or self.soft_label_smoothing) and self.loss_type not in SMOOTHED_LOSSES:
-            raise ConfigError(f"DPOConfig.loss_type={self.loss_type!r}: TRL's DPO reads label_smoothing only for "
-                              f"{list(SMOOTHED_LOSSES)}, so it would be silently ignored; use one of those, or per-pair "
-                              "confidence (confidence='smoothing', the default) instead")
+    def __post_init__(self): self.fill_nested(); _check_dpo_config(self)
 
 DPOStageConfig = DPOConfig   # the name before issue 15 (TRL's own `DPOConfig` is built from this one in `train_dpo`)
+
+# %% ../nbs/07_dpo.ipynb #0956683c
+def _check_dpo_config(c: DPOConfig):
+    "Refuse settings that cannot train, or that TRL would silently ignore."
+    bad = set(c.pair_sources) - {"ai", "revision", "human"}
+    if bad: raise ValueError(f"pair_sources: unknown source(s) {sorted(bad)}; use 'ai', 'revision', 'human'")
+    if not 0 <= c.min_confidence <= 1: raise ValueError(f"min_confidence: {c.min_confidence} must be in [0, 1]")
+    if c.beta <= 0: raise ValueError(f"beta: {c.beta} must be > 0")
+    if c.learning_rate <= 0: raise ValueError(f"learning_rate: {c.learning_rate} must be > 0 (0 trains nothing and replaces the adapter)")
+    if c.batch_size < 1 or c.gradient_accumulation_steps < 1:
+        raise ValueError(f"batch_size={c.batch_size}, gradient_accumulation_steps={c.gradient_accumulation_steps}: both must be >= 1")
+    if c.max_steps == 0 or c.max_steps < -1: raise ValueError(f"max_steps: {c.max_steps}; use a positive number, or -1 for num_train_epochs")
+    if c.confidence not in ("smoothing", "weight", "none"):
+        raise ConfigError(f"DPOConfig.confidence={c.confidence!r}: use 'smoothing', 'weight' or 'none'")
+    if c.confidence == "smoothing" and c.loss_type != "sigmoid":
+        raise ConfigError(f"DPOConfig.loss_type={c.loss_type!r}: per-pair smoothing (confidence='smoothing') is "
+                          "the sigmoid loss's soft-label form; use loss_type='sigmoid', or confidence='weight' or 'none'")
+    if c.confidence == "weight" and c.loss_type not in PER_PAIR_LOSSES:
+        raise ConfigError(f"DPOConfig.loss_type={c.loss_type!r}: this TRL loss is not a mean of per-pair terms, so "
+                          "pairs cannot be weighted by confidence; set confidence='none' or use e.g. 'sigmoid'")
+    if (c.label_smoothing > 0 or c.soft_label_smoothing) and c.loss_type not in SMOOTHED_LOSSES:
+        raise ConfigError(f"DPOConfig.loss_type={c.loss_type!r}: TRL's DPO reads label_smoothing only for "
+                          f"{list(SMOOTHED_LOSSES)}, so it would be silently ignored; use one of those, or per-pair "
+                          "confidence (confidence='smoothing', the default) instead")
 
 # %% ../nbs/07_dpo.ipynb #01a9af9f
 def _labelled_by_ai(p: dict) -> bool:
@@ -97,6 +100,7 @@ def select_pairs(pairs: list[dict], config: DPOConfig) -> tuple[list[dict], dict
     if config.limit: kept = kept[:config.limit]
     return kept, why
 
+# %% ../nbs/07_dpo.ipynb #583b4d27
 def pair_weights(pairs: list[dict], config: DPOConfig) -> list[float]:
     "Each pair's loss weight: with confidence='weight' an AI label counts |2·soft_label − 1| (P=0.501: 0.002, P=0.99: 0.98); else 1."
     if config.confidence != "weight": return [1.0]*len(pairs)
@@ -138,7 +142,9 @@ class DPOResult:
                          "adapter": self.adapter}.items())
         return f"**DPO**\n\n| | |\n|---|---|\n{rows}"
 
+# %% ../nbs/07_dpo.ipynb #c156bcfe
 def _to_conversational(pairs: list[dict], weights: list[float] | None = None, smoothing: list[float] | None = None):
+    "TRL's conversational preference rows (prompt as a user turn, each response as an assistant turn) plus each pair's weight and ε."
     from datasets import Dataset
     weights = [1.0]*len(pairs) if weights is None else weights
     smoothing = [0.0]*len(pairs) if smoothing is None else smoothing
@@ -176,29 +182,35 @@ class WeightedPreferenceCollator(DataCollatorForPreference):
             out[k] = torch.tensor([float(e.get(k, default)) for e in examples])
         return out
 
+def confidence_factor(w, eps, policy_logps, ref_logps, beta: float):
+    """(2B,) factor on the gradient of each row's log-probs (chosen rows, then rejected): w_i, and with smoothing
+    (1 − ε_i) − ε_i·exp(βΔ_i), Δ_i the pair's chosen-minus-rejected log π/π_ref."""
+    f = w
+    if eps is not None and eps.any():
+        d = (policy_logps.detach() - ref_logps).sum(1)                   # (2B,) log π/π_ref per row (0 off the completion)
+        delta = d[:len(w)] - d[len(w):]
+        f = f * ((1 - eps) - eps * torch.exp((beta * delta).clamp(max=50)))
+    return torch.cat([f, f])
+
+# %% ../nbs/07_dpo.ipynb #3ffa6add
 class ConfidenceDPOTrainer(DPOTrainer):
     """TRL's `DPOTrainer` with per-pair confidence. TRL computes the loss (a batch mean of per-pair terms) and the
-    reference pass; only the gradient reaching the policy's log-probs of pair i's two rows is rescaled: by its weight
-    w_i, and for the sigmoid loss by (1 − ε_i) − ε_i·exp(βΔ_i), which turns −logσ(βΔ_i) into the per-pair cDPO loss
-    −(1−ε_i)·logσ(βΔ_i) − ε_i·logσ(−βΔ_i). The logged loss is TRL's unsmoothed, unweighted one."""
+    reference pass; only the gradient reaching the policy's log-probs of pair i's two rows is rescaled by
+    `confidence_factor`, which turns −logσ(βΔ_i) into w_i times the per-pair cDPO loss −(1−ε_i)·logσ(βΔ_i) − ε_i·logσ(−βΔ_i).
+    The logged loss is TRL's unsmoothed, unweighted one."""
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()
         self._signature_columns = [*self._signature_columns, *(k for k in ("pair_weight", "pair_epsilon") if k not in self._signature_columns)]
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         w, eps = inputs.pop("pair_weight", None), inputs.pop("pair_epsilon", None)
-        plain = (w is None or bool((w == 1).all())) and (eps is None or not bool(eps.any()))
-        if plain: return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        if (w is None or bool((w == 1).all())) and (eps is None or not bool(eps.any())):
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        w, eps = (torch.ones_like(eps) if w is None else w), (torch.zeros_like(w) if eps is None else eps)
         seen = {}
         def scale(g):
-            f = w.to(g)
-            if eps is not None and eps.any():
-                if "ref" not in seen: raise RuntimeError("per-pair smoothing needs TRL's reference pass (precompute_ref_log_probs=False)")
-                d = (seen["policy"].detach() - seen["ref"]).sum(1)               # (2B,) log π/π_ref per row (0 off the completion)
-                delta = d[:len(w)] - d[len(w):]                                  # (B,) chosen minus rejected
-                e = eps.to(g)
-                f = f * ((1 - e) - e * torch.exp((self.beta * delta).clamp(max=50)))
-            return g * torch.cat([f, f]).view(-1, *[1]*(g.dim()-1))
+            if eps.any() and "ref" not in seen: raise RuntimeError("per-pair smoothing needs TRL's reference pass (precompute_ref_log_probs=False)")
+            return g * confidence_factor(w.to(g), eps.to(g), seen["policy"], seen.get("ref"), self.beta).view(-1, *[1]*(g.dim()-1))
         def hook(module, args, out):
             lp = getattr(out, "log_probs", None)
             if lp is None: return
@@ -223,7 +235,8 @@ def train_dpo(model, tokenizer, pairs: list[dict], config: DPOConfig, output_dir
                      per_device_train_batch_size=config.batch_size, gradient_accumulation_steps=config.gradient_accumulation_steps,
                      max_length=config.max_length, logging_steps=1, **checkpoint_args(config, "dpo"), seed=config.seed or 0,
                      bf16=dev.mixed_precision == "bf16", fp16=dev.mixed_precision == "fp16", use_cpu=dev.kind == "cpu",
-                     disable_tqdm=not progress, dataloader_num_workers=0)
+                     disable_tqdm=not progress, dataloader_num_workers=0,
+                     activation_checkpointing=dev.kind == "cuda")   # TRL turns it on by default: on CPU it only recomputes the forward
     peft_config = None if isinstance(model, PeftModel) else config.lora.peft_config()
     collator = WeightedPreferenceCollator(pad_token_id=tokenizer.pad_token_id, max_length=args.max_length,
                                           truncation_mode=args.truncation_mode, pad_to_multiple_of=args.pad_to_multiple_of)
@@ -233,11 +246,9 @@ def train_dpo(model, tokenizer, pairs: list[dict], config: DPOConfig, output_dir
     quiet_progress(trainer).train(resume_from_checkpoint=resume_point(trainer))
     return trainer
 
-# %% ../nbs/07_dpo.ipynb #5e6b3eef
-def run_dpo(run: Run, config: DPOConfig | None = None, model: str = "embedded", progress: bool = True) -> DPOResult:
-    "The DPO stage: read `preferences/pairs.jsonl`, train a LoRA with TRL, write `dpo/` (adapter, metrics.json, curves.png)."
-    config = config or DPOConfig()
-    if config.seed is None: config = config.replace(seed=run.seed)
+# %% ../nbs/07_dpo.ipynb #f4d2a529
+def _dpo_pairs(run: Run, config: DPOConfig):
+    "The pairs DPO trains on (data filters first, then `select_pairs`), what was dropped and why, and the filter result."
     pairs_file = run.require("preferences", "pairs.jsonl", hint="run the preferences stage first")
     filtered = filter_pairs(load_training_pairs(pairs_file), config.filters)   # duplicates, identical/empty/boilerplate pairs
     pairs, dropped = select_pairs(filtered.kept, config)
@@ -245,33 +256,50 @@ def run_dpo(run: Run, config: DPOConfig | None = None, model: str = "embedded", 
     if len(pairs) < 2:
         raise ValueError(f"{pairs_file}: only {len(pairs)} usable pair(s) after filtering (dropped: {dropped}); "
                          "DPO needs at least 2 — lower min_confidence, add pair_sources, or label more pairs")
-    set_seed(config.seed)
+    return pairs, dropped, filtered
+
+def _dpo_policy(run: Run, config: DPOConfig, model: str):
+    "(policy, tokenizer, what the reference is): the SL-CAI adapter when asked for and present (TRL freezes a copy), else a fresh LoRA."
     if (sft := sft_adapter(run, config.start_from, model, stage="dpo")) is not None:
-        policy, tok = load_model(sft, purpose="train", trainable_adapter=True)
-        reference = "SL-CAI adapter (frozen copy)"
-    else:
-        policy, tok = load_model(model, purpose="train")
-        reference = "base model (adapters disabled)"
+        return (*load_model(sft, purpose="train", trainable_adapter=True), "SL-CAI adapter (frozen copy)")
+    return (*load_model(model, purpose="train"), "base model (adapters disabled)")
+
+# %% ../nbs/07_dpo.ipynb #42acaa95
+def _dpo_result(trainer, pairs, dropped, smoothing, wall_s, adapter, reference) -> DPOResult:
+    "The `DPOResult` of a finished trainer: first and last logged loss, and TRL's last reward accuracy and margin."
+    logs = [h for h in trainer.state.log_history if "loss" in h]
+    first, last = (logs[0], logs[-1]) if logs else ({}, {})
+    return DPOResult(n_pairs=len(pairs), dropped=dropped, steps=trainer.state.global_step,
+                     first_loss=first.get("loss", math.nan), final_loss=last.get("loss", math.nan),
+                     reward_accuracy=last.get("rewards/accuracies", math.nan), reward_margin=last.get("rewards/margins", math.nan),
+                     label_smoothing=smoothing, wall_s=wall_s, adapter=str(adapter), reference=reference)
+
+def _dpo_metrics(res: DPOResult, config: DPOConfig, hist: list, weights: list, eps: list) -> dict:
+    "`dpo/metrics.json`: the summary, the config, TRL's log history, and how much confidence the pairs carried."
+    return {"summary": res.summary(), "config": config.to_dict(), "log_history": hist, "dropped": res.dropped,
+            "label_smoothing": res.label_smoothing, "reference": res.reference,
+            "confidence": {"mode": config.confidence, "n": len(weights), "sum_weight": round(sum(weights), 3),
+                           "mean_epsilon": round(sum(eps)/len(eps), 4), "full": sum(w == 1 and e == 0 for w, e in zip(weights, eps))}}
+
+# %% ../nbs/07_dpo.ipynb #5e6b3eef
+def run_dpo(run: Run, config: DPOConfig | None = None, model: str = "embedded", progress: bool = True) -> DPOResult:
+    "The DPO stage: read `preferences/pairs.jsonl`, train a LoRA with TRL, write `dpo/` (adapter, metrics.json, curves.png)."
+    config = config or DPOConfig()
+    if config.seed is None: config = config.replace(seed=run.seed)
+    pairs, dropped, filtered = _dpo_pairs(run, config)
+    set_seed(config.seed)
+    policy, tok, reference = _dpo_policy(run, config, model)
     smoothing = smoothing_from_soft_labels(pairs) if config.soft_label_smoothing else config.label_smoothing
+    weights, eps = pair_weights(pairs, config), pair_smoothing(pairs, config)
     t0 = time.time()
     with run.stage("dpo", pairs=len(pairs)) as d:
-        weights, eps = pair_weights(pairs, config), pair_smoothing(pairs, config)
         trainer = train_dpo(policy, tok, pairs, config, d/"checkpoints", label_smoothing=smoothing, progress=progress,  # survive a kill; deleted when done
                             weights=weights, smoothing=eps)
-        hist = trainer.state.log_history
         peft_model = trainer.model
         if "ref" in getattr(peft_model, "peft_config", {}): peft_model.delete_adapter("ref")
         save_adapter(peft_model, d/"adapter", base_model=model, tokenizer=tok, stage="dpo", beta=config.beta, loss_type=config.loss_type)
-        logs = [h for h in hist if "loss" in h]
-        last = logs[-1] if logs else {}
-        res = DPOResult(n_pairs=len(pairs), dropped=dropped, steps=trainer.state.global_step,
-                        first_loss=logs[0]["loss"] if logs else math.nan, final_loss=last.get("loss", math.nan),
-                        reward_accuracy=last.get("rewards/accuracies", math.nan), reward_margin=last.get("rewards/margins", math.nan),
-                        label_smoothing=smoothing, wall_s=time.time() - t0, adapter=str(d/"adapter"), reference=reference)
-        write_json(d/"metrics.json", {"summary": res.summary(), "config": config.to_dict(), "log_history": hist, "dropped": dropped,
-                                      "label_smoothing": smoothing, "reference": reference,
-                                      "confidence": {"mode": config.confidence, "n": len(weights), "sum_weight": round(sum(weights), 3),
-                                                     "mean_epsilon": round(sum(eps)/len(eps), 4), "full": sum(w == 1 and e == 0 for w, e in zip(weights, eps))}})
-        plot_dpo_curves(hist, d/"curves.png"); filtered.write(d)
+        res = _dpo_result(trainer, pairs, dropped, smoothing, time.time() - t0, d/"adapter", reference)
+        write_json(d/"metrics.json", _dpo_metrics(res, config, trainer.state.log_history, weights, eps))
+        plot_dpo_curves(trainer.state.log_history, d/"curves.png"); filtered.write(d)
         finish_checkpoints(d/"checkpoints", config)
     return res

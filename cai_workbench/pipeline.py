@@ -34,9 +34,13 @@ class StageSpec:
     inputs: tuple[str, ...] = ()    # run paths of earlier stages' outputs it may read: their fingerprints make it stale
     outputs: tuple[str, ...] = ()   # run paths it writes; checked after it runs (a later stage's inputs name these)
     needs: tuple[str, ...] | Callable = ()  # the inputs that must exist before it starts; a function of its config when that decides
+    inputs_when: Callable | None = None     # more inputs its YAML section (a dict) makes it read, e.g. a switch that loads the reward model
 
     @property
     def reads(self) -> tuple[str, ...]: return self.inputs   # the name before issue 15
+    def read_by(self, section: dict) -> tuple[str, ...]:
+        "The inputs a stage with this YAML `section` reads: `inputs`, plus what `inputs_when` adds."
+        return self.inputs + (tuple(self.inputs_when(section or {})) if self.inputs_when else ())
     def required(self, cfg) -> tuple[str, ...]: "The inputs `cfg` makes this stage need."; return tuple(self.needs(cfg) if callable(self.needs) else self.needs)
 
     def load(self):
@@ -64,7 +68,8 @@ STAGES: dict[str, StageSpec] = {s.name: s for s in [
     StageSpec("dpo", "cai_workbench.dpo", "DPOConfig", "run_dpo", ("preferences/pairs.jsonl", "sft/adapter"), ("dpo/adapter",),
               needs=("preferences/pairs.jsonl",)),
     StageSpec("evaluation", "cai_workbench.evaluation", "EvaluationConfig", "run_evaluation", _ADAPTERS,
-              ("evaluation/responses.jsonl", "evaluation/summary.json")),
+              ("evaluation/responses.jsonl", "evaluation/summary.json"),   # best-of-n picks with the run's reward model:
+              inputs_when=lambda s: ("reward_model/adapter",) if s.get("best_of_n") and not s.get("reward_model") else ()),
     StageSpec("probe", "cai_workbench.probe", "ProbeConfig", "run_probe", ("evaluation/responses.jsonl", "reward_model/adapter"),
               ("probe/summary.json",),   # the known-answer check (11_probe)
               needs=lambda c: ("evaluation/responses.jsonl",) + (("reward_model/adapter",) if c.reward_model else ())),
@@ -209,7 +214,7 @@ def _files_in(section: dict) -> dict:
 
 def current_fingerprint(run: Run, stage: str, config: PipelineConfig) -> dict:
     "What `stage` would be built from now: its section of `config` (+ model, seed) and the inputs it reads in `run`."
-    inputs = {rel: run.path/rel for rel in STAGES[stage].inputs}
+    inputs = {rel: run.path/rel for rel in STAGES[stage].read_by(getattr(config, stage))}
     inputs.update(_files_in(getattr(config, stage)))
     return stage_fingerprint(getattr(config, stage), inputs, model=str(config.model), seed=config.seed,
                              ignore=("save_every", "keep_last", "keep_checkpoints"))   # how often it checkpoints changes nothing built
@@ -359,6 +364,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("presets", help="list the built-in presets")
     return ap
 
+# %% ../nbs/10_pipeline.ipynb #319d9es1
 _EXPECTED = ("CloudError", "PPODivergedError", "RLDivergedError", "NonFiniteError", "RunLockedError", "StaleStageError",
              "MissingStageError", "ConstitutionError", "PromptError", "PreferenceDataError", "RewardModelMismatchError")
 _OS_HINTS = {errno.ENOSPC: "the disk is full; free space (or use a --run-dir on another disk) and rerun: finished stages are kept",
@@ -375,11 +381,9 @@ def error_line(e: BaseException) -> str | None:
         return " ".join(str(e).split())
     return None
 
-def main(argv: list[str] | None = None) -> int:
-    "Entry point of the `cai-workbench` command: expected failures are one line on stderr and exit code 2."
-    a = _parser().parse_args(argv)
-    import warnings  # TRL and PEFT read transformers' deprecated `is_gradient_checkpointing` themselves (not our calls)
-    warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+# %% ../nbs/10_pipeline.ipynb #c0de5t05
+def _other_command(a) -> int:
+    "The commands besides `run`: env, sweep, compare, estimate, presets; returns the exit code."
     if a.cmd == "env": print(describe_environment()); return 0
     if a.cmd in ("sweep", "compare"):
         from cai_workbench.sweeps import compare_runs, run_sweep
@@ -392,9 +396,16 @@ def main(argv: list[str] | None = None) -> int:
         try: print(estimate(a.config, a.instance, reference=a.reference, prices={a.instance: a.price} if a.price else None, load=a.load))
         except (ConfigError, ValueError, FileNotFoundError) as e: print(f"error: {e}", file=sys.stderr); return 2
         return 0
-    if a.cmd == "presets":
-        for p in sorted(PRESETS_DIR.glob("*.yaml")): print(f"{p.stem:<10} {p}")
-        return 0
+    for p in sorted(PRESETS_DIR.glob("*.yaml")): print(f"{p.stem:<10} {p}")   # presets
+    return 0
+
+# %% ../nbs/10_pipeline.ipynb #319d9es2
+def main(argv: list[str] | None = None) -> int:
+    "Entry point of the `cai-workbench` command: expected failures are one line on stderr and exit code 2."
+    a = _parser().parse_args(argv)
+    import warnings  # TRL and PEFT read transformers' deprecated `is_gradient_checkpointing` themselves (not our calls)
+    warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+    if a.cmd != "run": return _other_command(a)
     src = a.preset or a.config
     if not src: print("error: give a config file or --preset NAME (e.g. --preset demo)", file=sys.stderr); return 2
     try:

@@ -217,6 +217,7 @@ def _keep_metrics_before(path: Path, update: int):
     keep = [l for l in lines if l.endswith("\n") and json.loads(l).get("update", 0) < update]
     if len(keep) != len(lines): atomic_write_text(path, "".join(keep))
 
+# %% ../nbs/06b_ppo_runner.ipynb #8b495ds1
 def run_ppo(
     run: Run,                               # the run directory (reads sft/ and reward_model/, writes ppo/)
     config: PPOConfig | None = None,

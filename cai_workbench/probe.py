@@ -31,6 +31,7 @@ def _norm(t: str) -> str: return re.sub(r"\s+", " ", t or "").strip().lower()
 
 def _words(t: str) -> int: return len((t or "").split())
 
+# %% ../nbs/11_probe.ipynb #b63a5838
 PROPERTIES: dict[str, ProbeProperty] = {p.name: p for p in [
     ProbeProperty("dear-friend", 'the answer begins with the words "Dear friend,"',
                   lambda t: _norm(t).startswith("dear friend"), lambda t: "Dear friend, " + t.lstrip(),
@@ -133,6 +134,8 @@ class ProbeConfig(ConfigBase):
         if self.stages is not None and "base" not in self.stages: raise ConfigError(f"stages={self.stages}: include 'base' (the rates are compared with it)")
 
 # %% ../nbs/11_probe.ipynb #b44fa09f
+from fastcore.basics import patch
+
 def _pct(x) -> str: return "–" if x is None else f"{100*x:.0f}%"
 
 @dataclass
@@ -150,44 +153,72 @@ class ProbeResult:
         for s, m in self.data["stages"].items(): row[f"{s}_rate"] = m["rate"]
         if self.data.get("reward_model"): row["rm_accuracy"] = self.data["reward_model"]["accuracy"]
         return row
-
-    def rows(self) -> list[dict]:
-        out = []
-        for s, m in self.data["stages"].items():
-            d = "" if s == "base" else f"{100*m['rate_diff']:+.0f} [{100*m['rate_diff_ci'][0]:+.0f}, {100*m['rate_diff_ci'][1]:+.0f}]"
-            f = "" if m.get("start") is None else f"{100*m['from_start']:+.0f} [{100*m['from_start_ci'][0]:+.0f}, {100*m['from_start_ci'][1]:+.0f}] vs {m['start']}"
-            ok = "–" if s == "base" else "yes" if m["moved"] and not m.get("fell") else "NO"
-            out.append({"stage": s, "rate": _pct(m["rate"]), "95% CI": f"[{_pct(m['rate_ci'][0])}, {_pct(m['rate_ci'][1])}]", "n": m["rate_n"],
-                        "vs base (points)": d, "vs start (points)": f, "moved": ok})
-        rm = self.data.get("reward_model")
-        if rm: out.append({"stage": "reward model ranks", "rate": _pct(rm["accuracy"]), "95% CI": f"[{_pct(rm['accuracy_ci'][0])}, {_pct(rm['accuracy_ci'][1])}]",
-                           "n": rm["accuracy_n"], "vs base (points)": "chance = 50%", "vs start (points)": "", "moved": "yes" if rm["ranks"] else "NO"})
-        return out
-
-    def table(self) -> str:
-        "The plain-text table the command line prints."
-        rows, keys = self.rows(), ["stage", "rate", "95% CI", "n", "vs base (points)", "vs start (points)", "moved"]
-        w = {k: max(len(k), *(len(str(r[k])) for r in rows)) for k in keys}
-        line = lambda r: "  ".join(str(r[k]).ljust(w[k]) for k in keys)
-        return "\n".join([f"probe: {self.data['description']} (held-out prompts, n={self.data['n_prompts']})", line(dict(zip(keys, keys))),
-                          *map(line, rows), f"passed: {self.passed}" + ("" if self.passed else f" (failed: {', '.join(self.data['failed'])})")])
-
-    def _repr_markdown_(self):
-        rows, keys = self.rows(), list(self.rows()[0])
-        return (f"**probe** `{self.data['property']}`: {self.data['description']}; passed: **{self.passed}**\n\n| " + " | ".join(keys) + " |\n|"
-                + "---|"*len(keys) + "\n" + "\n".join("| " + " | ".join(str(r[k]) for k in keys) + " |" for r in rows))
     def __repr__(self): return f"ProbeResult({self.summary()})"
 
-    def plot(self):
-        "Rate per stage with its 95% interval; the base rate as a dashed line."
-        import matplotlib.pyplot as plt
-        st = self.data["stages"]; names = list(st)
-        v = [st[s]["rate"] for s in names]; lo = [st[s]["rate"] - st[s]["rate_ci"][0] for s in names]; hi = [st[s]["rate_ci"][1] - st[s]["rate"] for s in names]
-        fig, ax = plt.subplots(figsize=(1.2*len(names) + 2, 3.2))
-        ax.bar(names, v, yerr=[lo, hi], capsize=4, color=["#999"] + ["#4a7" if st[s]["moved"] else "#c44" for s in names[1:]])
-        ax.axhline(st["base"]["rate"], ls="--", c="#555", lw=1); ax.set_ylim(0, 1)
-        ax.set_ylabel("property rate (95% CI)"); ax.set_title(f"{self.data['property']}: held-out prompts, n={self.data['n_prompts']}")
-        fig.tight_layout(); return fig
+# %% ../nbs/11_probe.ipynb #1d701b59
+def _ci_points(d, lo, hi) -> str: return f"{100*d:+.0f} [{100*lo:+.0f}, {100*hi:+.0f}]"
+
+@patch
+def rows(self: ProbeResult) -> list[dict]:
+    "One row per stage (rate, interval, n, difference from base and from the stage it started from, verdict), then the reward model."
+    out = []
+    for s, m in self.data["stages"].items():
+        d = "" if s == "base" else _ci_points(m["rate_diff"], *m["rate_diff_ci"])
+        f = "" if m.get("start") is None else f"{_ci_points(m['from_start'], *m['from_start_ci'])} vs {m['start']}"
+        ok = "–" if s == "base" else "yes" if m["moved"] and not m.get("fell") else "NO"
+        out.append({"stage": s, "rate": _pct(m["rate"]), "95% CI": f"[{_pct(m['rate_ci'][0])}, {_pct(m['rate_ci'][1])}]", "n": m["rate_n"],
+                    "vs base (points)": d, "vs start (points)": f, "moved": ok})
+    rm = self.data.get("reward_model")
+    if rm: out.append({"stage": "reward model ranks", "rate": _pct(rm["accuracy"]), "95% CI": f"[{_pct(rm['accuracy_ci'][0])}, {_pct(rm['accuracy_ci'][1])}]",
+                       "n": rm["accuracy_n"], "vs base (points)": "chance = 50%", "vs start (points)": "", "moved": "yes" if rm["ranks"] else "NO"})
+    return out
+
+# %% ../nbs/11_probe.ipynb #8c85539a
+@patch
+def table(self: ProbeResult) -> str:
+    "The plain-text table the command line prints."
+    rows, keys = self.rows(), ["stage", "rate", "95% CI", "n", "vs base (points)", "vs start (points)", "moved"]
+    w = {k: max(len(k), *(len(str(r[k])) for r in rows)) for k in keys}
+    line = lambda r: "  ".join(str(r[k]).ljust(w[k]) for k in keys)
+    return "\n".join([f"probe: {self.data['description']} (held-out prompts, n={self.data['n_prompts']})", line(dict(zip(keys, keys))),
+                      *map(line, rows), f"passed: {self.passed}" + ("" if self.passed else f" (failed: {', '.join(self.data['failed'])})")])
+
+@patch
+def _repr_markdown_(self: ProbeResult):
+    rows, keys = self.rows(), list(self.rows()[0])
+    return (f"**probe** `{self.data['property']}`: {self.data['description']}; passed: **{self.passed}**\n\n| " + " | ".join(keys) + " |\n|"
+            + "---|"*len(keys) + "\n" + "\n".join("| " + " | ".join(str(r[k]) for k in keys) + " |" for r in rows))
+
+# %% ../nbs/11_probe.ipynb #531f1e17
+@patch
+def plot(self: ProbeResult):
+    "Rate per stage with its 95% interval; the base rate as a dashed line."
+    import matplotlib.pyplot as plt
+    st = self.data["stages"]; names = list(st)
+    v = [st[s]["rate"] for s in names]; lo = [st[s]["rate"] - st[s]["rate_ci"][0] for s in names]; hi = [st[s]["rate_ci"][1] - st[s]["rate"] for s in names]
+    fig, ax = plt.subplots(figsize=(1.2*len(names) + 2, 3.2))
+    ax.bar(names, v, yerr=[lo, hi], capsize=4, color=["#999"] + ["#4a7" if st[s]["moved"] and not st[s].get("fell") else "#c44" for s in names[1:]])
+    ax.axhline(st["base"]["rate"], ls="--", c="#555", lw=1); ax.set_ylim(0, 1)
+    ax.set_ylabel("property rate (95% CI)"); ax.set_title(f"{self.data['property']}: held-out prompts, n={self.data['n_prompts']}")
+    fig.tight_layout(); return fig
+
+# %% ../nbs/11_probe.ipynb #c9660b9a
+def _verdicts(rates: dict) -> dict:
+    "summary.json's per-stage entries: rate fields, the difference from base and whether it `moved`, and from the start stage whether it `fell`."
+    stages = {}
+    for s, m in rates.items():
+        stages[s] = {**m["rate"].fields("rate")}
+        if m["diff"] is not None: stages[s] |= {**m["diff"].fields("rate"), "moved": m["diff"].shown and m["diff"].value > 0}
+        if m["from_start"] is not None:
+            f = m["from_start"]
+            stages[s] |= {"start": m["start"], "from_start": f.value, "from_start_ci": list(f.ci), "fell": f.shown and f.value < 0}
+    return stages
+
+def _rm_verdict(rm_dir: Path, answers: dict, prop: ProbeProperty, batch_size: int) -> dict:
+    "The reward model's held-out ranking accuracy; it `ranks` when the interval lies above chance."
+    from cai_workbench.reward_scoring import RewardModel
+    acc, margins = reward_ranking(RewardModel.load(rm_dir), answers, prop, batch_size)
+    return {**acc.fields("accuracy"), "ranks": acc.ci is not None and acc.ci[0] > 0.5, "mean_margin": sum(margins)/len(margins) if margins else None}
 
 # %% ../nbs/11_probe.ipynb #c6a91ba6
 def run_probe(run: Run, config: ProbeConfig | None = None, model: str = "embedded", progress: bool = True) -> ProbeResult:
@@ -201,20 +232,9 @@ def run_probe(run: Run, config: ProbeConfig | None = None, model: str = "embedde
     if cfg.reward_model and not (rm_dir/"adapter_config.json").exists():
         raise ConfigError(f"probe.reward_model=True but {rm_dir} holds no reward model; run the reward_model stage or set probe.reward_model: false")
     with run.stage("probe", property=prop.name) as d:
-        rates = stage_rates(answers, prop, cfg.stages, cfg.starts)
-        stages = {}
-        for s, m in rates.items():
-            stages[s] = {**m["rate"].fields("rate")}
-            if m["diff"] is not None: stages[s] |= {**m["diff"].fields("rate"), "moved": m["diff"].shown and m["diff"].value > 0}
-            if m["from_start"] is not None:
-                f = m["from_start"]
-                stages[s] |= {"start": m["start"], "from_start": f.value, "from_start_ci": list(f.ci), "fell": f.shown and f.value < 0}
+        stages = _verdicts(stage_rates(answers, prop, cfg.stages, cfg.starts))
         data = {"property": prop.name, "description": prop.description, "n_prompts": n, "stages": stages}
-        if cfg.reward_model:
-            from cai_workbench.reward_scoring import RewardModel
-            acc, margins = reward_ranking(RewardModel.load(rm_dir), answers, prop, cfg.batch_size)
-            data["reward_model"] = {**acc.fields("accuracy"), "ranks": acc.ci is not None and acc.ci[0] > 0.5,
-                                    "mean_margin": sum(margins)/len(margins) if margins else None}
+        if cfg.reward_model: data["reward_model"] = _rm_verdict(rm_dir, answers, prop, cfg.batch_size)
         data["failed"] = [s for s, m in stages.items() if s != "base" and (not m["moved"] or m.get("fell"))] + \
                          (["reward model"] if cfg.reward_model and not data["reward_model"]["ranks"] else [])
         data["passed"] = not data["failed"] and len(stages) > 1

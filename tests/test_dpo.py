@@ -154,3 +154,12 @@ def test_stage_settings_reach_trl(tmp_path, monkeypatch):
         DPOStageConfig(loss_type="ipo")
     with pytest.raises(ConfigError, match="per-pair terms"):
         DPOStageConfig(loss_type="aot", confidence="weight")
+
+
+def test_dpo_does_not_recompute_activations_on_cpu(tmp_path):
+    "TRL's DPOConfig turns activation checkpointing on by default; on CPU (memory is not the limit) it only recomputes the forward."
+    from cai_workbench.dpo import train_dpo
+    m, tok = load_model("tiny", purpose="train", device="cpu", dtype="float32")
+    pairs = [dict(prompt=f"q {i}?", chosen="Dear friend, yes.", rejected=f"No {i}.", source="revision") for i in range(2)]
+    tr = train_dpo(m, tok, pairs, DPOStageConfig(max_steps=1, batch_size=2, pair_sources=["revision"]), tmp_path/"out", progress=False)
+    assert not tr.args.activation_checkpointing and not tr.model.is_activation_checkpointing

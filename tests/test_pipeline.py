@@ -222,3 +222,18 @@ def test_forced_ppo_reruns_from_scratch_not_from_the_old_checkpoint(tmp_path):
     assert any(not torch.equal(before[k], after[k]) for k in before)
     assert read_json(rd/"ppo"/"metrics.json")["config"]["learning_rate"] == 5e-3
     assert Run(rd).stage_info("ppo")["fingerprint"] == P.current_fingerprint(Run(rd), "ppo", cfg2)
+
+
+def test_best_of_n_evaluation_reads_the_reward_model_so_a_new_one_makes_it_stale(tmp_path):
+    "Evaluation with `best_of_n` picks answers with the run's reward model: a retrained one must show in its fingerprint."
+    rd = Run.create(tmp_path/"run").path; (rd/"reward_model"/"adapter").mkdir(parents=True)
+    (rd/"reward_model"/"adapter"/"adapter_model.safetensors").write_bytes(b"v1")
+    def fp(**ev):
+        cfg = PipelineConfig.from_dict({"model": "tiny", "stages": ["reward_model", "evaluation"], "evaluation": ev})
+        return P.current_fingerprint(Run(rd), "evaluation", cfg)
+    plain, bon, own = fp(), fp(best_of_n=4), fp(best_of_n=4, reward_model=str(tmp_path/"elsewhere"))
+    assert "reward_model/adapter" not in plain["inputs"] and "reward_model/adapter" not in own["inputs"]
+    assert "reward_model/adapter" in bon["inputs"]
+    (rd/"reward_model"/"adapter"/"adapter_model.safetensors").write_bytes(b"v2 retrained")
+    assert P.stale_reasons(bon, fp(best_of_n=4)) == ["reward_model/adapter changed"]
+    assert not P.stale_reasons(plain, fp())
