@@ -15,8 +15,8 @@ import torch
 
 # %% auto #0
 __all__ = ['Chunk', 'BACKENDS', 'DEFAULT_BACKEND', 'GenerationBackend', 'register_backend', 'make_backend', 'use_adapter',
-           'adapters_loaded', 'shared_prefix_length', 'sampling_kwargs', 'plain_generation_config', 'HFBackend',
-           'GrowingLayer', 'HFPagedBackend', 'rank_seed', 'Shards']
+           'load_adapters', 'adapters_loaded', 'shared_prefix_length', 'sampling_kwargs', 'plain_generation_config',
+           'HFBackend', 'GrowingLayer', 'HFPagedBackend', 'rank_seed', 'Shards']
 
 # %% ../nbs/02c_backends.ipynb #48a4db31
 Chunk = tuple[list[int], list[list[int]]]   # (indices into the prompts, the new token ids of each)
@@ -77,14 +77,20 @@ def use_adapter(model, name: str | None):
     finally: model.set_adapter(before)
 
 # %% ../nbs/02c_backends.ipynb #305a9809
-@contextmanager
-def adapters_loaded(model, adapters: dict):
-    "Within: `model` with each PEFT adapter folder in `adapters` ({name: path}) loaded under its name; afterwards `model` is as before."
-    if not adapters: yield model; return
+def load_adapters(model, adapters: dict):
+    "`model` as a PeftModel with each adapter folder in `adapters` ({name: path}) loaded under its name (`model` itself when empty)."
+    if not adapters: return model
     from peft import PeftModel
     (first, path), *rest = adapters.items()
     peft = PeftModel.from_pretrained(model, str(path), adapter_name=first)     # injects LoRA layers into `model` in place
     for name, p in rest: peft.load_adapter(str(p), adapter_name=name)
+    return peft
+
+@contextmanager
+def adapters_loaded(model, adapters: dict):
+    "Within: `model` with the adapters of `load_adapters` loaded; afterwards `model` is as before."
+    if not adapters: yield model; return
+    peft = load_adapters(model, adapters)
     try: yield peft
     finally: peft.unload()                                                      # the LoRA layers out again, nothing merged
 

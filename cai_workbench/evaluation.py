@@ -15,6 +15,7 @@ import numpy as np
 from .guards import fingerprint
 from .core import ConfigBase, ConfigError, RecordStore, Run, derive_seed, save_figure, set_seed, write_json, read_json
 from .models import EMBEDDED, Generator, GenerationConfig, load_model, resolve_model_path
+from .backends import load_adapters
 from .judges import XSTEST_COMPLETION_FILES, JudgeContext, classify_refusal, constitutional_metrics, get_judge, xstest_agreement
 from .ai_judge import compare_pairs, elo_ratings, win_rate_intervals
 from . import contemplative as _contemplative   # registers the "contemplative" judge (EvalConfig.judges)
@@ -86,13 +87,8 @@ def _answers_key(adapter: Path | None, gen: GenerationConfig) -> str:
 def _load_policies(model: str, adapters: dict, progress: bool = True):
     "One base model with every adapter loaded under its stage name (a PeftModel), or the plain model when there are none."
     m, tok = load_model(model)
-    named = [(s, a) for s, a in adapters.items() if a is not None]
-    if named:
-        from peft import PeftModel
-        m = PeftModel.from_pretrained(m, str(named[0][1]), adapter_name=named[0][0])
-        for s, a in named[1:]: m.load_adapter(str(a), adapter_name=s)
-        m.eval()
-    return m, tok
+    m = load_adapters(m, {s: a for s, a in adapters.items() if a is not None})
+    return m.eval(), tok
 
 # %% ../nbs/08_evaluation.ipynb #4c5002dc
 def _distinct_principles(cons, k: int, seed: int) -> list:
