@@ -36,8 +36,6 @@ class StageSpec:
     needs: tuple[str, ...] | Callable = ()  # the inputs that must exist before it starts; a function of its config when that decides
     inputs_when: Callable | None = None     # more inputs its YAML section (a dict) makes it read, e.g. a switch that loads the reward model
 
-    @property
-    def reads(self) -> tuple[str, ...]: return self.inputs   # the name before issue 15
     def read_by(self, section: dict) -> tuple[str, ...]:
         "The inputs a stage with this YAML `section` reads: `inputs`, plus what `inputs_when` adds."
         return self.inputs + (tuple(self.inputs_when(section or {})) if self.inputs_when else ())
