@@ -243,7 +243,7 @@ def _after_revision(fb, config, state, ids, texts):
 
 def _sft_filtered(config, out):
     "Apply the data filters to the records; mark each with `dropped_by` and return (rows for sft.jsonl, report)."
-    report = filter_sft(out, config.filters, max_new_tokens=config.generation.max_new_tokens)
+    report = filter_sft(out, config.filters, max_new_tokens=config.generation.max_new_tokens, seed=config.seed)
     why = report.dropped_ids
     for r in out: r["dropped_by"] = why.get(r["id"])
     return sft_rows(report.kept), report
