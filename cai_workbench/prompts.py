@@ -16,9 +16,9 @@ from .core import atomic_write_text, write_jsonl
 from .views import esc
 
 # %% auto #0
-__all__ = ['LABELS', 'SHARED_DATA', 'BUILTIN_PROMPT_SETS', 'SPLITS', 'HELDOUT_SHARE', 'PromptError', 'PromptSet',
+__all__ = ['LABELS', 'SHARED_DATA', 'BUILTIN_PROMPT_SETS', 'SPLITS', 'HELDOUT_SHARE', 'VAL_SHARE', 'PromptError', 'PromptSet',
            'shared_data_dir', 'shared_path', 'split_transcript', 'PairList', 'builtin_prompt_sets', 'load_prompts',
-           'load_hh_rlhf_pairs', 'prompt_texts', 'in_heldout', 'relevance_question', 'relevant_prompts']
+           'load_hh_rlhf_pairs', 'prompt_texts', 'in_heldout', 'split_of_id', 'relevance_question', 'relevant_prompts']
 
 # %% ../nbs/01a_prompts.ipynb #a718f390
 LABELS = ("harmful", "benign")
@@ -295,11 +295,17 @@ def prompt_texts(source,                   # prompt source for `load_prompts` (u
     return (texts[:limit] if limit else texts), "the prompts argument"
 
 # %% ../nbs/01a_prompts.ipynb #5d7a0c02
-SPLITS, HELDOUT_SHARE = ("train", "heldout"), 0.3
+SPLITS, HELDOUT_SHARE, VAL_SHARE = ("train", "heldout", "fit", "val"), 0.3, 0.3
 
 def in_heldout(prompt_id: str, share: float = HELDOUT_SHARE) -> bool:
     "Is this prompt id in the held-out split (a fixed hash of the id, independent of any seed)?"
     return int(hashlib.sha256(str(prompt_id).encode()).hexdigest()[:8], 16) < share*16**8
+
+def split_of_id(prompt_id: str) -> tuple[str, ...]:
+    "The splits a prompt id is in: ('heldout',) or ('train', 'fit'|'val') - `val` is a second hash's VAL_SHARE of train, to choose levers on."
+    if in_heldout(prompt_id): return ("heldout",)
+    v = int(hashlib.sha256(f"val|{prompt_id}".encode()).hexdigest()[:8], 16) < VAL_SHARE*16**8
+    return ("train", "val" if v else "fit")
 
 def _split_of(source: str) -> str | None:
     head, sep, tail = source.rpartition("@")
@@ -310,7 +316,7 @@ def _combined(source: str, limit, seed, label) -> PromptSet:
     split = _split_of(source)
     base = source.rpartition("@")[0] if split else source
     recs = [r for part in base.split("+") for r in load_prompts(part.strip(), label=label)]
-    if split: recs = [r for r in recs if in_heldout(r["id"]) == (split == "heldout")]
+    if split: recs = [r for r in recs if split in split_of_id(r["id"])]
     if not recs: raise PromptError(f"{source}: no prompts in this split")
     return PromptSet(load_prompts(recs, limit=limit, seed=seed, label=label), source)
 
