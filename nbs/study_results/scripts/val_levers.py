@@ -1,7 +1,8 @@
 """The critique-revision levers on the VALIDATION split, exactly as run: `python val_levers.py OUT NAME [NAME ...]`.
 
 Each lever is the `study` preset with one change. SL-CAI trains on a seeded, label-stratified 24 of the `@fit` prompts
-(training prompts outside `@val`) and the SFT policy is scored on all 26 `@val` prompts (19 harmful, 7 benign); no
+(training prompts outside `@val`) and the SFT policy is scored on all 26 built-in `@val` prompts (19 harmful, 7 benign)
+and the `@val` part of a seeded 100 hh-rlhf first turns (harmful) when the reference data is present; no
 `@heldout` prompt is used, so the held-out study numbers stay untouched by the choice. What two levers share by
 construction is copied, not recomputed: the initial answers (same prompts, same greedy settings) and, for `*-drop`, the
 critique/revision steps of the lever it filters (`commentary: drop` changes only which targets SFT sees).
@@ -32,7 +33,7 @@ SHARE = {"drop": "preset", "ask-drop": "ask", "ask-fewshot3-drop": "ask-fewshot3
 def config(name: str) -> PipelineConfig:
     c = yaml.safe_load(preset_path("study").read_text()); c["name"] = f"study-val-{name}"
     c["critique_revision"].update(prompts="red-team+benign@fit", limit=24, **LEVERS[name])
-    c["evaluation"].update(prompts=["red-team+benign@val"], stages=["base", "sft"], pairwise="none", judges=["refusal"],
+    c["evaluation"].update(prompts=["red-team+benign@val", "hh-rlhf[100]?@val"], stages=["base", "sft"], pairwise="none", judges=["refusal"],
                            validate_classifier=False, n_examples=0)
     return PipelineConfig.from_dict(c, where=f"validation lever {name}")
 
