@@ -108,8 +108,9 @@ def revision_chat(prompt: str, response: str, principle, shots: list[dict], crit
     return critique_chat(prompt, response, principle, shots) + [{"role": "assistant", "content": critique}, {"role": "user", "content": ask}]
 
 # %% ../nbs/03_critique_revision.ipynb #ae1359ae
-COMMENTARY = (r"^\W*(?:the|this|that|your|my|their)\s+(?:last\s+|previous\s+|original\s+|above\s+|given\s+|first\s+|assistant'?s\s+)?"
-              r"(?:answer|response|reply)\b|^\W*the\s+assistant\b|^\W*(?:in|on)\s+(?:the|this)\s+(?:last\s+|previous\s+)?(?:answer|response)\b")
+COMMENTARY = (r"^\W*(?:the|this|that|your|my|their)\s+(?:last\s+|previous\s+|original\s+|above\s+|given\s+|first\s+|revised\s+"
+              r"|assistant'?s\s+|user'?s\s+)?(?:answer|response|reply|request|question|prompt|revision|critique)\b"
+              r"|^\W*the\s+(?:assistant|user)\b|^\W*(?:in|on)\s+(?:the|this)\s+(?:last\s+|previous\s+)?(?:answer|response)\b")
 
 def is_commentary(text: str, pattern: str = COMMENTARY) -> bool:
     "Does `text` talk *about* an answer (\"The answer is...\", \"This response...\", \"The assistant...\") instead of being one?"
