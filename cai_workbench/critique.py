@@ -280,7 +280,9 @@ def run_critique_revision(run: Run, config: CritiqueConfig | None = None,
     fb = _feedback(config, gen)
     set_seed(config.seed)
     t0 = time.time()
-    with run.stage("critique_revision", n_prompts=len(recs), model=mname) as d:
+    from cai_workbench.prompts import optional_skips
+    skips = optional_skips(config.prompts) if prompts is None else []   # optional parts (`hh-rlhf?`) left out: recorded, not silent
+    with run.stage("critique_revision", n_prompts=len(recs), model=mname, **({"prompts_skipped": skips} if skips else {})) as d:
         steps = d/"steps"/_steps_key(config, con, mname)
         steps.mkdir(parents=True, exist_ok=True)
         write_json(steps/"config.json", {**config.to_dict(), "model": mname})
@@ -357,10 +359,12 @@ class CritiqueResult:
         stops = {k: sum(r["stop_reason"] == k for r in self.records) for k in STOP_REASONS}
         gates = [x["gate"]["accepted"] for r in self.records for x in r["rounds"] if "gate" in x]
         dropped = sum(r.get("dropped_by") is not None for r in self.records)
+        src = {k: sum(r.get("source") == k for r in self.records) for k in dict.fromkeys(r.get("source") for r in self.records)}
         return {"stage": "critique_revision", "prompts": n, **({"benign": self.config.benign} if self.config and self.config.benign != "revise" else {}),
                 **{k: v for k, v in stops.items() if v or k in ("converged", "rounds")},
                 **({"gate_accepted": sum(gates), "gate_rejected": len(gates) - sum(gates)} if gates else {}),
-                "sft_examples": n - dropped, "sft_dropped": dropped,
+                "sft_examples": n - dropped, "sft_dropped": dropped, **({"by_source": src} if len(src) > 1 else {}),
+                **({"commentary_dropped": c} if (c := sum(r.get("dropped_by") == "commentary" for r in self.records)) else {}),
                 "revised": changed, "mean_rounds": round(sum(r["n_rounds"] for r in self.records)/max(n, 1), 2),
                 "tokens": toks, "wall_s": round(self.wall_s, 1), "tok_per_s": round(toks/self.wall_s, 1) if self.wall_s else None}
 

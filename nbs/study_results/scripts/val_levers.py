@@ -42,10 +42,10 @@ def _seed_from(out: Path, run: Run, name: str):
     "Copy what this lever shares with one already run: initial answers, its twin's steps, base answers on @val."
     src = out/SHARE.get(name, "preset")
     if src == run.path or not (src/"critique_revision"/"steps").exists(): return
-    key_src = next((src/"critique_revision"/"steps").iterdir())
+    key_src = next(d for d in (src/"critique_revision"/"steps").iterdir() if (d/"config.json").exists())
     files = "*.jsonl" if name in SHARE else "initial.jsonl"
     from cai_workbench.critique import _steps_key, prepare
-    cfg = config(name).stage_config("critique_revision")
+    cfg = config(name).stage_config("critique_revision").replace(seed=run.seed)   # as run_critique_revision sets it
     dst = run.path/"critique_revision"/"steps"/_steps_key(cfg, prepare(cfg)[1], json.loads((key_src/"config.json").read_text())["model"])
     dst.mkdir(parents=True, exist_ok=True)
     for f in key_src.glob(files): shutil.copy(f, dst/f.name)
