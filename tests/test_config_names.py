@@ -28,7 +28,7 @@ def test_stage_config_is_named_after_its_runner_and_shaped_alike(stage):
     if stage in GENERATING:
         assert hints["generation"] is GenerationConfig and "max_new_tokens" not in f and "temperature" not in f
     if stage in STARTING: assert cls().start_from == "sft" and typing.get_args(hints["start_from"]) == ("sft", "base")
-    if stage != "probe": assert f["seed"].default is None and hints["seed"] == int | None   # None: the run's seed
+    assert f["seed"].default is None and hints["seed"] == int | None   # None: the run's seed
 
 
 @pytest.mark.parametrize("preset", sorted(p.stem for p in PRESETS_DIR.glob("*.yaml")))
