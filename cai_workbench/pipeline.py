@@ -348,7 +348,8 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("estimate", help="predict tokens, wall time and cost per stage before launching")
     e.add_argument("config", help="YAML config file or preset name")
     e.add_argument("--instance", default="local", help="SageMaker instance type, e.g. ml.g5.2xlarge (default: local)")
-    e.add_argument("--reference", help="a finished smaller run folder whose measured throughput to use")
+    e.add_argument("--reference", nargs="+", help="finished smaller run folder(s) whose measured throughput to use "
+                   "(two or more of different size: a fixed cost + cost per token per stage)")
     e.add_argument("--price", type=float, help="USD per instance-hour (overrides the price table)")
     e.add_argument("--load", type=float, help="load average expected during the run on this CPU (rescales measured wall times)")
     w = sub.add_parser("sweep", help="run every variant of a config with a sweep: block, sharing identical stages")
