@@ -126,8 +126,9 @@ class ProbeConfig(ConfigBase):
     property: str = "dear-friend"         # a name in PROPERTIES: what the probe constitution asks for
     stages: list[str] | None = None       # stages to measure (None: every evaluated stage, base first)
     reward_model: bool = True             # test the run's reward model on held-out with/without-property answers
-    starts: dict = field(default_factory=lambda: {"ppo": "sft", "rloo": "sft", "grpo": "sft"})  # stage -> the stage it started from (its rate must not fall below that one's)
+    starts: dict = field(default_factory=lambda: {"ppo": "sft", "rloo": "sft", "grpo": "sft", "dpo": "sft"})  # stage -> the stage it started from (its rate must not fall below that one's)
     batch_size: int = 16                  # reward-model scoring batch
+    seed: int | None = None               # default: the run's seed (recorded in probe/summary.json; the check itself draws nothing)
 
     def __post_init__(self):
         get_property(self.property)
@@ -224,6 +225,7 @@ def _rm_verdict(rm_dir: Path, answers: dict, prop: ProbeProperty, batch_size: in
 def run_probe(run: Run, config: ProbeConfig | None = None, model: str = "embedded", progress: bool = True) -> ProbeResult:
     "Measure the probe property per evaluated stage (and the reward model's ranking) on held-out prompts; writes `probe/`."
     cfg, t0 = config or ProbeConfig(), time.time()
+    if cfg.seed is None: cfg = cfg.replace(seed=run.seed)
     prop = get_property(cfg.property)
     answers = stage_answers(run)
     n = check_held_out(run, answers)
@@ -233,7 +235,7 @@ def run_probe(run: Run, config: ProbeConfig | None = None, model: str = "embedde
         raise ConfigError(f"probe.reward_model=True but {rm_dir} holds no reward model; run the reward_model stage or set probe.reward_model: false")
     with run.stage("probe", property=prop.name) as d:
         stages = _verdicts(stage_rates(answers, prop, cfg.stages, cfg.starts))
-        data = {"property": prop.name, "description": prop.description, "n_prompts": n, "stages": stages}
+        data = {"property": prop.name, "description": prop.description, "n_prompts": n, "seed": cfg.seed, "stages": stages}
         if cfg.reward_model: data["reward_model"] = _rm_verdict(rm_dir, answers, prop, cfg.batch_size)
         data["failed"] = [s for s, m in stages.items() if s != "base" and (not m["moved"] or m.get("fell"))] + \
                          (["reward model"] if cfg.reward_model and not data["reward_model"]["ranks"] else [])

@@ -10,8 +10,8 @@ from cai_workbench.probe import PROPERTIES, ProbeConfig, get_property, reward_ra
 from cai_workbench.prompts import load_prompts
 
 
-def _run(tmp_path, k_by_stage, n=20, train=(), text=lambda s, i, k: ("Dear friend, " if i < k else "") + f"answer {i}."):
-    run = Run.create(tmp_path/"run")
+def _run(tmp_path, k_by_stage, n=20, train=(), text=lambda s, i, k: ("Dear friend, " if i < k else "") + f"answer {i}.", seed=0):
+    run = Run.create(tmp_path/"run", seed=seed)
     rows = [{"id": f"{s}:fp:h{i}", "stage": s, "prompt_id": f"h{i}", "prompt": f"Held-out question {i}?", "text": text(s, i, k)}
             for s, k in k_by_stage.items() for i in range(n)]
     (run.path/"evaluation").mkdir()
@@ -113,3 +113,10 @@ def test_small_probe_on_the_embedded_model(tmp_path):
     res = run_pipeline(PipelineConfig.from_dict(d, where=where), run_dir=tmp_path/"probe", where=where, progress=False)
     st = res.results["probe"].data["stages"]
     assert st["sft"]["moved"], res.results["probe"].table()
+
+
+def test_probe_seed_defaults_to_the_runs_and_dpo_must_keep_sft(tmp_path):
+    res = run_probe(_run(tmp_path, {"base": 0, "sft": 20, "dpo": 9}, seed=7), ProbeConfig(reward_model=False), progress=False)
+    assert res.data["seed"] == 7 and ProbeConfig().seed is None and ProbeConfig(seed=3).seed == 3
+    assert res.data["stages"]["dpo"]["start"] == "sft" and res.data["stages"]["dpo"]["fell"]   # DPO starts from SL-CAI by default
+    assert res.data["failed"] == ["dpo"]
