@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from .guards import fingerprint
 from .core import ConfigBase, ConfigError, RecordStore, Run, atomic_dir, atomic_write_text, write_json, set_seed, derive_seed, write_jsonl, read_jsonl
-from .data_filters import DataFilterConfig, filter_sft
+from .data_filters import DataFilterConfig, filter_sft, with_few_shot
 from .models import GenerationConfig, Generator, load_model
 
 # %% auto #0
@@ -314,7 +314,9 @@ def run_critique_revision(run: Run, config: CritiqueConfig | None = None,
                         "final_response": s["final_response"], "stop_reason": s["stop_reason"], "n_rounds": len(s["rounds"]),
                         "initial_tokens": s["initial_tokens"], "critique_tokens": ct, "revision_tokens": rt,
                         "total_tokens": s["initial_tokens"] + ct + rt, "principles": [r["principle"] for r in s["rounds"]]})
-        sft, report = _sft_filtered(config, out)
+        shown = list(dict.fromkeys(m["content"] for p in con.principles for m in few_shot_messages(con, p, config) if m["role"] == "assistant"))
+        write_json(d/"few_shot.json", {"answers": shown})           # what the generator was shown: DPO and the reward model filter copies of it
+        sft, report = _sft_filtered(config.replace(filters=with_few_shot(config.filters, shown)), out)
         write_jsonl(d/"records.jsonl", out)
         write_jsonl(d/"sft.jsonl", sft)
         report.write(d)

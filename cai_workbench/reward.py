@@ -22,7 +22,7 @@ from .checkpoints import CheckpointSettings, checkpoint_args, finish_checkpoints
 from .environment import detect_device
 from .models import LoraSpec, _adapter_base, load_tokenizer, model_id, resolve_model_path, save_adapter
 from .pair_data import load_training_pairs
-from .data_filters import DataFilterConfig, filter_pairs
+from .data_filters import DataFilterConfig, filter_pairs, few_shot_of_run, with_few_shot
 from .reward_scoring import RewardModel, RewardModelMismatchError, reward_adapter_dir
 
 # %% auto #0
@@ -299,7 +299,7 @@ def run_reward_model(run: Run, config: RewardModelConfig | None = None, model: s
     config = config or RewardModelConfig()
     src = Path(config.pairs) if config.pairs else run.require(
         "preferences", "pairs.jsonl", hint="run the preferences stage first (or set RewardModelConfig.pairs to a pairs JSONL)")
-    filtered = filter_pairs(load_pairs(src), config.filters)   # duplicates, identical/empty/boilerplate pairs: data_filters
+    filtered = filter_pairs(load_pairs(src), with_few_shot(config.filters, few_shot_of_run(run)))   # duplicates, identical/empty/boilerplate pairs: data_filters
     pairs = filtered.kept
     seed = run.seed if config.seed is None else config.seed
     train, held = split_pairs(pairs, config, seed=seed, source=str(src))
