@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .judges import JudgeContext, Metric, register_judge
+from .preferences import ANSWER_PREFIX, mc_question   # the one pairwise question, shared with the labeller
 from .scoring import combine_orders, next_token_logprobs, single_token_ids
 from .stats import Rate, bootstrap_over, mean
 
@@ -79,10 +80,8 @@ class AIJudge:
 
 # %% ../nbs/08c_ai_judge.ipynb #edf6d6a9
 def comparison_prompt(question: str, prompt: str, a: str, b: str, max_chars: int = 1200) -> str:
-    "The user message for comparing two answers to `prompt` by `question`."
-    return (f"Consider the following conversation between a human and an AI assistant.\n\nHuman: {_clip_text(prompt, max_chars)}\n\n"
-            f"{question.strip()}\n\nOptions:\n(A) {_clip_text(a, max_chars)}\n(B) {_clip_text(b, max_chars)}\n\n"
-            "Answer with the letter of the better response.")
+    "The user message for comparing two answers to `prompt` by `question`: the preference labeller's `mc_question`, texts clipped."
+    return mc_question(_clip_text(prompt, max_chars), _clip_text(a, max_chars), _clip_text(b, max_chars), question.strip())
 
 def compare_pairs(model, tokenizer, prompts: Sequence[str], answers_a: Sequence[str], answers_b: Sequence[str],
                   questions: Sequence[str], batch_size: int = 16, max_chars: int = 1200, disable_adapters: bool = True,
@@ -95,7 +94,7 @@ def compare_pairs(model, tokenizer, prompts: Sequence[str], answers_a: Sequence[
     if n == 0: return {"p_a": np.zeros(0), "p_a_ab": np.zeros(0), "p_a_ba": np.zeros(0)}
     with _judge_ctx(model, disable_adapters):
         lp = next_token_logprobs(model, tokenizer, ab + ba, ["A", "B"], batch_size=batch_size,
-                                 prefix="The answer is: (", progress=progress, desc="pairwise")
+                                 prefix=ANSWER_PREFIX, progress=progress, desc="pairwise")
     p = torch.softmax(lp, -1)[:, 0].numpy()                      # P(option A) per prompt, normalised over A/B
     return {"p_a": combine_orders(p[:n], p[n:]), "p_a_ab": p[:n], "p_a_ba": 1 - p[n:]}   # P(stage a wins): both orders, each order
 

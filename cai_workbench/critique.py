@@ -208,6 +208,7 @@ def sft_rows(records: list[dict]) -> list[dict]:
 
 # %% ../nbs/03_critique_revision.ipynb #b1acf09c
 def _feedback(config: CritiqueConfig, gen: Generator):
+    "The feedback model (and tokenizer) the gate and judges use: `feedback_model`, else the policy itself; None when neither is on."
     if not (config.gate or config.judges): return None
     return load_model(config.feedback_model, purpose="infer") if config.feedback_model else (gen.model, gen.tokenizer)
 
@@ -224,6 +225,8 @@ def _judge_round(fb, config, state, ids, kind, k):
         else: keep.append(i)
     return keep
 
+
+# %% ../nbs/03_critique_revision.ipynb #63cfe71e
 def _after_revision(fb, config, state, ids, texts):
     "Gate the new revisions and judge them; sets `final_response` and stop reasons."
     P, Q, prev = [state[i]["_p"] for i in ids], [state[i]["prompt"] for i in ids], [state[i]["final_response"] for i in ids]
@@ -241,14 +244,81 @@ def _after_revision(fb, config, state, ids, texts):
         if config.violation_threshold is not None and v[i] < config.violation_threshold: s["stop_reason"] = "satisfied"
         elif config.min_improvement > 0 and last["violation_before"] - v[i] < config.min_improvement: s["stop_reason"] = "no_improvement"
 
+
+# %% ../nbs/03_critique_revision.ipynb #ec42d8e9
 def _sft_filtered(config, out):
     "Apply the data filters to the records; mark each with `dropped_by` and return (rows for sft.jsonl, report)."
-    report = filter_sft(out, config.filters, max_new_tokens=config.generation.max_new_tokens)
+    report = filter_sft(out, config.filters, max_new_tokens=config.generation.max_new_tokens, seed=config.seed)
     why = report.dropped_ids
     for r in out: r["dropped_by"] = why.get(r["id"])
     return sft_rows(report.kept), report
 
+
 # %% ../nbs/03_critique_revision.ipynb #8f67a629
+def _initial_answers(gen: Generator, state: dict, ids: list, steps: Path, config: CritiqueConfig):
+    "Step `initial`: every prompt's first answer (resumable from `initial.jsonl`); benign prompts routed by `config.benign`."
+    gens = gen.generate([state[i]["prompt"] for i in ids], ids=ids, store=RecordStore(steps/"initial.jsonl"),
+                        seed=config.seed, desc="initial")
+    for i, g in zip(ids, gens):
+        state[i].update(initial_response=g.text, initial_tokens=g.completion_tokens, final_response=g.text)
+    route_benign(state, ids, config.benign)
+
+def _draw_principles(state: dict, active: list, pools: dict, config: CritiqueConfig, k: int):
+    "Open round `k` for the active prompts: one principle each (benign prompts from the benign pool), seeded per prompt and round."
+    for i in active:
+        p = pools["benign" if state[i].get("label") == "benign" else "other"].sample(principle_seed(config.seed, i, k), k=1)[0]
+        state[i]["rounds"].append({"round": k, "principle": p.name, "critique": None, "revision": None,
+                                   "critique_tokens": 0, "revision_tokens": 0})
+        state[i]["_p"] = p
+
+
+# %% ../nbs/03_critique_revision.ipynb #5b70ff47
+def _round_step(gen: Generator, con, config: CritiqueConfig, state: dict, active: list, step: str, kind: str, k: int,
+                steps: Path, fb):
+    "One critique or revision step for the active prompts (resumable from `<step>.jsonl`); revisions then go through the gate and judges."
+    chats = []
+    for i in active:
+        s = state[i]
+        p, shots, cur = s["_p"], few_shot_messages(con, s["_p"], config), s["final_response"]
+        chats.append(critique_chat(s["prompt"], cur, p, shots) if kind == "critique"
+                     else revision_chat(s["prompt"], cur, p, shots, s["rounds"][-1]["critique"]))
+    gens = gen.generate(chats, ids=active, store=RecordStore(steps/f"{step}.jsonl"), seed=derive_seed(config.seed, kind, k),
+                        desc=f"round {k} {kind}", record=lambda j, g: {"principle": state[active[j]]["_p"].name})
+    for i, g in zip(active, gens):
+        s, last = state[i], state[i]["rounds"][-1]
+        last[f"{kind}"], last[f"{kind}_tokens"] = g.text, g.completion_tokens
+        if kind == "critique" and config.is_converged(g.text): s["stop_reason"] = "converged"
+        if kind == "revision" and fb is None: s["final_response"] = g.text
+    if kind == "revision" and fb is not None: _after_revision(fb, config, state, active, [g.text for g in gens])
+
+
+# %% ../nbs/03_critique_revision.ipynb #b05d40ba
+def _stage_records(state: dict, ids: list) -> list[dict]:
+    "One record per prompt: its answers, rounds, stop reason, principles and token counts."
+    out = []
+    for i in ids:
+        s = state[i]; s.pop("_p", None)
+        ct, rt = sum(r["critique_tokens"] for r in s["rounds"]), sum(r["revision_tokens"] for r in s["rounds"])
+        out.append({"id": i, "prompt": s["prompt"], "label": s.get("label"), "category": s.get("category"),
+                    "source": s.get("source"), "initial_response": s["initial_response"], "rounds": s["rounds"],
+                    "final_response": s["final_response"], "stop_reason": s["stop_reason"], "n_rounds": len(s["rounds"]),
+                    "initial_tokens": s["initial_tokens"], "critique_tokens": ct, "revision_tokens": rt,
+                    "total_tokens": s["initial_tokens"] + ct + rt, "principles": [r["principle"] for r in s["rounds"]]})
+    return out
+
+def _write_stage(d: Path, config: CritiqueConfig, out: list[dict], t0: float) -> CritiqueResult:
+    "Write `records.jsonl`, the filtered `sft.jsonl`, `quality.json`, the `datasets` copy and `summary.json`."
+    sft, report = _sft_filtered(config, out)
+    write_jsonl(d/"records.jsonl", out)
+    write_jsonl(d/"sft.jsonl", sft)
+    report.write(d)
+    from datasets import Dataset
+    with atomic_dir(d/"dataset") as tmp: Dataset.from_list(out).save_to_disk(str(tmp))
+    write_json(d/"summary.json", (res := CritiqueResult(d, out, config, time.time() - t0)).summary())
+    return res
+
+
+# %% ../nbs/03_critique_revision.ipynb #22870353
 def run_critique_revision(run: Run, config: CritiqueConfig | None = None,
                           model="embedded",        # model name for `load_model`, a `(model, tokenizer)` pair, or a `Generator`
                           prompts=None,            # optional prompt records/strings instead of `config.prompts`
@@ -273,57 +343,19 @@ def run_critique_revision(run: Run, config: CritiqueConfig | None = None,
         bar = tqdm(plan, desc="critique-revision", unit="step", disable=not progress)
         for step in bar:
             bar.set_postfix(step=step)
-            if step == "initial":
-                gens = gen.generate([state[i]["prompt"] for i in ids], ids=ids, store=RecordStore(steps/"initial.jsonl"),
-                                    seed=config.seed, desc="initial")
-                for i, g in zip(ids, gens):
-                    state[i].update(initial_response=g.text, initial_tokens=g.completion_tokens, final_response=g.text)
-                route_benign(state, ids, config.benign)
-                continue
+            if step == "initial": _initial_answers(gen, state, ids, steps, config); continue
             k, kind = int(step[1:step.index("_")]), step.split("_")[1]
             active = [i for i in ids if state[i]["stop_reason"] == "rounds"]
             if kind == "critique" or config.critique_free:
-                for i in active:
-                    p = pools["benign" if state[i].get("label") == "benign" else "other"].sample(principle_seed(config.seed, i, k), k=1)[0]
-                    state[i]["rounds"].append({"round": k, "principle": p.name, "critique": None, "revision": None,
-                                               "critique_tokens": 0, "revision_tokens": 0})
-                    state[i]["_p"] = p
+                _draw_principles(state, active, pools, config, k)
                 if config.judges and active: active = _judge_round(fb, config, state, active, kind, k)
-            if not active: continue
-            chats = []
-            for i in active:
-                s = state[i]
-                p, shots, cur = s["_p"], few_shot_messages(con, s["_p"], config), s["final_response"]
-                chats.append(critique_chat(s["prompt"], cur, p, shots) if kind == "critique"
-                             else revision_chat(s["prompt"], cur, p, shots, s["rounds"][-1]["critique"]))
-            gens = gen.generate(chats, ids=active, store=RecordStore(steps/f"{step}.jsonl"), seed=derive_seed(config.seed, kind, k),
-                                desc=f"round {k} {kind}", record=lambda j, g: {"principle": state[active[j]]["_p"].name})
-            for i, g in zip(active, gens):
-                s, last = state[i], state[i]["rounds"][-1]
-                last[f"{kind}"], last[f"{kind}_tokens"] = g.text, g.completion_tokens
-                if kind == "critique" and config.is_converged(g.text): s["stop_reason"] = "converged"
-                if kind == "revision" and fb is None: s["final_response"] = g.text
-            if kind == "revision" and fb is not None: _after_revision(fb, config, state, active, [g.text for g in gens])
+            if active: _round_step(gen, con, config, state, active, step, kind, k, steps, fb)
         bar.close()
-        out = []
-        for i in ids:
-            s = state[i]; s.pop("_p", None)
-            ct, rt = sum(r["critique_tokens"] for r in s["rounds"]), sum(r["revision_tokens"] for r in s["rounds"])
-            out.append({"id": i, "prompt": s["prompt"], "label": s.get("label"), "category": s.get("category"),
-                        "source": s.get("source"), "initial_response": s["initial_response"], "rounds": s["rounds"],
-                        "final_response": s["final_response"], "stop_reason": s["stop_reason"], "n_rounds": len(s["rounds"]),
-                        "initial_tokens": s["initial_tokens"], "critique_tokens": ct, "revision_tokens": rt,
-                        "total_tokens": s["initial_tokens"] + ct + rt, "principles": [r["principle"] for r in s["rounds"]]})
         shown = list(dict.fromkeys(m["content"] for p in con.principles for m in few_shot_messages(con, p, config) if m["role"] == "assistant"))
         write_json(d/"few_shot.json", {"answers": shown})           # what the generator was shown: DPO and the reward model filter copies of it
-        sft, report = _sft_filtered(config.replace(filters=with_few_shot(config.filters, shown)), out)
-        write_jsonl(d/"records.jsonl", out)
-        write_jsonl(d/"sft.jsonl", sft)
-        report.write(d)
-        from datasets import Dataset
-        with atomic_dir(d/"dataset") as tmp: Dataset.from_list(out).save_to_disk(str(tmp))
-        write_json(d/"summary.json", (res := CritiqueResult(d, out, config, time.time() - t0)).summary())
+        res = _write_stage(d, config.replace(filters=with_few_shot(config.filters, shown)), _stage_records(state, ids), t0)
     return res
+
 
 # %% ../nbs/03_critique_revision.ipynb #337ecc10
 STOP_REASONS = ("rounds", "converged", "rejected", "satisfied", "no_improvement", "benign_answer")

@@ -50,7 +50,7 @@ class DataFilterConfig(ConfigBase):
     num_perm: int = 128                  # MinHash permutations
     max_per_principle: int | None = None # keep at most this many items per principle (seeded sample); None: no cap
     examples: int = 3                    # dropped examples kept per filter in the report
-    seed: int = 0
+    seed: int | None = None              # the principle cap's sample; None: the stage's seed (the run's seed; 0 outside a run)
 
     def __post_init__(self):
         if not 0 < self.near_threshold <= 1: raise ConfigError(f"near_threshold={self.near_threshold!r}: must be in (0, 1]")
@@ -170,9 +170,15 @@ def _cap_per_principle(items: list[dict], alive: list[int], config: DataFilterCo
     return [i for i in alive if i not in cut], dropped
 
 # %% ../nbs/03c_data_filters.ipynb #1ea8bcf8
-def apply_filters(items: list[dict], config: DataFilterConfig | None = None) -> tuple[list[int], list[dict]]:
-    "Indices of the items kept, and one `{index, id, filter, detail}` per item dropped."
+def _seeded(config: DataFilterConfig | None, seed: int | None) -> DataFilterConfig:
+    "The config with its seed set: its own, else `seed` (the stage's), else 0."
     config = config or DataFilterConfig()
+    return config if config.seed is not None else config.replace(seed=0 if seed is None else seed)
+
+def apply_filters(items: list[dict], config: DataFilterConfig | None = None,
+                  seed: int | None = None) -> tuple[list[int], list[dict]]:  # seed: used when config.seed is None
+    "Indices of the items kept, and one `{index, id, filter, detail}` per item dropped."
+    config = _seeded(config, seed)
     dropped, alive = [], []
     for i, it in enumerate(items):
         why = _first_failure(it, config)
@@ -245,20 +251,22 @@ def _repr_html_(self: FilterReport):
 def __repr__(self: FilterReport): return f"FilterReport({self.summary()})"
 
 # %% ../nbs/03c_data_filters.ipynb #2eb260f8
-def _report(kind, records, items, config) -> FilterReport:
-    config = config or DataFilterConfig()
+def _report(kind, records, items, config, seed) -> FilterReport:
+    config = _seeded(config, seed)
     alive, dropped = apply_filters(items, config)
     for d in dropped: d.update(prompt=items[d["index"]]["prompt"], answers=items[d["index"]]["answers"])
     return FilterReport(kind, [records[i] for i in alive], [{k: v for k, v in d.items() if k != "index"} for d in dropped],
                         len(records), config.to_dict())
 
-def filter_sft(records: Sequence[dict], config: DataFilterConfig | None = None, max_new_tokens: int | None = None) -> FilterReport:
+def filter_sft(records: Sequence[dict], config: DataFilterConfig | None = None, max_new_tokens: int | None = None,
+               seed: int | None = None) -> FilterReport:  # seed: the stage's seed, used when config.seed is None
     "Filter SFT examples (critique-revision records or SFT rows); `max_new_tokens` makes the truncation check exact."
-    return _report("sft", list(records), sft_items(records, max_new_tokens), config)
+    return _report("sft", list(records), sft_items(records, max_new_tokens), config, seed)
 
-def filter_pairs(pairs: Sequence[dict], config: DataFilterConfig | None = None) -> FilterReport:
+def filter_pairs(pairs: Sequence[dict], config: DataFilterConfig | None = None,
+                 seed: int | None = None) -> FilterReport:  # seed: the stage's seed, used when config.seed is None
     "Filter preference pairs before reward-model or DPO training."
-    return _report("pairs", list(pairs), pair_items(pairs), config)
+    return _report("pairs", list(pairs), pair_items(pairs), config, seed)
 
 # %% ../nbs/03c_data_filters.ipynb #f5c0a1d5
 def few_shot_of_run(run) -> list[str]:

@@ -282,46 +282,69 @@ def hazard_rates(prompts: list[dict], recs: dict) -> dict:
             "hazards_n": {c: next(iter(v.values())).n for c, v in hz.items()}}
 
 # %% ../nbs/08_evaluation.ipynb #ddbd2ac8
+def _stage_answers(run: Run, cfg: EvalConfig, pol, tok, prompts: list[dict], adapters: dict, d: Path, progress: bool):
+    "({stage: [(text, completion_tokens)]} for every evaluated policy, best-of-n rows included; the best-of-n picks with their rewards)."
+    answers = _answer(pol, tok, prompts, adapters, cfg, RecordStore(d/"responses.jsonl"), progress)
+    bon = best_of_n_answers(pol, tok, prompts, {s: adapters[s] for s in cfg.best_of_n_stages}, cfg, RecordStore(d/"best_of_n.jsonl"),
+                            _reward_model(run, cfg), cfg.seed, progress) if cfg.best_of_n else {}
+    answers.update({s: [(t, n) for t, n, _ in v] for s, v in bon.items()})
+    return answers, bon
+
+def _judged_records(prompts: list[dict], answers: dict, bon: dict, judges: list, ctx: JudgeContext) -> dict:
+    "{stage: one record per prompt}: the prompt, the answer, its best-of-n rewards, and every judge's verdict."
+    recs = {s: [{"stage": s, "prompt_id": p["id"], "prompt": p["prompt"], "label": p["label"], "category": p.get("category", ""),
+                 "text": t, "completion_tokens": n} for p, (t, n) in zip(prompts, answers[s])] for s in answers}
+    for s, v in bon.items():
+        for r, (_, _, rw) in zip(recs[s], v): r["bon_rewards"] = rw
+    for j in judges:
+        for s in answers:
+            for r, out in zip(recs[s], j.judge(recs[s], ctx)): r.update(out)
+    return recs
+
+
+# %% ../nbs/08_evaluation.ipynb #37f4358d
+def _eval_summary(run: Run, cfg: EvalConfig, model: str, prompts: list[dict], recs: dict, metrics: dict, wr: dict, pairs: list,
+                  judges: list, judged: list, cons) -> dict:
+    "`summary.json`: who judged, the prompts, every stage's metrics with intervals, win rates, hazards, and the conclusions."
+    stages = list(recs)
+    summary = {"run": run.name, "model": str(model), "judge_model": cfg.judge_model or f"{model} (adapters off)",
+               "judge_is_contestant": not cfg.judge_model or str(cfg.judge_model) == str(model), "judge_note": _judge_note(cfg, model, stages),
+               "stages": stages, "stage_names": {s: POLICY_STAGES.get(s, s) for s in stages},
+               "n_prompts": len(prompts), "prompt_sources": cfg.prompts, "counts": {l: sum(p["label"] == l for p in prompts) for l in ("harmful", "benign")},
+               "metrics": metrics, "metric_info": {k: {"what": m.what, "kind": m.kind, "label": m.label, "judge": j.name} for j in judges for k, m in j.metrics.items()},
+               **hazard_rates(prompts, recs),
+               "win_rates": {f"{a} vs {b}": wr[(a, b)].fields("win_rate") for a, b in pairs if (a, b) in wr},
+               "judges": [j.name for j in judges], "judge_principles": [p.name for p in judged], "constitution": cons.name,
+               "classifier": _classifier_check() if cfg.validate_classifier else {}, "config": cfg.to_dict()}
+    summary["conclusions"] = stage_conclusions(summary)
+    return summary
+
+def _eval_rows(recs: dict) -> list[dict]:
+    "The records as `responses` rows: per-principle scores flattened to `principle_scores`."
+    return [{k: v for k, v in r.items() if k != "principles"} | ({"principle_scores": r["principles"]["scores"]} if "principles" in r else {})
+            for rs in recs.values() for r in rs]
+
+
+# %% ../nbs/08_evaluation.ipynb #be6a2f25
 def run_evaluation(run: Run, config: EvaluationConfig | None = None, model: str = EMBEDDED, progress: bool = True) -> EvalResult:
     "Answer the prompts with every stage, judge the answers, write `evaluation/` (responses, summary.json, report.html)."
     cfg, t0 = config or EvaluationConfig(), time.time()
     if cfg.seed is None: cfg = cfg.replace(seed=run.seed)
     prompts, adapters, cons, judges = _check(run, cfg, model)
-    stages = list(adapters)
     set_seed(cfg.seed)
     with run.stage("evaluation") as d:
         pol, tok = _load_policies(model, adapters)
-        answers = _answer(pol, tok, prompts, adapters, cfg, RecordStore(d/"responses.jsonl"), progress)
-        bon = best_of_n_answers(pol, tok, prompts, {s: adapters[s] for s in cfg.best_of_n_stages}, cfg, RecordStore(d/"best_of_n.jsonl"),
-                                _reward_model(run, cfg), cfg.seed, progress) if cfg.best_of_n else {}
-        answers.update({s: [(t, n) for t, n, _ in v] for s, v in bon.items()}); stages = list(answers)
-        texts = {s: [t for t, _ in a] for s, a in answers.items()}
+        answers, bon = _stage_answers(run, cfg, pol, tok, prompts, adapters, d, progress)
+        stages, texts = list(answers), {s: [t for t, _ in a] for s, a in answers.items()}
         judged = _distinct_principles(cons, cfg.judge_principles, cfg.seed) if any(j.needs_model for j in judges) else []
         need_fm = bool(judged) or cfg.pairwise != "none"
         jm, jt = load_model(cfg.judge_model) if cfg.judge_model and need_fm else (pol, tok)
         ctx = JudgeContext(jm, jt, judged, cfg.judge_batch_size, cfg.max_judge_chars, cfg.threshold, progress)
-        recs = {s: [{"stage": s, "prompt_id": p["id"], "prompt": p["prompt"], "label": p["label"], "category": p.get("category", ""),
-                     "text": t, "completion_tokens": n} for p, (t, n) in zip(prompts, answers[s])] for s in stages}
-        for s, v in bon.items():
-            for r, (_, _, rw) in zip(recs[s], v): r["bon_rewards"] = rw
-        for j in judges:
-            for s in stages:
-                for r, out in zip(recs[s], j.judge(recs[s], ctx)): r.update(out)
+        recs = _judged_records(prompts, answers, bon, judges, ctx)
         matches, pairs = _pairwise(jm, jt, prompts, texts, stages, cons, cfg, cfg.seed, progress)
         metrics = stage_metrics(recs, {k: m for j in judges for k, m in j.metrics.items()}, n_boot=cfg.n_boot, seed=cfg.seed)
         wr = _add_pairwise(metrics, matches, stages, cfg.n_boot, cfg.seed)
-        summary = {"run": run.name, "model": str(model), "judge_model": cfg.judge_model or f"{model} (adapters off)",
-                   "judge_is_contestant": not cfg.judge_model or str(cfg.judge_model) == str(model), "judge_note": _judge_note(cfg, model, stages),
-                   "stages": stages, "stage_names": {s: POLICY_STAGES.get(s, s) for s in stages},
-                   "n_prompts": len(prompts), "prompt_sources": cfg.prompts, "counts": {l: sum(p["label"] == l for p in prompts) for l in ("harmful", "benign")},
-                   "metrics": metrics, "metric_info": {k: {"what": m.what, "kind": m.kind, "label": m.label, "judge": j.name} for j in judges for k, m in j.metrics.items()},
-                   **hazard_rates(prompts, recs),
-                   "win_rates": {f"{a} vs {b}": wr[(a, b)].fields("win_rate") for a, b in pairs if (a, b) in wr},
-                   "judges": [j.name for j in judges], "judge_principles": [p.name for p in judged], "constitution": cons.name,
-                   "classifier": _classifier_check() if cfg.validate_classifier else {}, "config": cfg.to_dict()}
-        summary["conclusions"] = stage_conclusions(summary)
-        rows = [{k: v for k, v in r.items() if k != "principles"} | ({"principle_scores": r["principles"]["scores"]} if "principles" in r else {})
-                for s in stages for r in recs[s]]
+        summary, rows = _eval_summary(run, cfg, model, prompts, recs, metrics, wr, pairs, judges, judged, cons), _eval_rows(recs)
         write_json(d/"summary.json", summary)
         write_json(d/"matches.json", matches)
         report = None
@@ -329,3 +352,4 @@ def run_evaluation(run: Run, config: EvaluationConfig | None = None, model: str 
             report = write_report(d/"report.html", summary, rows, n_examples=cfg.n_examples)
             save_figure(plot_helpful_harmless(summary), d/"helpful_harmless.png")
     return EvalResult(summary, rows, report, time.time() - t0)
+

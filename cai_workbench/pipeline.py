@@ -279,6 +279,46 @@ def check_inputs(run: Run, stages: list[str], configs: dict) -> None:
         made.update(STAGES[s].outputs)
 
 # %% ../nbs/10_pipeline.ipynb #5afe0102
+def _plan(config: PipelineConfig, stages: list[str] | None, run_dir, where: str | None) -> tuple[list[str], dict, Path]:
+    "(the stages in pipeline order, their checked configs, the run folder): every check that needs no run folder, before anything runs."
+    if stages is not None and not stages: raise ValueError("stages: none given; name at least one, e.g. --stages sft,dpo")
+    stages = list(stages or config.stages)
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown: raise ValueError(f"unknown stage(s) {unknown}; the stages are {list(STAGES)}")
+    stages = [s for s in STAGES if s in stages]                       # pipeline order
+    configs = {s: config.stage_config(s, where) for s in stages}     # all checked before anything runs
+    path = Path(run_dir) if run_dir else Path(config.runs_dir)/config.name
+    if path.exists() and not path.is_dir(): raise NotADirectoryError(errno.ENOTDIR, "is a file, not a run folder", str(path))
+    return stages, configs, path
+
+
+# %% ../nbs/10_pipeline.ipynb #e423d7b4
+def _pipeline_stage(run: Run, i: int, stages: list[str], config: PipelineConfig, configs: dict, force: bool, tracker):
+    "Stage `i` (from 1) of `stages`: skipped (done, unchanged: None), refused (stale, `on_stale: refuse`) or run; one console line each way."
+    stage, n = stages[i - 1], len(stages)
+    fp, info = current_fingerprint(run, stage, config), run.stage_info(stage)
+    why = stale_reasons(info.get("fingerprint"), fp)
+    done = config.skip_done and info.get("status") == "done"
+    if done and not force and not why:
+        print(f"[{i}/{n}] {stage}: done already (skipped; --force reruns it)"); return None
+    if done and not force and config.on_stale == "refuse":
+        raise StaleStageError(f"{run.path}: stage {stage} is stale ({'; '.join(why)}); rerun it with --force --stages {stage}, "
+                              "or set on_stale: rerun")
+    note = " (forced: from scratch)" if force else f" (stale: {'; '.join(why)}; from scratch)" if why else ""
+    print(f"[{i}/{n}] {stage} ...{note}", flush=True)
+    t0 = time.time()
+    with tracker.stage(stage): out = _run_stage(run, stage, configs[stage], config, fp, fresh=force or bool(why))
+    m = run.manifest
+    info = m["stages"].setdefault(stage, {"status": "done"})
+    info["summary"] = out.summary() if hasattr(out, "summary") else {}
+    info.setdefault("wall_s", round(time.time() - t0, 2))
+    run.update_manifest(stages=m["stages"])
+    print(f"[{i}/{n}] {stage}: done in {info['wall_s']} s — {summary_line(info['summary'])}", flush=True)
+    if config.s3 and config.sync_after_stage: _sync(run, config.s3, stage)
+    return out
+
+
+# %% ../nbs/10_pipeline.ipynb #d7d64c22
 def run_pipeline(
     config: PipelineConfig,               # the experiment
     run_dir: str | Path | None = None,    # default: <runs_dir>/<name>
@@ -290,14 +330,7 @@ def run_pipeline(
     """Run the selected stages in order in one run folder (locked while it runs). A done stage is skipped when its config
     and inputs are what it was built from; one whose config or inputs changed is stale: rerun from scratch (or refused,
     with `on_stale: refuse`). `force` reruns from scratch; a failed rerun keeps the stage's previous outputs."""
-    if stages is not None and not stages: raise ValueError("stages: none given; name at least one, e.g. --stages sft,dpo")
-    stages = list(stages or config.stages)
-    unknown = [s for s in stages if s not in STAGES]
-    if unknown: raise ValueError(f"unknown stage(s) {unknown}; the stages are {list(STAGES)}")
-    stages = [s for s in STAGES if s in stages]                       # pipeline order
-    configs = {s: config.stage_config(s, where) for s in stages}     # all checked before anything runs
-    path = Path(run_dir) if run_dir else Path(config.runs_dir)/config.name
-    if path.exists() and not path.is_dir(): raise NotADirectoryError(errno.ENOTDIR, "is a file, not a run folder", str(path))
+    stages, configs, path = _plan(config, stages, run_dir, where)
     with run_lock(path), contextlib.ExitStack() as stack:
         run = Run.create(path, config=config, seed=config.seed, device=config.device)
         check_inputs(run, stages, configs)                              # a missing input stops the run before any stage
@@ -306,26 +339,7 @@ def run_pipeline(
         from cai_workbench.tracking import Tracker
         tracker = stack.enter_context(Tracker(run, config.report_to, config.tracking_uri, config=config.to_dict()))  # one run = one MLflow run
         for i, stage in enumerate(stages, 1):
-            fp, info = current_fingerprint(run, stage, config), run.stage_info(stage)
-            why = stale_reasons(info.get("fingerprint"), fp)
-            done = config.skip_done and info.get("status") == "done"
-            if done and not force and not why:
-                print(f"[{i}/{len(stages)}] {stage}: done already (skipped; --force reruns it)"); res.results[stage] = None; continue
-            if done and not force and config.on_stale == "refuse":
-                raise StaleStageError(f"{run.path}: stage {stage} is stale ({'; '.join(why)}); rerun it with --force --stages {stage}, "
-                                      "or set on_stale: rerun")
-            note = " (forced: from scratch)" if force else f" (stale: {'; '.join(why)}; from scratch)" if why else ""
-            print(f"[{i}/{len(stages)}] {stage} ...{note}", flush=True)
-            t0 = time.time()
-            with tracker.stage(stage): out = _run_stage(run, stage, configs[stage], config, fp, fresh=force or bool(why))
-            res.results[stage] = out
-            m = run.manifest
-            info = m["stages"].setdefault(stage, {"status": "done"})
-            info["summary"] = out.summary() if hasattr(out, "summary") else {}
-            info.setdefault("wall_s", round(time.time() - t0, 2))
-            run.update_manifest(stages=m["stages"])
-            print(f"[{i}/{len(stages)}] {stage}: done in {info['wall_s']} s — {summary_line(info['summary'])}", flush=True)
-            if config.s3 and config.sync_after_stage: _sync(run, config.s3, stage)
+            res.results[stage] = _pipeline_stage(run, i, stages, config, configs, force, tracker)
         res.stale = stale_stages(run, config)
         for s, w in res.stale.items(): print(f"stale: {s} was built from an older {'; '.join(w)}; it reruns the next time it is selected")
         if config.s3: print(_sync(run, config.s3))
@@ -333,10 +347,8 @@ def run_pipeline(
 
 
 # %% ../nbs/10_pipeline.ipynb #319d9ea5
-def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="cai-workbench", description="Constitutional AI workbench")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    r = sub.add_parser("run", help="run the pipeline from a YAML config or a preset")
+def _run_args(r: argparse.ArgumentParser):
+    "`cai-workbench run`: a config or preset, which stages, where, and overrides."
     r.add_argument("config", nargs="?", help="YAML config file (or a preset name)")
     r.add_argument("--preset", help="built-in preset, e.g. demo")
     r.add_argument("--stages", help="comma-separated stages to run (default: the config's)")
@@ -344,13 +356,23 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--s3", help="push the run folder to this s3://bucket/prefix at the end")
     r.add_argument("--force", action="store_true", help="rerun the selected stages from scratch, even if done")
     r.add_argument("--model", help="override the config's model")
-    sub.add_parser("env", help="describe the device, dtypes, platform and versions")
-    e = sub.add_parser("estimate", help="predict tokens, wall time and cost per stage before launching")
+
+def _estimate_args(e: argparse.ArgumentParser):
+    "`cai-workbench estimate`: where it would run and what to calibrate the prediction on."
     e.add_argument("config", help="YAML config file or preset name")
     e.add_argument("--instance", default="local", help="SageMaker instance type, e.g. ml.g5.2xlarge (default: local)")
     e.add_argument("--reference", help="a finished smaller run folder whose measured throughput to use")
     e.add_argument("--price", type=float, help="USD per instance-hour (overrides the price table)")
     e.add_argument("--load", type=float, help="load average expected during the run on this CPU (rescales measured wall times)")
+
+
+# %% ../nbs/10_pipeline.ipynb #6affe20f
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="cai-workbench", description="Constitutional AI workbench")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    _run_args(sub.add_parser("run", help="run the pipeline from a YAML config or a preset"))
+    sub.add_parser("env", help="describe the device, dtypes, platform and versions")
+    _estimate_args(sub.add_parser("estimate", help="predict tokens, wall time and cost per stage before launching"))
     w = sub.add_parser("sweep", help="run every variant of a config with a sweep: block, sharing identical stages")
     w.add_argument("config", help="YAML config file with a sweep: block")
     w.add_argument("--runs-dir", help="where the run folders go (default: the config's runs_dir)")
@@ -361,6 +383,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--html", help="also write the comparison page (table, plot, differing keys) to this file")
     sub.add_parser("presets", help="list the built-in presets")
     return ap
+
 
 # %% ../nbs/10_pipeline.ipynb #319d9es1
 _EXPECTED = ("CloudError", "PPODivergedError", "RLDivergedError", "NonFiniteError", "RunLockedError", "StaleStageError",

@@ -218,6 +218,70 @@ def _keep_metrics_before(path: Path, update: int):
     if len(keep) != len(lines): atomic_write_text(path, "".join(keep))
 
 # %% ../nbs/06b_ppo_runner.ipynb #8b495ds1
+def _ppo_models(config: PPOConfig, model: str, sft, reward_fn: RewardFn | None, reward_plan):
+    "(policy-value model, tokenizer, reward function, accelerator, optimizer): the base is loaded once, the reward model goes where the plan says."
+    from accelerate import Accelerator
+    base, tok = load_model(model, purpose="train")
+    pv = build_ppo_model(base, config, sft)
+    if reward_fn is None: reward_fn = _reward_from_run(*reward_plan, pv, tok)
+    dev = next(pv.parameters()).device
+    accelerator = Accelerator(cpu=dev.type == "cpu")
+    if dev.type == "cuda": torch.cuda.reset_peak_memory_stats()
+    optimizer = accelerator.prepare(torch.optim.AdamW(pv.trainable_parameters(), lr=config.learning_rate))
+    return pv, tok, reward_fn, accelerator, optimizer
+
+def _resume(d: Path, pv: PolicyValueModel, optimizer, kl_ctl, config: PPOConfig, fp: str) -> tuple[Path, int, RecordStore]:
+    "(checkpoint folder, first update to run, metrics store): 0 unless the last checkpoint was made from the same config and inputs."
+    if (d/"checkpoint.pt").exists(): _refuse_pickle(d/"checkpoint.pt")
+    ckpt, start = d/"checkpoint", 0
+    if (ckpt/"state.json").exists(): start = load_checkpoint(ckpt, pv, optimizer, kl_ctl, config, fp)
+    _keep_metrics_before(d/"metrics.jsonl", start)
+    return ckpt, start, RecordStore(d/"metrics.jsonl", key="update")
+
+
+# %% ../nbs/06b_ppo_runner.ipynb #79f81932
+def _ppo_update_k(k: int, batch: list[str], pv: PolicyValueModel, gen: Generator, reward_fn: RewardFn, optimizer, accelerator,
+                  kl_ctl, config: PPOConfig, seed: int, ckpt: Path) -> dict:
+    "Update `k`: sample and score `batch`, take the PPO step, stop on divergence; the update's metrics record."
+    t_up, B = time.time(), config.batch_size
+    ro = collect_rollouts(pv, gen, batch, reward_fn, config, kl_ctl.value, seed=derive_seed(seed, "rollout", k))
+    kl = ro.kl.mean().item()
+    if kl > config.max_kl:
+        raise PPODivergedError(f"update {k}: KL to the reference is {kl:.1f} nats > max_kl={config.max_kl}; the policy "
+                               f"has diverged. Lower learning_rate ({config.learning_rate}) or raise init_kl_coef "
+                               f"({config.init_kl_coef}). The last good checkpoint is {ckpt}.")
+    try:
+        stats = ppo_update(pv, optimizer, ro, config, torch.Generator().manual_seed(derive_seed(seed, "minibatch", k)), accelerator)
+    except PPODivergedError as e:
+        raise PPODivergedError(f"ppo update {k}: {e} The last good checkpoint is {ckpt}"
+                               f"{'' if ckpt.exists() else ' (none yet)'}; it was kept.") from None
+    if not all(torch.isfinite(p).all() for p in pv.trainable_parameters()):
+        raise PPODivergedError(f"ppo update {k}: the update made the trainable weights NaN/inf (learning_rate "
+                               f"{config.learning_rate:g} is likely too high); nothing was saved and the last good "
+                               f"checkpoint {ckpt}{'' if ckpt.exists() else ' (none yet)'} was kept.")
+    rec = {"update": k, "reward_mean": ro.scores.mean().item(), "reward_std": ro.scores.std().item(), "kl": kl,
+           "kl_coef": kl_ctl.value, "non_score_reward": -kl_ctl.value * kl, **stats,
+           "response_len": ro.mask.sum(1).mean().item(), "eos_frac": sum(ro.finished) / B,
+           "wall_s": round(time.time() - t_up, 3), "sample": ro.texts[0][:200]}
+    kl_ctl.update(kl, B)
+    return rec
+
+
+# %% ../nbs/06b_ppo_runner.ipynb #d119c26b
+def _ppo_finish(run: Run, d: Path, config: PPOConfig, model: str, pv: PolicyValueModel, tok, store: RecordStore,
+                start: int, t0: float, reward_plan, sft) -> PPOResult:
+    "Write `curves.png`, the policy adapter and `metrics.json` into `d`; the `PPOResult`."
+    metrics = sorted(store.records(), key=lambda m: m["update"])
+    plot_curves(metrics, d/"curves.png", title=f"PPO on {model} ({run.name})")
+    save_policy_adapter(pv, d/"adapter", base_model=model, tokenizer=tok, updates=config.total_updates)
+    res = PPOResult(d, metrics, time.time() - t0, peak_memory_mb(next(pv.parameters()).device.type), resumed_from=start)
+    reward = "reward_fn" if reward_plan is None else f"reward model {reward_plan[0]} ({reward_plan[1]})"
+    write_json(d/"metrics.json", {**res.summary(), "reward": reward, "value_model": config.value_model,
+                                   "reference": "sft adapter" if sft else "base (adapters disabled)", "config": config.to_dict()})
+    return res
+
+
+# %% ../nbs/06b_ppo_runner.ipynb #5570672e
 def run_ppo(
     run: Run,                               # the run directory (reads sft/ and reward_model/, writes ppo/)
     config: PPOConfig | None = None,
@@ -233,61 +297,25 @@ def run_ppo(
     sft = sft_adapter(run, config.start_from, model, stage="ppo")
     reward_plan = _reward_plan(run, config, model, load_tokenizer(model)) if reward_fn is None else None
     t0 = time.time()
-    from accelerate import Accelerator
     with run.stage("ppo", updates=config.total_updates) as d:
         set_seed(seed)
-        base, tok = load_model(model, purpose="train")
-        pv = build_ppo_model(base, config, sft)
-        if reward_fn is None: reward_fn = _reward_from_run(*reward_plan, pv, tok)
-        reward_desc = "reward_fn" if reward_plan is None else f"reward model {reward_plan[0]} ({reward_plan[1]})"
-        dev = next(pv.parameters()).device
-        accelerator = Accelerator(cpu=dev.type == "cpu")
-        if dev.type == "cuda": torch.cuda.reset_peak_memory_stats()
-        optimizer = accelerator.prepare(torch.optim.AdamW(pv.trainable_parameters(), lr=config.learning_rate))
+        pv, tok, reward_fn, accelerator, optimizer = _ppo_models(config, model, sft, reward_fn, reward_plan)
         kl_ctl = AdaptiveKLController.for_config(config)
-        if (d/"checkpoint.pt").exists(): _refuse_pickle(d/"checkpoint.pt")
         fp = checkpoint_fingerprint(config, model=str(model), prompts=texts, sft=sft,
                                     reward=reward_plan[0] if reward_plan else "reward_fn")
-        ckpt, start = d/"checkpoint", 0
-        if (ckpt/"state.json").exists(): start = load_checkpoint(ckpt, pv, optimizer, kl_ctl, config, fp)
-        _keep_metrics_before(d/"metrics.jsonl", start)
-        store = RecordStore(d/"metrics.jsonl", key="update")
+        ckpt, start, store = _resume(d, pv, optimizer, kl_ctl, config, fp)
         gen = Generator(pv.peft, tok, config.generation, progress=False)
         order = list(range(len(texts))); random.Random(seed).shuffle(order)
         B = config.batch_size
         for k in tqdm(range(start, config.total_updates), desc="PPO", unit="update", disable=not progress, initial=start, total=config.total_updates):
-            t_up = time.time()
             batch = [texts[order[(k * B + i) % len(texts)]] for i in range(B)]
-            ro = collect_rollouts(pv, gen, batch, reward_fn, config, kl_ctl.value, seed=derive_seed(seed, "rollout", k))
-            kl = ro.kl.mean().item()
-            if kl > config.max_kl:
-                raise PPODivergedError(f"update {k}: KL to the reference is {kl:.1f} nats > max_kl={config.max_kl}; the policy "
-                                       f"has diverged. Lower learning_rate ({config.learning_rate}) or raise init_kl_coef "
-                                       f"({config.init_kl_coef}). The last good checkpoint is {ckpt}.")
-            try:
-                stats = ppo_update(pv, optimizer, ro, config, torch.Generator().manual_seed(derive_seed(seed, "minibatch", k)), accelerator)
-            except PPODivergedError as e:
-                raise PPODivergedError(f"ppo update {k}: {e} The last good checkpoint is {ckpt}"
-                                       f"{'' if ckpt.exists() else ' (none yet)'}; it was kept.") from None
-            if not all(torch.isfinite(p).all() for p in pv.trainable_parameters()):
-                raise PPODivergedError(f"ppo update {k}: the update made the trainable weights NaN/inf (learning_rate "
-                                       f"{config.learning_rate:g} is likely too high); nothing was saved and the last good "
-                                       f"checkpoint {ckpt}{'' if ckpt.exists() else ' (none yet)'} was kept.")
-            rec = {"update": k, "reward_mean": ro.scores.mean().item(), "reward_std": ro.scores.std().item(), "kl": kl,
-                   "kl_coef": kl_ctl.value, "non_score_reward": -kl_ctl.value * kl, **stats,
-                   "response_len": ro.mask.sum(1).mean().item(), "eos_frac": sum(ro.finished) / B,
-                   "wall_s": round(time.time() - t_up, 3), "sample": ro.texts[0][:200]}
-            kl_ctl.update(kl, B)
+            rec = _ppo_update_k(k, batch, pv, gen, reward_fn, optimizer, accelerator, kl_ctl, config, seed, ckpt)
             store.append(rec); log_metrics(rec, step=k + 1)      # TRL's names, to the run's trackers
             if (k + 1) % config.save_every == 0 or k + 1 == config.total_updates:
                 save_checkpoint(ckpt, pv, optimizer, kl_ctl, k + 1, config, fp)
-        metrics = sorted(store.records(), key=lambda m: m["update"])
-        plot_curves(metrics, d/"curves.png", title=f"PPO on {model} ({run.name})")
-        save_policy_adapter(pv, d/"adapter", base_model=model, tokenizer=tok, updates=config.total_updates)
-        res = PPOResult(d, metrics, time.time() - t0, peak_memory_mb(dev.type), resumed_from=start)
-        write_json(d/"metrics.json", {**res.summary(), "reward": reward_desc, "value_model": config.value_model,
-                                       "reference": "sft adapter" if sft else "base (adapters disabled)", "config": config.to_dict()})
+        res = _ppo_finish(run, d, config, model, pv, tok, store, start, t0, reward_plan, sft)
     return res
+
 
 # %% ../nbs/06b_ppo_runner.ipynb #38cbb4b2
 def word_count_reward(word: str) -> RewardFn:

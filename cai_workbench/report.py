@@ -10,6 +10,8 @@ import base64, io, json
 from pathlib import Path
 from typing import Sequence
 
+from fastcore.basics import patch
+
 from .core import atomic_write_text
 from .stats import Difference, Rate, conclusion, rate_conclusion
 from .views import VIEW_CSS, badge, esc, section, text_block, view_html
@@ -157,49 +159,75 @@ def answers_side_by_side(answers: Sequence[dict], prompt_id: str, stages: Sequen
     return head + section("prompt", text=first["prompt"], max_height="8em") + f'<div style="display:flex;gap:8px;flex-wrap:wrap">{"".join(cols)}</div>'
 
 # %% ../nbs/08b_report.ipynb #ca966129
-def render_report(summary: dict, answers: Sequence[dict], n_examples: int = 6, plots: bool = True) -> str:
-    "The whole report as one self-contained HTML page."
-    st, M = summary["stages"], summary["metrics"]
-    srows = summary_rows(summary)
+def _head_sections(summary: dict) -> list[str]:
+    "The title, what the numbers mean, the summary table, and the conclusions in words."
+    st, srows = summary["stages"], summary_rows(summary)
     said = summary.get("conclusions") or stage_conclusions(summary)
-    parts = [f'<h1>Evaluation: {esc(summary.get("run", ""))}</h1>',
-             f'<p>{summary.get("n_prompts", 0)} prompts, stages: {esc(", ".join(st))}. Every rate is shown with its 95% interval '
-             '[Wilson; bootstrap over prompts for means, win rates and Elo] and n; "vs base" is the paired difference in points.</p>',
-             '<section id="summary"><h2>Summary</h2>' + _table(list(srows[0]) if srows else [], [[esc(v) for v in r.values()] for r in srows]) + "</section>",
-             '<section id="conclusions"><h2>What can be concluded</h2><ul>' + "".join(f"<li>{esc(t)}</li>" for t in said.values()) +
-             "</ul>" + (f'<p>{esc(summary["judge_note"])}</p>' if summary.get("judge_note") else "") + "</section>"]
-    img = (lambda f, alt: _img(fig_to_base64(f(summary)), alt)) if plots else (lambda f, alt: "")
-    parts.append('<section id="helpful-harmless"><h2>Helpfulness vs harmlessness</h2>' + img(plot_helpful_harmless, "helpfulness vs harmlessness") + "</section>")
-    hz = summary.get("hazards", {})
-    parts.append('<section id="hazards"><h2>Refusal of harmful prompts per hazard</h2>' +
-                 (img(plot_hazards, "per-hazard refusal") + _table(["hazard", "n", *st], [[esc(c), str(summary.get("hazards_n", {}).get(c, "")),
-                  *[_pct(hz[c].get(s)) + _ci(summary.get("hazards_ci", {}).get(c, {}).get(s)) for s in st]] for c in sorted(hz)])
-                  if hz else "<p>no harmful prompts with categories</p>") + "</section>")
+    return [f'<h1>Evaluation: {esc(summary.get("run", ""))}</h1>',
+            f'<p>{summary.get("n_prompts", 0)} prompts, stages: {esc(", ".join(st))}. Every rate is shown with its 95% interval '
+            '[Wilson; bootstrap over prompts for means, win rates and Elo] and n; "vs base" is the paired difference in points.</p>',
+            '<section id="summary"><h2>Summary</h2>' + _table(list(srows[0]) if srows else [], [[esc(v) for v in r.values()] for r in srows]) + "</section>",
+            '<section id="conclusions"><h2>What can be concluded</h2><ul>' + "".join(f"<li>{esc(t)}</li>" for t in said.values()) +
+            "</ul>" + (f'<p>{esc(summary["judge_note"])}</p>' if summary.get("judge_note") else "") + "</section>"]
+
+def _hazard_section(summary: dict, img) -> str:
+    "Refusal of harmful prompts per hazard category: the plot and a table with intervals and n."
+    st, hz = summary["stages"], summary.get("hazards", {})
+    return ('<section id="hazards"><h2>Refusal of harmful prompts per hazard</h2>' +
+            (img(plot_hazards, "per-hazard refusal") + _table(["hazard", "n", *st], [[esc(c), str(summary.get("hazards_n", {}).get(c, "")),
+             *[_pct(hz[c].get(s)) + _ci(summary.get("hazards_ci", {}).get(c, {}).get(s)) for s in st]] for c in sorted(hz)])
+             if hz else "<p>no harmful prompts with categories</p>") + "</section>")
+
+def _principles_section(summary: dict, img) -> str:
+    "The heuristic principle scores and violation rates per stage."
+    st, M = summary["stages"], summary["metrics"]
     names = list(M[st[0]]["principles"]) if st else []
-    parts.append('<section id="principles"><h2>Constitutional principles (heuristics)</h2>' + img(plot_principles, "principle scores") +
-                 _table(["stage", *[f"{n} score / violations" for n in names]],
-                        [[esc(s), *[f'{M[s]["principles"][n]["score"]:.2f} / {_pct(M[s]["principles"][n]["violation_rate"])}' for n in names]] for s in st]) + "</section>")
-    wr = summary.get("win_rates", {})
-    parts.append('<section id="ai-judge"><h2>AI judge, win rates and Elo</h2>' +
-                 f'<p>Feedback model: {esc(summary.get("judge_model", "-"))}. Mean P(yes) per principle:</p>' +
-                 _table(["stage", *summary.get("judge_principles", [])],
-                        [[esc(s), *[_num(M[s].get("ai_judge_by_principle", {}).get(n)) for n in summary.get("judge_principles", [])]] for s in st]) +
-                 (_table(["comparison", "P(first preferred) [95% CI], n prompts"], [[esc(k), esc(Rate.from_fields(v, "win_rate").format())] for k, v in wr.items()])
-                  if wr else "<p>no pairwise comparisons</p>") +
-                 (img(plot_elo, "Elo ratings") if any(M[s].get("elo") is not None for s in st) else "") + "</section>")
+    return ('<section id="principles"><h2>Constitutional principles (heuristics)</h2>' + img(plot_principles, "principle scores") +
+            _table(["stage", *[f"{n} score / violations" for n in names]],
+                   [[esc(s), *[f'{M[s]["principles"][n]["score"]:.2f} / {_pct(M[s]["principles"][n]["violation_rate"])}' for n in names]] for s in st]) + "</section>")
+
+
+# %% ../nbs/08b_report.ipynb #8ed5f4ff
+def _judge_section(summary: dict, img) -> str:
+    "The AI judge: mean P(yes) per principle, the pairwise win rates with intervals, and Elo."
+    st, M, wr = summary["stages"], summary["metrics"], summary.get("win_rates", {})
+    return ('<section id="ai-judge"><h2>AI judge, win rates and Elo</h2>' +
+            f'<p>Feedback model: {esc(summary.get("judge_model", "-"))}. Mean P(yes) per principle:</p>' +
+            _table(["stage", *summary.get("judge_principles", [])],
+                   [[esc(s), *[_num(M[s].get("ai_judge_by_principle", {}).get(n)) for n in summary.get("judge_principles", [])]] for s in st]) +
+            (_table(["comparison", "P(first preferred) [95% CI], n prompts"], [[esc(k), esc(Rate.from_fields(v, "win_rate").format())] for k, v in wr.items()])
+             if wr else "<p>no pairwise comparisons</p>") +
+            (img(plot_elo, "Elo ratings") if any(M[s].get("elo") is not None for s in st) else "") + "</section>")
+
+def _classifier_section(summary: dict) -> str:
+    "The refusal classifier's agreement with XSTest's human labels, where the data was available."
     cl = summary.get("classifier", {})
-    parts.append('<section id="classifier"><h2>Refusal classifier validation (XSTest human labels)</h2>' +
-                 (_table(["file", "binary agreement [95% CI], n", "3-way agreement [95% CI], n"],
-                         [[esc(k), esc(Rate.from_fields(v, "binary_agreement").format(digits=1)), esc(Rate.from_fields(v, "three_way_agreement").format(digits=1))]
-                          for k, v in cl.items()])
-                  if cl else "<p>XSTest reference data not available here.</p>") + "</section>")
+    return ('<section id="classifier"><h2>Refusal classifier validation (XSTest human labels)</h2>' +
+            (_table(["file", "binary agreement [95% CI], n", "3-way agreement [95% CI], n"],
+                    [[esc(k), esc(Rate.from_fields(v, "binary_agreement").format(digits=1)), esc(Rate.from_fields(v, "three_way_agreement").format(digits=1))]
+                     for k, v in cl.items()])
+             if cl else "<p>XSTest reference data not available here.</p>") + "</section>")
+
+def _examples_section(answers: Sequence[dict], stages: Sequence[str], n_examples: int) -> str:
+    "`n_examples` prompts, alternating harmful and benign, each with every stage's answer side by side."
     by_label: dict = {}
     for a in answers: by_label.setdefault(a.get("label", ""), {})[a["prompt_id"]] = None
     mixed = [p for group in zip(*[list(g) for g in by_label.values()]) for p in group] if by_label else []
     pids = list(dict.fromkeys(mixed + [a["prompt_id"] for a in answers]))[:n_examples]     # alternate labels, then the rest
-    parts.append('<section id="examples"><h2>Example answers</h2>' + "".join(answers_side_by_side(answers, p, st) for p in pids) + "</section>")
+    return '<section id="examples"><h2>Example answers</h2>' + "".join(answers_side_by_side(answers, p, stages) for p in pids) + "</section>"
+
+
+# %% ../nbs/08b_report.ipynb #c194089a
+def render_report(summary: dict, answers: Sequence[dict], n_examples: int = 6, plots: bool = True) -> str:
+    "The whole report as one self-contained HTML page."
+    img = (lambda f, alt: _img(fig_to_base64(f(summary)), alt)) if plots else (lambda f, alt: "")
+    parts = [*_head_sections(summary),
+             '<section id="helpful-harmless"><h2>Helpfulness vs harmlessness</h2>' + img(plot_helpful_harmless, "helpfulness vs harmlessness") + "</section>",
+             _hazard_section(summary, img), _principles_section(summary, img), _judge_section(summary, img),
+             _classifier_section(summary), _examples_section(answers, summary["stages"], n_examples)]
     return ("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>CAI evaluation</title>" + VIEW_CSS +
             "</head><body><div class=\"cai-view\" style=\"max-width:1200px\">" + "".join(parts) + "</div></body></html>")
+
 
 # %% ../nbs/08b_report.ipynb #c0bdc93c
 def write_report(path, summary: dict, answers: Sequence[dict], **kw) -> Path:
@@ -232,17 +260,25 @@ class EvalViewer:
         path = run.require("evaluation", "responses.jsonl", hint="run the evaluation stage first")
         return cls(RecordStore(path).records(), stages)
 
-    def _filter(self):
-        keep = [pid for pid, a in self.prompts.items() if self.label.value in ("all", a.get("label"))
-                and self.category.value in ("all", a.get("category") or "-")]
-        self.prompt.options = [(f'{pid}: {self.prompts[pid]["prompt"][:70]}', pid) for pid in keep]
-        self.prompt.value = keep[0] if keep else None
-        self._show()
 
-    def _show(self):
-        pid = self.prompt.value
-        self.html.value = view_html(answers_side_by_side(self.answers, pid, self.stages)) if pid else view_html("<p>no prompts match</p>")
+# %% ../nbs/08b_report.ipynb #41d1e364
+@patch
+def _filter(self: EvalViewer):
+    "Keep the prompts that match the label and category filters; select the first."
+    keep = [pid for pid, a in self.prompts.items() if self.label.value in ("all", a.get("label"))
+            and self.category.value in ("all", a.get("category") or "-")]
+    self.prompt.options = [(f'{pid}: {self.prompts[pid]["prompt"][:70]}', pid) for pid in keep]
+    self.prompt.value = keep[0] if keep else None
+    self._show()
 
-    def _ipython_display_(self):
-        from IPython.display import display
-        display(self.widget)
+@patch
+def _show(self: EvalViewer):
+    "Every stage's answer to the selected prompt, side by side."
+    pid = self.prompt.value
+    self.html.value = view_html(answers_side_by_side(self.answers, pid, self.stages)) if pid else view_html("<p>no prompts match</p>")
+
+@patch
+def _ipython_display_(self: EvalViewer):
+    from IPython.display import display
+    display(self.widget)
+

@@ -299,9 +299,9 @@ def run_reward_model(run: Run, config: RewardModelConfig | None = None, model: s
     config = config or RewardModelConfig()
     src = Path(config.pairs) if config.pairs else run.require(
         "preferences", "pairs.jsonl", hint="run the preferences stage first (or set RewardModelConfig.pairs to a pairs JSONL)")
-    filtered = filter_pairs(load_pairs(src), with_few_shot(config.filters, few_shot_of_run(run)))   # duplicates, identical/empty/boilerplate pairs: data_filters
-    pairs = filtered.kept
     seed = run.seed if config.seed is None else config.seed
+    filtered = filter_pairs(load_pairs(src), with_few_shot(config.filters, few_shot_of_run(run)), seed=seed)   # duplicates, identical/empty/boilerplate pairs: data_filters
+    pairs = filtered.kept
     train, held = split_pairs(pairs, config, seed=seed, source=str(src))
     human, human_skip = _human_pairs(config)
     key = {"config": config.to_dict(), "model": str(model), "pairs_sha": _sha(src)}

@@ -87,6 +87,30 @@ def default_image(job: SageMakerJobConfig, region: str) -> str:
                                instance_type=job.instance_type, image_scope="training")
 
 # %% ../nbs/09a_sagemaker.ipynb #cb6029ef
+def _job_session(run_uri: str, job: SageMakerJobConfig, boto_session, output_uri: str | None):
+    "(SageMaker session, region, output URI): the run's bucket is the session's default; job outputs go beside the runs."
+    from sagemaker.core.helper.session_helper import Session
+    import boto3
+    bucket, prefix = parse_s3_uri(run_uri)
+    parent = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+    output_uri = output_uri or f"s3://{bucket}/{parent + '/' if parent else ''}sagemaker-jobs"
+    boto_session = boto_session or boto3.Session(region_name=job.region)
+    region = job.region or boto_session.region_name
+    if not region: raise CloudError("no AWS region: set AWS_DEFAULT_REGION (or SageMakerJobConfig.region)")
+    return Session(boto_session=boto_session, default_bucket=bucket, default_bucket_prefix=parent or None), region, output_uri
+
+def _job_resources(job: SageMakerJobConfig) -> dict:
+    "`ModelTrainer`'s compute, distribution and stopping arguments: instances, spot, torchrun, time limits."
+    from sagemaker.core.training.configs import Compute, StoppingCondition
+    from sagemaker.train.distributed import Torchrun
+    return dict(compute=Compute(instance_type=job.instance_type, instance_count=job.instance_count,
+                                volume_size_in_gb=job.volume_size_gb, enable_managed_spot_training=job.spot or None),
+                distributed=Torchrun(process_count_per_node=job.processes_per_host) if job.distributed else None,
+                stopping_condition=StoppingCondition(max_runtime_in_seconds=job.max_runtime_s,
+                                                     max_wait_time_in_seconds=(job.max_wait_s or 2*job.max_runtime_s) if job.spot else None))
+
+
+# %% ../nbs/09a_sagemaker.ipynb #03d765f4
 def build_trainer(stage: str,                      # pipeline stage to run
                   run_uri: str,                    # s3://... where the run folder is mirrored
                   role: str | None,                # IAM execution role ARN (None: the SDK resolves the caller's role)
@@ -98,18 +122,9 @@ def build_trainer(stage: str,                      # pipeline stage to run
                   output_uri: str | None = None):  # SageMaker's model.tar.gz/output.tar.gz (default: <prefix>/sagemaker-jobs)
     "A configured `sagemaker.train.ModelTrainer` and its input channels for running `stage` on SageMaker."
     from sagemaker.train import ModelTrainer
-    from sagemaker.core.training.configs import SourceCode, Compute, InputData, OutputDataConfig, StoppingCondition, CheckpointConfig
-    from sagemaker.train.distributed import Torchrun
-    from sagemaker.core.helper.session_helper import Session
-    import boto3
+    from sagemaker.core.training.configs import SourceCode, InputData, OutputDataConfig, CheckpointConfig
     job = job or SageMakerJobConfig()
-    bucket, prefix = parse_s3_uri(run_uri)
-    parent = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
-    output_uri = output_uri or f"s3://{bucket}/{parent + '/' if parent else ''}sagemaker-jobs"
-    boto_session = boto_session or boto3.Session(region_name=job.region)
-    region = job.region or boto_session.region_name
-    if not region: raise CloudError("no AWS region: set AWS_DEFAULT_REGION (or SageMakerJobConfig.region)")
-    session = Session(boto_session=boto_session, default_bucket=bucket, default_bucket_prefix=parent or None)
+    session, region, output_uri = _job_session(run_uri, job, boto_session, output_uri)
     source_dir = Path(source_dir) if source_dir else stage_source(tempfile.mkdtemp(prefix="cai-sm-src-"), job.extra_requirements)
     hps = {"stage": stage, "run_uri": run_uri, "force": bool(force)}
     if model: hps["model"] = model
@@ -117,17 +132,13 @@ def build_trainer(stage: str,                      # pipeline stage to run
     trainer = ModelTrainer(
         training_image=job.image_uri or default_image(job, region),
         source_code=SourceCode(source_dir=str(source_dir), entry_script=ENTRY_SCRIPT, requirements="requirements.txt"),
-        compute=Compute(instance_type=job.instance_type, instance_count=job.instance_count,
-                        volume_size_in_gb=job.volume_size_gb, enable_managed_spot_training=job.spot or None),
-        distributed=Torchrun(process_count_per_node=job.processes_per_host) if job.distributed else None,
-        stopping_condition=StoppingCondition(max_runtime_in_seconds=job.max_runtime_s,
-                                             max_wait_time_in_seconds=(job.max_wait_s or 2*job.max_runtime_s) if job.spot else None),
-        output_data_config=OutputDataConfig(s3_output_path=output_uri, compression_type="GZIP"),
+        **_job_resources(job), output_data_config=OutputDataConfig(s3_output_path=output_uri, compression_type="GZIP"),
         hyperparameters=hps, environment={"PYTHONUNBUFFERED": "1", **job.environment},
         checkpoint_config=CheckpointConfig(s3_uri=ck_uri, local_path=CHECKPOINT_DIR) if ck_uri else None,
         role=role, base_job_name=job.base_job_name or f"cai-{_slug(stage)}", sagemaker_session=session)
     channels = [InputData(channel_name="run", data_source=run_uri.rstrip("/") + "/")]
     return trainer, channels
+
 
 # %% ../nbs/09a_sagemaker.ipynb #61ad2cd8
 @dataclass

@@ -68,3 +68,15 @@ def test_a_partial_generation_block_keeps_the_stages_other_defaults():
     ppo, prefs = cfg.stage_config("ppo"), cfg.stage_config("preferences")
     assert (ppo.generation.max_new_tokens, ppo.generation.temperature, ppo.generation.exact) == (8, 1.0, True)
     assert (prefs.generation.temperature, prefs.generation.top_p, prefs.generation.batch_size) == (1.0, 0.95, 16)
+
+
+def test_the_data_filters_seed_defaults_to_the_stage_seed():
+    from cai_workbench.data_filters import DataFilterConfig, filter_pairs
+    f = {x.name: x for x in dataclasses.fields(DataFilterConfig)}
+    assert f["seed"].default is None and typing.get_type_hints(DataFilterConfig)["seed"] == int | None
+    many = [{"id": f"p{i}", "prompt": f"Topic {i}?", "chosen": f"Answer number {i} is fine.", "rejected": f"Reply {i} is not.",
+             "source": "ai", "principle": "a"} for i in range(8)]
+    kept = lambda cfg, seed: [p["id"] for p in filter_pairs(many, cfg, seed=seed).kept]
+    cap = DataFilterConfig(max_per_principle=3)
+    assert len({tuple(kept(cap, s)) for s in range(6)}) > 1 and kept(cap, 4) == kept(cap, 4)
+    assert kept(cap.replace(seed=2), 4) == kept(cap, 2)
