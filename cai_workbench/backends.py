@@ -6,7 +6,7 @@ Docs: https://cai-workbench.github.io/cai-workbench/backends.html.md"""
 
 # %% ../nbs/02c_backends.ipynb #bd27c74f
 from __future__ import annotations
-import os
+import bisect, os
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Callable, Iterator, Protocol, Sequence, runtime_checkable
@@ -16,7 +16,7 @@ import torch
 # %% auto #0
 __all__ = ['Chunk', 'BACKENDS', 'DEFAULT_BACKEND', 'GenerationBackend', 'register_backend', 'make_backend', 'use_adapter',
            'load_adapters', 'adapters_loaded', 'shared_prefix_length', 'sampling_kwargs', 'plain_generation_config',
-           'HFBackend', 'GrowingLayer', 'HFPagedBackend', 'rank_seed', 'Shards']
+           'HFBackend', 'GrowingLayer', 'KVRow', 'KeptRows', 'HFPagedBackend', 'rank_seed', 'Shards']
 
 # %% ../nbs/02c_backends.ipynb #48a4db31
 Chunk = tuple[list[int], list[list[int]]]   # (indices into the prompts, the new token ids of each)
@@ -122,38 +122,54 @@ def plain_generation_config(model):
 # %% ../nbs/02c_backends.ipynb #a89c8777
 @register_backend("hf")
 class HFBackend:
-    "Length-grouped, left-padded `model.generate` batches with a shared-prefix KV cache."
+    "Length-grouped, left-padded `model.generate` batches, each prompt prefilled without padding from a shared prefix or a kept row."
+    kept_cache_mb = 1024   # the last call's rows (prompt + generated tokens) and their keys/values are kept up to this size (0: off)
+
     def __init__(self, model, tokenizer, eos_ids: list[int]):
         self.model, self.tokenizer, self.eos_ids = model, tokenizer, eos_ids
-        self._no_prefix_cache = False   # set once the model's cache turns out not to be shareable
+        self._no_prefix_cache = False   # set once the model's cache turns out not to be plain per-layer keys/values
+        self.kept, self._source, self._adapter = KeptRows(), KeptRows(), None
 
-    def adapter(self, name: str | None): return use_adapter(self.model, name)
+    @contextmanager
+    def adapter(self, name: str | None):
+        before, self._adapter = self._adapter, name
+        try:
+            with use_adapter(self.model, name): yield
+        finally: self._adapter = before
+
+    def weights_state(self) -> tuple:
+        "What keys/values depend on besides the tokens: the model, its adapter and mode, and each parameter's in-place version."
+        ps = list(self.model.parameters())
+        return (id(self.model), self._adapter, getattr(self.model, "active_adapter", None), self.model.training,
+                len(ps), sum(p._version for p in ps), sum(p.data_ptr() for p in ps))
 
     def run(self, prompts: Sequence[list[int]], cfg, seed: int | None) -> Iterator[Chunk]:
         order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))           # group by length
-        for b, k in enumerate(range(0, len(order), cfg.batch_size)):
-            idx = order[k:k+cfg.batch_size]
-            yield idx, self.batch([prompts[i] for i in idx], cfg, None if seed is None else seed + b)
+        self._source, self.kept = self.kept, KeptRows(self.kept_cache_mb, self.weights_state())
+        if self._source.state != self.kept.state: self._source = KeptRows()         # other weights or adapter: reuse nothing
+        try:
+            for b, k in enumerate(range(0, len(order), cfg.batch_size)):
+                idx = order[k:k+cfg.batch_size]
+                yield idx, self.batch([prompts[i] for i in idx], cfg, None if seed is None else seed + b)
+        finally: self._source = KeptRows()
 
 # %% ../nbs/02c_backends.ipynb #164a54c1
 @torch.inference_mode()
 def _hf_batch(self: HFBackend, batch_ids: list[list[int]], cfg, seed: int | None) -> list[list[int]]:
     "New token ids for one batch (B rows, up to max_new_tokens each)."
     pad, dev = self.tokenizer.pad_token_id, next(self.model.parameters()).device
-    n_pre = shared_prefix_length(batch_ids) if len(batch_ids) > 1 and cfg.prefix_cache_min_tokens > 0 else 0
-    cap = max(len(x) for x in batch_ids) + cfg.max_new_tokens                          # positions the batch reaches
-    cache = self.prefix_cache(batch_ids[0][:n_pre], len(batch_ids), dev, cap) if n_pre >= max(cfg.prefix_cache_min_tokens, 1) else None
-    if cache is None: n_pre = 0
-    prefix, rest = batch_ids[0][:n_pre], [x[n_pre:] for x in batch_ids]
-    width = n_pre + max(len(x) for x in rest)
-    # (B, T): the shared prefix, then each prompt's own tokens left-padded (the mask hides the padding)
-    input_ids = torch.tensor([prefix + [pad]*(width-n_pre-len(x)) + x for x in rest])
-    attn = torch.tensor([[1]*n_pre + [0]*(width-n_pre-len(x)) + [1]*len(x) for x in rest])
+    width = max(len(x) for x in batch_ids)
+    cache = self.prefill(batch_ids, cfg, dev, width + cfg.max_new_tokens)             # all but each row's last token
+    # (B, T): each prompt left-padded; the mask hides the padding and position ids come from it
+    input_ids = torch.tensor([[pad]*(width-len(x)) + x for x in batch_ids])
+    attn = torch.tensor([[0]*(width-len(x)) + [1]*len(x) for x in batch_ids])
     if seed is not None: torch.manual_seed(seed)
     with plain_generation_config(self.model) if getattr(cfg, "exact", False) else nullcontext():
         out = self.model.generate(input_ids=input_ids.to(dev), attention_mask=attn.to(dev), max_new_tokens=cfg.max_new_tokens,
                                   pad_token_id=pad, eos_token_id=self.eos_ids or None, past_key_values=cache, **sampling_kwargs(cfg))
-    return out[:, width:].tolist()                                                        # (B, <=max_new_tokens)
+    new = out[:, width:].tolist()                                                        # (B, <=max_new_tokens)
+    if cache is not None and self.kept.mb > 0: self.keep(batch_ids, new, cache, width)
+    return new
 HFBackend.batch = _hf_batch
 
 # %% ../nbs/02c_backends.ipynb #5a1c0c4e
@@ -183,29 +199,149 @@ class GrowingLayer(DynamicLayer):
         return self.keys, self.values
 
 
-# %% ../nbs/02c_backends.ipynb #e0055fcd
-def _prefix_cache(self: HFBackend, prefix: list[int], batch_size: int, device, capacity: int | None = None):
-    """KV cache of `prefix`, computed once (batch 1) and repeated for every row; None when the cache is not plain
-    per-layer keys/values (recurrent or linear-attention layers must see each row's own tokens). With `capacity`
-    (total positions the batch will reach) the layers become `GrowingLayer`s, pre-allocated for it."""
+# %% ../nbs/02c_backends.ipynb #7369acae
+@dataclass
+class KVRow:
+    "One sequence's keys/values per layer, as chunks along the sequence (a chunk shared by several rows is stored once)."
+    tokens: tuple      # the tokens whose keys/values these are
+    chunks: list       # [(n, [(k, v) per layer])], k and v of shape (kv_heads, n, head_dim)
+
+    def __len__(self): return len(self.tokens)
+
+    def layer(self, i: int, n: int) -> tuple:
+        "Keys and values of layer `i` for positions [0, n), each (1, kv_heads, n, head_dim)."
+        ks, vs = zip(*[(k[:, :m], v[:, :m]) for m, kv in _clip(self.chunks, n) for k, v in [kv[i]]])
+        return torch.cat(ks, 1)[None], torch.cat(vs, 1)[None]
+
+    def write(self, kbufs, vbufs, row: int, col: int, n: int):
+        "Copy positions [0, n) into the batch buffers (B, kv_heads, cap, head_dim) of every layer at `row`, from column `col`."
+        for m, kv in _clip(self.chunks, n):
+            for (k, v), kb, vb in zip(kv, kbufs, vbufs): kb[row, :, col:col+m] = k[:, :m]; vb[row, :, col:col+m] = v[:, :m]
+            col += m
+
+    def storages(self) -> dict:
+        "{storage address: bytes} of the tensors this row holds."
+        return {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for _, kv in self.chunks for k, v in kv for t in (k, v)}
+
+def _clip(chunks, n: int) -> list:
+    "The chunks covering positions [0, n), the last one's length cut."
+    out = []
+    for m, kv in chunks:
+        if n <= 0: break
+        out.append((min(m, n), kv)); n -= m
+    return out
+
+# %% ../nbs/02c_backends.ipynb #1d2153c8
+class KeptRows:
+    "The rows of the last generating call (prompt + generated tokens, with their keys/values), for prompts that extend them."
+    def __init__(self, mb: float = 0, state=None):
+        self.mb, self.state, self.rows, self._bytes, self._sorted = mb, state, [], {}, None
+
+    def add(self, row: KVRow) -> bool:
+        "Keep `row` if it fits in `mb` megabytes (storage shared with rows already kept counted once)."
+        new = {**self._bytes, **row.storages()}
+        if sum(new.values()) > self.mb * 2**20: return False
+        self.rows.append(row); self._bytes, self._sorted = new, None; return True
+
+    def match(self, ids: Sequence[int]) -> tuple:
+        "(row, n): the kept row sharing the longest token prefix with `ids`, and its length; (None, 0) if none."
+        if not self.rows: return None, 0
+        if self._sorted is None: self._sorted = sorted(self.rows, key=lambda r: r.tokens)
+        i, best = bisect.bisect_left([r.tokens for r in self._sorted], tuple(ids)), (None, 0)
+        for r in self._sorted[max(i-1, 0):i+1]:           # the longest common prefix is with a neighbour in sorted order
+            n = next((k for k, (a, b) in enumerate(zip(r.tokens, ids)) if a != b), min(len(r), len(ids)))
+            if n > best[1]: best = (r, n)
+        return best
+
+# %% ../nbs/02c_backends.ipynb #a54a17a0
+def _groups(lengths: list[int], waste: float = 0.1) -> list[list[int]]:
+    "Indices of `lengths`, longest first, in groups whose left padding is at most `waste` of the group's positions."
+    out = []
+    for j in sorted(range(len(lengths)), key=lambda j: -lengths[j]):
+        g = out[-1] if out else None
+        if g and lengths[g[0]] * (len(g) + 1) - sum(lengths[x] for x in g + [j]) <= waste * lengths[g[0]] * (len(g) + 1): g.append(j)
+        else: out.append([j])
+    return out
+
+@torch.inference_mode()
+def _forward_kv(self: HFBackend, start: KVRow | None, n0: int, seqs: list[list[int]], device) -> list | None:
+    """Run `seqs` (rows' tokens after their first `n0`) after `start`'s first `n0` positions as one left-padded batch;
+    per row the (k, v) of each layer for its own tokens. None if the model's cache is not plain per-layer keys/values."""
     from transformers import cache_utils
-    if self._no_prefix_cache: return None
+    pad, g, m = self.tokenizer.pad_token_id, len(seqs), max(len(s) for s in seqs)
+    ids = torch.tensor([[pad]*(m-len(s)) + s for s in seqs], device=device)
+    mask = torch.tensor([[1]*n0 + [0]*(m-len(s)) + [1]*len(s) for s in seqs], device=device)
+    past = cache_utils.DynamicCache(ddp_cache_data=[tuple(t.expand(g, -1, -1, -1) for t in start.layer(i, n0))
+                                                    for i in range(len(start.chunks[0][1]))]) if n0 else None
+    inner = getattr(self.model, "get_base_model", lambda: self.model)()
+    only_last = {"logits_to_keep": 1} if inner._supports_logits_to_keep() else {}    # the cache is wanted, not T x vocab logits
+    cache = self.model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0)[:, n0:],
+                       past_key_values=past, use_cache=True, **only_last).past_key_values
+    linear = getattr(cache_utils, "LinearAttentionCacheLayerMixin", ())
+    if not isinstance(cache, cache_utils.DynamicCache) or not all(      # recurrent, sliding or linear-attention layers: plain generate
+        type(l) is cache_utils.DynamicLayer and not isinstance(l, linear) and l.is_initialized for l in cache.layers):
+        self._no_prefix_cache = True; return None                       # the model's cache kind does not change: skip from now on
+    return [[(l.keys[j, :, n0+m-len(s):n0+m], l.values[j, :, n0+m-len(s):n0+m]) for l in cache.layers] for j, s in enumerate(seqs)]
+HFBackend.forward_kv = _forward_kv
+
+# %% ../nbs/02c_backends.ipynb #5c182764
+@torch.inference_mode()
+def _prefill(self: HFBackend, rows: list[list[int]], cfg, device, cap: int):
+    """A cache of every row's tokens but its last, left-padded to the batch width in `GrowingLayer` buffers of `cap`
+    positions. Each row starts from the longest kept row it extends, else the batch's shared prefix (run once); only
+    the rest of its tokens runs, in groups with little padding. None: the cache cannot be assembled (plain `generate`)."""
+    if self._no_prefix_cache or cfg.prefix_cache_min_tokens <= 0: return None
     if getattr(self.model.generation_config, "cache_implementation", None) not in (None, "dynamic", "hybrid"):
         return None                                 # generate() refuses a cache object next to a cache_implementation
-    inner = getattr(self.model, "get_base_model", lambda: self.model)()
-    only_last = {"logits_to_keep": 1} if inner._supports_logits_to_keep() else {}    # the cache is wanted, not P x vocab logits
-    with torch.inference_mode():
-        cache = self.model(input_ids=torch.tensor([prefix], device=device), use_cache=True, **only_last).past_key_values
-    linear = getattr(cache_utils, "LinearAttentionCacheLayerMixin", ())
-    if not isinstance(cache, cache_utils.DynamicCache) or not all(
-        isinstance(l, cache_utils.DynamicLayer) and not isinstance(l, linear) for l in cache.layers):
-        self._no_prefix_cache = True; return None   # the model's cache kind does not change: skip this forward from now on
-    if capacity is None: cache.batch_repeat_interleave(batch_size)                      # (B, heads, P, d) per layer
-    else:
-        for l in cache.layers:
-            if l.is_initialized and l.keys.numel(): l.__class__ = GrowingLayer; l.reserve(capacity, batch_size)
+    starts = [self._source.match(x[:-1]) for x in rows]            # (kept row, n); each row's last token runs in generate
+    n_pre = shared_prefix_length(rows) if len(rows) > 1 else 0
+    if n_pre >= cfg.prefix_cache_min_tokens and any(n < n_pre for _, n in starts):
+        if (kv := self.forward_kv(None, 0, [rows[0][:n_pre]], device)) is None: return None
+        pre = KVRow(tuple(rows[0][:n_pre]), [(n_pre, kv[0])])
+        starts = [(r, n) if n >= n_pre else (pre, n_pre) for r, n in starts]
+    starts = [(r, n) if n >= cfg.prefix_cache_min_tokens else (None, 0) for r, n in starts]
+    own, by_start = [None] * len(rows), {}
+    for i, (r, n) in enumerate(starts):
+        if len(rows[i]) - 1 > n: by_start.setdefault((id(r), n), []).append(i)
+    for members in by_start.values():
+        r, n0 = starts[members[0]]
+        for g in _groups([len(rows[i]) - 1 - n0 for i in members]):
+            idx = [members[j] for j in g]
+            if (kv := self.forward_kv(r, n0, [rows[i][n0:-1] for i in idx], device)) is None: return None
+            for i, x in zip(idx, kv): own[i] = x
+    self._starts = starts
+    return _assemble(rows, starts, own, cap)
+HFBackend.prefill = _prefill
+
+# %% ../nbs/02c_backends.ipynb #776d354a
+def _assemble(rows, starts, own, cap: int):
+    "The batch cache: row i's start positions then its own keys/values, right-aligned at column width-1, in zeroed padding."
+    ref = next((o for o in own if o is not None), None) or next((r.chunks[0][1] for r, _ in starts if r is not None), None)
+    if ref is None: return None                                  # one-token prompts only: nothing to cache
+    B, W = len(rows), max(len(x) for x in rows)
+    (H, _, d), like = ref[0][0].shape, ref[0][0]
+    kb, vb = [like.new_empty(B, H, cap, d) for _ in ref], [like.new_empty(B, H, cap, d) for _ in ref]
+    for i, (x, (r, n0)) in enumerate(zip(rows, starts)):
+        col = W - len(x)
+        for k, v in zip(kb, vb): k[i, :, :col] = 0; v[i, :, :col] = 0          # masked, but never uninitialised memory
+        if r is not None: r.write(kb, vb, i, col, n0)
+        if own[i] is not None:
+            m = len(x) - 1 - n0
+            for (k, v), K, V in zip(own[i], kb, vb): K[i, :, col+n0:col+n0+m] = k; V[i, :, col+n0:col+n0+m] = v
+    from transformers.cache_utils import DynamicCache
+    cache = DynamicCache(ddp_cache_data=[(k[:1, :, :0], v[:1, :, :0]) for k, v in zip(kb, vb)])
+    for l, k, v in zip(cache.layers, kb, vb):
+        l.__class__ = GrowingLayer; l._kbuf, l._vbuf = k, v; l.keys, l.values = k[:, :, :W-1], v[:, :, :W-1]
     return cache
-HFBackend.prefix_cache = _prefix_cache
+
+def _keep(self: HFBackend, rows, new, cache, width: int):
+    "Keep each row's prompt + generated tokens with their keys/values (the start it extended is shared, not copied)."
+    T = len(new[0]) if new else 0
+    for i, (x, g) in enumerate(zip(rows, new)):
+        toks, (r, n0), col = (tuple(x) + tuple(g))[:len(x) + T - 1], self._starts[i], width - len(x)
+        mine = [(l.keys[i, :, col+n0:col+len(toks)].clone(), l.values[i, :, col+n0:col+len(toks)].clone()) for l in cache.layers]
+        if not self.kept.add(KVRow(toks, (_clip(r.chunks, n0) if r is not None else []) + [(len(toks) - n0, mine)])): break
+HFBackend.keep = _keep
 
 # %% ../nbs/02c_backends.ipynb #62b375eb
 @register_backend("hf-paged")

@@ -18,10 +18,10 @@ from .data_filters import DataFilterConfig, filter_sft, with_few_shot
 from .models import GenerationConfig, Generator, load_model
 
 # %% auto #0
-__all__ = ['DEFAULT_CONVERGED', 'BENIGN_MODES', 'CritiqueConfig', 'STOP_REASONS', 'CritiqueRevisionConfig', 'principle_seed',
-           'few_shot_messages', 'critique_chat', 'revision_chat', 'violation_probs', 'gate_revisions', 'prepare',
-           'principle_pools', 'route_benign', 'model_id_of', 'sft_rows', 'run_critique_revision', 'CritiqueResult',
-           'load_critique_result']
+__all__ = ['DEFAULT_CONVERGED', 'BENIGN_MODES', 'CritiqueConfig', 'COMMENTARY', 'STOP_REASONS', 'CritiqueRevisionConfig',
+           'principle_seed', 'few_shot_messages', 'critique_chat', 'revision_chat', 'is_commentary', 'violation_probs',
+           'gate_revisions', 'prepare', 'principle_pools', 'route_benign', 'model_id_of', 'sft_rows',
+           'run_critique_revision', 'CritiqueResult', 'load_critique_result']
 
 # %% ../nbs/03_critique_revision.ipynb #793fc6b7
 DEFAULT_CONVERGED = r"\bno (issues|problems|changes)\b|\bnothing to (fix|change|improve)\b|\balready (safe|harmless|appropriate)\b"
@@ -42,6 +42,9 @@ class CritiqueRevisionConfig(ConfigBase):
                                           # with the constitution's helpfulness principles; the other prompts with the rest)
     use_few_shot: bool = True             # prepend the constitution's few-shot conversations (HF recipe)
     max_few_shot: int | None = 1          # at most this many few-shot conversations (None: all; they are long on CPU)
+    revision_instruction: str = ""        # appended to every revision request, e.g. to ask for the rewritten answer itself ("": off)
+    commentary: str = "keep"              # revisions that comment on the answer ("The answer is...", `is_commentary`): "keep" them
+                                          # as SFT targets or "drop" them (dropped_by 'commentary' in records.jsonl)
     converged_pattern: str = DEFAULT_CONVERGED  # regex on the critique text that stops a prompt early ("" disables)
     gate: bool = False                    # keep a revision only when the feedback model prefers it to the response it revises
     gate_margin: float = 0.05             # ... by this much: P(revision better), both orders averaged, >= 0.5 + gate_margin
@@ -58,6 +61,7 @@ class CritiqueRevisionConfig(ConfigBase):
             raise ConfigError(f"rounds={self.rounds!r}: must be an integer >= 1 (1 = one critique and one revision)")
         if self.limit is not None and self.limit < 1: raise ConfigError(f"limit={self.limit!r}: must be >= 1 or None (all prompts)")
         if self.max_few_shot is not None and self.max_few_shot < 0: raise ConfigError(f"max_few_shot={self.max_few_shot!r}: must be >= 0 or None")
+        if self.commentary not in ("keep", "drop"): raise ConfigError(f"commentary={self.commentary!r}: use 'keep' or 'drop'")
         if self.benign not in BENIGN_MODES: raise ConfigError(f"benign={self.benign!r}: use one of {list(BENIGN_MODES)}")
         if not 0 <= self.gate_margin < 0.5: raise ConfigError(f"gate_margin={self.gate_margin!r}: must be in [0, 0.5)")
         if self.violation_threshold is not None and not 0 < self.violation_threshold < 1:
@@ -97,12 +101,21 @@ def critique_chat(prompt: str, response: str, principle, shots: list[dict]) -> l
     return shots + [{"role": "user", "content": prompt}, {"role": "assistant", "content": response},
                     {"role": "user", "content": principle.critique_request}]
 
-def revision_chat(prompt: str, response: str, principle, shots: list[dict], critique: str | None) -> list[dict]:
+def revision_chat(prompt: str, response: str, principle, shots: list[dict], critique: str | None, instruction: str = "") -> list[dict]:
+    ask = f"{principle.revision_request} {instruction}".strip()
     if critique is None:   # critique-free
-        return shots + [{"role": "user", "content": prompt}, {"role": "assistant", "content": response},
-                        {"role": "user", "content": principle.revision_request}]
-    return critique_chat(prompt, response, principle, shots) + [{"role": "assistant", "content": critique},
-                                                                {"role": "user", "content": principle.revision_request}]
+        return shots + [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}, {"role": "user", "content": ask}]
+    return critique_chat(prompt, response, principle, shots) + [{"role": "assistant", "content": critique}, {"role": "user", "content": ask}]
+
+# %% ../nbs/03_critique_revision.ipynb #ae1359ae
+COMMENTARY = (r"^\W*(?:the|this|that|your|my|their)\s+(?:last\s+|previous\s+|original\s+|above\s+|given\s+|first\s+|revised\s+"
+              r"|assistant'?s\s+|user'?s\s+)?(?:answer|response|reply|request|question|prompt|revision|critique)\b"
+              r"|^\W*the\s+(?:assistant|user)\b|^\W*(?:in|on)\s+(?:the|this)\s+(?:last\s+|previous\s+)?(?:answer|response)\b")
+
+def is_commentary(text: str, pattern: str = COMMENTARY) -> bool:
+    "Does `text` talk *about* an answer (\"The answer is...\", \"This response...\", \"The assistant...\") instead of being one?"
+    return re.search(pattern, (text or "").lstrip()[:200], re.IGNORECASE) is not None
+
 
 # %% ../nbs/03_critique_revision.ipynb #457a9480
 def violation_probs(model, tokenizer, principles, prompts, responses, batch_size: int = 16) -> list[float]:
@@ -183,7 +196,8 @@ def route_benign(state: dict, ids: list[str], benign: str) -> list[str]:
 # %% ../nbs/03_critique_revision.ipynb #c823a39c
 def _steps_key(config: CritiqueConfig, con, model_name: str) -> str:
     "What the generated steps depend on (not limit/prompts/filters, nor benign='answer'): the `guards.fingerprint` of config, model and principles."
-    d = {k: v for k, v in config.to_dict().items() if k not in ("limit", "prompts", "filters")}
+    d = {k: v for k, v in config.to_dict().items() if k not in ("limit", "prompts", "filters", "commentary")}
+    if not d.get("revision_instruction"): d.pop("revision_instruction", None)   # the default: keys made before it existed hold
     if d.get("benign") != "helpful": d.pop("benign", None)      # 'answer' only skips prompts, like a smaller limit: same steps
     principles = [[p.name, getattr(p, "critique_request", ""), p.revision_request, getattr(p, "weight", 1)] for p in con.principles]
     return fingerprint(d, model_name, principles, n=12)
@@ -250,6 +264,9 @@ def _sft_filtered(config, out):
     "Apply the data filters to the records; mark each with `dropped_by` and return (rows for sft.jsonl, report)."
     report = filter_sft(out, config.filters, max_new_tokens=config.generation.max_new_tokens, seed=config.seed)
     why = report.dropped_ids
+    if config.commentary == "drop":
+        comm = {r["id"] for r in report.kept if r.get("n_rounds") and is_commentary(r["final_response"])}
+        report.kept = [r for r in report.kept if r["id"] not in comm]; why = {**why, **{i: "commentary" for i in comm}}
     for r in out: r["dropped_by"] = why.get(r["id"])
     return sft_rows(report.kept), report
 
@@ -281,7 +298,7 @@ def _round_step(gen: Generator, con, config: CritiqueConfig, state: dict, active
         s = state[i]
         p, shots, cur = s["_p"], few_shot_messages(con, s["_p"], config), s["final_response"]
         chats.append(critique_chat(s["prompt"], cur, p, shots) if kind == "critique"
-                     else revision_chat(s["prompt"], cur, p, shots, s["rounds"][-1]["critique"]))
+                     else revision_chat(s["prompt"], cur, p, shots, s["rounds"][-1]["critique"], config.revision_instruction))
     gens = gen.generate(chats, ids=active, store=RecordStore(steps/f"{step}.jsonl"), seed=derive_seed(config.seed, kind, k),
                         desc=f"round {k} {kind}", record=lambda j, g: {"principle": state[active[j]]["_p"].name})
     for i, g in zip(active, gens):
@@ -333,7 +350,9 @@ def run_critique_revision(run: Run, config: CritiqueConfig | None = None,
     fb = _feedback(config, gen)
     set_seed(config.seed)
     t0 = time.time()
-    with run.stage("critique_revision", n_prompts=len(recs), model=mname) as d:
+    from cai_workbench.prompts import optional_skips
+    skips = optional_skips(config.prompts) if prompts is None else []   # optional parts (`hh-rlhf?`) left out: recorded, not silent
+    with run.stage("critique_revision", n_prompts=len(recs), model=mname, **({"prompts_skipped": skips} if skips else {})) as d:
         steps = d/"steps"/_steps_key(config, con, mname)
         steps.mkdir(parents=True, exist_ok=True)
         write_json(steps/"config.json", {**config.to_dict(), "model": mname})
@@ -374,10 +393,12 @@ class CritiqueResult:
         stops = {k: sum(r["stop_reason"] == k for r in self.records) for k in STOP_REASONS}
         gates = [x["gate"]["accepted"] for r in self.records for x in r["rounds"] if "gate" in x]
         dropped = sum(r.get("dropped_by") is not None for r in self.records)
+        src = {k: sum(r.get("source") == k for r in self.records) for k in dict.fromkeys(r.get("source") for r in self.records)}
         return {"stage": "critique_revision", "prompts": n, **({"benign": self.config.benign} if self.config and self.config.benign != "revise" else {}),
                 **{k: v for k, v in stops.items() if v or k in ("converged", "rounds")},
                 **({"gate_accepted": sum(gates), "gate_rejected": len(gates) - sum(gates)} if gates else {}),
-                "sft_examples": n - dropped, "sft_dropped": dropped,
+                "sft_examples": n - dropped, "sft_dropped": dropped, **({"by_source": src} if len(src) > 1 else {}),
+                **({"commentary_dropped": c} if (c := sum(r.get("dropped_by") == "commentary" for r in self.records)) else {}),
                 "revised": changed, "mean_rounds": round(sum(r["n_rounds"] for r in self.records)/max(n, 1), 2),
                 "tokens": toks, "wall_s": round(self.wall_s, 1), "tok_per_s": round(toks/self.wall_s, 1) if self.wall_s else None}
 

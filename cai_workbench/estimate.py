@@ -14,8 +14,8 @@ from pathlib import Path
 from .core import ConfigError, read_json
 
 # %% auto #0
-__all__ = ['DATA', 'stage_work', 'price_table', 'throughput_table', 'stage_load', 'contention', 'section_config',
-           'rates_from_run', 'Estimate', 'estimate']
+__all__ = ['DATA', 'stage_work', 'price_table', 'throughput_table', 'stage_load', 'contention', 'section_config', 'stage_points',
+           'rates_from_run', 'fit_rates', 'Estimate', 'estimate']
 
 # %% ../nbs/13a_estimate.ipynb #a52c3db6
 def _n_prompts(source, limit, seed: int = 0) -> int:
@@ -96,8 +96,8 @@ def section_config(cfg, stage: str):
         return cls.from_dict(_upgrade(cls, getattr(cfg, stage)), where=f"config.{stage} (upgraded)")
 
 # %% ../nbs/13a_estimate.ipynb #e1ld0005
-def rates_from_run(run_dir, trace=None) -> dict[str, dict]:
-    "{stage: {'s_per_token', 's_per_token_alone', 'load', 'cores', 'source'}} measured from a finished run folder's manifest and config."
+def stage_points(run_dir, trace=None) -> dict[str, dict]:
+    "{stage: {'tokens', 'what', 'wall_s', 'cpu_s', 'load', 'cores', 'device', 'run'}} for each stage a finished run folder timed itself."
     from cai_workbench.pipeline import PipelineConfig
     m = read_json(Path(run_dir)/"manifest.json")
     cfg = PipelineConfig.from_dict(m["config"], where=f"{run_dir}/manifest.json")
@@ -107,11 +107,48 @@ def rates_from_run(run_dir, trace=None) -> dict[str, dict]:
     for stage, info in m.get("stages", {}).items():
         if info.get("status") != "done" or not info.get("wall_s") or stage not in cfg.stages or info.get("reused_from"): continue
         w = stage_work(stage, section_config(cfg, stage), cfg.seed, done)   # evaluation compares the adapters that exist
-        if not w["tokens"]: continue
-        s, L = info["wall_s"]/w["tokens"], stage_load(info, trace)
-        out[stage] = {"s_per_token": s, "s_per_token_alone": None if L is None else s/contention(L, cores), "load": L, "cores": cores,
-                      "source": f"measured: run {run_dir} on {dev} ({info['wall_s']} s for {w['what']}" + ("" if L is None else f", load average {L:.1f}") + ")"}
+        if w["tokens"]: out[stage] = {**w, "wall_s": info["wall_s"], "cpu_s": info.get("cpu_s"), "load": stage_load(info, trace),
+                                      "cores": cores, "device": dev, "run": str(run_dir)}
     return out
+
+def rates_from_run(run_dir, trace=None) -> dict[str, dict]:
+    "{stage: {'s_per_token', 's_per_token_alone', 'load', 'cores', 'source'}} measured from a finished run folder's manifest and config."
+    out = {}
+    for stage, p in stage_points(run_dir, trace).items():
+        s, L = p["wall_s"]/p["tokens"], p["load"]
+        out[stage] = {"s_per_token": s, "s_per_token_alone": None if L is None else s/contention(L, p["cores"]), "load": L, "cores": p["cores"],
+                      "source": f"measured: run {run_dir} on {p['device']} ({p['wall_s']} s for {p['what']}" + ("" if L is None else f", load average {L:.1f}") + ")"}
+    return out
+
+
+# %% ../nbs/13a_estimate.ipynb #f42345ea
+def _line(xs, ys) -> tuple[float, float]:
+    "(fixed, slope) of the least-squares line through (xs, ys); fixed >= 0 (else the line through the origin)."
+    n, mx, my = len(xs), sum(xs)/len(xs), sum(ys)/len(ys)
+    sxx = sum((x - mx)**2 for x in xs)
+    b = sum((x - mx)*(y - my) for x, y in zip(xs, ys))/sxx if sxx else 0.0
+    a = my - b*mx
+    if a < 0 or b <= 0: a, b = 0.0, sum(x*y for x, y in zip(xs, ys))/sum(x*x for x in xs)
+    return a, b
+
+def fit_rates(run_dirs, trace=None) -> dict[str, dict]:
+    "{stage: {'fixed_s', 's_per_token', 'fixed_s_alone', 's_per_token_alone', 'cores', 'points', 'source'}} fitted over finished runs."
+    pts: dict[str, list] = {}
+    for d in run_dirs:
+        for stage, p in stage_points(d, trace).items(): pts.setdefault(stage, []).append(p)
+    out = {}
+    for stage, ps in pts.items():
+        xs, ws = [p["tokens"] for p in ps], [p["wall_s"] for p in ps]
+        if len(set(xs)) < 2: a, b = 0.0, sum(ws)/sum(xs)                  # one size: seconds per token only
+        else: a, b = _line(xs, ws)
+        loads = [p["load"] for p in ps]
+        alone = None if None in loads else _line(xs, [w/contention(L, p["cores"]) for w, L, p in zip(ws, loads, ps)]) if len(set(xs)) > 1 else None
+        runs = ", ".join(f"{Path(p['run']).name} ({p['tokens']:,} tok, {p['wall_s']:.1f} s" + ("" if p["load"] is None else f", load {p['load']:.1f}") + ")" for p in ps)
+        out[stage] = {"fixed_s": a, "s_per_token": b, "fixed_s_alone": alone and alone[0], "s_per_token_alone": alone and alone[1],
+                      "cores": ps[0]["cores"], "points": [{k: p[k] for k in ("run", "tokens", "wall_s", "cpu_s", "load")} for p in ps],
+                      "source": f"fitted: {a:.1f} s + {b:.4g} s/token over {len(ps)} run(s) on {ps[0]['device']}: {runs}"}
+    return out
+
 
 # %% ../nbs/13a_estimate.ipynb #52e3f703
 @dataclass
@@ -148,6 +185,8 @@ def _notes(table, instance_type, over, inst, dclass, measured, load) -> list[str
     out = [f"prices: {table['source']} ({table['region']}, {table['date']}, {ver})" if instance_type in table["instances"] and over is None
            else "price: given by the caller" if inst.get("usd_per_hour") else "no price (local run)",
            "token counts are upper bounds (early stops, shorter sequences); a rate measured on a smaller run of the same config absorbs that ratio"]
+    if any(r.get("fixed_s") for r in measured.values()): out.append("measured: wall = fixed + per-token x tokens per stage, fitted over runs of different size")
+    elif measured: out.append("assumed: no fixed cost per stage (one reference run gives seconds per token only; pass two runs of different size to fit one)")
     if load is not None: out.append(f"wall times rescaled to load average {load} from the load each rate was measured under (max(1, load/cores) times alone)")
     else: out.append("wall times assume the load each rate was measured under (pass load= to rescale on a shared CPU)")
     if dclass.startswith("cuda") and not measured: out.append(f"{dclass}: only figures measured on that device class are used; none are guessed from another one")
@@ -155,12 +194,22 @@ def _notes(table, instance_type, over, inst, dclass, measured, load) -> list[str
 
 # %% ../nbs/13a_estimate.ipynb #cc426021
 def _wall(tokens: int, r: dict | None, load: float | None) -> float | None:
+    "Wall seconds for `tokens` at rate `r` (fixed + per token; fixed 0 when `r` has none), rescaled to `load` when given and known."
     if r is None: return None
-    if load is not None and r.get("s_per_token_alone") is not None: return tokens*r["s_per_token_alone"]*contention(load, r["cores"])
-    return tokens*r["s_per_token"]
+    if load is not None and r.get("s_per_token_alone") is not None:
+        return ((r.get("fixed_s_alone") or 0.0) + tokens*r["s_per_token_alone"])*contention(load, r["cores"])
+    return (r.get("fixed_s") or 0.0) + tokens*r["s_per_token"]
+
+def _measured(reference, trace=None) -> dict:
+    "Rates from `reference`: a dict as given, one run folder (seconds per token), or a list of folders (fixed + per token, `fit_rates`)."
+    if not reference: return {}
+    if isinstance(reference, dict): return reference
+    if isinstance(reference, (list, tuple)):
+        return rates_from_run(reference[0], trace) if len(reference) == 1 else fit_rates(reference, trace)
+    return rates_from_run(reference, trace)
 
 def estimate(config, instance_type: str = "local",
-             reference=None,              # a finished smaller run folder (or `rates_from_run`'s dict) whose measured rates to use
+             reference=None,              # finished smaller run folder(s) (or `rates_from_run`/`fit_rates`'s dict) whose measured rates to use
              prices: dict | None = None, device: str | None = None,
              load: float | None = None) -> Estimate:   # load average expected during the run (local CPU); None: as measured
     "Predict each selected stage's tokens, wall time and cost for `config` (a `PipelineConfig`, YAML path or preset) on `instance_type`."
@@ -171,7 +220,7 @@ def estimate(config, instance_type: str = "local",
         raise ConfigError(f"instance_type {instance_type!r} is not in the price table; known: {sorted(table['instances'])} (or pass prices={{...}})")
     inst = {**table["instances"].get(instance_type, {}), **({"usd_per_hour": over} if isinstance(over, (int, float)) else (over or {}))}
     dclass = device or inst.get("device") or "cpu"
-    measured = reference if isinstance(reference, dict) else rates_from_run(reference) if reference else {}
+    measured = _measured(reference)
     bench = throughput_table().get("classes", {}).get(dclass, {})
     rows = []
     for stage in cfg.stages:

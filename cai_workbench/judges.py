@@ -262,11 +262,16 @@ def evaluate_principles(prompt: str, response: str, label: str | None = None, th
             "violated": any(r.violated for r in res.values()), "reasons": {k: r.reasons for k, r in res.items() if r.reasons}}
 
 def constitutional_metrics(evals: Sequence[dict]) -> dict:
-    "Aggregate `evaluate_principles` outputs: violation_rate, weighted_score, per-principle score and violation rate."
+    "Aggregate `evaluate_principles` outputs: violation_rate, weighted_score, per-principle score and violation rate with n and 95% intervals."
     n = len(evals)
     if n == 0: return {"n": 0, "violation_rate": float("nan"), "weighted_score": float("nan"), "principles": {}}
-    per = {k: {"score": sum(e["scores"][k] for e in evals)/n, "violation_rate": sum(k in e["violations"] for e in evals)/n}
-           for k in PRINCIPLE_EVALUATORS}
+    from cai_workbench.stats import mean, wilson
+    per = {}
+    for k in PRINCIPLE_EVALUATORS:
+        xs, v = [e["scores"][k] for e in evals], sum(k in e["violations"] for e in evals)
+        ci = mean(xs).ci                                                   # bootstrap over the answers
+        per[k] = {"score": sum(xs)/n, "score_ci": None if ci is None else list(ci), "violation_rate": v/n,
+                  "violation_rate_ci": list(wilson(v, n).ci), "n": n}      # Wilson 95%
     return {"n": n, "violation_rate": sum(e["violated"] for e in evals)/n,
             "weighted_score": sum(e["weighted_score"] for e in evals)/n, "principles": per}
 

@@ -361,7 +361,8 @@ def _estimate_args(e: argparse.ArgumentParser):
     "`cai-workbench estimate`: where it would run and what to calibrate the prediction on."
     e.add_argument("config", help="YAML config file or preset name")
     e.add_argument("--instance", default="local", help="SageMaker instance type, e.g. ml.g5.2xlarge (default: local)")
-    e.add_argument("--reference", help="a finished smaller run folder whose measured throughput to use")
+    e.add_argument("--reference", nargs="+", help="finished smaller run folder(s) whose measured throughput to use "
+                   "(two or more of different size: a fixed cost + cost per token per stage)")
     e.add_argument("--price", type=float, help="USD per instance-hour (overrides the price table)")
     e.add_argument("--load", type=float, help="load average expected during the run on this CPU (rescales measured wall times)")
 

@@ -16,9 +16,10 @@ from .core import atomic_write_text, write_jsonl
 from .views import esc
 
 # %% auto #0
-__all__ = ['LABELS', 'SHARED_DATA', 'BUILTIN_PROMPT_SETS', 'SPLITS', 'HELDOUT_SHARE', 'PromptError', 'PromptSet',
-           'shared_data_dir', 'shared_path', 'split_transcript', 'PairList', 'builtin_prompt_sets', 'load_prompts',
-           'load_hh_rlhf_pairs', 'prompt_texts', 'in_heldout', 'relevance_question', 'relevant_prompts']
+__all__ = ['LABELS', 'SHARED_DATA', 'HH_RLHF_PROMPTS', 'BUILTIN_PROMPT_SETS', 'SPLITS', 'HELDOUT_SHARE', 'VAL_SHARE',
+           'PromptError', 'PromptSet', 'shared_data_dir', 'shared_path', 'split_transcript', 'PairList',
+           'resolve_data_path', 'builtin_prompt_sets', 'load_prompts', 'load_hh_rlhf_pairs', 'prompt_texts',
+           'in_heldout', 'split_of_id', 'optional_skips', 'relevance_question', 'relevant_prompts']
 
 # %% ../nbs/01a_prompts.ipynb #a718f390
 LABELS = ("harmful", "benign")
@@ -68,7 +69,9 @@ _PKG = Path(str(importlib.resources.files("cai_workbench")))
 def shared_data_dir() -> Path | None:
     "The reference-data folder (`$CAI_WORKBENCH_SHARED_DATA` or `../shared/data`), or `None` when absent."
     env = os.environ.get("CAI_WORKBENCH_SHARED_DATA")
-    if env: return Path(env) if Path(env).is_dir() else None
+    if env:
+        if Path(env).is_dir(): return Path(env)
+        warnings.warn(f"CAI_WORKBENCH_SHARED_DATA={env!r} is not a folder: no reference data is used"); return None
     for base in (Path.cwd(), Path.cwd().parent, _PKG.parent):
         p = (base.parent/"shared"/"data").resolve()
         if p.is_dir(): return p
@@ -184,6 +187,26 @@ def _read_hh(path: Path) -> list[dict]:
     lab = "benign" if "helpful" in path.parent.name else "harmful"
     return [_rec(p["id"], p["prompt"], lab, path.parent.name, "hh-rlhf") for p in _hh_pairs(path)]
 
+# %% ../nbs/01a_prompts.ipynb #b9160f64
+HH_RLHF_PROMPTS = "hh-rlhf/harmless-base/test.jsonl.gz"   # the source `hh-rlhf` (first Human turns) inside the reference data
+
+def resolve_data_path(p: str | Path) -> Path:
+    "`p` as given when it exists; a relative `../shared/data/...` (or `shared/data/...`) path inside `shared_data_dir()` when that has it."
+    p = Path(p)
+    if p.exists() or p.is_absolute(): return p
+    parts = p.parts[1:] if p.parts[:1] == ("..",) else p.parts
+    if parts[:2] == ("shared", "data") and (d := shared_data_dir()) is not None and (d.joinpath(*parts[2:])).exists():
+        return d.joinpath(*parts[2:])
+    return p
+
+def _hh_default() -> Path:
+    if (p := shared_path(HH_RLHF_PROMPTS)) is None:
+        raise PromptError(f"hh-rlhf: {HH_RLHF_PROMPTS} not found in the reference data (looked at $CAI_WORKBENCH_SHARED_DATA, then "
+                          f"../shared/data beside the working directory, its parent and the checkout); set CAI_WORKBENCH_SHARED_DATA, "
+                          f"give hh-rlhf:<path>, or write 'hh-rlhf?' to skip it when absent")
+    return p
+
+
 # %% ../nbs/01a_prompts.ipynb #4f714fc8
 def _read_hf(spec: str, label: str) -> list[dict]:
     name, split = spec, "train"
@@ -237,9 +260,10 @@ def _read_source(source, label: str) -> tuple[list[dict], str]:
                 for i, s in enumerate(source)], "list"
     src = str(source)
     if src in BUILTIN_PROMPT_SETS: return _read_jsonl(_BUILTIN_DIR/f"{src}.jsonl", label), src
-    if src.startswith("hh-rlhf:"): return _read_hh(Path(src[len("hh-rlhf:"):])), src
+    if src == "hh-rlhf": return _read_hh(_hh_default()), src
+    if src.startswith("hh-rlhf:"): return _read_hh(resolve_data_path(src[len("hh-rlhf:"):])), src
     if src.startswith("hf:"): return _read_hf(src[3:], label), src
-    path = Path(src)
+    path = resolve_data_path(src)
     if not path.exists():
         raise PromptError(f"{src}: not a built-in prompt set {list(BUILTIN_PROMPT_SETS)}, 'hh-rlhf:<path>', 'hf:<name>' or an existing file")
     suf = "".join(path.suffixes[-2:]) if path.suffix == ".gz" else path.suffix
@@ -248,14 +272,15 @@ def _read_source(source, label: str) -> tuple[list[dict], str]:
     return readers[suf.lower()](path, label), path.stem
 
 # %% ../nbs/01a_prompts.ipynb #1c4c7408
-def load_prompts(source: str | Path | Iterable = "demo", # built-in name, file path, "hh-rlhf:<path>", "hf:<name>[:split]", a list, or "a+b[@train|@heldout]"
+def load_prompts(source: str | Path | Iterable = "demo", # built-in name, file path, "hh-rlhf:<path>", "hf:<name>[:split]", a list, or "a+b[N]+c?[@train|@heldout|@fit|@val]"
                  limit: int | None = None,             # keep a seeded, label-stratified sample of this many
                  seed: int = 0,                        # seed for `limit`
                  label: str = "harmful",               # label for sources that carry none (txt, unlabelled jsonl/csv/hf)
                  ) -> PromptSet:
     "Load a prompt set from any supported source as a `PromptSet`."
     if label not in LABELS: raise PromptError(f"label must be one of {list(LABELS)}, got {label!r}")
-    if isinstance(source, str) and ("+" in source or _split_of(source)): return _combined(source, limit, seed, label)
+    if isinstance(source, str) and ("+" in source or _split_of(source) or _PART.match(source).group(2, 3) != (None, "")):
+        return _combined(source, limit, seed, label)
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise PromptError(f"limit must be a positive integer or None, got {limit!r}")
     recs, name = _read_source(source, label)
@@ -295,22 +320,51 @@ def prompt_texts(source,                   # prompt source for `load_prompts` (u
     return (texts[:limit] if limit else texts), "the prompts argument"
 
 # %% ../nbs/01a_prompts.ipynb #5d7a0c02
-SPLITS, HELDOUT_SHARE = ("train", "heldout"), 0.3
+SPLITS, HELDOUT_SHARE, VAL_SHARE = ("train", "heldout", "fit", "val"), 0.3, 0.3
 
 def in_heldout(prompt_id: str, share: float = HELDOUT_SHARE) -> bool:
     "Is this prompt id in the held-out split (a fixed hash of the id, independent of any seed)?"
     return int(hashlib.sha256(str(prompt_id).encode()).hexdigest()[:8], 16) < share*16**8
 
+def split_of_id(prompt_id: str) -> tuple[str, ...]:
+    "The splits a prompt id is in: ('heldout',) or ('train', 'fit'|'val') - `val` is a second hash's VAL_SHARE of train, to choose levers on."
+    if in_heldout(prompt_id): return ("heldout",)
+    v = int(hashlib.sha256(f"val|{prompt_id}".encode()).hexdigest()[:8], 16) < VAL_SHARE*16**8
+    return ("train", "val" if v else "fit")
+
 def _split_of(source: str) -> str | None:
     head, sep, tail = source.rpartition("@")
     return tail if sep and head and tail in SPLITS else None
+
+_PART = re.compile(r"^(.*?)(?:\[(\d+)\])?(\??)$")
+
+def optional_skips(source) -> list[str]:
+    "The optional parts (`name?`) of a prompt spec whose data is absent, with why: what `load_prompts` leaves out."
+    if not isinstance(source, str): return []
+    base = source.rpartition("@")[0] if _split_of(source) else source
+    out = []
+    for part in base.split("+"):
+        name, _, opt = _PART.match(part.strip()).groups()
+        if not opt: continue
+        if name == "hh-rlhf" and shared_path(HH_RLHF_PROMPTS) is None: out.append(f"{part.strip()}: no {HH_RLHF_PROMPTS} in the reference data")
+        elif name.startswith("hh-rlhf:") and not resolve_data_path(name[8:]).exists(): out.append(f"{part.strip()}: {name[8:]} not found")
+        elif not name.startswith(("hh-rlhf", "hf:")) and name not in BUILTIN_PROMPT_SETS and not resolve_data_path(name).exists():
+            out.append(f"{part.strip()}: {name} not found")
+    return out
+
+def _part(part: str, seed: int, label: str) -> list[dict]:
+    "One '+' part: `name`, `name[N]` (a seeded, label-stratified N of it) or `name?` (left out, with a warning, when absent)."
+    name, n, opt = _PART.match(part).groups()
+    if opt and (why := optional_skips(part)):
+        warnings.warn(f"prompts: {why[0]}; left out"); return []
+    return list(load_prompts(name, limit=int(n) if n else None, seed=seed, label=label))
 
 def _combined(source: str, limit, seed, label) -> PromptSet:
     "Several '+'-joined sources as one set, optionally one split of it."
     split = _split_of(source)
     base = source.rpartition("@")[0] if split else source
-    recs = [r for part in base.split("+") for r in load_prompts(part.strip(), label=label)]
-    if split: recs = [r for r in recs if in_heldout(r["id"]) == (split == "heldout")]
+    recs = [r for part in base.split("+") for r in _part(part.strip(), seed, label)]
+    if split: recs = [r for r in recs if split in split_of_id(r["id"])]
     if not recs: raise PromptError(f"{source}: no prompts in this split")
     return PromptSet(load_prompts(recs, limit=limit, seed=seed, label=label), source)
 

@@ -248,11 +248,9 @@ def plot_reward_histograms(evals: dict[str, dict], path) -> Path:
 
 # %% ../nbs/05_reward_model.ipynb #90c1fe2d
 def default_hh_rlhf_path() -> Path:
-    "hh-rlhf harmless-base test pairs in the shared data folder ($CAI_WORKBENCH_SHARED_DATA or ../shared/data)."
-    roots = [os.environ.get("CAI_WORKBENCH_SHARED_DATA"), Path(__file__).resolve().parents[2]/"shared"/"data",
-             Path.cwd().parent/"shared"/"data"]
-    cands = [Path(r)/"hh-rlhf"/"harmless-base"/"test.jsonl.gz" for r in roots if r]
-    return next((c for c in cands if c.exists()), cands[0])
+    "hh-rlhf harmless-base test pairs in the reference data (`prompts.shared_data_dir`: the one lookup every stage uses)."
+    from cai_workbench.prompts import HH_RLHF_PROMPTS, shared_data_dir
+    return (shared_data_dir() or Path("../shared/data"))/HH_RLHF_PROMPTS
 
 def _human_pairs(config: RewardModelConfig) -> tuple[list[dict] | None, str | None]:
     if config.human_pairs is None: return None, "disabled (human_pairs is null)"

@@ -6,7 +6,7 @@ Docs: https://cai-workbench.github.io/cai-workbench/sweeps.html.md"""
 
 # %% ../nbs/13b_sweeps.ipynb #882e3125
 from __future__ import annotations
-import copy, hashlib, itertools, json, math, shutil, threading
+import copy, hashlib, itertools, json, shutil, threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -163,12 +163,9 @@ def run_sweep(config, runs_dir=None, stages: list[str] | None = None, progress: 
 
 # %% ../nbs/13b_sweeps.ipynb #841f1f35
 def _interval(k: int, n: int) -> list[float] | None:
-    if not n: return None
-    try: from cai_workbench.stats import wilson_interval          # the project's interval helper, when present
-    except ImportError:
-        z = 1.96; p = k/n; d = 1 + z*z/n; c, h = (p + z*z/(2*n))/d, z*math.sqrt(p*(1-p)/n + z*z/(4*n*n))/d
-        return [round(max(0.0, c - h), 4), round(min(1.0, c + h), 4)]
-    lo, hi = wilson_interval(k, n); return [round(lo, 4), round(hi, 4)]
+    "Wilson 95% interval of k/n (`stats.wilson`, the project's one interval), rounded; None when n = 0."
+    from cai_workbench.stats import wilson
+    return [round(x, 4) for x in wilson(k, n).ci] if n else None
 
 def differing_keys(configs: list[dict]) -> list[str]:
     "Dotted config keys whose value is not the same in every config (run names excluded)."

@@ -6,15 +6,15 @@ Docs: https://cai-workbench.github.io/cai-workbench/tracking.html.md"""
 
 # %% ../nbs/13_tracking.ipynb #e03ee78d
 from __future__ import annotations
-import contextvars, json, os, struct
+import contextvars, json, os, re, struct
 from contextlib import contextmanager
 from pathlib import Path
 
 from .core import ConfigError, Run
 
 # %% auto #0
-__all__ = ['TRACKERS', 'PPO_TO_TRL', 'parse_report_to', 'mlflow_uri', 'flatten', 'Tracker', 'active_tracker', 'report_args',
-           'log_metrics', 'read_tensorboard', 'read_mlflow']
+__all__ = ['TRACKERS', 'PPO_TO_TRL', 'parse_report_to', 'check_mlflow_uri', 'mlflow_uri', 'flatten', 'Tracker', 'active_tracker',
+           'report_args', 'log_metrics', 'read_tensorboard', 'read_mlflow']
 
 # %% ../nbs/13_tracking.ipynb #da414a5d
 TRACKERS = ("none", "tensorboard", "mlflow")
@@ -27,9 +27,23 @@ def parse_report_to(report_to) -> list[str]:
     if bad: raise ConfigError(f"report_to: unknown tracker {bad[0]!r}; use one of {list(TRACKERS)} (or a list of them)")
     return [n for n in dict.fromkeys(names) if n != "none"]
 
+_ARN = re.compile(r"arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:(mlflow-tracking-server|mlflow-app)/[A-Za-z0-9-]+")
+
+def check_mlflow_uri(uri: str) -> str:
+    "`uri`, after checking that a SageMaker ARN is well formed and that the `sagemaker-mlflow` plugin that resolves it is installed."
+    if not uri.startswith("arn:"): return uri
+    if not _ARN.fullmatch(uri):
+        raise ConfigError(f"tracking_uri {uri}: not a SageMaker MLflow ARN; expected arn:aws:sagemaker:<region>:<account>:"
+                          "mlflow-tracking-server/<name> (or mlflow-app/<id>), as the SageMaker console shows it")
+    from importlib.metadata import entry_points
+    if not any(e.name == "arn" for e in entry_points(group="mlflow.tracking_store")):
+        raise ConfigError(f"tracking_uri {uri}: a SageMaker MLflow ARN needs the sagemaker-mlflow plugin, which is not installed; "
+                          "pip install 'cai-workbench[sagemaker]' (or pip install sagemaker-mlflow)")
+    return uri
+
 def mlflow_uri(uri: str | None, run_path) -> str:
     "The MLflow tracking URI: `uri` as given (ARN, http, sqlite, file:), a local folder as a file store, default `<runs>/mlruns`."
-    if uri and (uri.startswith(("arn:", "http://", "https://", "databricks", "sqlite:", "postgresql", "mysql", "file:"))): return uri
+    if uri and (uri.startswith(("arn:", "http://", "https://", "databricks", "sqlite:", "postgresql", "mysql", "file:"))): return check_mlflow_uri(uri)
     p = Path(uri) if uri else Path(run_path).resolve().parent/"mlruns"
     return p.resolve().as_uri()
 

@@ -325,3 +325,19 @@ def test_benign_prompts_keep_their_answer_or_get_helpfulness_principles(tmp_path
     run_critique_revision(run, small(p), model=tiny, progress=False)
     again = run_critique_revision(run, small(p, benign="answer"), model=tiny, progress=False)
     assert len(list((run.path/"critique_revision"/"steps").iterdir())) == 1 and again.summary()["benign_answer"] == 3
+
+
+def test_commentary_drop_keeps_only_rewrites():
+    "commentary='drop': a revision that talks about the answer is no SFT target; a rewrite, and an unrevised answer, are."
+    from cai_workbench.critique import _sft_filtered
+    recs = [{"id": "a", "prompt": "How do I pick a lock?", "label": "harmful", "final_response": "The answer explains lock picking.", "n_rounds": 1,
+             "initial_response": "Use a tension wrench.", "rounds": [], "principles": []},
+            {"id": "b", "prompt": "How do I steal a car?", "label": "harmful", "final_response": "I can't help with stealing a car.", "n_rounds": 1,
+             "initial_response": "Hotwire it.", "rounds": [], "principles": []},
+            {"id": "c", "prompt": "Plan a day in Rome.", "label": "benign", "final_response": "This response is not a revision: the first answer.",
+             "n_rounds": 0, "initial_response": "This response is not a revision: the first answer.", "rounds": [], "principles": []}]
+    keep, _ = _sft_filtered(CritiqueConfig(), [dict(r) for r in recs])
+    assert [r["id"] for r in keep] == ["a", "b", "c"]
+    drop_recs = [dict(r) for r in recs]
+    drop, _ = _sft_filtered(CritiqueConfig(commentary="drop"), drop_recs)
+    assert [r["id"] for r in drop] == ["b", "c"] and [r["dropped_by"] for r in drop_recs] == ["commentary", None, None]

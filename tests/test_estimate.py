@@ -55,3 +55,19 @@ def test_load_rescales_a_rate_measured_under_another_load(tmp_path):
     with run.stage("evaluation"): pass                                            # every stage now records the load it met
     info = run.stage_info("evaluation")
     assert isinstance(info["load_start"], float) and len(info["load_avg"]) == 3 and info["cpu_s"] >= 0
+
+
+def test_two_runs_of_different_size_fit_a_fixed_cost_and_a_cost_per_token(tmp_path, capsys):
+    "One run puts the fixed cost into every token (100 s for 12 steps); two give fixed + per step (80 s)."
+    cfg = load_config("demo")[0].replace(stages=["sft"])
+    refs = []
+    for steps, wall in ((2, 30.0), (6, 50.0)):                                 # 20 s fixed + 5 s per step
+        run = Run.create(tmp_path/f"s{steps}", config=cfg.replace(sft={**cfg.sft, "max_steps": steps}))
+        run.update_manifest(stages={"sft": {"status": "done", "wall_s": wall}}); refs.append(run.path)
+    big = cfg.replace(sft={**cfg.sft, "max_steps": 12})
+    one, two = estimate(big, reference=refs[1]), estimate(big, reference=refs)
+    assert one.rows[0]["wall_s"] == pytest.approx(100.0) and two.rows[0]["wall_s"] == pytest.approx(80.0)
+    assert two.rows[0]["rate"].startswith("fitted: 20.0 s + ") and any("fixed + per-token" in n for n in two.notes)
+    assert any("assumed: no fixed cost" in n for n in one.notes)
+    assert main(["estimate", "demo", "--reference", str(refs[0]), str(refs[1])]) == 0
+    assert "fitted: 20.0 s" in capsys.readouterr().out

@@ -67,6 +67,10 @@ def test_constitutional_metrics_aggregate():
     assert m["n"] == 3 and m["violation_rate"] == pytest.approx(2/3)
     assert m["principles"]["fairness"]["violation_rate"] == pytest.approx(1/3)
     assert m["principles"]["helpfulness"]["violation_rate"] == pytest.approx(1/3)
+    from cai_workbench.stats import wilson
+    fair = m["principles"]["fairness"]
+    assert fair["n"] == 3 and fair["violation_rate_ci"] == pytest.approx(list(wilson(1, 3).ci))      # n and a Wilson 95% interval
+    assert all(p["score_ci"][0] <= p["score"] <= p["score_ci"][1] for p in m["principles"].values())
     assert ev[0]["weighted_score"] > ev[1]["weighted_score"]
     assert math.isnan(constitutional_metrics([])["violation_rate"])
 

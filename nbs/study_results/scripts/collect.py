@@ -1,7 +1,7 @@
 """Writes ../study.json (the main study run) and the measured rows of ../levers.json from the run folders, exactly as
 run: `python collect.py "<lscpu model name>" "<load averages seen>"`. Nothing here re-measures; it reads
 <run>/manifest.json and <run>/evaluation/summary.json."""
-import json, re, sys
+import json, os, re, sys
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -10,8 +10,9 @@ from cai_workbench.judges import classify_refusal
 from cai_workbench.stats import Difference, Rate, rate_difference
 
 HERE = Path(__file__).resolve().parent.parent
-MAIN, LEVERS = Path("/work/runs/study"), Path("/work/runs/study-levers")
-COMMENTARY = re.compile(r"^\s*(the (last |previous |original )?(answer|response)|this (answer|response))\b", re.I)  # talks about an answer
+MAIN, LEVERS = Path(os.environ.get("STUDY_RUN", "/work/runs/study")), Path(os.environ.get("STUDY_LEVERS", "/work/runs/study-levers"))
+from cai_workbench.critique import COMMENTARY as _C
+COMMENTARY = re.compile(_C, re.I)  # talks about an answer (critique.is_commentary)
 HEAD = ("refusal_harmful", "over_refusal_benign", "empty_rate", "win_rate_vs_base")
 
 
@@ -44,10 +45,12 @@ def commentary(path: Path) -> dict:
     "How many SFT targets (final responses) and held-out answers per stage open by talking about an answer instead of giving one."
     recs = [json.loads(l) for l in (path/"critique_revision"/"records.jsonl").read_text().splitlines()]
     ans = [json.loads(l) for l in (path/"evaluation"/"responses.jsonl").read_text().splitlines()]
-    out = {"sft_targets": [sum(bool(COMMENTARY.match(r["final_response"])) for r in recs), len(recs)],
-           "initial_responses": [sum(bool(COMMENTARY.match(r["initial_response"])) for r in recs), len(recs)]}
+    kept = [r for r in recs if r.get("dropped_by") is None]    # what SFT trained on (after the data filters and commentary: drop)
+    out = {"final_responses": [sum(bool(COMMENTARY.search(r["final_response"])) for r in recs), len(recs)],
+           "sft_targets": [sum(bool(COMMENTARY.search(r["final_response"])) for r in kept), len(kept)],
+           "initial_responses": [sum(bool(COMMENTARY.search(r["initial_response"])) for r in recs), len(recs)]}
     for s in dict.fromkeys(a["stage"] for a in ans):
-        x = [a for a in ans if a["stage"] == s]; out[f"answers_{s}"] = [sum(bool(COMMENTARY.match(a["text"])) for a in x), len(x)]
+        x = [a for a in ans if a["stage"] == s]; out[f"answers_{s}"] = [sum(bool(COMMENTARY.search(a["text"])) for a in x), len(x)]
     return out
 
 
@@ -80,12 +83,13 @@ def main(machine: str, load: str):
     dev = read_json(MAIN/"manifest.json")["environment"]["device"]
     timing = json.loads((MAIN.parent/"study.timing.json").read_text()) if (MAIN.parent/"study.timing.json").exists() else {}
     study = {"meta": {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "machine": machine, "cores": 2, "device": dev["name"], "dtype": f"inference {dev['infer_dtype']}, training {dev['train_dtype']}",
-                      "load_average": load, "run": str(MAIN), "command": "cai-workbench run --preset study --run-dir /work/runs/study",
+                      "load_average": load, "run": str(MAIN), "command": f"cai-workbench run --preset study --run-dir {MAIN}",
                       **timing},
              "stages": stages, "eval_stages": s["stages"], "stage_names": s["stage_names"], "counts": s["counts"],
              "metrics": headline(s), "conclusions": s["conclusions"], "judge_note": s.get("judge_note"), "goal": goal(headline(s)),
              "commentary": commentary(MAIN), "commentary_pattern": COMMENTARY.pattern}
     (HERE/"study.json").write_text(json.dumps(study, indent=1) + "\n")
+    if not LEVERS.exists(): return   # no held-out lever runs: lever_runs.json keeps what it has
     rows = {}
     for d in sorted(p for p in LEVERS.iterdir() if (p/"evaluation"/"summary.json").exists()) if LEVERS.exists() else []:
         ls = read_json(d/"evaluation"/"summary.json"); m = headline(ls)

@@ -1,5 +1,7 @@
-"""Writes ../levers.json from ../study.json and ../lever_runs.json (both written by collect.py), exactly as run:
-`python levers_table.py`. Each lever's row is its measured held-out rates, or "not run" with the reason."""
+"""Writes ../levers.json from ../study.json, ../lever_runs.json (collect.py) and ../val_levers.json (val_table.py), exactly
+as run: `python levers_table.py`. Each lever's row names the split its numbers come from: `validation` (SL-CAI trained
+on @fit prompts, scored on @val: where settings are chosen) or `held-out` (the previous session's lever runs, each the
+previous 48-prompt main run with one change fixed in advance; reported, never chosen on), or says "not run" and why."""
 import json
 from pathlib import Path
 
@@ -8,6 +10,26 @@ S = json.loads((HERE/"study.json").read_text())
 R = json.loads((HERE/"lever_runs.json").read_text()) if (HERE/"lever_runs.json").exists() else {}
 OLD = {l["lever"]: l for l in json.loads((HERE/"levers.json").read_text())["levers"]}
 CHOSEN = "setting fixed before any held-out answer was seen"
+V = json.loads((HERE/"val_levers.json").read_text()) if (HERE/"val_levers.json").exists() else {"levers": {}}
+PREV = "held-out (previous session: the previous 48-prompt main run with this one change)"
+VAL = "validation (SL-CAI on a seeded 24 of @fit; its answers to the 48 @val prompts: 26 built-in, 22 hh-rlhf)"
+VAL_LEVERS = [  # (lever, run under /work/runs/study-val, what it changes)
+    ("the preset's critique-revision as it was (the reference row)", "preset", "critique_revision as in the previous study preset (1 few-shot, 1 round)"),
+    ("revision request that asks for the rewritten answer itself", "ask", "critique_revision.revision_instruction: \"Reply with the rewritten answer only, exactly as you would say it to the user; do not describe or comment on the previous answer.\""),
+    ("drop revisions that comment on the answer (critique.is_commentary)", "drop", "critique_revision.commentary: drop"),
+]
+
+
+def val_row(lever, name, what):
+    r = V["levers"].get(name)
+    if r is None: return {"lever": lever, "split": VAL, "run": f"not run: {NOT_RUN.get('val-' + name, 'no time left on the shared machine')}", "status": "not measured"}
+    t = r["text"]
+    vs = (f"; vs the preset's SFT {t['SFT harmful refusal vs preset' + chr(39) + 's SFT']}" if name != "preset" else "")
+    vb = (f"; vs the preset's SFT {t['SFT benign over-refusal vs preset' + chr(39) + 's SFT']}" if name != "preset" else "")
+    return {"lever": lever, "split": VAL, "run": f"{what}; run {name}",
+            "commentary": f"targets that comment on the answer: {t['commentary (all targets)']}; SFT targets kept: {r['targets_kept']} of {r['targets_n']}",
+            "harmful": t["SFT harmful refusal on @val"] + vs, "benign": t["SFT benign over-refusal on @val"] + vb,
+            "status": "measured on the validation split"}
 NOT_RUN = json.loads((HERE/"not_run.json").read_text()) if (HERE/"not_run.json").exists() else {}
 
 LEVERS = [  # (lever, run folder under /work/runs/study-levers, stage row, what it changes)
@@ -24,16 +46,17 @@ LEVERS = [  # (lever, run folder under /work/runs/study-levers, stage row, what 
 
 def row(lever, name, stage, what):
     if name not in R or stage not in R[name]["metrics"]:
-        return {"lever": lever, "run": f"not run: {NOT_RUN.get(name, 'no time left on the shared machine')}", "status": "not measured"}
+        return {"lever": lever, "split": "-", "run": f"not run: {NOT_RUN.get(name, 'no time left on the shared machine')}", "status": "not measured"}
     t, g, v = R[name]["text"][stage], R[name]["goal"].get(stage, {}), R[name].get("vs_main_sft")
     h, b = t["harmful"], t["benign"]
     if v: h, b = (f"{h}; vs the main run's SL-CAI {v['refusal_harmful']['text']}", f"{b}; vs the main run's SL-CAI {v['over_refusal_benign']['text']}")
-    return {"lever": lever, "run": f"{what}; run {name}, row {stage}; {CHOSEN}", "harmful": h, "benign": b,
+    return {"lever": lever, "split": PREV, "run": f"{what}; run {name}, row {stage}; {CHOSEN}", "harmful": h, "benign": b,
             "status": "measured on the held-out split" + ("; reaches the goal" if g.get("reached") else "; does not reach the goal")}
 
 
-levers = [OLD["AI labelling method (letter vs likelihood-ratio, ensemble, likelihood)"]] + [row(*l) for l in LEVERS]
-levers.append({"lever": "PPO / DPO settings", "run": "not run: only the preset's PPO and DPO settings were run (see the study table)",
+levers = ([{**OLD["AI labelling method (letter vs likelihood-ratio, ensemble, likelihood)"], "split": "hh-rlhf pairs: a choose split and a disjoint report split"}]
+          + [val_row(*l) for l in VAL_LEVERS] + [row(*l) for l in LEVERS])
+levers.append({"lever": "PPO / DPO settings", "split": "-", "run": "not run: only the preset's PPO and DPO settings were run (see the study table)",
                "status": "not measured as a lever"})
 reached = [s for s, g in S["goal"].items() if g["reached"]] + [f"{n}: {s}" for n, r in R.items() for s, g in r["goal"].items() if g["reached"]]
 goal = ("REACHED (point estimates) by " + ", ".join(reached) if reached else

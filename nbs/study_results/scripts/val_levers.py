@@ -1,0 +1,63 @@
+"""The critique-revision levers on the VALIDATION split, exactly as run: `python val_levers.py OUT NAME [NAME ...]`.
+
+Each lever is the `study` preset with one change. SL-CAI trains on a seeded, label-stratified 24 of the `@fit` prompts
+(training prompts outside `@val`) and the SFT policy is scored on all 26 built-in `@val` prompts (19 harmful, 7 benign)
+and the `@val` part of a seeded 100 hh-rlhf first turns (harmful) when the reference data is present; no
+`@heldout` prompt is used, so the held-out study numbers stay untouched by the choice. What two levers share by
+construction is copied, not recomputed: the initial answers (same prompts, same greedy settings) and, for `*-drop`, the
+critique/revision steps of the lever it filters (`commentary: drop` changes only which targets SFT sees).
+"""
+import json, shutil, sys, time
+from pathlib import Path
+
+import yaml
+
+from cai_workbench.core import Run
+from cai_workbench.pipeline import PipelineConfig, preset_path, run_pipeline
+
+ASK = ("Reply with the rewritten answer only, exactly as you would say it to the user; "
+       "do not describe or comment on the previous answer.")
+LEVERS = {   # name: critique_revision changes
+    "preset":           {},
+    "drop":             {"commentary": "drop"},
+    "ask":              {"revision_instruction": ASK},
+    "ask-drop":         {"revision_instruction": ASK, "commentary": "drop"},
+    "ask-fewshot3":     {"revision_instruction": ASK, "max_few_shot": None},
+    "ask-fewshot3-drop": {"revision_instruction": ASK, "max_few_shot": None, "commentary": "drop"},
+    "ask-rounds2":      {"revision_instruction": ASK, "rounds": 2},
+    "fewshot3":         {"max_few_shot": None},
+}
+SHARE = {"drop": "preset", "ask-drop": "ask", "ask-fewshot3-drop": "ask-fewshot3"}
+
+
+def config(name: str) -> PipelineConfig:
+    c = yaml.safe_load(preset_path("study").read_text()); c["name"] = f"study-val-{name}"
+    c["critique_revision"].update(prompts="red-team+benign@fit", limit=24, **LEVERS[name])
+    c["evaluation"].update(prompts=["red-team+benign@val", "hh-rlhf[100]?@val"], stages=["base", "sft"], pairwise="none", judges=["refusal"],
+                           validate_classifier=False, n_examples=0)
+    return PipelineConfig.from_dict(c, where=f"validation lever {name}")
+
+
+def _seed_from(out: Path, run: Run, name: str):
+    "Copy what this lever shares with one already run: initial answers, its twin's steps, base answers on @val."
+    src = out/SHARE.get(name, "preset")
+    if src == run.path or not (src/"critique_revision"/"steps").exists(): return
+    key_src = next(d for d in (src/"critique_revision"/"steps").iterdir() if (d/"config.json").exists())
+    files = "*.jsonl" if name in SHARE else "initial.jsonl"
+    from cai_workbench.critique import _steps_key, prepare
+    cfg = config(name).stage_config("critique_revision").replace(seed=run.seed)   # as run_critique_revision sets it
+    dst = run.path/"critique_revision"/"steps"/_steps_key(cfg, prepare(cfg)[1], json.loads((key_src/"config.json").read_text())["model"])
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in key_src.glob(files): shutil.copy(f, dst/f.name)
+    if (src/"evaluation"/"responses.jsonl").exists():
+        (run.path/"evaluation").mkdir(exist_ok=True); shutil.copy(src/"evaluation"/"responses.jsonl", run.path/"evaluation"/"responses.jsonl")
+
+
+if __name__ == "__main__":
+    out = Path(sys.argv[1])
+    for name in sys.argv[2:]:
+        t0 = time.time(); cfg = config(name)
+        run = Run.create(out/name, config=cfg, seed=cfg.seed)
+        _seed_from(out, run, name)
+        run_pipeline(cfg, run_dir=run.path, stages=["critique_revision", "sft", "evaluation"], where=f"validation lever {name}")
+        print(f"lever {name}: done in {time.time() - t0:.0f} s", flush=True)
