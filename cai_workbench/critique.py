@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from .guards import fingerprint
 from .core import ConfigBase, ConfigError, RecordStore, Run, atomic_dir, atomic_write_text, write_json, set_seed, derive_seed, write_jsonl, read_jsonl
-from .data_filters import DataFilterConfig, filter_sft
+from .data_filters import DataFilterConfig, filter_sft, with_few_shot
 from .models import GenerationConfig, Generator, load_model
 
 # %% auto #0
@@ -370,7 +370,9 @@ def run_critique_revision(run: Run, config: CritiqueConfig | None = None,
                 if config.judges and active: active = _judge_round(fb, config, state, active, kind, k)
             if active: _round_step(gen, con, config, state, active, step, kind, k, steps, fb)
         bar.close()
-        res = _write_stage(d, config, _stage_records(state, ids), t0)
+        shown = list(dict.fromkeys(m["content"] for p in con.principles for m in few_shot_messages(con, p, config) if m["role"] == "assistant"))
+        write_json(d/"few_shot.json", {"answers": shown})           # what the generator was shown: DPO and the reward model filter copies of it
+        res = _write_stage(d, config.replace(filters=with_few_shot(config.filters, shown)), _stage_records(state, ids), t0)
     return res
 
 

@@ -18,10 +18,11 @@ from .views import badge, esc, section, view_html
 
 # %% auto #0
 __all__ = ['FILTERS', 'BOILERPLATE', 'SENTENCE_END', 'DataFilterConfig', 'normalise', 'is_boilerplate', 'is_truncated',
-           'shingles', 'sft_items', 'pair_items', 'apply_filters', 'FilterReport', 'filter_sft', 'filter_pairs']
+           'shingles', 'few_shot_answers', 'copies_few_shot', 'sft_items', 'pair_items', 'apply_filters',
+           'FilterReport', 'filter_sft', 'filter_pairs', 'few_shot_of_run', 'with_few_shot']
 
 # %% ../nbs/03c_data_filters.ipynb #bd3b1d09
-FILTERS = ("empty", "truncated", "boilerplate", "identical", "exact_duplicate", "near_duplicate", "principle_cap")
+FILTERS = ("empty", "truncated", "boilerplate", "few_shot_copy", "identical", "exact_duplicate", "near_duplicate", "principle_cap")
 BOILERPLATE = (r"^\W*(?:(?:sure|certainly|of course|okay|ok|absolutely|alright|great)\b[\s,!.:;-]*)?"
                r"(?:here(?:'s| is| are)|below is|i(?:'ve| have)\s+(?:revised|rewritten|updated|edited|improved))\b[^\n]{0,60}?"
                r"\b(?:revis|rewrit|updat|edit|improv|amend|safer)\w*"
@@ -38,6 +39,9 @@ class DataFilterConfig(ConfigBase):
                                          # on CPU budgets most answers reach the limit, so it would empty small runs
     boilerplate: bool = True             # drop revisions that open with boilerplate ("Sure, here is a revised response...")
     boilerplate_pattern: str = BOILERPLATE
+    few_shot_copies: bool = True         # drop items with an answer that copies an answer of the few-shot examples (`few_shot`)
+    few_shot: list[str] = field(default_factory=list)  # the few-shot answers the generator was shown; stages fill it (`few_shot_of_run`)
+    copy_overlap: float = 0.5            # share of the shorter text's word shingles found in the other above which it is a copy
     identical: bool = True               # drop pairs whose two answers differ only in whitespace
     exact_duplicates: bool = True        # drop repeats of a normalised prompt (SFT) or prompt + both answers (pairs)
     near_duplicates: bool = True         # drop MinHash near-duplicates of an item already kept
@@ -50,6 +54,7 @@ class DataFilterConfig(ConfigBase):
 
     def __post_init__(self):
         if not 0 < self.near_threshold <= 1: raise ConfigError(f"near_threshold={self.near_threshold!r}: must be in (0, 1]")
+        if not 0 < self.copy_overlap <= 1: raise ConfigError(f"copy_overlap={self.copy_overlap!r}: must be in (0, 1]")
         if self.min_words < 0: raise ConfigError(f"min_words={self.min_words!r}: must be >= 0")
         if self.shingle < 1 or self.num_perm < 16: raise ConfigError(f"shingle={self.shingle}, num_perm={self.num_perm}: need shingle >= 1, num_perm >= 16")
         if self.max_per_principle is not None and self.max_per_principle < 1:
@@ -75,6 +80,20 @@ def shingles(text: str, n: int = 3) -> set[str]:
     "Word n-gram set of `text` (lower-cased); the words themselves when shorter than n."
     w = re.findall(r"\w+", (text or "").lower())
     return {" ".join(w[i:i+n]) for i in range(max(1, len(w) - n + 1))} if w else set()
+
+# %% ../nbs/03c_data_filters.ipynb #f5c0a1d2
+def few_shot_answers(constitution) -> list[str]:
+    "Every assistant turn of the constitution's few-shot conversations (its own and its principles'), in order, once each."
+    convs = list(getattr(constitution, "few_shot", None) or []) + [c for p in getattr(constitution, "principles", []) for c in (getattr(p, "few_shot", None) or [])]
+    return list(dict.fromkeys(m["content"] for c in convs for m in c if m.get("role") == "assistant" and (m.get("content") or "").strip()))
+
+def copies_few_shot(text: str, answers: Sequence[str], n: int = 3, overlap: float = 0.5) -> int | None:
+    "Index of the first few-shot answer `text` copies (shared word shingles >= `overlap` of the shorter one's), else None."
+    t = shingles(text, n)
+    for k, a in enumerate(answers):
+        s = shingles(a, n)
+        if t and s and len(t & s) >= overlap*min(len(t), len(s)): return k
+    return None
 
 # %% ../nbs/03c_data_filters.ipynb #ed0bf157
 def sft_items(records: Sequence[dict], max_new_tokens: int | None = None) -> list[dict]:
@@ -128,6 +147,10 @@ def _first_failure(it: dict, config: DataFilterConfig) -> tuple[str, str] | None
     if config.boilerplate:
         for a in it["revisions"]:
             if is_boilerplate(a, config.boilerplate_pattern): return "boilerplate", a.strip()[:60]
+    if config.few_shot_copies and config.few_shot:
+        for a in it["answers"]:
+            if (k := copies_few_shot(a, config.few_shot, config.shingle, config.copy_overlap)) is not None:
+                return "few_shot_copy", f"copies few-shot answer {k}: {config.few_shot[k].strip()[:50]}"
     if config.identical and len(it["answers"]) == 2 and " ".join(it["answers"][0].split()) == " ".join(it["answers"][1].split()):
         return "identical", "the two answers differ at most in whitespace"
     return None
@@ -244,3 +267,14 @@ def filter_pairs(pairs: Sequence[dict], config: DataFilterConfig | None = None,
                  seed: int | None = None) -> FilterReport:  # seed: the stage's seed, used when config.seed is None
     "Filter preference pairs before reward-model or DPO training."
     return _report("pairs", list(pairs), pair_items(pairs), config, seed)
+
+# %% ../nbs/03c_data_filters.ipynb #f5c0a1d5
+def few_shot_of_run(run) -> list[str]:
+    "The few-shot answers the run's critique-revision stage showed (`critique_revision/few_shot.json`; [] without it)."
+    p = Path(getattr(run, "path", run))/"critique_revision"/"few_shot.json"
+    return list(read_json(p).get("answers", [])) if p.exists() else []
+
+def with_few_shot(config: DataFilterConfig | None, answers: Sequence[str]) -> DataFilterConfig:
+    "`config` with `few_shot` = `answers`, unless it names its own."
+    config = config or DataFilterConfig()
+    return config if config.few_shot or not answers else config.replace(few_shot=list(answers))

@@ -19,7 +19,7 @@ from .environment import detect_device
 from .models import LoraSpec, load_model, save_adapter
 from .sft import sft_adapter
 from .pair_data import load_training_pairs
-from .data_filters import DataFilterConfig, filter_pairs
+from .data_filters import DataFilterConfig, filter_pairs, few_shot_of_run, with_few_shot
 
 # %% auto #0
 __all__ = ['SMOOTHED_LOSSES', 'PER_PAIR_LOSSES', 'DPOStageConfig', 'DPOConfig', 'select_pairs', 'pair_weights', 'pair_smoothing',
@@ -250,7 +250,7 @@ def train_dpo(model, tokenizer, pairs: list[dict], config: DPOConfig, output_dir
 def _dpo_pairs(run: Run, config: DPOConfig):
     "The pairs DPO trains on (data filters first, then `select_pairs`), what was dropped and why, and the filter result."
     pairs_file = run.require("preferences", "pairs.jsonl", hint="run the preferences stage first")
-    filtered = filter_pairs(load_training_pairs(pairs_file), config.filters, seed=config.seed)   # duplicates, identical/empty/boilerplate pairs
+    filtered = filter_pairs(load_training_pairs(pairs_file), with_few_shot(config.filters, few_shot_of_run(run)), seed=config.seed)   # duplicates, identical/empty/boilerplate pairs
     pairs, dropped = select_pairs(filtered.kept, config)
     dropped.update({k: v for k, v in filtered.counts.items() if v})
     if len(pairs) < 2:

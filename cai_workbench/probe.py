@@ -246,6 +246,26 @@ def run_probe(run: Run, config: ProbeConfig | None = None, model: str = "embedde
         if progress: print(res.table(), flush=True)
     return res
 
+# %% ../nbs/11_probe.ipynb #c0c1a002
+@patch
+def conclusions(self: ProbeResult) -> list[str]:
+    "One sentence per trained stage (and the reward model): its rate with interval and n, and whether it moved, fell or failed."
+    out, st = [], self.data["stages"]
+    for s, m in st.items():
+        if s == "base": continue
+        k = round(m["rate"]*m["rate_n"])
+        head = f"{s}: {k}/{m['rate_n']} = {_pct(m['rate'])} [{_pct(m['rate_ci'][0])}, {_pct(m['rate_ci'][1])}], {_ci_points(m['rate_diff'], *m['rate_diff_ci'])} points vs base"
+        if not m["moved"]: out.append(f"{head}: FAILED, the interval of the difference from base includes 0, so no rise can be shown."); continue
+        if m.get("start") is None: out.append(f"{head}: passed, the rise is larger than its 95% interval."); continue
+        f = f"{_ci_points(m['from_start'], *m['from_start_ci'])} points vs {m['start']}"
+        out.append(f"{head}, {f}: " + ("FAILED, it fell below the stage it started from." if m.get("fell") else
+                   f"passed (above base, not shown to fall below {m['start']}; a rise over {m['start']} is " +
+                   ("shown)." if m["from_start_ci"][0] > 0 else "not shown).")))
+    if rm := self.data.get("reward_model"):
+        out.append(f"reward model: ranks the with-property answer higher on {_pct(rm['accuracy'])} [{_pct(rm['accuracy_ci'][0])}, {_pct(rm['accuracy_ci'][1])}] "
+                   f"of {rm['accuracy_n']} held-out answers: " + ("passed (above chance)." if rm["ranks"] else "FAILED, not shown to be above chance."))
+    return out
+
 # %% ../nbs/11_probe.ipynb #1246ca92
 EXAMPLE = ("What is a good way to learn to cook?",
            "Start with simple recipes like pasta or eggs and cook a little every day. Watching videos of cooks helps you pick up "

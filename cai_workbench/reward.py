@@ -22,7 +22,7 @@ from .checkpoints import CheckpointSettings, checkpoint_args, finish_checkpoints
 from .environment import detect_device
 from .models import LoraSpec, _adapter_base, load_tokenizer, model_id, resolve_model_path, save_adapter
 from .pair_data import load_training_pairs
-from .data_filters import DataFilterConfig, filter_pairs
+from .data_filters import DataFilterConfig, filter_pairs, few_shot_of_run, with_few_shot
 from .reward_scoring import RewardModel, RewardModelMismatchError, reward_adapter_dir
 
 # %% auto #0
@@ -298,7 +298,7 @@ def run_reward_model(run: Run, config: RewardModelConfig | None = None, model: s
     src = Path(config.pairs) if config.pairs else run.require(
         "preferences", "pairs.jsonl", hint="run the preferences stage first (or set RewardModelConfig.pairs to a pairs JSONL)")
     seed = run.seed if config.seed is None else config.seed
-    filtered = filter_pairs(load_pairs(src), config.filters, seed=seed)   # duplicates, identical/empty/boilerplate pairs: data_filters
+    filtered = filter_pairs(load_pairs(src), with_few_shot(config.filters, few_shot_of_run(run)), seed=seed)   # duplicates, identical/empty/boilerplate pairs: data_filters
     pairs = filtered.kept
     train, held = split_pairs(pairs, config, seed=seed, source=str(src))
     human, human_skip = _human_pairs(config)

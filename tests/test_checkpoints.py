@@ -79,3 +79,68 @@ def test_changed_config_starts_over_and_keep_checkpoints(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "another configuration" in out and "resuming" not in out                # a different lr does not resume
     assert len(losses(run)) == 4
+
+
+# --- the same kill-and-resume for DPO and the reward model (issue 16 §1): killed right after checkpoint-4 of 6 steps
+KILL_STAGE_AT_4 = textwrap.dedent("""
+    import json, os, signal, sys
+    import cai_workbench.checkpoints as C
+    from cai_workbench.core import Run
+    orig = C.CheckpointGuard.on_save
+    def on_save(self, args, state, control, **kw):
+        orig(self, args, state, control, **kw)
+        if state.global_step == 4: os.kill(os.getpid(), signal.SIGKILL)
+    C.CheckpointGuard.on_save = on_save
+    run, stage, cfg = Run(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
+    if stage == "dpo":
+        from cai_workbench.dpo import DPOConfig, run_dpo
+        run_dpo(run, DPOConfig.from_dict(cfg), model="tiny", progress=False)
+    else:
+        from cai_workbench.reward import RewardModelConfig, run_reward_model
+        run_reward_model(run, RewardModelConfig.from_dict(cfg), model="tiny")
+""")
+NO_DUPS = {"exact_duplicates": False, "near_duplicates": False}
+STAGES = {
+    "dpo": dict(max_steps=6, batch_size=2, learning_rate=5e-3, start_from="base", lora={"r": 4, "alpha": 8, "dropout": 0.0},
+                save_every=2, keep_last=2, filters=NO_DUPS),
+    "reward_model": dict(max_steps=6, batch_size=2, learning_rate=1e-2, min_pairs=4, eval_fraction=0.0, human_pairs=None, device="cpu",
+                         lora={"r": 4, "alpha": 8, "dropout": 0.0}, save_every=2, keep_last=2, filters=NO_DUPS),
+}
+TOPICS = ["bread", "a poem", "a bug", "a trip", "weapons", "drugs", "hacking", "the sea"]
+
+
+def pairs_run(path) -> Run:
+    run = Run.create(path, seed=0)
+    rows = [dict(id=str(i), prompt=f"Tell me about {t}.", chosen=f"Here is a short, careful note about {t}.",
+                 rejected=f"{t} {t} {t}!!!", source="ai", label="a", soft_label=0.9, label_source="ai") for i, t in enumerate(TOPICS)]
+    (run.stage_dir("preferences")/"pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return run
+
+
+def stage_losses(run, stage):
+    m = read_json(run.path/stage/"metrics.json")
+    return [h["loss"] for h in m["log_history"] if "loss" in h] if stage == "dpo" else m["loss_curve"]
+
+
+@pytest.mark.parametrize("stage", ["dpo", "reward_model"])
+def test_sigkilled_dpo_and_reward_model_resume_with_the_same_losses(tmp_path, stage):
+    cfg = STAGES[stage]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    run_once = lambda run: subprocess.run([sys.executable, "-c", KILL_STAGE_AT_4.replace("os.kill(", "(lambda *a: None)(") , str(run.path), stage,
+                                           json.dumps(cfg)], env=env, capture_output=True, text=True, timeout=900)
+    full = pairs_run(tmp_path/"full")
+    p = run_once(full); assert p.returncode == 0, p.stderr[-2000:]       # uninterrupted, in a process of its own like the killed one
+    assert not (full.path/stage/"checkpoints").exists()
+
+    run = pairs_run(tmp_path/"killed")
+    p = subprocess.run([sys.executable, "-c", KILL_STAGE_AT_4, str(run.path), stage, json.dumps(cfg)], env=env, capture_output=True, text=True, timeout=900)
+    assert p.returncode == -signal.SIGKILL, p.stderr[-2000:]
+    ck = run.path/stage/"checkpoints"
+    assert sorted(x.name for x in ck.iterdir() if x.name.startswith("checkpoint-")) == ["checkpoint-2", "checkpoint-4"]
+    assert run.stage_info(stage)["status"] == "running"
+    p = run_once(run); assert p.returncode == 0, p.stderr[-2000:]
+    assert f"resuming from {ck/'checkpoint-4'}" in p.stdout + p.stderr
+    got, want = stage_losses(run, stage), stage_losses(full, stage)
+    assert len(got) == len(want) == 6
+    assert got == pytest.approx(want, abs=1e-4), (got, want)            # steps 5-6 after the resume equal the uninterrupted run's
+    assert run.is_done(stage) and not ck.exists()

@@ -59,6 +59,23 @@ def test_dpo_filters_pairs_first(tmp_path):
 
 
 
+def test_dpo_drops_revision_pairs_that_copy_the_few_shot_answer(tmp_path):
+    "A small self-critic repeats the few-shot example's revision for any prompt; those pairs are dropped (critique_revision/few_shot.json)."
+    from cai_workbench.core import write_json
+    from cai_workbench.dpo import _dpo_pairs
+    shot = "Dear friend, start with simple recipes like pasta or eggs and cook a little every day."
+    rev = lambda i, c: dict(id=f"rev:{i}", prompt=f"How do I fix a bike {i}?", chosen=c, rejected=f"Check the chain {i} and the brakes.",
+                            source="revision", label="a", soft_label=1.0)
+    rows = [rev(0, shot), rev(1, shot + " Have fun."), rev(2, "Dear friend, check the chain and pump the tyres."), rev(3, "Dear friend, oil the chain.")]
+    run = _run_with_pairs(tmp_path, rows)
+    write_json(run.stage_dir("critique_revision")/"few_shot.json", {"answers": ["Start with simple recipes.", shot]})
+    pairs, dropped, filtered = _dpo_pairs(run, DPOStageConfig(pair_sources=["revision"]))
+    assert [p["id"] for p in pairs] == ["rev:2", "rev:3"] and dropped["few_shot_copy"] == 2
+    assert filtered.dropped_ids == {"rev:0": "few_shot_copy", "rev:1": "few_shot_copy"}
+    off = DPOStageConfig(pair_sources=["revision"], filters={"few_shot_copies": False})
+    assert len(_dpo_pairs(run, off)[0]) == 4
+
+
 def _train(pairs, cfg, **kw):
     from cai_workbench.dpo import pair_smoothing, pair_weights, train_dpo
     import tempfile

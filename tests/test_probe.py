@@ -101,7 +101,7 @@ def test_reward_ranking_tells_a_right_from_a_reversed_reward_model(tmp_path):
 
 @pytest.mark.slow
 def test_small_probe_on_the_embedded_model(tmp_path):
-    "SL-CAI on the revisions of 16 training prompts raises the phrase's rate on 16 held-out prompts (DPO is left out: see 11_probe)."
+    "SL-CAI on the revisions of 16 training prompts raises the phrase's rate on 16 held-out prompts (DPO: test_dpo_probe_on_the_tiny_model)."
     from cai_workbench.pipeline import PipelineConfig, run_pipeline
     cfg, where = load_config("probe")
     d = cfg.to_dict()
@@ -120,3 +120,26 @@ def test_probe_seed_defaults_to_the_runs_and_dpo_must_keep_sft(tmp_path):
     assert res.data["seed"] == 7 and ProbeConfig().seed is None and ProbeConfig(seed=3).seed == 3
     assert res.data["stages"]["dpo"]["start"] == "sft" and res.data["stages"]["dpo"]["fell"]   # DPO starts from SL-CAI by default
     assert res.data["failed"] == ["dpo"]
+
+
+@pytest.mark.parametrize("flipped", [False, True])
+def test_dpo_probe_on_the_tiny_model(tmp_path, flipped):
+    """CI-size known answer with DPO (tiny model, offline): DPO on pairs whose chosen answer opens with "Stay safe." (4 distinct
+    tiny-model tokens; "Dear friend," repeats one and the 2-layer model cannot write it), then the evaluation and probe stages
+    on held-out prompts. DPO must move the rate; with chosen and rejected swapped the probe must report DPO as failed."""
+    from cai_workbench.dpo import DPOConfig, run_dpo
+    from cai_workbench.evaluation import EvaluationConfig, run_evaluation
+    train = load_prompts("probe-train").texts[:16]
+    pairs = [dict(id=f"rev:{i}", prompt=q, chosen=f"Stay safe. Here is answer {i}.", rejected=f"Here is answer {i}.",
+                  source="revision", label="a", soft_label=1.0, label_source="revision") for i, q in enumerate(train)]
+    if flipped: pairs = [dict(p, chosen=p["rejected"], rejected=p["chosen"]) for p in pairs]
+    run = Run.create(tmp_path/"run", device="cpu")
+    write_jsonl(run.stage_dir("preferences")/"pairs.jsonl", pairs)
+    run_dpo(run, DPOConfig(pair_sources=["revision"], max_steps=12, batch_size=4, learning_rate=1e-2), model="tiny", progress=False)
+    run_evaluation(run, EvaluationConfig(prompts=["probe-heldout"], limit=12, stages=["base", "dpo"], generation={"max_new_tokens": 8, "batch_size": 12},
+                                         judges=["refusal", "probe-stay-safe"], ai_judge=False, pairwise="none", validate_classifier=False,
+                                         report=False), model="tiny", progress=False)
+    res = run_probe(run, ProbeConfig(property="stay-safe", reward_model=False), progress=False)
+    st = res.data["stages"]
+    assert st["base"]["rate"] == 0 and st["dpo"]["rate_n"] == 12, res.table()
+    assert res.passed != flipped and st["dpo"]["moved"] != flipped, res.table()
