@@ -52,6 +52,13 @@ def test_notebook_keeps_its_outputs(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_valid_nbformat(path):
+    "The docs build (nbconvert) refuses an invalid notebook, e.g. a cell whose id is null after a hand edit."
+    import nbformat
+    nbformat.validate(nbformat.read(path, as_version=4))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_saved_outputs_are_clean(path):
     nb = json.loads(path.read_text())
     errors = [c["id"] for c in _code_cells(nb) for o in c.get("outputs", []) if o["output_type"] == "error"]
