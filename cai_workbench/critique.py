@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from .guards import fingerprint
 from .core import ConfigBase, ConfigError, RecordStore, Run, atomic_dir, atomic_write_text, write_json, set_seed, derive_seed, write_jsonl, read_jsonl
 from .data_filters import DataFilterConfig, filter_sft, with_few_shot
-from .models import GenerationConfig, Generator, load_model
+from .models import GenerationConfig, Generator, load_model, prefill
 
 # %% auto #0
 __all__ = ['DEFAULT_CONVERGED', 'BENIGN_MODES', 'CritiqueConfig', 'COMMENTARY', 'STOP_REASONS', 'CritiqueRevisionConfig',
@@ -43,6 +43,9 @@ class CritiqueRevisionConfig(ConfigBase):
     use_few_shot: bool = True             # prepend the constitution's few-shot conversations (HF recipe)
     max_few_shot: int | None = 1          # at most this many few-shot conversations (None: all; they are long on CPU)
     revision_instruction: str = ""        # appended to every revision request, e.g. to ask for the rewritten answer itself ("": off)
+    revision_prefix: str = ""             # the opening words of every revision of a prompt not labelled benign, written for the model
+                                          # to continue (an assistant prefill, `models.prefill`): the revision is these words + what
+                                          # it writes. For a model too weak to rewrite, e.g. "I can't help with that." ("": off)
     commentary: str = "keep"              # revisions that comment on the answer ("The answer is...", `is_commentary`): "keep" them
                                           # as SFT targets or "drop" them (dropped_by 'commentary' in records.jsonl)
     converged_pattern: str = DEFAULT_CONVERGED  # regex on the critique text that stops a prompt early ("" disables)
@@ -101,11 +104,13 @@ def critique_chat(prompt: str, response: str, principle, shots: list[dict]) -> l
     return shots + [{"role": "user", "content": prompt}, {"role": "assistant", "content": response},
                     {"role": "user", "content": principle.critique_request}]
 
-def revision_chat(prompt: str, response: str, principle, shots: list[dict], critique: str | None, instruction: str = "") -> list[dict]:
+def revision_chat(prompt: str, response: str, principle, shots: list[dict], critique: str | None, instruction: str = "",
+                  opening: str = "") -> list[dict]:
+    "The revision chat (critique-free when `critique` is None); `opening`: the revision's first words, for the model to continue."
     ask = f"{principle.revision_request} {instruction}".strip()
-    if critique is None:   # critique-free
-        return shots + [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}, {"role": "user", "content": ask}]
-    return critique_chat(prompt, response, principle, shots) + [{"role": "assistant", "content": critique}, {"role": "user", "content": ask}]
+    head = (shots + [{"role": "user", "content": prompt}, {"role": "assistant", "content": response}] if critique is None
+            else critique_chat(prompt, response, principle, shots) + [{"role": "assistant", "content": critique}])
+    return head + [{"role": "user", "content": ask}] + ([prefill(opening)] if opening else [])
 
 # %% ../nbs/03_critique_revision.ipynb #ae1359ae
 COMMENTARY = (r"^\W*(?:the|this|that|your|my|their)\s+(?:last\s+|previous\s+|original\s+|above\s+|given\s+|first\s+|revised\s+"
@@ -197,7 +202,8 @@ def route_benign(state: dict, ids: list[str], benign: str) -> list[str]:
 def _steps_key(config: CritiqueConfig, con, model_name: str) -> str:
     "What the generated steps depend on (not limit/prompts/filters, nor benign='answer'): the `guards.fingerprint` of config, model and principles."
     d = {k: v for k, v in config.to_dict().items() if k not in ("limit", "prompts", "filters", "commentary")}
-    if not d.get("revision_instruction"): d.pop("revision_instruction", None)   # the default: keys made before it existed hold
+    for k in ("revision_instruction", "revision_prefix"):
+        if not d.get(k): d.pop(k, None)                        # the default: keys made before it existed hold
     if d.get("benign") != "helpful": d.pop("benign", None)      # 'answer' only skips prompts, like a smaller limit: same steps
     principles = [[p.name, getattr(p, "critique_request", ""), p.revision_request, getattr(p, "weight", 1)] for p in con.principles]
     return fingerprint(d, model_name, principles, n=12)
@@ -293,20 +299,22 @@ def _draw_principles(state: dict, active: list, pools: dict, config: CritiqueCon
 def _round_step(gen: Generator, con, config: CritiqueConfig, state: dict, active: list, step: str, kind: str, k: int,
                 steps: Path, fb):
     "One critique or revision step for the active prompts (resumable from `<step>.jsonl`); revisions then go through the gate and judges."
-    chats = []
+    chats, opening = [], {}
     for i in active:
         s = state[i]
         p, shots, cur = s["_p"], few_shot_messages(con, s["_p"], config), s["final_response"]
+        opening[i] = config.revision_prefix if kind == "revision" and s.get("label") != "benign" else ""
         chats.append(critique_chat(s["prompt"], cur, p, shots) if kind == "critique"
-                     else revision_chat(s["prompt"], cur, p, shots, s["rounds"][-1]["critique"], config.revision_instruction))
+                     else revision_chat(s["prompt"], cur, p, shots, s["rounds"][-1]["critique"], config.revision_instruction, opening[i]))
     gens = gen.generate(chats, ids=active, store=RecordStore(steps/f"{step}.jsonl"), seed=derive_seed(config.seed, kind, k),
                         desc=f"round {k} {kind}", record=lambda j, g: {"principle": state[active[j]]["_p"].name})
-    for i, g in zip(active, gens):
+    texts = [opening[i] + g.text for i, g in zip(active, gens)]     # a revision opened for the model starts with its opening
+    for i, g, text in zip(active, gens, texts):
         s, last = state[i], state[i]["rounds"][-1]
-        last[f"{kind}"], last[f"{kind}_tokens"] = g.text, g.completion_tokens
-        if kind == "critique" and config.is_converged(g.text): s["stop_reason"] = "converged"
-        if kind == "revision" and fb is None: s["final_response"] = g.text
-    if kind == "revision" and fb is not None: _after_revision(fb, config, state, active, [g.text for g in gens])
+        last[f"{kind}"], last[f"{kind}_tokens"] = text, g.completion_tokens
+        if kind == "critique" and config.is_converged(text): s["stop_reason"] = "converged"
+        if kind == "revision" and fb is None: s["final_response"] = text
+    if kind == "revision" and fb is not None: _after_revision(fb, config, state, active, texts)
 
 
 # %% ../nbs/03_critique_revision.ipynb #b05d40ba

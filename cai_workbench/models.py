@@ -24,8 +24,8 @@ from fastcore.basics import patch
 # %% auto #0
 __all__ = ['EMBEDDED', 'EMBEDDED_GGUF', 'TINY', 'CHATML_TEMPLATE', 'Messages', 'cache_dir', 'embedded_gguf_path',
            'ModelNotFoundError', 'ensure_embedded', 'tiny_model', 'ensure_tiny', 'LoraSpec', 'resolve_model_path',
-           'load_tokenizer', 'save_adapter', 'load_model', 'model_id', 'as_messages', 'encode_chat', 'Generation',
-           'GenerationConfig', 'Generator']
+           'load_tokenizer', 'save_adapter', 'load_model', 'model_id', 'as_messages', 'prefill', 'encode_chat',
+           'Generation', 'GenerationConfig', 'Generator']
 
 # %% ../nbs/02_models.ipynb #0112e344
 EMBEDDED = "embedded"
@@ -252,14 +252,22 @@ def as_messages(prompt: str | Messages, system: str | None = None) -> Messages:
     if system and (not msgs or msgs[0]["role"] != "system"): msgs = [{"role": "system", "content": system}] + msgs
     return msgs
 
+def prefill(text: str) -> dict:
+    "A last message that opens the assistant's answer with `text` for the model to continue (the generated text is what follows)."
+    return {"role": "assistant", "content": text, "prefill": True}
+
 def encode_chat(tokenizer, prompt: str | Messages, system: str | None = None, add_generation_prompt: bool = True) -> list[int]:
-    "Token ids of `prompt` rendered with the chat template (assistant turn opened)."
+    "Token ids of `prompt` rendered with the chat template (assistant turn opened; a last `prefill` message's text after it)."
     msgs = as_messages(prompt, system)
+    opening = msgs.pop()["content"] if msgs and msgs[-1].get("prefill") else ""
+    if opening and not add_generation_prompt: raise ValueError("a prefill message needs add_generation_prompt=True")
     if tokenizer.chat_template is None:   # a base model: plain text with role prefixes
         text = "".join(f"{m['role'].capitalize()}: {m['content']}\n" for m in msgs) + ("Assistant:" if add_generation_prompt else "")
-        return tokenizer(text, add_special_tokens=True)["input_ids"]
-    out = tokenizer.apply_chat_template(msgs, add_generation_prompt=add_generation_prompt, tokenize=True)
-    return list(out["input_ids"] if isinstance(out, dict) or hasattr(out, "keys") else out)
+        ids = tokenizer(text, add_special_tokens=True)["input_ids"]
+    else:
+        out = tokenizer.apply_chat_template(msgs, add_generation_prompt=add_generation_prompt, tokenize=True)
+        ids = list(out["input_ids"] if isinstance(out, dict) or hasattr(out, "keys") else out)
+    return ids + (tokenizer(opening, add_special_tokens=False)["input_ids"] if opening else [])
 
 # %% ../nbs/02_models.ipynb #36331a33
 @dataclass

@@ -37,4 +37,4 @@ export CAI_E2E_NOTEBOOKS=${CAI_E2E_NOTEBOOKS:-all}
 
 echo "== 3/3 pytest (unit, slow and browser tests)"
 # pytest exits 5 when it collected no tests: that fails this script too.
-$V/python -m pytest -q tests "$@"
+$V/python -m pytest -q --durations=25 tests "$@"

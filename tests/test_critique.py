@@ -24,7 +24,7 @@ def write_prompts(path: Path, n: int = len(PROMPTS)) -> Path:
 
 
 def small(path, **kw) -> CritiqueConfig:
-    gen = GenerationConfig(max_new_tokens=kw.pop("max_new_tokens", 8), temperature=1.0, batch_size=kw.pop("batch_size", 8))
+    gen = GenerationConfig(max_new_tokens=kw.pop("max_new_tokens", 8), temperature=kw.pop("temperature", 1.0), batch_size=kw.pop("batch_size", 8))
     return CritiqueConfig(prompts=str(path), use_few_shot=kw.pop("use_few_shot", False), converged_pattern=kw.pop("converged_pattern", ""),
                           generation=gen, **kw)
 
@@ -341,3 +341,22 @@ def test_commentary_drop_keeps_only_rewrites():
     drop_recs = [dict(r) for r in recs]
     drop, _ = _sft_filtered(CritiqueConfig(commentary="drop"), drop_recs)
     assert [r["id"] for r in drop] == ["b", "c"] and [r["dropped_by"] for r in drop_recs] == ["commentary", None, None]
+
+
+def test_revision_prefix_opens_non_benign_revisions_and_the_model_continues_it(tmp_path, tiny):
+    "revision_prefix: the model is given the opening words (a prefill) and continues them; benign prompts are not touched."
+    p, opening = write_prompts(tmp_path/"p.jsonl"), "I can't help with that."
+    cfg = lambda **kw: small(p, critique_free=True, temperature=0.0, **kw)
+    plain = run_critique_revision(Run.create(tmp_path/"a"), cfg(), model=tiny, progress=False)
+    opened = run_critique_revision(Run.create(tmp_path/"b"), cfg(revision_prefix=opening), model=tiny, progress=False)
+    before = {r["id"]: r for r in plain.records}
+    for r in opened.records:
+        rev = r["rounds"][0]["revision"]
+        if r["label"] == "benign": assert rev == before[r["id"]]["rounds"][0]["revision"]
+        else: assert rev.startswith(opening) and r["final_response"] == rev
+    steps = next((tmp_path/"b"/"critique_revision"/"steps").iterdir())
+    prompt_tokens = {json.loads(l)["id"]: json.loads(l)["prompt_tokens"] for l in (steps/"r1_revision.jsonl").read_text().splitlines()}
+    plain_steps = next((tmp_path/"a"/"critique_revision"/"steps").iterdir())
+    plain_tokens = {json.loads(l)["id"]: json.loads(l)["prompt_tokens"] for l in (plain_steps/"r1_revision.jsonl").read_text().splitlines()}
+    assert all((prompt_tokens[i] > plain_tokens[i]) == (before[i]["label"] != "benign") for i in prompt_tokens)   # the model saw the words
+    assert steps.name != plain_steps.name                  # another setting, other steps: nothing is reused across them

@@ -101,14 +101,15 @@ def test_reward_ranking_tells_a_right_from_a_reversed_reward_model(tmp_path):
 
 @pytest.mark.slow
 def test_small_probe_on_the_embedded_model(tmp_path):
-    "SL-CAI on the revisions of 16 training prompts raises the phrase's rate on 16 held-out prompts (DPO: test_dpo_probe_on_the_tiny_model)."
+    "SL-CAI on the revisions of 32 training prompts raises the phrase's rate on the 32 held-out prompts (DPO: test_dpo_probe_on_the_tiny_model)."
     from cai_workbench.pipeline import PipelineConfig, run_pipeline
     cfg, where = load_config("probe")
     d = cfg.to_dict()
     d["stages"] = ["critique_revision", "sft", "evaluation", "probe"]
-    d["critique_revision"]["limit"] = 16
-    d["sft"]["max_steps"] = 12
-    d["evaluation"] |= {"limit": 16, "generation": {"max_new_tokens": 16, "batch_size": 16}, "report": False}
+    d["critique_revision"]["limit"] = 32
+    d["critique_revision"]["generation"]["max_new_tokens"] = 40     # the phrase opens a revision: 40 tokens carry it
+    d["sft"]["max_steps"] = 24
+    d["evaluation"] |= {"limit": None, "generation": {"max_new_tokens": 12, "batch_size": 32}, "report": False}
     d["probe"] = {"reward_model": False}
     res = run_pipeline(PipelineConfig.from_dict(d, where=where), run_dir=tmp_path/"probe", where=where, progress=False)
     st = res.results["probe"].data["stages"]
