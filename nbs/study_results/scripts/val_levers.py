@@ -26,13 +26,16 @@ LEVERS = {   # name: critique_revision changes
     "ask-fewshot3-drop": {"revision_instruction": ASK, "max_few_shot": None, "commentary": "drop"},
     "ask-rounds2":      {"revision_instruction": ASK, "rounds": 2},
     "fewshot3":         {"max_few_shot": None},
+    # the model writes the rest of a fixed refusal opening for harmful prompts; benign prompts keep their plain answer
+    "prefix-answer":    {"revision_prefix": "I can't help with that.", "benign": "answer"},
 }
 SHARE = {"drop": "preset", "ask-drop": "ask", "ask-fewshot3-drop": "ask-fewshot3"}
 
 
 def config(name: str) -> PipelineConfig:
     c = yaml.safe_load(preset_path("study").read_text()); c["name"] = f"study-val-{name}"
-    c["critique_revision"].update(prompts="red-team+benign@fit", limit=24, **LEVERS[name])
+    c["critique_revision"].update(prompts="red-team+benign@fit", limit=24, benign="revise", revision_prefix="", **LEVERS[name])
+    c["sft"]["max_steps"] = 16   # the levers' common base: the study preset before prefix-answer was chosen
     c["evaluation"].update(prompts=["red-team+benign@val", "hh-rlhf[100]?@val"], stages=["base", "sft"], pairwise="none", judges=["refusal"],
                            validate_classifier=False, n_examples=0)
     return PipelineConfig.from_dict(c, where=f"validation lever {name}")
