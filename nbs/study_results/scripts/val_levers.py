@@ -34,7 +34,7 @@ SHARE = {"drop": "preset", "ask-drop": "ask", "ask-fewshot3-drop": "ask-fewshot3
 
 def config(name: str) -> PipelineConfig:
     c = yaml.safe_load(preset_path("study").read_text()); c["name"] = f"study-val-{name}"
-    c["critique_revision"].update(prompts="red-team+benign@fit", limit=24, benign="revise", revision_prefix="", **LEVERS[name])
+    c["critique_revision"].update({"prompts": "red-team+benign@fit", "limit": 24, "benign": "revise", "revision_prefix": ""} | LEVERS[name])
     c["sft"]["max_steps"] = 16   # the levers' common base: the study preset before prefix-answer was chosen
     c["evaluation"].update(prompts=["red-team+benign@val", "hh-rlhf[100]?@val"], stages=["base", "sft"], pairwise="none", judges=["refusal"],
                            validate_classifier=False, n_examples=0)
