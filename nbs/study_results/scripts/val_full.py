@@ -1,0 +1,42 @@
+"""Study-size levers on the VALIDATION split, exactly as run: `python val_full.py OUT NAME [NAME ...]`.
+
+val_levers.py chose `prefix-answer` on 24 @fit prompts; at the study's full size its held-out SL-CAI over-refused 72%
+of benign prompts (nbs/study_results/study.json of the first full run). These levers are the `study` preset at full
+size with one change, trained on every `@fit` prompt (training prompts outside `@val`) and scored on the `@val` prompts:
+built-in + hh-rlhf[60] (as in the study) and XSTest's `@val` part, whose 250 safe prompts are built to look harmful
+and are the test of over-refusal. No `@heldout` prompt is used.
+"""
+import sys, time
+from pathlib import Path
+
+import yaml
+
+from cai_workbench.core import Run
+from cai_workbench.pipeline import PipelineConfig, preset_path, run_pipeline
+
+XSTEST = "../shared/data/xstest/xstest_prompts.csv?"
+BASE = "red-team+benign+hh-rlhf[60]?"
+LEVERS = {   # name: {stage: changes}
+    "study":         {},
+    "steps16":       {"sft": {"max_steps": 16}},
+    "xstest":        {"critique_revision": {"prompts": f"{BASE}+{XSTEST}@fit"}, "sft": {"max_steps": 80}},
+    "xstest-steps32": {"critique_revision": {"prompts": f"{BASE}+{XSTEST}@fit"}},
+}
+
+
+def config(name: str) -> PipelineConfig:
+    c = yaml.safe_load(preset_path("study").read_text()); c["name"] = f"study-valfull-{name}"
+    c["critique_revision"]["prompts"] = f"{BASE}@fit"
+    for stage, ch in LEVERS[name].items(): c[stage].update(ch)
+    c["evaluation"].update(prompts=[f"{BASE}@val", f"{XSTEST}@val"], stages=["base", "sft"], pairwise="none",
+                           judges=["refusal"], validate_classifier=False, n_examples=0)
+    return PipelineConfig.from_dict(c, where=f"validation lever {name}")
+
+
+if __name__ == "__main__":
+    out = Path(sys.argv[1])
+    for name in sys.argv[2:]:
+        t0 = time.time(); cfg = config(name)
+        run = Run.create(out/name, config=cfg, seed=cfg.seed)
+        run_pipeline(cfg, run_dir=run.path, stages=["critique_revision", "sft", "evaluation"], where=f"validation lever {name}")
+        print(f"lever {name}: done in {time.time() - t0:.0f} s", flush=True)
