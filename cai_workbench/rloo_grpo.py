@@ -25,8 +25,8 @@ from .reward_scoring import RewardModel
 
 # %% auto #0
 __all__ = ['RLStageConfig', 'RLOOStageConfig', 'GRPOStageConfig', 'RewardFunc', 'RLConfig', 'RLOOConfig', 'GRPOConfig',
-           'PeakMemory', 'RLDivergedError', 'StepMetrics', 'plot_rl_curves', 'RLResult', 'run_rloo', 'run_grpo',
-           'RLComparison', 'compare_rl']
+           'PeakMemory', 'RLDivergedError', 'StepMetrics', 'plot_rl_curves', 'RLResult', 'epoch_seeded_sampler',
+           'epoch_seeded', 'run_rloo', 'run_grpo', 'RLComparison', 'compare_rl']
 
 # %% ../nbs/06a_rloo_grpo.ipynb #eb66c680
 _TRL_GENERATION = ("max_new_tokens", "temperature", "top_p", "system_prompt")   # the GenerationConfig fields TRL's sampling reads
@@ -194,6 +194,30 @@ class RLResult:
 
     def __repr__(self): return f"RLResult({self.summary()})"
 
+# %% ../nbs/06a_rloo_grpo.ipynb #f0199ef2
+def epoch_seeded_sampler(sampler):
+    "TRL's `RepeatSampler` remade with the same settings, drawing an order that depends on (seed, epoch) only."
+    from trl.trainer.utils import RepeatSampler
+    from cai_workbench.core import derive_seed
+
+    class EpochSeededSampler(RepeatSampler):
+        epoch = 0
+        def set_epoch(self, epoch: int): self.epoch = epoch   # the Trainer calls it before each pass, resumed or not
+        def __iter__(self):
+            if self.shuffle: self.generator.manual_seed(derive_seed(self.seed or 0, "prompt-order", self.epoch))
+            return super().__iter__()
+
+    s = sampler
+    return EpochSeededSampler(s.data_source, s.mini_repeat_count, s.batch_size, s.repeat_count, s.shuffle, s.seed)
+
+@functools.cache
+def epoch_seeded(trainer_cls: type) -> type:
+    "TRL's RLOO/GRPO `trainer_cls` drawing its prompts through `epoch_seeded_sampler`, so a resume continues the order."
+    class Trainer(trainer_cls):
+        def _get_train_sampler(self, dataset=None): return epoch_seeded_sampler(super()._get_train_sampler(dataset))
+    Trainer.__name__ = Trainer.__qualname__ = trainer_cls.__name__
+    return Trainer
+
 # %% ../nbs/06a_rloo_grpo.ipynb #7e3e5f77
 RewardFunc = Callable[..., list]
 
@@ -209,7 +233,7 @@ def _prompt_texts(config: RLConfig, prompts, seed: int) -> list[str]:
 
 def _trainer_cls(method: str):
     import trl
-    return {"rloo": (trl.RLOOTrainer, trl.RLOOConfig), "grpo": (trl.GRPOTrainer, trl.GRPOConfig)}[method]
+    return {"rloo": (epoch_seeded(trl.RLOOTrainer), trl.RLOOConfig), "grpo": (epoch_seeded(trl.GRPOTrainer), trl.GRPOConfig)}[method]
 
 def _trl_args(method: str, config: RLConfig, out: str, seed: int, dev):
     _, Args = _trainer_cls(method)
