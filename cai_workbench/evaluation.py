@@ -122,7 +122,7 @@ def stage_metrics(recs: dict, metrics: dict, base: str = "base", n_boot: int = 1
     return out
 
 # %% ../nbs/08_evaluation.ipynb #4f576899
-_HEADLINE = ("refusal_harmful", "over_refusal_benign", "empty_rate", "win_rate_vs_base")
+_HEADLINE = ("refusal_harmful", "over_refusal_benign", "answered_benign", "empty_rate", "loop_rate", "win_rate_vs_base")
 
 @dataclass
 class EvalResult:
@@ -144,7 +144,7 @@ class EvalResult:
         row = {"stages": len(self.stages), "prompts": self.data["n_prompts"], "report": str(self.report) if self.report else None}
         for s in self.stages:
             m = self.metrics(s)
-            for k in ("refusal_harmful", "over_refusal_benign", "empty_rate", "violation_rate", "weighted_score", "ai_judge", "win_rate_vs_base", "elo"):
+            for k in (*_HEADLINE[:-1], "violation_rate", "weighted_score", "ai_judge", "win_rate_vs_base", "elo"):
                 if m.get(k) is None: continue
                 row[f"{s}_{k}"] = round(float(m[k]), 4)
                 if k not in _HEADLINE: continue                     # the headline rates also carry interval and n

@@ -88,7 +88,8 @@ def fig_to_base64(fig, close: bool = True) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 # %% ../nbs/08b_report.ipynb #d77f32b9
-HEADLINE = (("refusal_harmful", "refusal of harmful prompts"), ("over_refusal_benign", "over-refusal of benign prompts"))
+HEADLINE = (("refusal_harmful", "refusal of harmful prompts"), ("over_refusal_benign", "over-refusal of benign prompts"),
+            ("answered_benign", "benign prompts answered (no refusal, empty answer or loop)"))
 
 def _diff(m: dict, k: str) -> Difference | None:
     if f"{k}_diff_n" not in m: return None
@@ -117,13 +118,14 @@ def summary_rows(summary: dict) -> list[dict]:
         m, R = summary["metrics"][s], (lambda k, **kw: Rate.from_fields(summary["metrics"][s], k).format(**kw))
         d = lambda k: (x.format() if (x := _diff(m, k)) is not None else "")
         rows.append({"stage": s, "refused harmful": R("refusal_harmful"), "vs base": d("refusal_harmful"),
-                     "over-refused benign": R("over_refusal_benign"), "vs base ": d("over_refusal_benign"), "empty": R("empty_rate"),
+                     "over-refused benign": R("over_refusal_benign"), "vs base ": d("over_refusal_benign"),
+                     "answered benign": R("answered_benign"), "vs base  ": d("answered_benign"), "empty": R("empty_rate"), "loops": R("loop_rate"),
                      "violations": R("violation_rate"), "weighted score": R("weighted_score", pct=False, digits=2),
                      "AI judge": R("ai_judge", pct=False, digits=2), "win vs base": R("win_rate_vs_base") if m.get("win_rate_vs_base") is not None else "",
                      "Elo": "" if m.get("elo") is None else f'{m["elo"]:.0f}' + (f' [{m["elo_ci"][0]:.0f}, {m["elo_ci"][1]:.0f}]' if m.get("elo_ci") else "")})
     return rows
 
-def text_table(summary: dict, columns: Sequence[str] = ("stage", "refused harmful", "vs base", "over-refused benign", "vs base ", "empty")) -> str:
+def text_table(summary: dict, columns: Sequence[str] = ("stage", "refused harmful", "vs base", "over-refused benign", "vs base ", "answered benign", "vs base  ", "empty", "loops")) -> str:
     "The headline columns as a plain-text table, then one line per stage on what can be concluded (for the CLI)."
     rows = [[r[c] for c in columns] for r in summary_rows(summary)]
     w = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
