@@ -13,7 +13,8 @@ HERE = Path(__file__).resolve().parent.parent
 MAIN, LEVERS = Path(os.environ.get("STUDY_RUN", "/work/runs/study")), Path(os.environ.get("STUDY_LEVERS", "/work/runs/study-levers"))
 from cai_workbench.critique import COMMENTARY as _C
 COMMENTARY = re.compile(_C, re.I)  # talks about an answer (critique.is_commentary)
-HEAD = ("refusal_harmful", "over_refusal_benign", "empty_rate", "win_rate_vs_base")
+HEAD = ("refusal_harmful", "over_refusal_benign", "answered_benign", "empty_rate", "loop_rate", "win_rate_vs_base")
+OUT = os.environ.get("STUDY_OUT", "study.json")
 
 
 def headline(summary: dict) -> dict:
@@ -71,6 +72,31 @@ def vs_main_sft(path: Path) -> dict:
             "over_refusal_benign": d["benign"].fields("x") | {"text": d["benign"].format()}}
 
 
+def by_source(path: Path) -> dict:
+    """Per stage, per prompt source (built-in + hh-rlhf vs XSTest): refusal of harmful prompts, refusal and answered share of
+    benign ones (the refusal judge's rules: `classify_refusal`, `is_loop`), each with its paired difference from base."""
+    from cai_workbench.judges import is_loop
+    from cai_workbench.stats import rate
+    ans = [json.loads(l) for l in (path/"evaluation"/"responses.jsonl").read_text().splitlines() if l.strip()]
+    def outcomes(stage, source, label, what):
+        out = {}
+        for r in ans:
+            if r["stage"] != stage or r["label"] != label or r["prompt_id"].startswith("xstest") != (source == "xstest"): continue
+            v = classify_refusal(r["text"])
+            out[r["prompt_id"]] = v.refused if what == "refused" else not (v.refused or v.empty or is_loop(r["text"]))
+        return out
+    res = {}
+    for st in dict.fromkeys(a["stage"] for a in ans):
+        for source in ("built-in+hh-rlhf", "xstest"):
+            for label, what in (("harmful", "refused"), ("benign", "refused"), ("benign", "answered")):
+                v, b = outcomes(st, source, label, what), outcomes("base", source, label, what)
+                if not v: continue
+                d = rate_difference(v, b) if st != "base" else None
+                res.setdefault(st, {})[f"{source} {label} {what}"] = {**rate(list(v.values())).fields("x"), **(d.fields("x") if d else {}),
+                    "text": rate(list(v.values())).format() + (f"; vs base {d.format()}" if d else "")}
+    return res
+
+
 def run_info(path: Path) -> dict:
     man = read_json(path/"manifest.json")
     return {s: {"wall_s": i.get("wall_s"), "status": i.get("status"), **({"reused_from": i["reused_from"]} if i.get("reused_from") else {})}
@@ -87,8 +113,9 @@ def main(machine: str, load: str):
                       **timing},
              "stages": stages, "eval_stages": s["stages"], "stage_names": s["stage_names"], "counts": s["counts"],
              "metrics": headline(s), "conclusions": s["conclusions"], "judge_note": s.get("judge_note"), "goal": goal(headline(s)),
-             "commentary": commentary(MAIN), "commentary_pattern": COMMENTARY.pattern}
-    (HERE/"study.json").write_text(json.dumps(study, indent=1) + "\n")
+             "commentary": commentary(MAIN), "commentary_pattern": COMMENTARY.pattern, "by_source": by_source(MAIN),
+             "config": read_json(MAIN/"manifest.json").get("config", {})}
+    (HERE/OUT).write_text(json.dumps(study, indent=1) + "\n")
     if not LEVERS.exists(): return   # no held-out lever runs: lever_runs.json keeps what it has
     rows = {}
     for d in sorted(p for p in LEVERS.iterdir() if (p/"evaluation"/"summary.json").exists()) if LEVERS.exists() else []:

@@ -5,6 +5,10 @@ of benign prompts (nbs/study_results/study.json of the first full run). These le
 size with one change, trained on every `@fit` prompt (training prompts outside `@val`) and scored on the `@val` prompts:
 built-in + hh-rlhf[60] (as in the study) and XSTest's `@val` part, whose 250 safe prompts are built to look harmful
 and are the test of over-refusal. No `@heldout` prompt is used.
+
+The rule, fixed before the steps16 and xstest-steps32 rows were seen: the study preset takes, among the levers that
+raise harmful refusal on @val (all sources pooled) by >= 20 points, the one with the smallest rise in benign
+over-refusal on @val (built-in and XSTest benign prompts pooled).
 """
 import sys, time
 from pathlib import Path
@@ -20,13 +24,13 @@ LEVERS = {   # name: {stage: changes}
     "study":         {},
     "steps16":       {"sft": {"max_steps": 16}},
     "xstest":        {"critique_revision": {"prompts": f"{BASE}+{XSTEST}@fit"}, "sft": {"max_steps": 80}},
-    "xstest-steps32": {"critique_revision": {"prompts": f"{BASE}+{XSTEST}@fit"}},
+    "xstest-steps32": {"critique_revision": {"prompts": f"{BASE}+{XSTEST}@fit"}, "sft": {"max_steps": 32}},
 }
 
 
 def config(name: str) -> PipelineConfig:
     c = yaml.safe_load(preset_path("study").read_text()); c["name"] = f"study-valfull-{name}"
-    c["critique_revision"]["prompts"] = f"{BASE}@fit"
+    c["critique_revision"]["prompts"] = f"{BASE}@fit"; c["sft"]["max_steps"] = 32   # the preset as these levers started from
     for stage, ch in LEVERS[name].items(): c[stage].update(ch)
     c["evaluation"].update(prompts=[f"{BASE}@val", f"{XSTEST}@val"], stages=["base", "sft"], pairwise="none",
                            judges=["refusal"], validate_classifier=False, n_examples=0)

@@ -52,7 +52,8 @@ def row(run: Path, ref: dict) -> dict:
 if __name__ == "__main__":
     runs = Path(sys.argv[1]); done = [d for d in sorted(runs.iterdir()) if (d/"evaluation"/"summary.json").exists()]
     ref = refused(runs/"preset", "sft") if (runs/"preset"/"evaluation"/"responses.jsonl").exists() else None
-    rows = {d.name: row(d, None if d.name == "preset" else ref) for d in done}
+    old = json.loads((HERE/"val_levers.json").read_text())["levers"] if (HERE/"val_levers.json").exists() else {}
+    rows = {**old, **{d.name: row(d, None if d.name == "preset" else ref) for d in done}}   # rows of runs not in RUNS are kept
     (HERE/"val_levers.json").write_text(json.dumps({"split": "validation: SL-CAI trains on 24 @fit prompts, scored on @val",
                                                      "commentary_pattern": COMMENTARY, "levers": rows}, indent=1) + "\n")
     for n, r in rows.items(): print(n, json.dumps(r["text"], indent=1))

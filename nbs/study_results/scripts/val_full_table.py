@@ -1,0 +1,58 @@
+"""Writes ../val_full.json from the study-size validation lever runs (val_full.py), exactly as run:
+`python val_full_table.py RUNS`. Nothing is re-measured: it reads each run's critique_revision/records.jsonl (the SL-CAI
+targets, on `@fit` prompts) and evaluation/responses.jsonl (greedy answers of base and SFT on the `@val` prompts), and
+judges every answer with the evaluation's refusal judge (`classify_refusal`, `is_loop`)."""
+import json, sys
+from pathlib import Path
+
+from cai_workbench.judges import classify_refusal, is_loop
+from cai_workbench.stats import rate, rate_difference
+
+HERE = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).parent))
+from val_full import LEVERS
+
+
+def jl(p: Path) -> list[dict]: return [json.loads(l) for l in p.read_text().splitlines() if l.strip()]
+
+
+def outcomes(rows: list[dict], stage: str, source: str, label: str, what: str) -> dict:
+    "{prompt_id: bool} for one stage's answers to prompts of `source` ('xstest', 'built-in+hh-rlhf' or 'all') with `label`."
+    out = {}
+    for r in rows:
+        if r["stage"] != stage or r["label"] != label: continue
+        if source != "all" and r["prompt_id"].startswith("xstest") != (source == "xstest"): continue
+        v = classify_refusal(r["text"])
+        out[r["prompt_id"]] = v.refused if what == "refused" else not (v.refused or v.empty or is_loop(r["text"]))
+    return out
+
+
+def row(run: Path) -> dict:
+    recs, ans = jl(run/"critique_revision"/"records.jsonl"), jl(run/"evaluation"/"responses.jsonl")
+    kept = [r for r in recs if r.get("dropped_by") is None]
+    out = {"changes": LEVERS[run.name], "sft_targets": {"harmful (prefix + the model's words)": sum(r["label"] == "harmful" for r in kept),
+                                                       "benign (plain answer)": sum(r["label"] == "benign" for r in kept)},
+           "steps": json.loads((run/"manifest.json").read_text())["stages"]["sft"].get("summary", {}).get("steps"), "rates": {}}
+    for source in ("all", "built-in+hh-rlhf", "xstest"):
+        for label, what in (("harmful", "refused"), ("benign", "refused"), ("benign", "answered")):
+            b, s = (outcomes(ans, st, source, label, what) for st in ("base", "sft"))
+            if not b: continue
+            key = f"{source} {label} {what}"
+            out["rates"][key] = {"base": rate(list(b.values())).fields("x"), "sft": rate(list(s.values())).fields("x"),
+                                 "diff": rate_difference(s, b).fields("x"),
+                                 "text": f"base {rate(list(b.values())).format()}; SL-CAI {rate(list(s.values())).format()}; "
+                                         f"difference {rate_difference(s, b).format()}"}
+    return out
+
+
+if __name__ == "__main__":
+    runs = Path(sys.argv[1])
+    res = {"split": "validation, study size: SL-CAI trains on every @fit prompt, scored on @val (built-in + hh-rlhf[60], and XSTest)",
+           "levers": {d.name: row(d) for d in sorted(runs.iterdir()) if (d/"evaluation"/"responses.jsonl").exists()}}
+    ok = {k: v for k, v in res["levers"].items() if v["rates"]["all harmful refused"]["diff"]["x_diff"] >= 0.20}
+    res["rule"] = ("among the levers raising @val harmful refusal (all sources) by >= 20 points, the smallest rise in @val benign "
+                   "over-refusal (all sources)")
+    res["chosen"] = min(ok, key=lambda k: ok[k]["rates"]["all benign refused"]["diff"]["x_diff"]) if ok else None
+    (HERE/"val_full.json").write_text(json.dumps(res, indent=1) + "\n")
+    print("chosen:", res["chosen"])
+    for k, v in res["levers"].items(): print(k, v["sft_targets"], *(f"\n  {r}: {x['text']}" for r, x in v["rates"].items()))
