@@ -95,6 +95,10 @@ KILL_STAGE_AT_4 = textwrap.dedent("""
     if stage == "dpo":
         from cai_workbench.dpo import DPOConfig, run_dpo
         run_dpo(run, DPOConfig.from_dict(cfg), model="tiny", progress=False)
+    elif stage in ("rloo", "grpo"):
+        from cai_workbench import rloo_grpo as R
+        Cfg, runner = {"rloo": (R.RLOOStageConfig, R.run_rloo), "grpo": (R.GRPOStageConfig, R.run_grpo)}[stage]
+        runner(run, Cfg.from_dict(cfg), model="tiny", prompts=["Explain how to bake bread.", "Write a poem.", "How do I stay safe online?", "Plan a trip."])
     else:
         from cai_workbench.reward import RewardModelConfig, run_reward_model
         run_reward_model(run, RewardModelConfig.from_dict(cfg), model="tiny")
@@ -143,4 +147,32 @@ def test_sigkilled_dpo_and_reward_model_resume_with_the_same_losses(tmp_path, st
     got, want = stage_losses(run, stage), stage_losses(full, stage)
     assert len(got) == len(want) == 6
     assert got == pytest.approx(want, abs=1e-4), (got, want)            # steps 5-6 after the resume equal the uninterrupted run's
+    assert run.is_done(stage) and not ck.exists()
+
+
+RL = dict(max_steps=6, batch_size=4, num_generations=2, generation={"max_new_tokens": 6}, learning_rate=1e-3, device="cpu",
+          lora={"r": 4, "alpha": 8, "dropout": 0.0}, save_every=2, keep_last=2)
+
+
+@pytest.mark.parametrize("stage", ["rloo", "grpo"])
+def test_sigkilled_rloo_and_grpo_resume_with_the_same_steps(tmp_path, stage):
+    "Killed by SIGKILL right after checkpoint-4 of 6: the rerun resumes there and steps 5-6 equal the uninterrupted run's."
+    from cai_workbench.reward_scoring import random_reward_adapter
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    go = lambda run, script: subprocess.run([sys.executable, "-c", script, str(run.path), stage, json.dumps(RL)], env=env,
+                                            capture_output=True, text=True, timeout=900)
+    def rl_run(path):
+        run = Run.create(path, seed=0); random_reward_adapter(run.stage_dir("reward_model")/"adapter", base="tiny"); return run
+    rows = lambda run: [(r["step"], r["reward_mean"], r["kl"]) for r in map(json.loads, (run.path/stage/"metrics.jsonl").read_text().splitlines())]
+    full = rl_run(tmp_path/"full")
+    p = go(full, KILL_STAGE_AT_4.replace("os.kill(", "(lambda *a: None)(")); assert p.returncode == 0, p.stderr[-2000:]
+    run = rl_run(tmp_path/"killed")
+    p = go(run, KILL_STAGE_AT_4); assert p.returncode == -signal.SIGKILL, p.stderr[-2000:]
+    ck = run.path/stage/"checkpoints"
+    assert sorted(x.name for x in ck.iterdir() if x.name.startswith("checkpoint-")) == ["checkpoint-2", "checkpoint-4"]
+    p = go(run, KILL_STAGE_AT_4.replace("os.kill(", "(lambda *a: None)(")); assert p.returncode == 0, p.stderr[-2000:]
+    assert f"resuming from {ck/'checkpoint-4'}" in p.stdout + p.stderr
+    got, want = rows(run), rows(full)
+    assert [r[0] for r in got] == [r[0] for r in want] == [1, 2, 3, 4, 5, 6]
+    assert [x for r in got for x in r[1:]] == pytest.approx([x for r in want for x in r[1:]], abs=1e-4), (got, want)
     assert run.is_done(stage) and not ck.exists()
