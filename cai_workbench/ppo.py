@@ -16,6 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from fastcore.basics import patch
 
+from .checkpoints import check_checkpoint_settings
 from .core import START_FROM, ConfigBase, ConfigError
 from .models import GenerationConfig, LoraSpec, Generator
 from .scoring import token_logprobs
@@ -33,8 +34,10 @@ def _ppo_generation() -> GenerationConfig:
 def _check_ppo_config(c: PPOConfig):
     "Refuse settings PPO cannot train with, naming the field and what to use."
     def bad(name, why): raise ConfigError(f"PPOConfig.{name}={functools.reduce(getattr, name.split('.'), c)!r}: {why}")
-    for n in ("total_updates", "batch_size", "minibatch_size", "ppo_epochs", "save_every"):
+    for n in ("total_updates", "batch_size", "minibatch_size", "ppo_epochs"):
         if getattr(c, n) < 1: bad(n, "must be >= 1")
+    try: check_checkpoint_settings(c)                  # save_every >= 0 (0: never), keep_last >= 1, as for the TRL stages
+    except ConfigError as e: raise ConfigError(f"PPOConfig.{e}") from None
     if c.kl_horizon is not None and c.kl_horizon < 1: bad("kl_horizon", "must be >= 1 rollout (or None: scaled to the run)")
     if c.batch_size < 2: bad("batch_size", "needs >= 2 rollouts to whiten advantages")
     if c.minibatch_size > c.batch_size: bad("minibatch_size", f"must be <= batch_size ({c.batch_size})")
@@ -92,7 +95,9 @@ class PPOConfig(ConfigBase):
     reward_placement: Literal["auto", "shared", "separate"] = "auto"  # reward adapter on the policy's base, or its own model
     start_from: Literal["sft", "base"] = "sft"  # policy (and reference): the run's sft/adapter when it has one, or the bare base
     # --- bookkeeping
-    save_every: int = 5                 # checkpoint every N updates (and at the end)
+    save_every: int = 5                 # checkpoint every N updates (and at the end) into ppo/checkpoints/checkpoint-N (0: never)
+    keep_last: int = 2                  # keep only the newest K checkpoints
+    keep_checkpoints: bool = False      # keep them when the stage finishes (default: delete them)
     seed: int | None = None             # default: the run's seed
     _renamed = {"prompt_limit": "limit", "max_new_tokens": "generation.max_new_tokens", "temperature": "generation.temperature",
                 "top_p": "generation.top_p", "system_prompt": "generation.system_prompt", "use_sft_adapter": START_FROM}

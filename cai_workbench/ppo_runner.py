@@ -6,7 +6,7 @@ Docs: https://cai-workbench.github.io/cai-workbench/ppo_runner.html.md"""
 
 # %% ../nbs/06b_ppo_runner.ipynb #b76bfe92
 from __future__ import annotations
-import math, os, random, resource, time
+import math, os, random, resource, shutil, time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .checkpoints import checkpoints, finish_checkpoints
 from .guards import fingerprint, stage_fingerprint, stale_reasons
 from .core import ConfigError, RecordStore, Run, atomic_dir, atomic_write_text, derive_seed, read_json, save_figure, set_seed, write_json
 from .sft import sft_adapter
@@ -29,10 +30,10 @@ __all__ = ['CURVES', 'TOY_TARGETS', 'checkpoint_fingerprint', 'save_checkpoint',
            'plot_curves', 'peak_memory_mb', 'PPOResult', 'same_tokenizer', 'run_ppo', 'word_count_reward', 'toy_config']
 
 # %% ../nbs/06b_ppo_runner.ipynb #e289727e
-_RESUMABLE = ("total_updates", "save_every")    # config fields a resume may change
+_RESUMABLE = ("total_updates", "save_every", "keep_last", "keep_checkpoints")    # config fields a resume may change
 
 def checkpoint_fingerprint(config: PPOConfig, **inputs) -> dict:
-    "What a PPO checkpoint was made from: the config (but `total_updates`/`save_every`) and the inputs (adapters, prompts...)."
+    "What a PPO checkpoint was made from: the config (but `total_updates` and the checkpoint settings) and the inputs (adapters, prompts...)."
     fp = stage_fingerprint(config, ignore=_RESUMABLE)
     return {**fp, "inputs": {k: fingerprint(v) for k, v in sorted(inputs.items())}}   # a Path by its bytes, the rest by value
 
@@ -230,18 +231,41 @@ def _ppo_models(config: PPOConfig, model: str, sft, reward_fn: RewardFn | None, 
     optimizer = accelerator.prepare(torch.optim.AdamW(pv.trainable_parameters(), lr=config.learning_rate))
     return pv, tok, reward_fn, accelerator, optimizer
 
+def _newest_checkpoint(folder: Path) -> Path | None:
+    "The newest complete `checkpoint-N` under `folder` (its `state.json` written), or None."
+    return next((ck for ck in checkpoints(folder) if (ck/"state.json").exists()), None)
+
+def _last_good(folder: Path) -> str:
+    "For error messages: the newest complete checkpoint, which is kept, or that there is none yet."
+    ck = _newest_checkpoint(folder)
+    return f"the last good checkpoint {ck} was kept" if ck else f"there is no checkpoint yet (in {folder})"
+
+def _adopt_old_layout(d: Path, folder: Path):
+    "Move a previous version's single `ppo/checkpoint/` folder to `checkpoints/checkpoint-<its update>`."
+    old = d/"checkpoint"
+    if not (old/"state.json").exists(): return
+    dest = folder/f"checkpoint-{read_json(old/'state.json')['update']}"
+    if dest.exists(): shutil.rmtree(old)
+    else: folder.mkdir(parents=True, exist_ok=True); shutil.move(str(old), str(dest))
+
 def _resume(d: Path, pv: PolicyValueModel, optimizer, kl_ctl, config: PPOConfig, fp: str) -> tuple[Path, int, RecordStore]:
-    "(checkpoint folder, first update to run, metrics store): 0 unless the last checkpoint was made from the same config and inputs."
+    "(checkpoints folder, first update to run, metrics store): 0 unless the newest checkpoint was made from the same config and inputs."
     if (d/"checkpoint.pt").exists(): _refuse_pickle(d/"checkpoint.pt")
-    ckpt, start = d/"checkpoint", 0
-    if (ckpt/"state.json").exists(): start = load_checkpoint(ckpt, pv, optimizer, kl_ctl, config, fp)
+    folder, start = d/"checkpoints", 0
+    _adopt_old_layout(d, folder)
+    if (ck := _newest_checkpoint(folder)) is not None: start = load_checkpoint(ck, pv, optimizer, kl_ctl, config, fp)
     _keep_metrics_before(d/"metrics.jsonl", start)
-    return ckpt, start, RecordStore(d/"metrics.jsonl", key="update")
+    return folder, start, RecordStore(d/"metrics.jsonl", key="update")
+
+def _save(folder: Path, pv: PolicyValueModel, optimizer, kl_ctl, update: int, config: PPOConfig, fp: dict):
+    "Write `checkpoint-<update>` into `folder`, then delete all but the newest `keep_last`."
+    save_checkpoint(folder/f"checkpoint-{update}", pv, optimizer, kl_ctl, update, config, fp)
+    for old in checkpoints(folder)[config.keep_last:]: shutil.rmtree(old, ignore_errors=True)
 
 
 # %% ../nbs/06b_ppo_runner.ipynb #79f81932
 def _ppo_update_k(k: int, batch: list[str], pv: PolicyValueModel, gen: Generator, reward_fn: RewardFn, optimizer, accelerator,
-                  kl_ctl, config: PPOConfig, seed: int, ckpt: Path) -> dict:
+                  kl_ctl, config: PPOConfig, seed: int, ckpts: Path) -> dict:
     "Update `k`: sample and score `batch`, take the PPO step, stop on divergence; the update's metrics record."
     t_up, B = time.time(), config.batch_size
     ro = collect_rollouts(pv, gen, batch, reward_fn, config, kl_ctl.value, seed=derive_seed(seed, "rollout", k))
@@ -249,16 +273,14 @@ def _ppo_update_k(k: int, batch: list[str], pv: PolicyValueModel, gen: Generator
     if kl > config.max_kl:
         raise PPODivergedError(f"update {k}: KL to the reference is {kl:.1f} nats > max_kl={config.max_kl}; the policy "
                                f"has diverged. Lower learning_rate ({config.learning_rate}) or raise init_kl_coef "
-                               f"({config.init_kl_coef}). The last good checkpoint is {ckpt}.")
+                               f"({config.init_kl_coef}); {_last_good(ckpts)}.")
     try:
         stats = ppo_update(pv, optimizer, ro, config, torch.Generator().manual_seed(derive_seed(seed, "minibatch", k)), accelerator)
     except PPODivergedError as e:
-        raise PPODivergedError(f"ppo update {k}: {e} The last good checkpoint is {ckpt}"
-                               f"{'' if ckpt.exists() else ' (none yet)'}; it was kept.") from None
+        raise PPODivergedError(f"ppo update {k}: {e} Nothing was saved; {_last_good(ckpts)}.") from None
     if not all(torch.isfinite(p).all() for p in pv.trainable_parameters()):
         raise PPODivergedError(f"ppo update {k}: the update made the trainable weights NaN/inf (learning_rate "
-                               f"{config.learning_rate:g} is likely too high); nothing was saved and the last good "
-                               f"checkpoint {ckpt}{'' if ckpt.exists() else ' (none yet)'} was kept.")
+                               f"{config.learning_rate:g} is likely too high); nothing was saved and {_last_good(ckpts)}.")
     rec = {"update": k, "reward_mean": ro.scores.mean().item(), "reward_std": ro.scores.std().item(), "kl": kl,
            "kl_coef": kl_ctl.value, "non_score_reward": -kl_ctl.value * kl, **stats,
            "response_len": ro.mask.sum(1).mean().item(), "eos_frac": sum(ro.finished) / B,
@@ -303,17 +325,18 @@ def run_ppo(
         kl_ctl = AdaptiveKLController.for_config(config)
         fp = checkpoint_fingerprint(config, model=str(model), prompts=texts, sft=sft,
                                     reward=reward_plan[0] if reward_plan else "reward_fn")
-        ckpt, start, store = _resume(d, pv, optimizer, kl_ctl, config, fp)
+        ckpts, start, store = _resume(d, pv, optimizer, kl_ctl, config, fp)
         gen = Generator(pv.peft, tok, config.generation, progress=False)
         order = list(range(len(texts))); random.Random(seed).shuffle(order)
         B = config.batch_size
         for k in tqdm(range(start, config.total_updates), desc="PPO", unit="update", disable=not progress, initial=start, total=config.total_updates):
             batch = [texts[order[(k * B + i) % len(texts)]] for i in range(B)]
-            rec = _ppo_update_k(k, batch, pv, gen, reward_fn, optimizer, accelerator, kl_ctl, config, seed, ckpt)
+            rec = _ppo_update_k(k, batch, pv, gen, reward_fn, optimizer, accelerator, kl_ctl, config, seed, ckpts)
             store.append(rec); log_metrics(rec, step=k + 1)      # TRL's names, to the run's trackers
-            if (k + 1) % config.save_every == 0 or k + 1 == config.total_updates:
-                save_checkpoint(ckpt, pv, optimizer, kl_ctl, k + 1, config, fp)
+            if config.save_every and ((k + 1) % config.save_every == 0 or k + 1 == config.total_updates):
+                _save(ckpts, pv, optimizer, kl_ctl, k + 1, config, fp)
         res = _ppo_finish(run, d, config, model, pv, tok, store, start, t0, reward_plan, sft)
+        finish_checkpoints(ckpts, config)                       # deleted unless keep_checkpoints (as the TRL stages do)
     return res
 
 

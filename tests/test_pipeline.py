@@ -211,7 +211,7 @@ def test_forced_ppo_reruns_from_scratch_not_from_the_old_checkpoint(tmp_path):
     random_reward_adapter(rd/"reward_model"/"adapter", base="tiny")
     lora = {"r": 4, "alpha": 8, "dropout": 0.0}
     ppo = dict(total_updates=2, batch_size=4, minibatch_size=4, ppo_epochs=1, generation={"max_new_tokens": 4}, save_every=1, limit=8,
-               learning_rate=1e-3, lora={**lora, "target_modules": TOY_TARGETS}, value_lora=lora)
+               keep_checkpoints=True, learning_rate=1e-3, lora={**lora, "target_modules": TOY_TARGETS}, value_lora=lora)
     cfg = PipelineConfig.from_dict({"model": "tiny", "stages": ["ppo"], "ppo": ppo})
     run_pipeline(cfg, run_dir=rd, progress=False)
     before = load_file(str(rd/"ppo"/"adapter"/"adapter_model.safetensors"))

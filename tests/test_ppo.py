@@ -119,7 +119,7 @@ def _params(run):
 
 
 def test_checkpoint_resume_gives_the_same_next_update(tmp_path):
-    cfg = toy_config(total_updates=3, save_every=1, batch_size=8, minibatch_size=4)
+    cfg = toy_config(total_updates=3, save_every=1, batch_size=8, minibatch_size=4, keep_checkpoints=True)   # a finished stage resumes
     straight = Run.create(tmp_path/"a", seed=1)
     ra = run_ppo(straight, cfg, model="tiny", reward_fn=word_count_reward("e"), prompts=PROMPTS, progress=False)
     resumed = Run.create(tmp_path/"b", seed=1)
@@ -143,10 +143,12 @@ def test_nan_guard_stops_and_keeps_last_checkpoint(tmp_path):
         return [1e30 if len(calls) >= 3 else 1.0 for _ in responses]          # update 2 gets an absurd reward scale
     run = Run.create(tmp_path/"nan", seed=0)
     cfg = toy_config(total_updates=5, save_every=1, batch_size=8, minibatch_size=4)
-    with pytest.raises(PPODivergedError, match=r"ppo update 2: non-finite .* last good checkpoint .*checkpoint"):
+    with pytest.raises(PPODivergedError, match=r"ppo update 2: non-finite .* last good checkpoint .*checkpoints/checkpoint-2 was kept"):
         run_ppo(run, cfg, model="tiny", reward_fn=exploding, prompts=PROMPTS, progress=False)
-    state = json.loads((run.path/"ppo"/"checkpoint"/"state.json").read_text())
-    tensors = load_file(str(run.path/"ppo"/"checkpoint"/"tensors.safetensors"))
+    ck = run.path/"ppo"/"checkpoints"/"checkpoint-2"                         # the newest, named in the error
+    assert sorted(p.name for p in ck.parent.iterdir()) == ["checkpoint-1", "checkpoint-2"]
+    state = json.loads((ck/"state.json").read_text())
+    tensors = load_file(str(ck/"tensors.safetensors"))
     assert state["update"] == 2 and all(torch.isfinite(v).all() for k, v in tensors.items() if k.startswith("adapter/"))
     assert run.stage_info("ppo")["status"] == "failed" and not (run.path/"ppo"/"adapter").exists()
     # the killed run resumes from the last good update with a sane reward
@@ -261,7 +263,7 @@ def test_malicious_pickle_checkpoint_is_refused_not_run(tmp_path):
 
 def test_checkpoint_resumes_only_with_the_same_config_and_inputs(tmp_path):
     "A changed learning rate (or reward) does not silently resume an old checkpoint; raising total_updates does."
-    cfg = toy_config(total_updates=2, save_every=1, batch_size=4, minibatch_size=4)
+    cfg = toy_config(total_updates=2, save_every=1, batch_size=4, minibatch_size=4, keep_checkpoints=True)
     run = Run.create(tmp_path/"r", seed=0)
     run_ppo(run, cfg, model="tiny", reward_fn=word_count_reward("e"), prompts=PROMPTS, progress=False)
     with pytest.raises(ConfigError, match=r"other settings or inputs \(learning_rate was 0.005, now 0.001\).*start over \(--force"):
@@ -296,3 +298,45 @@ def test_kl_horizon_scales_with_the_run():
     assert abs(fixed / cfg.init_kl_coef - 1) < 0.004
     with pytest.raises(ConfigError, match="kl_horizon"):
         PPOConfig(kl_horizon=0)
+
+
+class _Killed(Exception): "Stands in for a kill between two updates (after the last one's checkpoint was written)."
+
+
+def test_ppo_checkpoints_like_the_trl_stages(tmp_path, monkeypatch):
+    "Issue 16: PPO's checkpoints use the TRL stages' names: `checkpoints/checkpoint-N`, `keep_last`, `keep_checkpoints`, `save_every: 0`."
+    import shutil
+    import cai_workbench.ppo_runner as R
+    small = dict(batch_size=4, minibatch_size=4, ppo_epochs=1, generation={"max_new_tokens": 4}, save_every=1, keep_last=2)
+    cfg = toy_config(total_updates=5, **small)
+    names = lambda run: sorted(p.name for p in (run.path/"ppo"/"checkpoints").glob("checkpoint-*"))
+    go = lambda run, cfg: run_ppo(run, cfg, model="tiny", reward_fn=word_count_reward("e"), prompts=PROMPTS, progress=False)
+    run, seen = Run.create(tmp_path/"killed", seed=0), {}
+    orig = R._ppo_update_k
+    def update_k(k, *a, **kw):
+        seen[k] = names(run)
+        if k == 3: raise _Killed()                                     # killed after update 3 (checkpoint-3 written)
+        return orig(k, *a, **kw)
+    monkeypatch.setattr(R, "_ppo_update_k", update_k)
+    with pytest.raises(_Killed): go(run, cfg)
+    monkeypatch.setattr(R, "_ppo_update_k", orig)
+    assert seen[2] == ["checkpoint-1", "checkpoint-2"] and seen[3] == ["checkpoint-2", "checkpoint-3"]   # keep_last=2
+    assert not (run.path/"ppo"/"checkpoint").exists()
+    res = go(run, cfg)
+    assert res.resumed_from == 3 and [m["update"] for m in res.metrics] == [0, 1, 2, 3, 4]
+    assert not (run.path/"ppo"/"checkpoints").exists() and run.is_done("ppo")   # deleted when the stage finishes
+    kept = Run.create(tmp_path/"kept", seed=0)
+    go(kept, toy_config(total_updates=2, keep_checkpoints=True, **small))
+    assert names(kept) == ["checkpoint-1", "checkpoint-2"]
+    none = Run.create(tmp_path/"none", seed=0)
+    go(none, toy_config(total_updates=2, **{**small, "save_every": 0, "keep_checkpoints": True}))
+    assert names(none) == [] and none.is_done("ppo")
+    # a run folder from before (one `ppo/checkpoint` folder) still resumes
+    ppo = kept.path/"ppo"
+    shutil.move(str(ppo/"checkpoints"/"checkpoint-2"), str(ppo/"checkpoint")); shutil.rmtree(ppo/"checkpoints")
+    res = go(kept, toy_config(total_updates=3, **small))
+    assert res.resumed_from == 2 and len(res.metrics) == 3
+    assert not (ppo/"checkpoint").exists() and not (ppo/"checkpoints").exists()
+    for bad in ({"save_every": -1}, {"keep_last": 0}):
+        with pytest.raises(ConfigError, match=next(iter(bad))): PPOConfig(**bad)
+    PPOConfig(save_every=0)
