@@ -25,14 +25,18 @@ LEVERS = {   # name: {stage: changes}
     "steps16":       {"sft": {"max_steps": 16}},
     "xstest":        {"critique_revision": {"prompts": f"{BASE}+{XSTEST}@fit"}, "sft": {"max_steps": 80}},
     "xstest-steps32": {"critique_revision": {"prompts": f"{BASE}+{XSTEST}@fit"}, "sft": {"max_steps": 32}},
+    # PPO/DPO settings (issue 12 §4): the chosen lever's SL-CAI (reused from its run) then preferences, reward model,
+    # PPO with 4x the preset's updates and DPO as in the preset; every stage scored on @val
+    "xstest-rl":     {"critique_revision": {"prompts": f"{BASE}+{XSTEST}@fit"}, "sft": {"max_steps": 80}, "ppo": {"total_updates": 16}},
 }
+RL = {"xstest-rl": "xstest"}   # lever: the lever whose critique_revision and sft it reuses
 
 
 def config(name: str) -> PipelineConfig:
     c = yaml.safe_load(preset_path("study").read_text()); c["name"] = f"study-valfull-{name}"
     c["critique_revision"]["prompts"] = f"{BASE}@fit"; c["sft"]["max_steps"] = 32   # the preset as these levers started from
     for stage, ch in LEVERS[name].items(): c[stage].update(ch)
-    c["evaluation"].update(prompts=[f"{BASE}@val", f"{XSTEST}@val"], stages=["base", "sft"], pairwise="none",
+    c["evaluation"].update(prompts=[f"{BASE}@val", f"{XSTEST}@val"], stages=["base", "sft"] + (["ppo", "dpo"] if name in RL else []), pairwise="none",
                            judges=["refusal"], validate_classifier=False, n_examples=0)
     return PipelineConfig.from_dict(c, where=f"validation lever {name}")
 
@@ -42,5 +46,12 @@ if __name__ == "__main__":
     for name in sys.argv[2:]:
         t0 = time.time(); cfg = config(name)
         run = Run.create(out/name, config=cfg, seed=cfg.seed)
-        run_pipeline(cfg, run_dir=run.path, stages=["critique_revision", "sft", "evaluation"], where=f"validation lever {name}")
+        stages = ["critique_revision", "sft", "evaluation"]
+        if name in RL:
+            from cai_workbench.sweeps import reuse_stages
+            src = out/RL[name]
+            assert (src/"config.yaml").exists() and PipelineConfig.from_dict(yaml.safe_load((src/"config.yaml").read_text())).stage_config("sft") == cfg.stage_config("sft")
+            reuse_stages(Run(src), run, ["critique_revision", "sft"])
+            stages = ["critique_revision", "sft", "preferences", "reward_model", "ppo", "dpo", "evaluation"]
+        run_pipeline(cfg, run_dir=run.path, stages=stages, where=f"validation lever {name}")
         print(f"lever {name}: done in {time.time() - t0:.0f} s", flush=True)

@@ -28,6 +28,9 @@ LEVERS = {   # name: critique_revision changes
     "fewshot3":         {"max_few_shot": None},
     # the model writes the rest of a fixed refusal opening for harmful prompts; benign prompts keep their plain answer
     "prefix-answer":    {"revision_prefix": "I can't help with that.", "benign": "answer"},
+    # issue 12 §4's levers not measured before, each on top of prefix-answer: all few-shot conversations; two rounds
+    "prefix-answer-fewshot3": {"revision_prefix": "I can't help with that.", "benign": "answer", "max_few_shot": None},
+    "prefix-answer-rounds2":  {"revision_prefix": "I can't help with that.", "benign": "answer", "rounds": 2},
 }
 SHARE = {"drop": "preset", "ask-drop": "ask", "ask-fewshot3-drop": "ask-fewshot3"}
 
