@@ -194,9 +194,10 @@ def conclusion(d: Difference, what: str, scale: float = 100, unit: str = "points
     "One sentence: how `what` changed, its interval and n, and whether that is a real change."
     if d.value is None: return f"{what}: nothing to compare (n={d.n}), nothing can be concluded"
     f = lambda x: f"{scale*x:.{digits}f}"
-    ci = "" if d.ci is None else f" [{f(d.ci[0])}, {f(d.ci[1])}]"
     if d.shown:
         up = d.value > 0
+        lo_hi = None if d.ci is None else d.ci if up else (-d.ci[1], -d.ci[0])   # a fall is said by its size: "fell by 38 [28, 48]"
+        ci = "" if lo_hi is None else f" [{f(lo_hi[0])}, {f(lo_hi[1])}]"
         return f"{what} {'rose' if up else 'fell'} by {f(abs(d.value))} {unit}{ci}, n={d.n}: a real {'increase' if up else 'decrease'}"
     return f"n={d.n}: no difference in {what} can be shown ({d.format(scale, unit, digits)})"
 
