@@ -19,6 +19,9 @@ VAL_LEVERS = [  # (lever, run under /work/runs/study-val, what it changes)
     ("drop revisions that comment on the answer (critique.is_commentary)", "drop", "critique_revision.commentary: drop"),
     ("a fixed refusal opening for every harmful prompt's revision, plain answers for benign prompts", "prefix-answer",
      "critique_revision.revision_prefix: \"I can't help with that.\" (the model writes the rest) and benign: answer"),
+    ("few-shot conversations that show a good refusal (all 3), on top of prefix-answer", "prefix-answer-fewshot3",
+     "prefix-answer and critique_revision.max_few_shot: null (all 3 few-shot conversations)"),
+    ("more critique-revision rounds (2), on top of prefix-answer", "prefix-answer-rounds2", "prefix-answer and critique_revision.rounds: 2"),
 ]
 F = json.loads((HERE/"val_full.json").read_text()) if (HERE/"val_full.json").exists() else {"levers": {}}
 FIRST = json.loads((HERE/"study_first.json").read_text()) if (HERE/"study_first.json").exists() else None
@@ -31,6 +34,13 @@ def val_full_row(name, r):
     return {"lever": f"study size: {name}", "split": VAL_FULL, "run": f"{what}; SFT targets {r['sft_targets']}",
             "harmful": t["all harmful refused"]["text"], "benign": t["all benign refused"]["text"],
             "status": "measured on the validation split" + ("; CHOSEN for the study preset by the rule in val_full.json" if F.get("chosen") == name else "")}
+
+
+def val_full_stage_rows(name, r):
+    "PPO/DPO rows of a study-size lever that ran them (PPO/DPO settings, issue 12 §4)."
+    return [{"lever": f"study size: {name}, {st.upper()}", "split": VAL_FULL, "run": "; ".join(f"{s}.{k}: {v}" for s, ch in r["changes"].items() for k, v in ch.items()) + f"; row {st}",
+             "harmful": t["all harmful refused"], "benign": t["all benign refused"], "status": "measured on the validation split"}
+            for st, t in r.get("other_stages", {}).items()]
 
 
 def first_row():
@@ -46,8 +56,9 @@ def val_row(lever, name, what):
     r = V["levers"].get(name)
     if r is None: return {"lever": lever, "split": VAL, "run": f"not run: {NOT_RUN.get('val-' + name, 'no time left on the shared machine')}", "status": "not measured"}
     t = r["text"]
-    vs = (f"; vs the preset's SFT {t['SFT harmful refusal vs preset' + chr(39) + 's SFT']}" if name != "preset" else "")
-    vb = (f"; vs the preset's SFT {t['SFT benign over-refusal vs preset' + chr(39) + 's SFT']}" if name != "preset" else "")
+    kh, kb = "SFT harmful refusal vs preset's SFT", "SFT benign over-refusal vs preset's SFT"   # absent when the preset run was not there
+    vs = f"; vs the preset's SFT {t[kh]}" if kh in t else ""
+    vb = f"; vs the preset's SFT {t[kb]}" if kb in t else ""
     return {"lever": lever, "split": VAL, "run": f"{what}; run {name}",
             "commentary": f"targets that comment on the answer: {t['commentary (all targets)']}; SFT targets kept: {r['targets_kept']} of {r['targets_n']}",
             "harmful": t["SFT harmful refusal on @val"] + vs, "benign": t["SFT benign over-refusal on @val"] + vb,
@@ -77,9 +88,10 @@ def row(lever, name, stage, what):
 
 
 levers = ([{**OLD["AI labelling method (letter vs likelihood-ratio, ensemble, likelihood)"], "split": "hh-rlhf pairs: a choose split and a disjoint report split"}]
-          + [val_row(*l) for l in VAL_LEVERS] + first_row() + [val_full_row(n, r) for n, r in F["levers"].items()] + [row(*l) for l in LEVERS])
-levers.append({"lever": "PPO / DPO settings", "split": "-", "run": "not run: only the preset's PPO and DPO settings were run (see the study table)",
-               "status": "not measured as a lever"})
+          + [val_row(*l) for l in VAL_LEVERS] + first_row() + [x for n, r in F["levers"].items() for x in [val_full_row(n, r), *val_full_stage_rows(n, r)]] + [row(*l) for l in LEVERS])
+if not any(r.get("other_stages") for r in F["levers"].values()):
+    levers.append({"lever": "PPO / DPO settings", "split": "-", "run": "not run: only the preset's PPO and DPO settings were run (see the study table)",
+                   "status": "not measured as a lever"})
 reached = ([s for s, g in S["goal"].items() if g["reached"]] + [f"{n}: {s}" for n, r in R.items() for s, g in r["goal"].items() if g["reached"]]
            + ([f"first full-size run: {s}" for s, g in FIRST["goal"].items() if g["reached"]] if FIRST else []))
 goal = ("REACHED (point estimates) by " + ", ".join(reached) if reached else

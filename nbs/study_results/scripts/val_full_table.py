@@ -42,6 +42,10 @@ def row(run: Path) -> dict:
                                  "diff": rate_difference(s, b).fields("x"),
                                  "text": f"base {rate(list(b.values())).format()}; SL-CAI {rate(list(s.values())).format()}; "
                                          f"difference {rate_difference(s, b).format()}"}
+            for st in dict.fromkeys(a["stage"] for a in ans if a["stage"] not in ("base", "sft")):   # PPO, DPO when the lever ran them
+                x = outcomes(ans, st, source, label, what)
+                out.setdefault("other_stages", {}).setdefault(st, {})[key] = (
+                    f"base {rate(list(b.values())).format()}; {st.upper()} {rate(list(x.values())).format()}; difference {rate_difference(x, b).format()}")
     return out
 
 
