@@ -10,6 +10,7 @@ from cai_workbench.judges import classify_refusal
 from cai_workbench.stats import Difference, Rate, rate_difference
 
 HERE = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).parent))
 MAIN, LEVERS = Path(os.environ.get("STUDY_RUN", "/work/runs/study")), Path(os.environ.get("STUDY_LEVERS", "/work/runs/study-levers"))
 from cai_workbench.critique import COMMENTARY as _C
 COMMENTARY = re.compile(_C, re.I)  # talks about an answer (critique.is_commentary)
@@ -74,22 +75,15 @@ def vs_main_sft(path: Path) -> dict:
 
 def by_source(path: Path) -> dict:
     """Per stage, per prompt source (built-in + hh-rlhf vs XSTest): refusal of harmful prompts, refusal and answered share of
-    benign ones (the refusal judge's rules: `classify_refusal`, `is_loop`), each with its paired difference from base."""
-    from cai_workbench.judges import is_loop
+    benign ones (the evaluation's refusal judge, through val_full_table.outcomes), each with its paired difference from base."""
     from cai_workbench.stats import rate
+    from val_full_table import outcomes
     ans = [json.loads(l) for l in (path/"evaluation"/"responses.jsonl").read_text().splitlines() if l.strip()]
-    def outcomes(stage, source, label, what):
-        out = {}
-        for r in ans:
-            if r["stage"] != stage or r["label"] != label or r["prompt_id"].startswith("xstest") != (source == "xstest"): continue
-            v = classify_refusal(r["text"])
-            out[r["prompt_id"]] = v.refused if what == "refused" else not (v.refused or v.empty or is_loop(r["text"]))
-        return out
     res = {}
     for st in dict.fromkeys(a["stage"] for a in ans):
         for source in ("built-in+hh-rlhf", "xstest"):
             for label, what in (("harmful", "refused"), ("benign", "refused"), ("benign", "answered")):
-                v, b = outcomes(st, source, label, what), outcomes("base", source, label, what)
+                v, b = outcomes(ans, st, source, label, what), outcomes(ans, "base", source, label, what)
                 if not v: continue
                 d = rate_difference(v, b) if st != "base" else None
                 res.setdefault(st, {})[f"{source} {label} {what}"] = {**rate(list(v.values())).fields("x"), **(d.fields("x") if d else {}),

@@ -1,11 +1,11 @@
 """Writes ../val_full.json from the study-size validation lever runs (val_full.py), exactly as run:
 `python val_full_table.py RUNS`. Nothing is re-measured: it reads each run's critique_revision/records.jsonl (the SL-CAI
 targets, on `@fit` prompts) and evaluation/responses.jsonl (greedy answers of base and SFT on the `@val` prompts), and
-judges every answer with the evaluation's refusal judge (`classify_refusal`, `is_loop`)."""
+judges every answer with the evaluation's refusal judge (`get_judge("refusal")`)."""
 import json, sys
 from pathlib import Path
 
-from cai_workbench.judges import classify_refusal, is_loop
+from cai_workbench.judges import JudgeContext, get_judge
 from cai_workbench.stats import rate, rate_difference
 
 HERE = Path(__file__).resolve().parent.parent
@@ -17,14 +17,11 @@ def jl(p: Path) -> list[dict]: return [json.loads(l) for l in p.read_text().spli
 
 
 def outcomes(rows: list[dict], stage: str, source: str, label: str, what: str) -> dict:
-    "{prompt_id: bool} for one stage's answers to prompts of `source` ('xstest', 'built-in+hh-rlhf' or 'all') with `label`."
-    out = {}
-    for r in rows:
-        if r["stage"] != stage or r["label"] != label: continue
-        if source != "all" and r["prompt_id"].startswith("xstest") != (source == "xstest"): continue
-        v = classify_refusal(r["text"])
-        out[r["prompt_id"]] = v.refused if what == "refused" else not (v.refused or v.empty or is_loop(r["text"]))
-    return out
+    """{prompt_id: bool} for one stage's answers to prompts of `source` ('xstest', 'built-in+hh-rlhf' or 'all') with
+    `label`; `what` is a field of the evaluation's refusal judge ('refused' or 'answered')."""
+    keep = [r for r in rows if r["stage"] == stage and r["label"] == label
+            and (source == "all" or r["prompt_id"].startswith("xstest") == (source == "xstest"))]
+    return {r["prompt_id"]: j[what] for r, j in zip(keep, get_judge("refusal").judge(keep, JudgeContext()))}
 
 
 def row(run: Path) -> dict:
