@@ -13,6 +13,8 @@ from typing import Callable, Iterator, Protocol, Sequence, runtime_checkable
 
 import torch
 
+from .guards import quiet_library_deprecations
+
 # %% auto #0
 __all__ = ['Chunk', 'BACKENDS', 'DEFAULT_BACKEND', 'GenerationBackend', 'register_backend', 'make_backend', 'use_adapter',
            'load_adapters', 'adapters_loaded', 'shared_prefix_length', 'sampling_kwargs', 'plain_generation_config',
@@ -82,7 +84,8 @@ def load_adapters(model, adapters: dict):
     if not adapters: return model
     from peft import PeftModel
     (first, path), *rest = adapters.items()
-    peft = PeftModel.from_pretrained(model, str(path), adapter_name=first)     # injects LoRA layers into `model` in place
+    with quiet_library_deprecations():                                         # injects LoRA layers into `model` in place
+        peft = PeftModel.from_pretrained(model, str(path), adapter_name=first)
     for name, p in rest: peft.load_adapter(str(p), adapter_name=name)
     return peft
 

@@ -227,7 +227,7 @@ def train_dpo(model, tokenizer, pairs: list[dict], config: DPOConfig, output_dir
               smoothing: list[float] | None = None): # per-pair label smoothing ε (`pair_smoothing`, sigmoid loss); None: all 0
     "Run TRL's DPOTrainer on `pairs` with `model` (a PeftModel, or a plain model that gets a fresh LoRA). Returns the trainer."
     import trl
-    from cai_workbench.guards import nonfinite_guard, quiet_progress
+    from cai_workbench.guards import nonfinite_guard, quiet_library_deprecations, quiet_progress
     from peft import PeftModel
     dev = detect_device()
     args = trl.DPOConfig(output_dir=str(output_dir), beta=config.beta, loss_type=[config.loss_type], label_smoothing=label_smoothing,
@@ -243,7 +243,8 @@ def train_dpo(model, tokenizer, pairs: list[dict], config: DPOConfig, output_dir
     trainer = ConfidenceDPOTrainer(model=model, args=args, train_dataset=_to_conversational(pairs, weights, smoothing), processing_class=tokenizer,
                                    peft_config=peft_config, data_collator=collator,
                                    callbacks=[nonfinite_guard("dpo")])
-    quiet_progress(trainer).train(resume_from_checkpoint=resume_point(trainer))
+    with quiet_library_deprecations():  # TRL reads transformers' old checkpointing name while it trains
+        quiet_progress(trainer).train(resume_from_checkpoint=resume_point(trainer))
     return trainer
 
 # %% ../nbs/07_dpo.ipynb #f4d2a529

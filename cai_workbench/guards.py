@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 # %% auto #0
-__all__ = ['path_digest', 'fingerprint', 'stage_fingerprint', 'stale_reasons', 'NonFiniteError', 'likely_cause',
-           'nonfinite_guard', 'quiet_progress', 'RunLockedError', 'run_lock']
+__all__ = ['LIBRARY_DEPRECATIONS', 'path_digest', 'fingerprint', 'stage_fingerprint', 'stale_reasons', 'NonFiniteError',
+           'likely_cause', 'nonfinite_guard', 'quiet_progress', 'quiet_library_deprecations', 'RunLockedError',
+           'run_lock']
 
 # %% ../nbs/00c_guards.ipynb #153e27f7
 _HASHED: dict[tuple, str] = {}       # (path, size, mtime_ns, inode) -> content hash; a changed file gets a new key
@@ -146,6 +147,19 @@ def quiet_progress(trainer):
         def on_log(self, args, state, control, logs=None, **kw): pass
     if trainer.pop_callback(ProgressCallback) is not None: trainer.add_callback(QuietProgress())
     return trainer
+
+# %% ../nbs/00c_guards.ipynb #4736161f
+import contextlib, warnings
+
+LIBRARY_DEPRECATIONS = (r"`is_gradient_checkpointing` is deprecated",)  # raised when PEFT/TRL read the old name; our code uses `is_activation_checkpointing`
+
+@contextlib.contextmanager
+def quiet_library_deprecations():
+    "Inside the block, drop the FutureWarnings in `LIBRARY_DEPRECATIONS` that PEFT and TRL raise through their own calls."
+    with warnings.catch_warnings():
+        for message in LIBRARY_DEPRECATIONS: warnings.filterwarnings("ignore", message=message, category=FutureWarning)
+        yield
+
 
 # %% ../nbs/00c_guards.ipynb #c20044f7
 import contextlib, datetime as _dt, socket

@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .core import ConfigBase, ConfigError, RecordStore, atomic_dir, write_json, read_json
+from .guards import quiet_library_deprecations
 
 from .environment import DeviceInfo, detect_device
 from .backends import make_backend, Shards, shared_prefix_length, plain_generation_config
@@ -197,12 +198,12 @@ def _with_adapters(model, adapter, lora, trainable: bool):
     "`model` with a trained PEFT `adapter` loaded on it and/or a new trainable LoRA adapter (a loaded one is merged first)."
     if adapter is not None:
         from peft import PeftModel
-        model = PeftModel.from_pretrained(model, str(adapter), is_trainable=trainable)
+        with quiet_library_deprecations(): model = PeftModel.from_pretrained(model, str(adapter), is_trainable=trainable)
     if lora is not None:
         from peft import get_peft_model
         spec = lora if isinstance(lora, LoraSpec) else LoraSpec.from_dict(lora)
         if adapter is not None: model = model.merge_and_unload()
-        model = get_peft_model(model, spec.peft_config())
+        with quiet_library_deprecations(): model = get_peft_model(model, spec.peft_config())
     return model
 
 # %% ../nbs/02_models.ipynb #5f11e40e

@@ -425,8 +425,6 @@ def _other_command(a) -> int:
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `cai-workbench` command: expected failures are one line on stderr and exit code 2."
     a = _parser().parse_args(argv)
-    import warnings  # TRL and PEFT read transformers' deprecated `is_gradient_checkpointing` themselves (not our calls)
-    warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
     if a.cmd != "run": return _other_command(a)
     src = a.preset or a.config
     if not src: print("error: give a config file or --preset NAME (e.g. --preset demo)", file=sys.stderr); return 2

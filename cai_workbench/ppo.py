@@ -18,6 +18,7 @@ from fastcore.basics import patch
 
 from .checkpoints import check_checkpoint_settings
 from .core import START_FROM, ConfigBase, ConfigError
+from .guards import quiet_library_deprecations
 from .models import GenerationConfig, LoraSpec, Generator
 from .scoring import token_logprobs
 
@@ -265,10 +266,10 @@ def build_ppo_model(base, config: PPOConfig, sft_adapter=None) -> PolicyValueMod
     "Put the policy (from `sft_adapter` or fresh LoRA), reference and value adapters on `base`."
     from peft import PeftModel, get_peft_model
     if sft_adapter is not None:
-        peft = PeftModel.from_pretrained(base, str(sft_adapter), adapter_name="policy", is_trainable=True)
+        with quiet_library_deprecations(): peft = PeftModel.from_pretrained(base, str(sft_adapter), adapter_name="policy", is_trainable=True)
         peft.load_adapter(str(sft_adapter), adapter_name="reference", is_trainable=False)
     else:
-        peft = get_peft_model(base, config.lora.peft_config(), adapter_name="policy")
+        with quiet_library_deprecations(): peft = get_peft_model(base, config.lora.peft_config(), adapter_name="policy")
     if config.value_model == "adapter":
         peft.add_adapter("value", config.value_lora.peft_config())
     peft.eval()                               # no dropout: the rollout's log-probs must equal the first epoch's

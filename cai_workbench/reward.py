@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .guards import nonfinite_guard, quiet_progress
+from .guards import nonfinite_guard, quiet_library_deprecations, quiet_progress
 from .core import ConfigBase, ConfigError, Run, atomic_dir, read_json, save_figure, set_seed, write_json
 from .stats import wilson
 from .checkpoints import CheckpointSettings, checkpoint_args, finish_checkpoints, resume_point
@@ -180,7 +180,8 @@ def train_reward_model(examples: list[dict], config: RewardModelConfig, model: s
         trainer = SoftLabelRewardTrainer(model=m, args=args, train_dataset=ds, processing_class=tok,
                                          data_collator=SoftPreferenceCollator(pad_token_id=tok.pad_token_id),
                                          peft_config=config.lora.peft_config("SEQ_CLS"), callbacks=[nonfinite_guard("reward_model")])
-        quiet_progress(trainer).train(resume_from_checkpoint=resume_point(trainer) if output_dir else None)
+        with quiet_library_deprecations():  # TRL reads transformers' old checkpointing name while it trains
+            quiet_progress(trainer).train(resume_from_checkpoint=resume_point(trainer) if output_dir else None)
         log = [h for h in trainer.state.log_history if "loss" in h or "train_loss" in h]
     pm = trainer.model.eval()
     return RewardModel(pm, tok, max_length=config.max_length), log

@@ -16,6 +16,7 @@ from fastcore.basics import patch
 from tqdm.auto import tqdm
 
 from .core import Run
+from .guards import quiet_library_deprecations
 
 from .environment import detect_device
 from .models import Messages, _adapter_base, as_messages, encode_chat, load_tokenizer, model_id, resolve_model_path
@@ -78,7 +79,7 @@ def load(cls: RewardModel,
                                                                dtype=getattr(torch, dtype) if dtype else dev.dtype("infer"))
     m.config.pad_token_id = tok.pad_token_id
     m.name_or_path_cai = base
-    pm = PeftModel.from_pretrained(m, str(ad)).to(dev.torch_device).eval()
+    with quiet_library_deprecations(): pm = PeftModel.from_pretrained(m, str(ad)).to(dev.torch_device).eval()
     return cls(pm, tok)
 
 # %% ../nbs/05a_reward_scoring.ipynb #fa94f07b
@@ -234,7 +235,7 @@ def random_reward_adapter(path,              # where to save the adapter folder
     with suppress_seqcls_warning():
         m = AutoModelForSequenceClassification.from_pretrained(resolve_model_path(base), num_labels=1, dtype=torch.float32)
     m.config.pad_token_id = tok.pad_token_id
-    pm = get_peft_model(m, LoraSpec(r=r, alpha=2*r, dropout=0.0).peft_config("SEQ_CLS"))
+    with quiet_library_deprecations(): pm = get_peft_model(m, LoraSpec(r=r, alpha=2*r, dropout=0.0).peft_config("SEQ_CLS"))
     with torch.no_grad():
         for n, p in pm.named_parameters():
             if "lora_B" in n or "modules_to_save" in n: p.normal_(0, 0.2)

@@ -13,7 +13,7 @@ from typing import Callable, Literal, Sequence
 
 import torch
 
-from .guards import fingerprint, nonfinite_guard, quiet_progress
+from .guards import fingerprint, nonfinite_guard, quiet_library_deprecations, quiet_progress
 from .core import (START_FROM, ConfigBase, ConfigError, Run, atomic_dir, read_json, save_figure, set_seed, write_json,
                                atomic_write_text, jsonl_line, read_jsonl)
 from .checkpoints import CheckpointSettings, checkpoint_args, finish_checkpoints, resume_point
@@ -286,7 +286,8 @@ def _run_rl(method: str, run: Run, config: RLConfig, model: str, reward_fn: Rewa
         trainer = Trainer(model=policy, reward_funcs=reward_fn, args=_trl_args(method, config, str(d/"checkpoints"), seed, dev),
                           train_dataset=ds, processing_class=tok, callbacks=[log, nonfinite_guard(method)],   # checkpoints survive a kill
                           peft_config=None if sft is not None else config.lora.peft_config())
-        quiet_progress(trainer).train(resume_from_checkpoint=resume_point(trainer))
+        with quiet_library_deprecations():  # TRL reads transformers' old checkpointing name while it trains
+            quiet_progress(trainer).train(resume_from_checkpoint=resume_point(trainer))
         pm = trainer.model
         if "ref" in pm.peft_config: pm.delete_adapter("ref")    # TRL's frozen copy of the SFT adapter
         save_adapter(pm, out/"adapter", base_model=str(model), tokenizer=tok, method=method, steps=config.max_steps,

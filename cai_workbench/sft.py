@@ -10,7 +10,7 @@ import json, tempfile, time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .guards import nonfinite_guard, quiet_progress
+from .guards import nonfinite_guard, quiet_library_deprecations, quiet_progress
 from .core import ConfigBase, ConfigError, Run, read_json, save_figure, set_seed, write_json
 from .checkpoints import CheckpointSettings, checkpoint_args, finish_checkpoints, resume_point
 
@@ -126,7 +126,8 @@ def run_sft(run: Run, config: SFTConfig | None = None, model: str = "embedded", 
         if not progress: args.disable_tqdm = True
         trainer = SFTTrainer(model=m, args=args, train_dataset=data, processing_class=tok,
                              peft_config=config.lora.peft_config("CAUSAL_LM"), callbacks=[nonfinite_guard("sft")])
-        quiet_progress(trainer).train(resume_from_checkpoint=resume_point(trainer))
+        with quiet_library_deprecations():  # TRL reads transformers' old checkpointing name while it trains
+            quiet_progress(trainer).train(resume_from_checkpoint=resume_point(trainer))
         losses = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
         save_adapter(trainer.model, d/"adapter", base_model=str(model), tokenizer=tok, stage="sft")
         metrics = {"examples": len(data), "steps": trainer.state.global_step, "losses": losses,

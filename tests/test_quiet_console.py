@@ -39,3 +39,28 @@ def test_trl_stages_print_one_line_and_raise_no_deprecation_from_our_calls(tmp_p
     ours = [f"{w.filename}:{w.lineno}: {w.category.__name__}: {w.message}" for w in seen
             if issubclass(w.category, (FutureWarning, DeprecationWarning)) and w.filename.startswith(OURS)]
     assert not ours, "deprecated calls in our code:\n" + "\n".join(ours)
+
+
+def _library_deprecations(seen) -> list[str]:
+    return [f"{w.filename}:{w.lineno}: {w.message}" for w in seen
+            if issubclass(w.category, FutureWarning) and "is_gradient_checkpointing" in str(w.message)]
+
+
+def test_wrapping_a_model_in_lora_shows_no_library_deprecation(tmp_path):
+    """PEFT reads transformers' old `is_gradient_checkpointing` when it wraps a model; our calls into PEFT (new LoRA,
+    loading adapters, the PPO model) silence exactly that warning, in the call only, instead of a global filter."""
+    from cai_workbench.backends import load_adapters
+    from cai_workbench.models import load_model, save_adapter
+    from cai_workbench.ppo import PPOConfig, build_ppo_model
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        model, tok = load_model("tiny", lora=LORA, device="cpu")
+        save_adapter(model, tmp_path/"a", "tiny", tok)
+        load_adapters(load_model("tiny", device="cpu")[0], {"sft": tmp_path/"a"})
+        build_ppo_model(load_model("tiny", device="cpu")[0], PPOConfig())
+    assert _library_deprecations(seen) == []
+    with warnings.catch_warnings(record=True) as seen:   # the filter does not outlive the call
+        warnings.simplefilter("always")
+        from peft import get_peft_model
+        get_peft_model(load_model("tiny", device="cpu")[0], LORA.peft_config())
+    assert _library_deprecations(seen)
