@@ -240,10 +240,10 @@ def train_dpo(model, tokenizer, pairs: list[dict], config: DPOConfig, output_dir
     peft_config = None if isinstance(model, PeftModel) else config.lora.peft_config()
     collator = WeightedPreferenceCollator(pad_token_id=tokenizer.pad_token_id, max_length=args.max_length,
                                           truncation_mode=args.truncation_mode, pad_to_multiple_of=args.pad_to_multiple_of)
-    trainer = ConfidenceDPOTrainer(model=model, args=args, train_dataset=_to_conversational(pairs, weights, smoothing), processing_class=tokenizer,
-                                   peft_config=peft_config, data_collator=collator,
-                                   callbacks=[nonfinite_guard("dpo")])
-    with quiet_library_deprecations():  # TRL reads transformers' old checkpointing name while it trains
+    with quiet_library_deprecations():  # PEFT (called by TRL) and TRL read transformers' old checkpointing name
+        trainer = ConfidenceDPOTrainer(model=model, args=args, train_dataset=_to_conversational(pairs, weights, smoothing), processing_class=tokenizer,
+                                       peft_config=peft_config, data_collator=collator,
+                                       callbacks=[nonfinite_guard("dpo")])
         quiet_progress(trainer).train(resume_from_checkpoint=resume_point(trainer))
     return trainer
 

@@ -177,10 +177,10 @@ def train_reward_model(examples: list[dict], config: RewardModelConfig, model: s
                                disable_tqdm=False, dataloader_num_workers=0)
         cols = ["prompt", "chosen", "rejected", "soft_label", "pair_weight"]
         ds = Dataset.from_list([{c: e[c] for c in cols} for e in examples])
-        trainer = SoftLabelRewardTrainer(model=m, args=args, train_dataset=ds, processing_class=tok,
-                                         data_collator=SoftPreferenceCollator(pad_token_id=tok.pad_token_id),
-                                         peft_config=config.lora.peft_config("SEQ_CLS"), callbacks=[nonfinite_guard("reward_model")])
-        with quiet_library_deprecations():  # TRL reads transformers' old checkpointing name while it trains
+        with quiet_library_deprecations():  # PEFT (called by TRL) and TRL read transformers' old checkpointing name
+            trainer = SoftLabelRewardTrainer(model=m, args=args, train_dataset=ds, processing_class=tok,
+                                             data_collator=SoftPreferenceCollator(pad_token_id=tok.pad_token_id),
+                                             peft_config=config.lora.peft_config("SEQ_CLS"), callbacks=[nonfinite_guard("reward_model")])
             quiet_progress(trainer).train(resume_from_checkpoint=resume_point(trainer) if output_dir else None)
         log = [h for h in trainer.state.log_history if "loss" in h or "train_loss" in h]
     pm = trainer.model.eval()

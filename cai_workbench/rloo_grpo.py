@@ -283,10 +283,10 @@ def _run_rl(method: str, run: Run, config: RLConfig, model: str, reward_fn: Rewa
         ds = Dataset.from_list([{"prompt": msgs(t)} for t in texts])
         Trainer, _ = _trainer_cls(method)
         log = StepMetrics(out/"metrics.jsonl", method)
-        trainer = Trainer(model=policy, reward_funcs=reward_fn, args=_trl_args(method, config, str(d/"checkpoints"), seed, dev),
-                          train_dataset=ds, processing_class=tok, callbacks=[log, nonfinite_guard(method)],   # checkpoints survive a kill
-                          peft_config=None if sft is not None else config.lora.peft_config())
-        with quiet_library_deprecations():  # TRL reads transformers' old checkpointing name while it trains
+        with quiet_library_deprecations():  # PEFT (called by TRL) and TRL read transformers' old checkpointing name
+            trainer = Trainer(model=policy, reward_funcs=reward_fn, args=_trl_args(method, config, str(d/"checkpoints"), seed, dev),
+                              train_dataset=ds, processing_class=tok, callbacks=[log, nonfinite_guard(method)],   # checkpoints survive a kill
+                              peft_config=None if sft is not None else config.lora.peft_config())
             quiet_progress(trainer).train(resume_from_checkpoint=resume_point(trainer))
         pm = trainer.model
         if "ref" in pm.peft_config: pm.delete_adapter("ref")    # TRL's frozen copy of the SFT adapter

@@ -124,9 +124,9 @@ def run_sft(run: Run, config: SFTConfig | None = None, model: str = "embedded", 
         t0 = time.time()
         args = trainer_args(config, d/"checkpoints", dev, seed)    # checkpoints survive a kill (resumed below); deleted when done
         if not progress: args.disable_tqdm = True
-        trainer = SFTTrainer(model=m, args=args, train_dataset=data, processing_class=tok,
-                             peft_config=config.lora.peft_config("CAUSAL_LM"), callbacks=[nonfinite_guard("sft")])
-        with quiet_library_deprecations():  # TRL reads transformers' old checkpointing name while it trains
+        with quiet_library_deprecations():  # PEFT (called by TRL) and TRL read transformers' old checkpointing name
+            trainer = SFTTrainer(model=m, args=args, train_dataset=data, processing_class=tok,
+                                 peft_config=config.lora.peft_config("CAUSAL_LM"), callbacks=[nonfinite_guard("sft")])
             quiet_progress(trainer).train(resume_from_checkpoint=resume_point(trainer))
         losses = [(h["step"], h["loss"]) for h in trainer.state.log_history if "loss" in h]
         save_adapter(trainer.model, d/"adapter", base_model=str(model), tokenizer=tok, stage="sft")

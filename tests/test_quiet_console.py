@@ -36,6 +36,7 @@ def test_trl_stages_print_one_line_and_raise_no_deprecation_from_our_calls(tmp_p
         run_dpo(run, DPOConfig(max_steps=1, batch_size=2, lora=LORA, start_from="base"), model="tiny")
     out = capfd.readouterr()
     assert "{'loss'" not in out.out + out.err and "'train_runtime'" not in out.out + out.err   # no per-step dicts
+    assert _library_deprecations(seen) == []   # nor transformers' warning about PEFT/TRL reading its old name
     ours = [f"{w.filename}:{w.lineno}: {w.category.__name__}: {w.message}" for w in seen
             if issubclass(w.category, (FutureWarning, DeprecationWarning)) and w.filename.startswith(OURS)]
     assert not ours, "deprecated calls in our code:\n" + "\n".join(ours)
