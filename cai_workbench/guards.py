@@ -162,7 +162,7 @@ def quiet_library_deprecations():
 
 
 # %% ../nbs/00c_guards.ipynb #c20044f7
-import contextlib, datetime as _dt, socket
+import datetime as _dt, socket
 
 class RunLockedError(RuntimeError):
     "Another process is working in this run folder."

@@ -231,6 +231,7 @@ def _ppo_models(config: PPOConfig, model: str, sft, reward_fn: RewardFn | None, 
     optimizer = accelerator.prepare(torch.optim.AdamW(pv.trainable_parameters(), lr=config.learning_rate))
     return pv, tok, reward_fn, accelerator, optimizer
 
+# %% ../nbs/06b_ppo_runner.ipynb #631282bf
 def _newest_checkpoint(folder: Path) -> Path | None:
     "The newest complete `checkpoint-N` under `folder` (its `state.json` written), or None."
     return next((ck for ck in checkpoints(folder) if (ck/"state.json").exists()), None)
@@ -248,6 +249,7 @@ def _adopt_old_layout(d: Path, folder: Path):
     if dest.exists(): shutil.rmtree(old)
     else: folder.mkdir(parents=True, exist_ok=True); shutil.move(str(old), str(dest))
 
+# %% ../nbs/06b_ppo_runner.ipynb #701d4b9a
 def _resume(d: Path, pv: PolicyValueModel, optimizer, kl_ctl, config: PPOConfig, fp: str) -> tuple[Path, int, RecordStore]:
     "(checkpoints folder, first update to run, metrics store): 0 unless the newest checkpoint was made from the same config and inputs."
     if (d/"checkpoint.pt").exists(): _refuse_pickle(d/"checkpoint.pt")
@@ -261,7 +263,6 @@ def _save(folder: Path, pv: PolicyValueModel, optimizer, kl_ctl, update: int, co
     "Write `checkpoint-<update>` into `folder`, then delete all but the newest `keep_last`."
     save_checkpoint(folder/f"checkpoint-{update}", pv, optimizer, kl_ctl, update, config, fp)
     for old in checkpoints(folder)[config.keep_last:]: shutil.rmtree(old, ignore_errors=True)
-
 
 # %% ../nbs/06b_ppo_runner.ipynb #79f81932
 def _ppo_update_k(k: int, batch: list[str], pv: PolicyValueModel, gen: Generator, reward_fn: RewardFn, optimizer, accelerator,

@@ -336,6 +336,7 @@ def _split_of(source: str) -> str | None:
     head, sep, tail = source.rpartition("@")
     return tail if sep and head and tail in SPLITS else None
 
+# %% ../nbs/01a_prompts.ipynb #a4f97644
 _PART = re.compile(r"^(.*?)(?:\[(\d+)\])?(\??)$")
 
 def optional_skips(source) -> list[str]:
@@ -352,6 +353,7 @@ def optional_skips(source) -> list[str]:
             out.append(f"{part.strip()}: {name} not found")
     return out
 
+# %% ../nbs/01a_prompts.ipynb #1d242504
 def _part(part: str, seed: int, label: str) -> list[dict]:
     "One '+' part: `name`, `name[N]` (a seeded, label-stratified N of it) or `name?` (left out, with a warning, when absent)."
     name, n, opt = _PART.match(part).groups()
