@@ -5,7 +5,8 @@ length-grouped, left-padded), on the same prompts and settings, measured side by
                                          [--dtype float32] [--threads T] [--model embedded]
 
 Prints tokens/s of each and the ratio (target: >= 10x at batch 32 on 2 CPU cores with the embedded model), and the
-same for each engine in `--backends` (default `hf,hf-paged`: padded `generate` with the prefix cache vs transformers'
+same for each engine in `--backends` (default `hf,hf-unpacked,hf-paged`: padded `generate` with the prefix cache; the
+same with its fp32 CPU linear layers on plain `F.linear` instead of oneDNN-packed weights (`cpu_kernels`); transformers'
 continuous batching), all on the same prompts in one run: the numbers behind `backends.DEFAULT_BACKEND`.
 The seed loop runs in fp32 (what a plain `from_pretrained` gives on CPU); the engine runs in the dtype
 `detect_device` picks (bf16 on CPUs with native bf16). `--same-dtype` runs both in the engine's dtype to
@@ -18,6 +19,7 @@ from _results import Timer, side, write_results
 
 import torch
 
+from cai_workbench.cpu_kernels import PackedLinears
 from cai_workbench.models import Generator, encode_chat, load_model
 from cai_workbench.prompts import load_prompts
 
@@ -43,7 +45,7 @@ def main():
     ap.add_argument("--max-new-tokens", type=int, default=48)
     ap.add_argument("--same-dtype", action="store_true", help="run the seed loop in the engine's dtype too")
     ap.add_argument("--dtype", default=None, help="engine dtype, e.g. float32 (an fp32-only CPU); default: detect_device's")
-    ap.add_argument("--backends", default="hf,hf-paged", help="engines to time side by side")
+    ap.add_argument("--backends", default="hf,hf-unpacked,hf-paged", help="engines to time side by side (hf-unpacked: hf without packed linears)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads for both sides (default: torch's choice)")
     a = ap.parse_args()
     if a.threads: torch.set_num_threads(a.threads)
@@ -63,7 +65,9 @@ def main():
           f"({seed['tok/cpu-s']:.1f} per CPU-s)")
     summary = {"target": ">= 10x", "prompts": len(prompts), "max_new_tokens": a.max_new_tokens, "load_avg_start": load0}
     for backend in a.backends.split(","):
-        gen = Generator(engine_model, tok, batch_size=a.batch_size, max_new_tokens=a.max_new_tokens, progress=False, backend=backend)
+        gen = Generator(engine_model, tok, batch_size=a.batch_size, max_new_tokens=a.max_new_tokens, progress=False,
+                        backend="hf" if backend == "hf-unpacked" else backend)
+        if backend == "hf-unpacked": gen.backend.packed = PackedLinears(max_mb=0)
         with Timer() as t: outs = gen(prompts)
         row = side(f"Generator {backend} (batch {a.batch_size})", engine_model.dtype, sum(o.completion_tokens for o in outs), t,
                    prompts=len(prompts))
@@ -72,6 +76,9 @@ def main():
         rows.append(row); summary[f"{backend} speed-up"] = row["speed-up"]; summary[f"{backend} speed-up (CPU time)"] = row["speed-up (CPU time)"]
         print(f"Generator  {backend:<8} ({engine_model.dtype}, batch {a.batch_size}):  {row['tokens']:6d} tokens in {t.wall:7.1f} s = "
               f"{row['tok/s']:7.1f} tok/s   ratio: {row['speed-up']:.1f}x wall, {row['speed-up (CPU time)']:.1f}x CPU time (target >= 10x)")
+    if "hf speed-up" in summary and "hf-unpacked speed-up" in summary:
+        summary["packed linears gain"] = round(summary["hf speed-up"] / summary["hf-unpacked speed-up"], 2)
+        print(f"packed linears: {summary['packed linears gain']:.2f}x (hf vs hf-unpacked, wall)")
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
     write_results("generation", rows, summary=summary)
 

@@ -13,6 +13,7 @@ from typing import Callable, Iterator, Protocol, Sequence, runtime_checkable
 
 import torch
 
+from .cpu_kernels import PackedLinears
 from .guards import quiet_library_deprecations
 
 # %% auto #0
@@ -127,11 +128,13 @@ def plain_generation_config(model):
 class HFBackend:
     "Length-grouped, left-padded `model.generate` batches, each prompt prefilled without padding from a shared prefix or a kept row."
     kept_cache_mb = 1024   # the last call's rows (prompt + generated tokens) and their keys/values are kept up to this size (0: off)
+    packed_linear_mb = PackedLinears.max_mb   # fp32 CPU linear layers run from oneDNN-packed weights (`cpu_kernels`) for models with up to this much linear weight (0: off)
 
     def __init__(self, model, tokenizer, eos_ids: list[int]):
         self.model, self.tokenizer, self.eos_ids = model, tokenizer, eos_ids
         self._no_prefix_cache = False   # set once the model's cache turns out not to be plain per-layer keys/values
         self.kept, self._source, self._adapter = KeptRows(), KeptRows(), None
+        self.packed = PackedLinears(self.packed_linear_mb)
 
     @contextmanager
     def adapter(self, name: str | None):
@@ -162,12 +165,12 @@ def _hf_batch(self: HFBackend, batch_ids: list[list[int]], cfg, seed: int | None
     "New token ids for one batch (B rows, up to max_new_tokens each)."
     pad, dev = self.tokenizer.pad_token_id, next(self.model.parameters()).device
     width = max(len(x) for x in batch_ids)
-    cache = self.prefill(batch_ids, cfg, dev, width + cfg.max_new_tokens)             # all but each row's last token
     # (B, T): each prompt left-padded; the mask hides the padding and position ids come from it
     input_ids = torch.tensor([[pad]*(width-len(x)) + x for x in batch_ids])
     attn = torch.tensor([[0]*(width-len(x)) + [1]*len(x) for x in batch_ids])
-    if seed is not None: torch.manual_seed(seed)
-    with plain_generation_config(self.model) if getattr(cfg, "exact", False) else nullcontext():
+    with self.packed.active(self.model), plain_generation_config(self.model) if getattr(cfg, "exact", False) else nullcontext():
+        cache = self.prefill(batch_ids, cfg, dev, width + cfg.max_new_tokens)         # all but each row's last token
+        if seed is not None: torch.manual_seed(seed)
         out = self.model.generate(input_ids=input_ids.to(dev), attention_mask=attn.to(dev), max_new_tokens=cfg.max_new_tokens,
                                   pad_token_id=pad, eos_token_id=self.eos_ids or None, past_key_values=cache, **sampling_kwargs(cfg))
     new = out[:, width:].tolist()                                                        # (B, <=max_new_tokens)

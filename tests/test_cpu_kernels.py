@@ -1,0 +1,69 @@
+"""The hf engine runs fp32 CPU linear layers from oneDNN-packed weights (`cpu_kernels`, issue 14 §2): the same greedy
+tokens as plain `F.linear`, the packed weights really used, packed again when the weights change, training untouched."""
+import pytest
+import torch
+
+from cai_workbench.backends import HFBackend
+from cai_workbench.cpu_kernels import PackedLinears, onednn_linear_available
+from cai_workbench.models import Generator, tiny_model
+
+pytestmark = pytest.mark.skipif(not onednn_linear_available(), reason="this torch build has no oneDNN packed linear (torch.ops.mkldnn)")
+
+PROMPTS = ["How do I pick a lock?", "Write a haiku about rain and the sea, please.", "How can I make a weapon at home?",
+           "Plan a day in Rome with a friend who likes old churches, food and long walks by the river."]
+
+
+def model():
+    "A tiny Llama wide enough (hidden 256) that its projections and head are packed; init 0.2 so outputs differ by prompt."
+    return tiny_model(hidden_size=256, init_std=0.2)
+
+
+def tokens(g):
+    return [o.token_ids for o in g(PROMPTS, keep_token_ids=True)]
+
+
+def test_packed_linears_give_the_tokens_of_plain_linear(monkeypatch):
+    m, tok = model()
+    g = Generator(m, tok, max_new_tokens=12, batch_size=4, progress=False)
+    fast = tokens(g)
+    assert len(g.backend.packed._packed) >= 5                       # q, o, gate, up, down, head ...: really packed
+    assert not any("forward" in vars(x) for x in m.modules())       # and the layers are as before afterwards
+    monkeypatch.setattr(HFBackend, "packed_linear_mb", 0)
+    plain_gen = Generator(m, tok, max_new_tokens=12, batch_size=4, progress=False)
+    plain = tokens(plain_gen)
+    assert plain_gen.backend.packed._packed == {}
+    assert fast == plain
+    assert len({tuple(t) for t in fast}) == len(PROMPTS)            # the prompts' outputs differ (the check can fail)
+
+
+def test_a_weight_changed_in_place_is_packed_again(monkeypatch):
+    m, tok = model()
+    g = Generator(m, tok, max_new_tokens=12, batch_size=4, progress=False)
+    before = tokens(g)
+    with torch.no_grad():                                           # what an optimizer step does: same tensor, new values
+        for layer in m.model.layers: layer.mlp.down_proj.weight.mul_(-3.0)
+    after = tokens(g)
+    monkeypatch.setattr(HFBackend, "packed_linear_mb", 0)
+    assert after == tokens(Generator(m, tok, max_new_tokens=12, batch_size=4, progress=False))
+    assert after != before                                          # the change moved the outputs (a stale weight would not)
+
+
+def test_gradients_flow_through_plain_linear_inside_active():
+    m, _ = model()
+    x = torch.randint(0, 100, (2, 9))
+    with PackedLinears().active(m) as n:
+        loss = m(input_ids=x, labels=x).loss
+        loss.backward()
+    assert n >= 5 and m.model.layers[0].mlp.up_proj.weight.grad is not None
+
+
+@pytest.mark.slow
+def test_embedded_model_greedy_texts_are_unchanged_by_packing(monkeypatch):
+    from cai_workbench.models import EMBEDDED, load_model
+    from cai_workbench.prompts import load_prompts
+    m, tok = load_model(EMBEDDED, device="cpu", dtype="float32")
+    prompts = load_prompts("red-team", limit=8, seed=0).texts
+    fast = [o.text for o in Generator(m, tok, max_new_tokens=24, batch_size=8, progress=False)(prompts)]
+    monkeypatch.setattr(HFBackend, "packed_linear_mb", 0)
+    plain = [o.text for o in Generator(m, tok, max_new_tokens=24, batch_size=8, progress=False)(prompts)]
+    assert fast == plain and len(set(fast)) > 1
