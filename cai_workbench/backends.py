@@ -157,7 +157,7 @@ class HFBackend:
             for b, k in enumerate(range(0, len(order), cfg.batch_size)):
                 idx = order[k:k+cfg.batch_size]
                 yield idx, self.batch([prompts[i] for i in idx], cfg, None if seed is None else seed + b)
-        finally: self._source = KeptRows()
+        finally: self._source = KeptRows(); self.packed.clear()                       # packed weights: for one call only
 
 # %% ../nbs/02c_backends.ipynb #164a54c1
 @torch.inference_mode()

@@ -22,16 +22,25 @@ def tokens(g):
     return [o.token_ids for o in g(PROMPTS, keep_token_ids=True)]
 
 
+def packed_layers_used(monkeypatch) -> set:
+    "The layers that run from a packed weight from now on (a spy on `PackedLinears.weight`)."
+    used, weight = set(), PackedLinears.weight
+    monkeypatch.setattr(PackedLinears, "weight", lambda self, layer: used.add(id(layer)) or weight(self, layer))
+    return used
+
+
 def test_packed_linears_give_the_tokens_of_plain_linear(monkeypatch):
     m, tok = model()
+    used = packed_layers_used(monkeypatch)
     g = Generator(m, tok, max_new_tokens=12, batch_size=4, progress=False)
     fast = tokens(g)
-    assert len(g.backend.packed._packed) >= 5                       # q, o, gate, up, down, head ...: really packed
-    assert not any("forward" in vars(x) for x in m.modules())       # and the layers are as before afterwards
+    assert len(used) >= 5                                           # q, o, gate, up, down, head ...: really packed
+    assert g.backend.packed._packed == {}                           # the copies are released after the call
+    assert not any("forward" in vars(x) for x in m.modules())       # and the layers are as before
+    used.clear()
     monkeypatch.setattr(HFBackend, "packed_linear_mb", 0)
-    plain_gen = Generator(m, tok, max_new_tokens=12, batch_size=4, progress=False)
-    plain = tokens(plain_gen)
-    assert plain_gen.backend.packed._packed == {}
+    plain = tokens(Generator(m, tok, max_new_tokens=12, batch_size=4, progress=False))
+    assert used == set()
     assert fast == plain
     assert len({tuple(t) for t in fast}) == len(PROMPTS)            # the prompts' outputs differ (the check can fail)
 
