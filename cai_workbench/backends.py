@@ -269,25 +269,36 @@ def _groups(lengths: list[int], waste: float = 0.1) -> list[list[int]]:
         else: out.append([j])
     return out
 
-@torch.inference_mode()
-def _forward_kv(self: HFBackend, start: KVRow | None, n0: int, seqs: list[list[int]], device) -> list | None:
-    """Run `seqs` (rows' tokens after their first `n0`) after `start`'s first `n0` positions as one left-padded batch;
-    per row the (k, v) of each layer for its own tokens. None if the model's cache is not plain per-layer keys/values."""
+def _past(starts: list, P: int):
+    "A cache of every row's start (its first n0 positions) right-aligned in P columns; one start shared by all is not copied."
     from transformers import cache_utils
-    pad, g, m = self.tokenizer.pad_token_id, len(seqs), max(len(s) for s in seqs)
+    (r, _), g = next((s for s in starts if s[0] is not None)), len(starts)
+    if len({(id(s), n) for s, n in starts}) == 1:
+        return cache_utils.DynamicCache(ddp_cache_data=[tuple(t.expand(g, -1, -1, -1) for t in r.layer(i, P))
+                                                        for i in range(len(r.chunks[0][1]))])
+    like = r.chunks[0][1]
+    kb = [k.new_zeros(g, k.shape[0], P, k.shape[-1]) for k, _ in like]; vb = [v.new_zeros(g, v.shape[0], P, v.shape[-1]) for _, v in like]
+    for j, (s, n0) in enumerate(starts):
+        if s is not None: s.write(kb, vb, j, P - n0, n0)                   # zeros to the left are masked out
+    return cache_utils.DynamicCache(ddp_cache_data=list(zip(kb, vb)))
+
+@torch.inference_mode()
+def _forward_kv(self: HFBackend, starts: list, seqs: list[list[int]], device) -> list | None:
+    """Run `seqs` (each row's tokens after its start) after `starts` ((kept row or None, n0) per row) as one left-padded
+    batch; per row the (k, v) of each layer for its own tokens. None if the model's cache is not plain per-layer keys/values."""
+    from transformers import cache_utils
+    pad, m, P = self.tokenizer.pad_token_id, max(len(s) for s in seqs), max(n for _, n in starts)
     ids = torch.tensor([[pad]*(m-len(s)) + s for s in seqs], device=device)
-    mask = torch.tensor([[1]*n0 + [0]*(m-len(s)) + [1]*len(s) for s in seqs], device=device)
-    past = cache_utils.DynamicCache(ddp_cache_data=[tuple(t.expand(g, -1, -1, -1) for t in start.layer(i, n0))
-                                                    for i in range(len(start.chunks[0][1]))]) if n0 else None
+    mask = torch.tensor([[0]*(P-n0) + [1]*n0 + [0]*(m-len(s)) + [1]*len(s) for (_, n0), s in zip(starts, seqs)], device=device)
     inner = getattr(self.model, "get_base_model", lambda: self.model)()
     only_last = {"logits_to_keep": 1} if inner._supports_logits_to_keep() else {}    # the cache is wanted, not T x vocab logits
-    cache = self.model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0)[:, n0:],
-                       past_key_values=past, use_cache=True, **only_last).past_key_values
+    cache = self.model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0)[:, P:],
+                       past_key_values=_past(starts, P) if P else None, use_cache=True, **only_last).past_key_values
     linear = getattr(cache_utils, "LinearAttentionCacheLayerMixin", ())
     if not isinstance(cache, cache_utils.DynamicCache) or not all(      # recurrent, sliding or linear-attention layers: plain generate
         type(l) is cache_utils.DynamicLayer and not isinstance(l, linear) and l.is_initialized for l in cache.layers):
         self._no_prefix_cache = True; return None                       # the model's cache kind does not change: skip from now on
-    return [[(l.keys[j, :, n0+m-len(s):n0+m], l.values[j, :, n0+m-len(s):n0+m]) for l in cache.layers] for j, s in enumerate(seqs)]
+    return [[(l.keys[j, :, P+m-len(s):P+m], l.values[j, :, P+m-len(s):P+m]) for l in cache.layers] for j, s in enumerate(seqs)]
 HFBackend.forward_kv = _forward_kv
 
 # %% ../nbs/02c_backends.ipynb #5c182764
@@ -295,25 +306,26 @@ HFBackend.forward_kv = _forward_kv
 def _prefill(self: HFBackend, rows: list[list[int]], cfg, device, cap: int):
     """A cache of every row's tokens but its last, left-padded to the batch width in `GrowingLayer` buffers of `cap`
     positions. Each row starts from the longest kept row it extends, else the batch's shared prefix (run once); only
-    the rest of its tokens runs, in groups with little padding. None: the cache cannot be assembled (plain `generate`)."""
+    the rest of its tokens runs, in groups with little padding (rows that each extend a kept row of their own, as
+    revisions do, run together). None: the cache cannot be assembled (plain `generate`)."""
     if self._no_prefix_cache or cfg.prefix_cache_min_tokens <= 0: return None
     if getattr(self.model.generation_config, "cache_implementation", None) not in (None, "dynamic", "hybrid"):
         return None                                 # generate() refuses a cache object next to a cache_implementation
     starts = [self._source.match(x[:-1]) for x in rows]            # (kept row, n); each row's last token runs in generate
     n_pre = shared_prefix_length(rows) if len(rows) > 1 else 0
     if n_pre >= cfg.prefix_cache_min_tokens and any(n < n_pre for _, n in starts):
-        if (kv := self.forward_kv(None, 0, [rows[0][:n_pre]], device)) is None: return None
+        if (kv := self.forward_kv([(None, 0)], [rows[0][:n_pre]], device)) is None: return None
         pre = KVRow(tuple(rows[0][:n_pre]), [(n_pre, kv[0])])
         starts = [(r, n) if n >= n_pre else (pre, n_pre) for r, n in starts]
     starts = [(r, n) if n >= cfg.prefix_cache_min_tokens else (None, 0) for r, n in starts]
     own, by_start = [None] * len(rows), {}
     for i, (r, n) in enumerate(starts):
         if len(rows[i]) - 1 > n: by_start.setdefault((id(r), n), []).append(i)
-    for members in by_start.values():
-        r, n0 = starts[members[0]]
-        for g in _groups([len(rows[i]) - 1 - n0 for i in members]):
+    alone = [m[0] for m in by_start.values() if len(m) == 1]      # rows each extending their own kept row (revisions)
+    for members in [m for m in by_start.values() if len(m) > 1] + [alone] * bool(alone):
+        for g in _groups([len(rows[i]) - 1 - starts[i][1] for i in members]):
             idx = [members[j] for j in g]
-            if (kv := self.forward_kv(r, n0, [rows[i][n0:-1] for i in idx], device)) is None: return None
+            if (kv := self.forward_kv([starts[i] for i in idx], [rows[i][starts[i][1]:-1] for i in idx], device)) is None: return None
             for i, x in zip(idx, kv): own[i] = x
     self._starts = starts
     return _assemble(rows, starts, own, cap)

@@ -36,3 +36,15 @@ def test_revision_reuses_its_critique_row(tmp_path, monkeypatch):
     assert len({json.dumps(r) for r in fast}) == len(PROMPTS)       # and the prompts' outputs differ (the check can fail)
     assert rev < rev0 / 2, (rev, rev0)                              # the revision step ran under half the tokens
     assert crit < crit0, (crit, crit0)                              # without few-shot the critique chat extends the initial one
+
+
+def test_revisions_extending_different_critique_rows_prefill_together(tmp_path, monkeypatch):
+    calls, fk = [], HFBackend.forward_kv
+    def spy(self, starts, seqs, device):
+        calls.append(len({(id(r), n) for r, n in starts})); return fk(self, starts, seqs, device)
+    monkeypatch.setattr(HFBackend, "forward_kv", spy)
+    fast, _ = stage(tmp_path, "fast")
+    monkeypatch.setattr(HFBackend, "forward_kv", fk)
+    plain, _ = stage(tmp_path, "plain", prefix_cache_min_tokens=0)
+    assert fast == plain                                            # greedy: padded starts give the texts of plain generate
+    assert max(calls) == len(PROMPTS), calls                        # one forward ran the four revisions from four kept rows
