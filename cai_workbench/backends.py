@@ -322,7 +322,8 @@ def _prefill(self: HFBackend, rows: list[list[int]], cfg, device, cap: int):
     for i, (r, n) in enumerate(starts):
         if len(rows[i]) - 1 > n: by_start.setdefault((id(r), n), []).append(i)
     alone = [m[0] for m in by_start.values() if len(m) == 1]      # rows each extending their own kept row (revisions)
-    for members in [m for m in by_start.values() if len(m) > 1] + [alone] * bool(alone):
+    batches = [m for m in by_start.values() if len(m) > 1] + ([alone] if alone else [])
+    for members in batches:
         for g in _groups([len(rows[i]) - 1 - starts[i][1] for i in members]):
             idx = [members[j] for j in g]
             if (kv := self.forward_kv([starts[i] for i in idx], [rows[i][starts[i][1]:-1] for i in idx], device)) is None: return None
