@@ -13,13 +13,13 @@ from typing import Callable, Iterator, Protocol, Sequence, runtime_checkable
 
 import torch
 
-from .cpu_kernels import PackedLinears
+from .cpu_kernels import PackedLinears, cpu_attention
 from .guards import quiet_library_deprecations
 
 # %% auto #0
 __all__ = ['Chunk', 'BACKENDS', 'DEFAULT_BACKEND', 'GenerationBackend', 'register_backend', 'make_backend', 'use_adapter',
            'load_adapters', 'adapters_loaded', 'shared_prefix_length', 'sampling_kwargs', 'plain_generation_config',
-           'HFBackend', 'GrowingLayer', 'KVRow', 'KeptRows', 'HFPagedBackend', 'rank_seed', 'Shards']
+           'HFBackend', 'GrowingLayer', 'KVRow', 'KeptRows', 'shared_start', 'HFPagedBackend', 'rank_seed', 'Shards']
 
 # %% ../nbs/02c_backends.ipynb #48a4db31
 Chunk = tuple[list[int], list[list[int]]]   # (indices into the prompts, the new token ids of each)
@@ -129,6 +129,7 @@ class HFBackend:
     "Length-grouped, left-padded `model.generate` batches, each prompt prefilled without padding from a shared prefix or a kept row."
     kept_cache_mb = 1024   # the last call's rows (prompt + generated tokens) and their keys/values are kept up to this size (0: off)
     packed_linear_mb = PackedLinears.max_mb   # fp32 CPU linear layers run from oneDNN-packed weights (`cpu_kernels`) for models with up to this much linear weight (0: off)
+    fast_cpu_attention = True   # on the CPU, `sdpa` models run `cpu_kernels.cpu_sdpa`: no copied GQA heads, the batch's shared prefix read once while decoding
 
     def __init__(self, model, tokenizer, eos_ids: list[int]):
         self.model, self.tokenizer, self.eos_ids = model, tokenizer, eos_ids
@@ -165,14 +166,16 @@ def _hf_batch(self: HFBackend, batch_ids: list[list[int]], cfg, seed: int | None
     "New token ids for one batch (B rows, up to max_new_tokens each)."
     pad, dev = self.tokenizer.pad_token_id, next(self.model.parameters()).device
     width = max(len(x) for x in batch_ids)
-    # (B, T): each prompt left-padded; the mask hides the padding and position ids come from it
-    input_ids = torch.tensor([[pad]*(width-len(x)) + x for x in batch_ids])
-    attn = torch.tensor([[0]*(width-len(x)) + [1]*len(x) for x in batch_ids])
-    with self.packed.active(self.model), plain_generation_config(self.model) if getattr(cfg, "exact", False) else nullcontext():
-        cache = self.prefill(batch_ids, cfg, dev, width + cfg.max_new_tokens)         # all but each row's last token
+    with self.packed.active(self.model), cpu_attention(self.model) if self.fast_cpu_attention else nullcontext(False) as split, \
+         plain_generation_config(self.model) if getattr(cfg, "exact", False) else nullcontext():
+        cache, s = self.prefill(batch_ids, cfg, dev, width + cfg.max_new_tokens, split)   # all but each row's last token
+        # (B, T): each prompt left-padded after the s positions every row shares; the mask hides the padding, position ids come from it
+        input_ids = torch.tensor([x[:s] + [pad]*(width-len(x)) + x[s:] for x in batch_ids])
+        attn = torch.tensor([[1]*s + [0]*(width-len(x)) + [1]*(len(x)-s) for x in batch_ids])
         if seed is not None: torch.manual_seed(seed)
-        out = self.model.generate(input_ids=input_ids.to(dev), attention_mask=attn.to(dev), max_new_tokens=cfg.max_new_tokens,
-                                  pad_token_id=pad, eos_token_id=self.eos_ids or None, past_key_values=cache, **sampling_kwargs(cfg))
+        with cpu_attention(self.model, shared=s) if split else nullcontext():
+            out = self.model.generate(input_ids=input_ids.to(dev), attention_mask=attn.to(dev), max_new_tokens=cfg.max_new_tokens,
+                                      pad_token_id=pad, eos_token_id=self.eos_ids or None, past_key_values=cache, **sampling_kwargs(cfg))
     new = out[:, width:].tolist()                                                        # (B, <=max_new_tokens)
     if cache is not None and self.kept.mb > 0: self.keep(batch_ids, new, cache, width)
     return new
@@ -219,11 +222,14 @@ class KVRow:
         ks, vs = zip(*[(k[:, :m], v[:, :m]) for m, kv in _clip(self.chunks, n) for k, v in [kv[i]]])
         return torch.cat(ks, 1)[None], torch.cat(vs, 1)[None]
 
-    def write(self, kbufs, vbufs, row: int, col: int, n: int):
-        "Copy positions [0, n) into the batch buffers (B, kv_heads, cap, head_dim) of every layer at `row`, from column `col`."
+    def write(self, kbufs, vbufs, row: int, col: int, n: int, skip: int = 0):
+        "Copy positions [skip, n) into the batch buffers (B, kv_heads, cap, head_dim) of every layer at `row`, from column `col`."
+        p = 0
         for m, kv in _clip(self.chunks, n):
-            for (k, v), kb, vb in zip(kv, kbufs, vbufs): kb[row, :, col:col+m] = k[:, :m]; vb[row, :, col:col+m] = v[:, :m]
-            col += m
+            if (a := max(skip - p, 0)) < m:
+                for (k, v), kb, vb in zip(kv, kbufs, vbufs): kb[row, :, col:col+m-a] = k[:, a:m]; vb[row, :, col:col+m-a] = v[:, a:m]
+                col += m - a
+            p += m
 
     def storages(self) -> dict:
         "{storage address: bytes} of the tensors this row holds."
@@ -303,18 +309,19 @@ HFBackend.forward_kv = _forward_kv
 
 # %% ../nbs/02c_backends.ipynb #5c182764
 @torch.inference_mode()
-def _prefill(self: HFBackend, rows: list[list[int]], cfg, device, cap: int):
-    """A cache of every row's tokens but its last, left-padded to the batch width in `GrowingLayer` buffers of `cap`
-    positions. Each row starts from the longest kept row it extends, else the batch's shared prefix (run once); only
-    the rest of its tokens runs, in groups with little padding (rows that each extend a kept row of their own, as
-    revisions do, run together). None: the cache cannot be assembled (plain `generate`)."""
-    if self._no_prefix_cache or cfg.prefix_cache_min_tokens <= 0: return None
+def _prefill(self: HFBackend, rows: list[list[int]], cfg, device, cap: int, split: bool = False) -> tuple:
+    """(cache, s): a cache of every row's tokens but its last, left-padded to the batch width in `GrowingLayer` buffers
+    of `cap` positions. Each row starts from the longest kept row it extends, else the batch's shared prefix (run once);
+    only the rest of its tokens runs, in groups with little padding (rows that each extend a kept row of their own, as
+    revisions do, run together). With `split`, the s positions every row takes from one stored chunk sit in columns
+    [0, s) of every row, before its padding. (None, 0): the cache cannot be assembled (plain `generate`)."""
+    if self._no_prefix_cache or cfg.prefix_cache_min_tokens <= 0: return None, 0
     if getattr(self.model.generation_config, "cache_implementation", None) not in (None, "dynamic", "hybrid"):
-        return None                                 # generate() refuses a cache object next to a cache_implementation
+        return None, 0                              # generate() refuses a cache object next to a cache_implementation
     starts = [self._source.match(x[:-1]) for x in rows]            # (kept row, n); each row's last token runs in generate
     n_pre = shared_prefix_length(rows) if len(rows) > 1 else 0
     if n_pre >= cfg.prefix_cache_min_tokens and any(n < n_pre for _, n in starts):
-        if (kv := self.forward_kv([(None, 0)], [rows[0][:n_pre]], device)) is None: return None
+        if (kv := self.forward_kv([(None, 0)], [rows[0][:n_pre]], device)) is None: return None, 0
         pre = KVRow(tuple(rows[0][:n_pre]), [(n_pre, kv[0])])
         starts = [(r, n) if n >= n_pre else (pre, n_pre) for r, n in starts]
     starts = [(r, n) if n >= cfg.prefix_cache_min_tokens else (None, 0) for r, n in starts]
@@ -326,15 +333,23 @@ def _prefill(self: HFBackend, rows: list[list[int]], cfg, device, cap: int):
     for members in batches:
         for g in _groups([len(rows[i]) - 1 - starts[i][1] for i in members]):
             idx = [members[j] for j in g]
-            if (kv := self.forward_kv([starts[i] for i in idx], [rows[i][starts[i][1]:-1] for i in idx], device)) is None: return None
+            if (kv := self.forward_kv([starts[i] for i in idx], [rows[i][starts[i][1]:-1] for i in idx], device)) is None: return None, 0
             for i, x in zip(idx, kv): own[i] = x
-    self._starts = starts
-    return _assemble(rows, starts, own, cap)
+    self._starts, s = starts, shared_start(starts, cfg.prefix_cache_min_tokens) if split else 0
+    cache = _assemble(rows, starts, own, cap, s)
+    return cache, s if cache is not None else 0
 HFBackend.prefill = _prefill
 
 # %% ../nbs/02c_backends.ipynb #776d354a
-def _assemble(rows, starts, own, cap: int):
-    "The batch cache: row i's start positions then its own keys/values, right-aligned at column width-1, in zeroed padding."
+def shared_start(starts: list, min_tokens: int = 1) -> int:
+    "Positions [0, s) every row takes from one stored chunk (the batch's shared prefix, or the one its kept rows share); 0 if under `min_tokens`."
+    if len(starts) < 2 or any(r is None for r, _ in starts) or len({id(r.chunks[0][1]) for r, _ in starts}) > 1: return 0
+    s = min(min(n for _, n in starts), starts[0][0].chunks[0][0])
+    return s if s >= max(min_tokens, 1) else 0
+
+def _assemble(rows, starts, own, cap: int, s: int = 0):
+    """The batch cache: in row i, the s shared positions in columns [0, s), zeroed padding, then the rest of its start
+    and its own keys/values, right-aligned at column width-1."""
     ref = next((o for o in own if o is not None), None) or next((r.chunks[0][1] for r, _ in starts if r is not None), None)
     if ref is None: return None                                  # one-token prompts only: nothing to cache
     B, W = len(rows), max(len(x) for x in rows)
@@ -342,8 +357,9 @@ def _assemble(rows, starts, own, cap: int):
     kb, vb = [like.new_empty(B, H, cap, d) for _ in ref], [like.new_empty(B, H, cap, d) for _ in ref]
     for i, (x, (r, n0)) in enumerate(zip(rows, starts)):
         col = W - len(x)
-        for k, v in zip(kb, vb): k[i, :, :col] = 0; v[i, :, :col] = 0          # masked, but never uninitialised memory
-        if r is not None: r.write(kb, vb, i, col, n0)
+        if s: r.write(kb, vb, i, 0, s)                                          # the same in every row (and read from row 0)
+        for k, v in zip(kb, vb): k[i, :, s:s+col] = 0; v[i, :, s:s+col] = 0    # masked, but never uninitialised memory
+        if r is not None: r.write(kb, vb, i, col + s, n0, skip=s)
         if own[i] is not None:
             m = len(x) - 1 - n0
             for (k, v), K, V in zip(own[i], kb, vb): K[i, :, col+n0:col+n0+m] = k; V[i, :, col+n0:col+n0+m] = v

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['onednn_linear_available', 'PackedLinears']
+__all__ = ['onednn_linear_available', 'PackedLinears', 'cpu_sdpa', 'decode_attention', 'cpu_attention']
 
 # %% ../nbs/02d_cpu_kernels.ipynb #43760c3e
 def onednn_linear_available() -> bool:
@@ -62,3 +62,68 @@ def _packed_forward(packs: PackedLinears, layer: torch.nn.Linear, x: torch.Tenso
     if torch.is_grad_enabled() and (x.requires_grad or layer.weight.requires_grad) or x.dtype != torch.float32:
         return F.linear(x, layer.weight, layer.bias)                  # training, or another dtype: as without packing
     return torch.ops.mkldnn._linear_pointwise(x.contiguous(), packs.weight(layer), layer.bias, "none", [], "")
+
+# %% ../nbs/02d_cpu_kernels.ipynb #5baade14
+import threading
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+class _Shared(threading.local):
+    n = 0      # the first n key/value columns are the same in every row of the batch being decoded (set by `cpu_attention`)
+_shared = _Shared()
+
+def cpu_sdpa(module, query, key, value, attention_mask, dropout: float = 0.0, scaling: float | None = None,
+             is_causal: bool | None = None, **kwargs):
+    "transformers' `sdpa` attention; on the CPU without copied key/value heads, one-token decoding reading the shared prefix once."
+    B, Hq, T, d = query.shape; Hkv = key.shape[1]
+    if (query.device.type != "cpu" or dropout or Hq % Hkv or key.shape[-1] != value.shape[-1] or getattr(module, "sinks", None) is not None
+            or any(kwargs.get(k) is not None for k in ("softcap", "s_aux", "position_bias", "cache"))):
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs)
+    if T > 1:                                       # prefill: the CPU kernel maps query heads to key/value heads itself
+        causal = attention_mask is None and (getattr(module, "is_causal", True) if is_causal is None else is_causal)
+        out = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, scale=scaling, is_causal=causal,
+                                             enable_gqa=Hq != Hkv)
+        return out.transpose(1, 2).contiguous(), None
+    return decode_attention(query, key, value, attention_mask, d ** -0.5 if scaling is None else scaling, _shared.n), None
+
+AttentionInterface.register("cpu_sdpa", cpu_sdpa)
+AttentionMaskInterface.register("cpu_sdpa", sdpa_mask)   # the same masks as `sdpa`
+
+# %% ../nbs/02d_cpu_kernels.ipynb #dcb4cceb
+def decode_attention(query, key, value, mask, scale: float, shared: int = 0) -> torch.Tensor:
+    "Attention of one query token per row: query (B, Hq, 1, d), key/value (B, Hkv, L, d), mask (B|1, 1, 1, L) or None -> (B, 1, Hq, d)."
+    B, Hq, _, d = query.shape; Hkv, L = key.shape[1], key.shape[2]
+    R, n = Hq // Hkv, shared if 0 < shared < L and B > 1 else 0
+    if mask is not None and mask.dtype == torch.bool:
+        if n and not bool(mask[..., :n].all()): n = 0
+        mask = torch.zeros(mask.shape, dtype=query.dtype).masked_fill_(~mask, float("-inf"))
+    elif mask is not None and n and bool((mask[..., :n] != 0).any()): n = 0
+    q = query.reshape(B, Hkv, R, d)                                             # query head h uses key/value head h // R
+    s = torch.matmul(q, key[:, :, n:].transpose(-1, -2)).mul_(scale)           # (B, Hkv, R, L-n): each row's own columns
+    if mask is not None: s.add_(mask[..., n:])
+    top = s.amax(-1, keepdim=True)                                              # (B, Hkv, R, 1)
+    if n:
+        qs = q.transpose(0, 1).reshape(1, Hkv, B * R, d)                        # every row's queries against one copy
+        s0 = torch.matmul(qs, key[:1, :, :n].transpose(-1, -2)).mul_(scale)    # (1, Hkv, B*R, n)
+        top = torch.maximum(top, s0.amax(-1, keepdim=True).view(Hkv, B, R, 1).transpose(0, 1))
+        e0 = s0.sub_(top.transpose(0, 1).reshape(1, Hkv, B * R, 1)).exp_()
+    e = s.sub_(top).exp_()
+    z, out = e.sum(-1, keepdim=True), torch.matmul(e, value[:, :, n:])        # (B, Hkv, R, 1), (B, Hkv, R, d)
+    if n:
+        z = z + e0.sum(-1, keepdim=True).view(Hkv, B, R, 1).transpose(0, 1)
+        out = out + torch.matmul(e0, value[:1, :, :n]).view(Hkv, B, R, d).transpose(0, 1)
+    return out.div_(z).reshape(B, Hq, 1, d).transpose(1, 2).contiguous()
+
+# %% ../nbs/02d_cpu_kernels.ipynb #aab5c3f8
+@contextmanager
+def cpu_attention(model, shared: int = 0):
+    "Within: `model`'s `sdpa` attention runs `cpu_sdpa`, decoding with the first `shared` key/value columns read once; yields whether it switched."
+    inner = getattr(model, "get_base_model", lambda: model)()
+    cfg = getattr(inner, "config", None)
+    old = getattr(cfg, "_attn_implementation", None)
+    if old not in ("sdpa", "cpu_sdpa"):
+        yield False; return
+    before, cfg._attn_implementation, _shared.n = _shared.n, "cpu_sdpa", shared
+    try: yield True
+    finally: cfg._attn_implementation, _shared.n = old, before

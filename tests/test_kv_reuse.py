@@ -11,10 +11,10 @@ PROMPTS = ["How do I pick a lock?", "Write a haiku about rain and the sea, pleas
            "Plan a day in Rome with a friend who likes old churches, food and long walks by the river."]
 
 
-def stage(tmp_path, name, **gen):
+def stage(tmp_path, name, few_shot=False, **gen):
     "Records of a one-round greedy stage and the token positions the model ran, per step."
     m, tok = tiny_model(init_std=0.2)
-    cfg = CritiqueConfig(prompts="demo", use_few_shot=False, converged_pattern="",
+    cfg = CritiqueConfig(prompts="demo", use_few_shot=few_shot, max_few_shot=1, converged_pattern="",
                          generation=GenerationConfig(max_new_tokens=10, batch_size=4, **gen))
     g = Generator(m, tok, cfg.generation, progress=False)
     ran, steps = [], []
@@ -48,3 +48,20 @@ def test_revisions_extending_different_critique_rows_prefill_together(tmp_path, 
     plain, _ = stage(tmp_path, "plain", prefix_cache_min_tokens=0)
     assert fast == plain                                            # greedy: padded starts give the texts of plain generate
     assert max(calls) == len(PROMPTS), calls                        # one forward ran the four revisions from four kept rows
+
+
+def test_decoding_reads_the_shared_prefix_once_with_the_texts_of_plain_generate(tmp_path, monkeypatch):
+    from cai_workbench import cpu_kernels
+    seen, da = [], cpu_kernels.decode_attention
+    def spy(query, key, value, mask, scale, shared=0):
+        seen.append((key.shape[0], shared)); return da(query, key, value, mask, scale, shared)
+    monkeypatch.setattr(cpu_kernels, "decode_attention", spy)
+    fast, _ = stage(tmp_path, "fast", few_shot=True)
+    split = [n for b, n in seen if n]
+    assert split and min(split) >= 16, sorted(set(seen))        # critique and revision batches decode with a shared prefix
+    monkeypatch.setattr(HFBackend, "fast_cpu_attention", False)
+    seen.clear(); unsplit, _ = stage(tmp_path, "unsplit", few_shot=True)
+    assert not seen                                              # switched off: transformers' sdpa, left-padded rows
+    plain, _ = stage(tmp_path, "plain", few_shot=True, prefix_cache_min_tokens=0)
+    assert fast == unsplit == plain                              # greedy: the same texts
+    assert len({json.dumps(r) for r in fast}) == len(PROMPTS)
