@@ -14,7 +14,9 @@ first N prompts only (tokens/s is a rate; the slow loop on all prompts can take 
 The stage is also timed with the `Generator`'s prefix caching off (`prefix_cache_min_tokens=0`: the system prompt +
 few-shot conversation every critique and revision chat starts with is then prefilled in every row instead of once
 per batch), to show what that buys; `--skip-no-cache` leaves that run out. It is timed once more with its fp32 CPU
-linear layers on plain `F.linear` instead of oneDNN-packed weights (`cpu_kernels`); `--skip-unpacked` leaves that out. Each side is timed in wall-clock and in
+linear layers on plain `F.linear` instead of oneDNN-packed weights (`cpu_kernels`); `--skip-unpacked` leaves that out.
+And once with transformers' `sdpa` attention instead of `cpu_kernels.cpu_sdpa` (which reads the shared prefix once per
+decoding step and does not copy GQA heads); `--skip-sdpa` leaves that out. Each side is timed in wall-clock and in
 process CPU seconds: on a CPU other jobs share, the wall ratio moves with the load between the sides, the CPU-time ratio much less.
 """
 import argparse, os, tempfile
@@ -64,6 +66,7 @@ def main():
     ap.add_argument("--no-few-shot", action="store_true")
     ap.add_argument("--skip-no-cache", action="store_true", help="do not also time the stage without prefix caching")
     ap.add_argument("--skip-unpacked", action="store_true", help="do not also time the stage with plain F.linear (no packed linears)")
+    ap.add_argument("--skip-sdpa", action="store_true", help="do not also time the stage with transformers' sdpa attention (no cpu_sdpa)")
     ap.add_argument("--same-dtype", action="store_true", help="run the seed loop in the stage's dtype too")
     ap.add_argument("--dtype", default=None, help="stage dtype, e.g. float32 (an fp32-only CPU); default: detect_device's")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice); 1 wastes less on a busy CPU")
@@ -95,11 +98,16 @@ def main():
         HFBackend.packed_linear_mb, mb = 0, HFBackend.packed_linear_mb
         try: unpacked = stage("stage without packed linears", cfg)
         finally: HFBackend.packed_linear_mb = mb
+    if not a.skip_sdpa:
+        HFBackend.fast_cpu_attention = False
+        try: sdpa = stage("stage with transformers' sdpa", cfg)
+        finally: HFBackend.fast_cpu_attention = True
     if not a.skip_no_cache: plain = stage("stage without prefix cache", cfg.replace(generation=cfg.generation.replace(prefix_cache_min_tokens=0)))
     for r in rows:
-        print(f"{r['side']:<28} ({r['dtype']}): {r['tokens']:6d} tokens in {r['wall s']:7.1f} s = {r['tok/s']:7.1f} tok/s, "
+        print(f"{r['side']:<32} ({r['dtype']}): {r['tokens']:6d} tokens in {r['wall s']:7.1f} s = {r['tok/s']:7.1f} tok/s, "
               f"{r['tok/cpu-s']:7.1f} per CPU-s" + (f"   speed-up {r['speed-up']}x wall, {r['speed-up (CPU time)']}x CPU time" if "speed-up" in r else ""))
     if not a.skip_no_cache: print(f"prefix caching: {st['tok/s'] / plain['tok/s']:.2f}x (wall), {st['tok/cpu-s'] / plain['tok/cpu-s']:.2f}x (CPU time)")
+    if not a.skip_sdpa: print(f"cpu_sdpa attention: {st['tok/s'] / sdpa['tok/s']:.2f}x (wall), {st['tok/cpu-s'] / sdpa['tok/cpu-s']:.2f}x (CPU time)")
     if not a.skip_unpacked: print(f"packed linears: {st['tok/s'] / unpacked['tok/s']:.2f}x (wall), {st['tok/cpu-s'] / unpacked['tok/cpu-s']:.2f}x (CPU time)")
     print(f"load avg at the start {load0}, now {os.getloadavg()[0]:.1f} (other processes share the CPU)")
     write_results("critique_revision", rows, summary={"speed-up": st["speed-up"], "speed-up (CPU time)": st["speed-up (CPU time)"],

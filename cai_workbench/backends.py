@@ -144,6 +144,10 @@ class HFBackend:
             with use_adapter(self.model, name): yield
         finally: self._adapter = before
 
+    def release(self):
+        "Drop what is held between calls (the kept rows' keys/values, the packed weights): before training on the same model."
+        self.kept, self._source = KeptRows(), KeptRows(); self.packed.clear()
+
     def weights_state(self) -> tuple:
         "What keys/values depend on besides the tokens: the model, its adapter and mode, and each parameter's in-place version."
         ps = list(self.model.parameters())
@@ -158,7 +162,7 @@ class HFBackend:
             for b, k in enumerate(range(0, len(order), cfg.batch_size)):
                 idx = order[k:k+cfg.batch_size]
                 yield idx, self.batch([prompts[i] for i in idx], cfg, None if seed is None else seed + b)
-        finally: self._source = KeptRows(); self.packed.clear()                       # packed weights: for one call only
+        finally: self._source = KeptRows()       # packed weights stay for the next call (repacked if the weights change) until `release`
 
 # %% ../nbs/02c_backends.ipynb #164a54c1
 @torch.inference_mode()

@@ -95,24 +95,20 @@ def decode_attention(query, key, value, mask, scale: float, shared: int = 0) -> 
     "Attention of one query token per row: query (B, Hq, 1, d), key/value (B, Hkv, L, d), mask (B|1, 1, 1, L) or None -> (B, 1, Hq, d)."
     B, Hq, _, d = query.shape; Hkv, L = key.shape[1], key.shape[2]
     R, n = Hq // Hkv, shared if 0 < shared < L and B > 1 else 0
-    if mask is not None and mask.dtype == torch.bool:
-        if n and not bool(mask[..., :n].all()): n = 0
-        mask = torch.zeros(mask.shape, dtype=query.dtype).masked_fill_(~mask, float("-inf"))
-    elif mask is not None and n and bool((mask[..., :n] != 0).any()): n = 0
+    if n and mask is not None and not bool((mask[..., :n] if mask.dtype == torch.bool else mask[..., :n] == 0).all()): n = 0
+    if not n:                                                                    # nothing shared: the kernel, heads mapped in it
+        out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=scale, enable_gqa=Hq != Hkv)
+        return out.transpose(1, 2).contiguous()
+    if mask is not None and mask.dtype == torch.bool: mask = torch.zeros(mask.shape, dtype=query.dtype).masked_fill_(~mask, float("-inf"))
     q = query.reshape(B, Hkv, R, d)                                             # query head h uses key/value head h // R
     s = torch.matmul(q, key[:, :, n:].transpose(-1, -2)).mul_(scale)           # (B, Hkv, R, L-n): each row's own columns
     if mask is not None: s.add_(mask[..., n:])
-    top = s.amax(-1, keepdim=True)                                              # (B, Hkv, R, 1)
-    if n:
-        qs = q.transpose(0, 1).reshape(1, Hkv, B * R, d)                        # every row's queries against one copy
-        s0 = torch.matmul(qs, key[:1, :, :n].transpose(-1, -2)).mul_(scale)    # (1, Hkv, B*R, n)
-        top = torch.maximum(top, s0.amax(-1, keepdim=True).view(Hkv, B, R, 1).transpose(0, 1))
-        e0 = s0.sub_(top.transpose(0, 1).reshape(1, Hkv, B * R, 1)).exp_()
-    e = s.sub_(top).exp_()
-    z, out = e.sum(-1, keepdim=True), torch.matmul(e, value[:, :, n:])        # (B, Hkv, R, 1), (B, Hkv, R, d)
-    if n:
-        z = z + e0.sum(-1, keepdim=True).view(Hkv, B, R, 1).transpose(0, 1)
-        out = out + torch.matmul(e0, value[:1, :, :n]).view(Hkv, B, R, d).transpose(0, 1)
+    qs = q.transpose(0, 1).reshape(1, Hkv, B * R, d)                            # every row's queries against one copy
+    s0 = torch.matmul(qs, key[:1, :, :n].transpose(-1, -2)).mul_(scale)        # (1, Hkv, B*R, n)
+    top = torch.maximum(s.amax(-1, keepdim=True), s0.amax(-1, keepdim=True).view(Hkv, B, R, 1).transpose(0, 1))   # (B, Hkv, R, 1)
+    e, e0 = s.sub_(top).exp_(), s0.sub_(top.transpose(0, 1).reshape(1, Hkv, B * R, 1)).exp_()
+    z = e.sum(-1, keepdim=True) + e0.sum(-1, keepdim=True).view(Hkv, B, R, 1).transpose(0, 1)
+    out = torch.matmul(e, value[:, :, n:]) + torch.matmul(e0, value[:1, :, :n]).view(Hkv, B, R, d).transpose(0, 1)   # (B, Hkv, R, d)
     return out.div_(z).reshape(B, Hq, 1, d).transpose(1, 2).contiguous()
 
 # %% ../nbs/02d_cpu_kernels.ipynb #aab5c3f8

@@ -355,6 +355,11 @@ def _fit(self: Generator, enc: list[list[int]], cfg: GenerationConfig) -> tuple[
     return [x[:h] + x[len(x) - (limit - h):] if i in cut else x for i, x in enumerate(enc)], long
 
 @patch
+def release(self: Generator):
+    "Let the engine drop what it holds between calls (the `hf` engine: kept keys/values, packed weights); call it before training this model."
+    if callable(getattr(self.backend, "release", None)): self.backend.release()
+
+@patch
 def finish(self: Generator, prompt_ids: list[int], new_ids: list[int], keep_ids: bool = False) -> Generation:
     "A `Generation` from an engine's new token ids: cut after the first EOS, decode, count (EOS counts as a token)."
     stop = next((i for i, t in enumerate(new_ids) if t in self.eos_ids), None)

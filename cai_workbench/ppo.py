@@ -305,6 +305,7 @@ def collect_rollouts(model: PolicyValueModel, gen: Generator, prompts: list[str]
     g = config.generation
     gens = gen.generate(prompts, seed=seed, keep_token_ids=True, temperature=g.temperature, top_p=1.0, exact=True,
                         max_new_tokens=g.max_new_tokens, desc="rollouts")
+    gen.release()                                        # the update needs the memory the engine would hold between calls
     queries = gen.encode(prompts)
     responses = [g.token_ids or [gen.tokenizer.eos_token_id] for g in gens]
     ids, attn, mask, Q = pad_query_response(queries, responses, gen.tokenizer.pad_token_id)

@@ -35,8 +35,13 @@ def test_packed_linears_give_the_tokens_of_plain_linear(monkeypatch):
     g = Generator(m, tok, max_new_tokens=12, batch_size=4, progress=False)
     fast = tokens(g)
     assert len(used) >= 5                                           # q, o, gate, up, down, head ...: really packed
-    assert g.backend.packed._packed == {}                           # the copies are released after the call
-    assert not any("forward" in vars(x) for x in m.modules())       # and the layers are as before
+    assert not any("forward" in vars(x) for x in m.modules())       # the layers are as before after the call
+    held = {k: v[1] for k, v in g.backend.packed._packed.items()}
+    assert len(held) >= 5                                           # the packed copies are kept for the next call
+    assert tokens(g) == fast
+    assert all(g.backend.packed._packed[k][1] is w for k, w in held.items())   # and reused there, not packed again
+    g.release()
+    assert g.backend.packed._packed == {} and g.backend.kept.rows == []        # released when asked (before training)
     used.clear()
     monkeypatch.setattr(HFBackend, "packed_linear_mb", 0)
     plain = tokens(Generator(m, tok, max_new_tokens=12, batch_size=4, progress=False))

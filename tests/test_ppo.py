@@ -80,6 +80,17 @@ def test_kl_zero_and_ratio_one_at_init(value_model):
     assert clipfrac.item() == 0 and abs(approx_kl.item()) < 1e-6
 
 
+def test_rollouts_leave_the_engine_holding_nothing_for_the_update():
+    base, tok = load_model("tiny", device="cpu", purpose="train")
+    cfg = PPOConfig(batch_size=4, minibatch_size=4, generation={"max_new_tokens": 6}, lora=LoraSpec(r=4, alpha=8, dropout=0.0))
+    pv = build_ppo_model(base, cfg)
+    gen = Generator(pv.peft, tok, batch_size=4, progress=False)
+    gen.generate(PROMPTS[:4], max_new_tokens=6)
+    assert gen.backend.kept.rows                                 # a plain call keeps its rows' keys/values for the next one
+    collect_rollouts(pv, gen, PROMPTS[:4], word_count_reward("e"), cfg, kl_coef=0.1, seed=0)
+    assert gen.backend.kept.rows == [] and gen.backend.packed._packed == {}   # the update gets that memory
+
+
 def test_sft_adapter_is_policy_start_and_reference(tmp_path):
     "With an SFT adapter, policy and reference both start from it (KL 0) and differ from the bare base."
     m, tok = load_model("tiny", device="cpu", purpose="train",
