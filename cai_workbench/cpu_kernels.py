@@ -118,7 +118,7 @@ def cpu_attention(model, shared: int = 0):
     inner = getattr(model, "get_base_model", lambda: model)()
     cfg = getattr(inner, "config", None)
     old = getattr(cfg, "_attn_implementation", None)
-    if old not in ("sdpa", "cpu_sdpa"):
+    if old not in ("sdpa", "cpu_sdpa") or next(inner.parameters()).device.type != "cpu":
         yield False; return
     before, cfg._attn_implementation, _shared.n = _shared.n, "cpu_sdpa", shared
     try: yield True
