@@ -6,7 +6,7 @@ Docs: https://cai-workbench.github.io/cai-workbench/backends.html.md"""
 
 # %% ../nbs/02c_backends.ipynb #bd27c74f
 from __future__ import annotations
-import bisect, os
+import os
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Callable, Iterator, Protocol, Sequence, runtime_checkable
@@ -14,12 +14,13 @@ from typing import Callable, Iterator, Protocol, Sequence, runtime_checkable
 import torch
 
 from .cpu_kernels import PackedLinears, cpu_attention
+from .kv_cache import GrowingLayer, KVRow, KeptRows, _assemble, _clip, _groups, _past, shared_start
 from .guards import quiet_library_deprecations
 
 # %% auto #0
 __all__ = ['Chunk', 'BACKENDS', 'DEFAULT_BACKEND', 'GenerationBackend', 'register_backend', 'make_backend', 'use_adapter',
            'load_adapters', 'adapters_loaded', 'shared_prefix_length', 'sampling_kwargs', 'plain_generation_config',
-           'HFBackend', 'GrowingLayer', 'KVRow', 'KeptRows', 'shared_start', 'HFPagedBackend', 'rank_seed', 'Shards']
+           'HFBackend', 'HFPagedBackend', 'rank_seed', 'Shards']
 
 # %% ../nbs/02c_backends.ipynb #48a4db31
 Chunk = tuple[list[int], list[list[int]]]   # (indices into the prompts, the new token ids of each)
@@ -185,113 +186,7 @@ def _hf_batch(self: HFBackend, batch_ids: list[list[int]], cfg, seed: int | None
     return new
 HFBackend.batch = _hf_batch
 
-# %% ../nbs/02c_backends.ipynb #5a1c0c4e
-from transformers.cache_utils import DynamicLayer
-
-class GrowingLayer(DynamicLayer):
-    """A `DynamicLayer` whose keys/values are views into a buffer with room to spare: each step is written in place
-    instead of `torch.cat` copying the whole (B, kv_heads, P+t, d) cache every step; the values (and outputs) are the same."""
-    grow = 64   # extra positions when the buffer runs out
-
-    def reserve(self, capacity: int, batch_size: int | None = None):
-        "Move keys/values into buffers of `capacity` positions (batch-1 prefix keys broadcast to `batch_size` rows)."
-        k, v = self.keys, self.values
-        B, H, n, d = k.shape; B = batch_size or B
-        self._kbuf, self._vbuf = k.new_empty(B, H, max(capacity, n), d), v.new_empty(B, H, max(capacity, n), v.shape[-1])
-        self._kbuf[:, :, :n] = k; self._vbuf[:, :, :n] = v
-        self.keys, self.values = self._kbuf[:, :, :n], self._vbuf[:, :, :n]
-
-    def update(self, key_states, value_states, *args, **kwargs):
-        if not self.is_initialized or self.keys.numel() == 0: return super().update(key_states, value_states)
-        n, m = self.keys.shape[-2], key_states.shape[-2]
-        buf = getattr(self, "_kbuf", None)   # batch_select_indices / reorder_cache replace keys: re-buffer then
-        if buf is None or self.keys.data_ptr() != buf.data_ptr() or self.keys.shape[0] != buf.shape[0] or n + m > buf.shape[-2]:
-            self.reserve(n + m + self.grow)
-        self._kbuf[:, :, n:n+m] = key_states; self._vbuf[:, :, n:n+m] = value_states
-        self.keys, self.values = self._kbuf[:, :, :n+m], self._vbuf[:, :, :n+m]
-        return self.keys, self.values
-
-
-# %% ../nbs/02c_backends.ipynb #7369acae
-@dataclass
-class KVRow:
-    "One sequence's keys/values per layer, as chunks along the sequence (a chunk shared by several rows is stored once)."
-    tokens: tuple      # the tokens whose keys/values these are
-    chunks: list       # [(n, [(k, v) per layer])], k and v of shape (kv_heads, n, head_dim)
-
-    def __len__(self): return len(self.tokens)
-
-    def layer(self, i: int, n: int) -> tuple:
-        "Keys and values of layer `i` for positions [0, n), each (1, kv_heads, n, head_dim)."
-        ks, vs = zip(*[(k[:, :m], v[:, :m]) for m, kv in _clip(self.chunks, n) for k, v in [kv[i]]])
-        return torch.cat(ks, 1)[None], torch.cat(vs, 1)[None]
-
-    def write(self, kbufs, vbufs, row: int, col: int, n: int, skip: int = 0):
-        "Copy positions [skip, n) into the batch buffers (B, kv_heads, cap, head_dim) of every layer at `row`, from column `col`."
-        p = 0
-        for m, kv in _clip(self.chunks, n):
-            if (a := max(skip - p, 0)) < m:
-                for (k, v), kb, vb in zip(kv, kbufs, vbufs): kb[row, :, col:col+m-a] = k[:, a:m]; vb[row, :, col:col+m-a] = v[:, a:m]
-                col += m - a
-            p += m
-
-    def storages(self) -> dict:
-        "{storage address: bytes} of the tensors this row holds."
-        return {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for _, kv in self.chunks for k, v in kv for t in (k, v)}
-
-def _clip(chunks, n: int) -> list:
-    "The chunks covering positions [0, n), the last one's length cut."
-    out = []
-    for m, kv in chunks:
-        if n <= 0: break
-        out.append((min(m, n), kv)); n -= m
-    return out
-
-# %% ../nbs/02c_backends.ipynb #1d2153c8
-class KeptRows:
-    "The rows of the last generating call (prompt + generated tokens, with their keys/values), for prompts that extend them."
-    def __init__(self, mb: float = 0, state=None):
-        self.mb, self.state, self.rows, self._bytes, self._sorted = mb, state, [], {}, None
-
-    def add(self, row: KVRow) -> bool:
-        "Keep `row` if it fits in `mb` megabytes (storage shared with rows already kept counted once)."
-        new = {**self._bytes, **row.storages()}
-        if sum(new.values()) > self.mb * 2**20: return False
-        self.rows.append(row); self._bytes, self._sorted = new, None; return True
-
-    def match(self, ids: Sequence[int]) -> tuple:
-        "(row, n): the kept row sharing the longest token prefix with `ids`, and its length; (None, 0) if none."
-        if not self.rows: return None, 0
-        if self._sorted is None: self._sorted = sorted(self.rows, key=lambda r: r.tokens)
-        i, best = bisect.bisect_left([r.tokens for r in self._sorted], tuple(ids)), (None, 0)
-        for r in self._sorted[max(i-1, 0):i+1]:           # the longest common prefix is with a neighbour in sorted order
-            n = next((k for k, (a, b) in enumerate(zip(r.tokens, ids)) if a != b), min(len(r), len(ids)))
-            if n > best[1]: best = (r, n)
-        return best
-
 # %% ../nbs/02c_backends.ipynb #a54a17a0
-def _groups(lengths: list[int], waste: float = 0.1) -> list[list[int]]:
-    "Indices of `lengths`, longest first, in groups whose left padding is at most `waste` of the group's positions."
-    out = []
-    for j in sorted(range(len(lengths)), key=lambda j: -lengths[j]):
-        g = out[-1] if out else None
-        if g and lengths[g[0]] * (len(g) + 1) - sum(lengths[x] for x in g + [j]) <= waste * lengths[g[0]] * (len(g) + 1): g.append(j)
-        else: out.append([j])
-    return out
-
-def _past(starts: list, P: int):
-    "A cache of every row's start (its first n0 positions) right-aligned in P columns; one start shared by all is not copied."
-    from transformers import cache_utils
-    (r, _), g = next((s for s in starts if s[0] is not None)), len(starts)
-    if len({(id(s), n) for s, n in starts}) == 1:
-        return cache_utils.DynamicCache(ddp_cache_data=[tuple(t.expand(g, -1, -1, -1) for t in r.layer(i, P))
-                                                        for i in range(len(r.chunks[0][1]))])
-    like = r.chunks[0][1]
-    kb = [k.new_zeros(g, k.shape[0], P, k.shape[-1]) for k, _ in like]; vb = [v.new_zeros(g, v.shape[0], P, v.shape[-1]) for _, v in like]
-    for j, (s, n0) in enumerate(starts):
-        if s is not None: s.write(kb, vb, j, P - n0, n0)                   # zeros to the left are masked out
-    return cache_utils.DynamicCache(ddp_cache_data=list(zip(kb, vb)))
-
 @torch.inference_mode()
 def _forward_kv(self: HFBackend, starts: list, seqs: list[list[int]], device) -> list | None:
     """Run `seqs` (each row's tokens after its start) after `starts` ((kept row or None, n0) per row) as one left-padded
@@ -345,34 +240,6 @@ def _prefill(self: HFBackend, rows: list[list[int]], cfg, device, cap: int, spli
 HFBackend.prefill = _prefill
 
 # %% ../nbs/02c_backends.ipynb #776d354a
-def shared_start(starts: list, min_tokens: int = 1) -> int:
-    "Positions [0, s) every row takes from one stored chunk (the batch's shared prefix, or the one its kept rows share); 0 if under `min_tokens`."
-    if len(starts) < 2 or any(r is None for r, _ in starts) or len({id(r.chunks[0][1]) for r, _ in starts}) > 1: return 0
-    s = min(min(n for _, n in starts), starts[0][0].chunks[0][0])
-    return s if s >= max(min_tokens, 1) else 0
-
-def _assemble(rows, starts, own, cap: int, s: int = 0):
-    """The batch cache: in row i, the s shared positions in columns [0, s), zeroed padding, then the rest of its start
-    and its own keys/values, right-aligned at column width-1."""
-    ref = next((o for o in own if o is not None), None) or next((r.chunks[0][1] for r, _ in starts if r is not None), None)
-    if ref is None: return None                                  # one-token prompts only: nothing to cache
-    B, W = len(rows), max(len(x) for x in rows)
-    (H, _, d), like = ref[0][0].shape, ref[0][0]
-    kb, vb = [like.new_empty(B, H, cap, d) for _ in ref], [like.new_empty(B, H, cap, d) for _ in ref]
-    for i, (x, (r, n0)) in enumerate(zip(rows, starts)):
-        col = W - len(x)
-        if s: r.write(kb, vb, i, 0, s)                                          # the same in every row (and read from row 0)
-        for k, v in zip(kb, vb): k[i, :, s:s+col] = 0; v[i, :, s:s+col] = 0    # masked, but never uninitialised memory
-        if r is not None: r.write(kb, vb, i, col + s, n0, skip=s)
-        if own[i] is not None:
-            m = len(x) - 1 - n0
-            for (k, v), K, V in zip(own[i], kb, vb): K[i, :, col+n0:col+n0+m] = k; V[i, :, col+n0:col+n0+m] = v
-    from transformers.cache_utils import DynamicCache
-    cache = DynamicCache(ddp_cache_data=[(k[:1, :, :0], v[:1, :, :0]) for k, v in zip(kb, vb)])
-    for l, k, v in zip(cache.layers, kb, vb):
-        l.__class__ = GrowingLayer; l._kbuf, l._vbuf = k, v; l.keys, l.values = k[:, :, :W-1], v[:, :, :W-1]
-    return cache
-
 def _keep(self: HFBackend, rows, new, cache, width: int):
     "Keep each row's prompt + generated tokens with their keys/values (the start it extended is shared, not copied)."
     T = len(new[0]) if new else 0

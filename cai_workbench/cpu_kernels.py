@@ -1,4 +1,4 @@
-"""fp32 linear layers on the CPU through oneDNN with each weight packed once: the same products, faster batched generation.
+"""CPU kernels for batched generation: fp32 linear layers from oneDNN-packed weights, and attention that maps GQA heads inside the kernel and reads a batch's shared prefix once while decoding.
 
 Docs: https://cai-workbench.github.io/cai-workbench/cpu_kernels.html.md"""
 
