@@ -18,8 +18,8 @@ linear layers on plain `F.linear` instead of oneDNN-packed weights (`cpu_kernels
 And once with transformers' `sdpa` attention instead of `cpu_kernels.cpu_sdpa` (which reads the shared prefix once per
 decoding step and does not copy GQA heads); `--skip-sdpa` leaves that out. Each side is timed in wall-clock and in
 process CPU seconds: on a CPU other jobs share, the wall ratio moves with the load between the sides, the CPU-time ratio much less.
-On a shared virtual machine the speed also drifts by 10-20% within minutes (the same stage took 33 s and 41 s ten
-minutes apart here), so the seed loop and the stage are timed `--repeats` times (default 2), interleaved, and each
+On a shared virtual machine the speed also drifts by 10-20% within minutes (the same stage took 41 s and 33 s in
+runs a minute and a half apart here), so the seed loop and the stage are timed `--repeats` times (default 2), interleaved, and each
 side's fastest run is reported (every run's tok/s is printed and kept in the results file); the other sides run once.
 """
 import argparse, os, tempfile

@@ -23,10 +23,10 @@ class GrowingLayer(DynamicLayer):
     instead of `torch.cat` copying the whole (B, kv_heads, P+t, d) cache every step; the values (and outputs) are the same."""
     grow = 64   # extra positions when the buffer runs out
 
-    def reserve(self, capacity: int, batch_size: int | None = None):
-        "Move keys/values into buffers of `capacity` positions (batch-1 prefix keys broadcast to `batch_size` rows)."
+    def reserve(self, capacity: int):
+        "Move keys/values into buffers of `capacity` positions."
         k, v = self.keys, self.values
-        B, H, n, d = k.shape; B = batch_size or B
+        B, H, n, d = k.shape
         self._kbuf, self._vbuf = k.new_empty(B, H, max(capacity, n), d), v.new_empty(B, H, max(capacity, n), v.shape[-1])
         self._kbuf[:, :, :n] = k; self._vbuf[:, :, :n] = v
         self.keys, self.values = self._kbuf[:, :, :n], self._vbuf[:, :, :n]

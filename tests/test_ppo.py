@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from cai_workbench.core import ConfigError, MissingStageError, Run, read_json
-from cai_workbench.models import Generator, LoraSpec, load_model, save_adapter
+from cai_workbench.models import Generator, LoraSpec, load_model, save_adapter, tiny_model
 from cai_workbench.ppo import (PPOConfig, PPODivergedError, build_ppo_model, collect_rollouts, gae, masked_whiten,
                                policy_loss, value_loss)
 from cai_workbench.ppo_runner import _reward_plan, run_ppo, toy_config, word_count_reward
@@ -81,12 +81,14 @@ def test_kl_zero_and_ratio_one_at_init(value_model):
 
 
 def test_rollouts_leave_the_engine_holding_nothing_for_the_update():
-    base, tok = load_model("tiny", device="cpu", purpose="train")
+    from cai_workbench.cpu_kernels import onednn_linear_available
+    base, tok = tiny_model(hidden_size=256)                      # wide enough that its linear layers are packed
     cfg = PPOConfig(batch_size=4, minibatch_size=4, generation={"max_new_tokens": 6}, lora=LoraSpec(r=4, alpha=8, dropout=0.0))
     pv = build_ppo_model(base, cfg)
     gen = Generator(pv.peft, tok, batch_size=4, progress=False)
     gen.generate(PROMPTS[:4], max_new_tokens=6)
     assert gen.backend.kept.rows                                 # a plain call keeps its rows' keys/values for the next one
+    assert gen.backend.packed._packed or not onednn_linear_available()   # and its packed weights
     collect_rollouts(pv, gen, PROMPTS[:4], word_count_reward("e"), cfg, kl_coef=0.1, seed=0)
     assert gen.backend.kept.rows == [] and gen.backend.packed._packed == {}   # the update gets that memory
 
