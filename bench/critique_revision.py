@@ -28,10 +28,11 @@ from pathlib import Path
 import torch
 from _results import Timer, side, write_results
 
-from cai_workbench.backends import HFBackend
-from cai_workbench.core import Run
-from cai_workbench.critique import CritiqueConfig, critique_chat, few_shot_messages, prepare, principle_seed, revision_chat, run_critique_revision
-from cai_workbench.models import GenerationConfig, encode_chat, load_model
+from cai_workbench.engine.backends import HFBackend
+from cai_workbench.core.run import Run
+from cai_workbench.stages.critique_revision import CritiqueConfig, critique_chat, few_shot_messages, prepare, principle_seed, revision_chat, run_critique_revision
+from cai_workbench.engine.generator import GenerationConfig
+from cai_workbench.engine.models import encode_chat, load_model
 
 
 def one(model, tok, chat, max_new_tokens):

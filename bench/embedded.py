@@ -27,9 +27,11 @@ def main():
     load0 = round(os.getloadavg()[0], 2)
     with tempfile.TemporaryDirectory() as cache:
         os.environ["CAI_WORKBENCH_CACHE"] = cache                 # read when called: the conversion goes here
-        from cai_workbench.environment import cpu_has_fast_bf16
-        from cai_workbench.models import Generator, ensure_embedded, load_model
-        from cai_workbench.prompts import load_prompts
+        from cai_workbench.core.environment import cpu_has_fast_bf16
+        from cai_workbench.engine.generator import Generator
+        from cai_workbench.engine.embedded import ensure_embedded
+        from cai_workbench.engine.models import load_model
+        from cai_workbench.inputs.prompts import load_prompts
         with Timer() as t: ensure_embedded(progress=False)
         rows = [{"step": "convert GGUF -> safetensors (once)", "dtype": "float32", "wall s": round(t.wall, 1), "cpu s": round(t.cpu, 1)}]
         with Timer() as t: model, tok = load_model("embedded", device="cpu", dtype="float32")

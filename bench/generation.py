@@ -19,9 +19,10 @@ from _results import Timer, side, write_results
 
 import torch
 
-from cai_workbench.cpu_kernels import PackedLinears
-from cai_workbench.models import Generator, encode_chat, load_model
-from cai_workbench.prompts import load_prompts
+from cai_workbench.engine.cpu_kernels import PackedLinears
+from cai_workbench.engine.generator import Generator
+from cai_workbench.engine.models import encode_chat, load_model
+from cai_workbench.inputs.prompts import load_prompts
 
 
 def seed_loop(model, tok, prompts, max_new_tokens):

@@ -25,7 +25,7 @@ SHAPES = {  # Qwen2 family shapes (hidden, layers, heads, kv heads, MLP), vocab 
 def build(shape: str, path: Path, device: str) -> Path:
     "Save a randomly initialised Qwen2-style model of `shape` (with the tiny test tokenizer) to `path`."
     from transformers import Qwen2Config, Qwen2ForCausalLM
-    from cai_workbench.models import tiny_model
+    from cai_workbench.engine.embedded import tiny_model
     _, tok = tiny_model()
     torch.manual_seed(0)
     cfg = Qwen2Config(**SHAPES[shape], tie_word_embeddings=True, max_position_embeddings=4096,
@@ -41,7 +41,7 @@ def sync(device):
 
 def loop_tok_s(model, tok, prompts, max_new_tokens, device) -> float:
     "The seed scripts' way: one `generate` call per prompt."
-    from cai_workbench.models import encode_chat
+    from cai_workbench.engine.models import encode_chat
     n, t = 0, time.perf_counter()
     for p in prompts:
         ids = torch.tensor([encode_chat(tok, p)], device=device)
@@ -54,7 +54,7 @@ def loop_tok_s(model, tok, prompts, max_new_tokens, device) -> float:
 
 
 def engine_tok_s(model, tok, prompts, max_new_tokens, batch_size, backend, device) -> float:
-    from cai_workbench.models import Generator
+    from cai_workbench.engine.generator import Generator
     gen = Generator(model, tok, batch_size=batch_size, max_new_tokens=max_new_tokens, progress=False, backend=backend)
     gen(prompts[:batch_size // 4 or 1])                                        # warm-up (kernels, allocator)
     sync(device); t = time.perf_counter()
@@ -65,8 +65,8 @@ def engine_tok_s(model, tok, prompts, max_new_tokens, batch_size, backend, devic
 
 def sft_steps(path, device, steps=8, batch=8, max_length=256) -> dict:
     "SFT (TRL, LoRA) on `steps` batches of synthetic revisions; steps/s and tokens/s after the first step."
-    from cai_workbench.core import Run
-    from cai_workbench.sft import SFTStageConfig, run_sft
+    from cai_workbench.core.run import Run
+    from cai_workbench.stages.sft import SFTStageConfig, run_sft
     with tempfile.TemporaryDirectory() as d:
         run = Run.create(Path(d)/"run")
         (run.path/"critique_revision").mkdir()
@@ -101,8 +101,8 @@ def main():
     ap.add_argument("--skip", default="", help="comma list of parts to skip: generation,ppo,sft")
     ap.add_argument("--out", default=None, help="results JSON (default: bench/results/gpu-<date>.json)")
     a = ap.parse_args()
-    from cai_workbench.models import load_model
-    from cai_workbench.prompts import load_prompts
+    from cai_workbench.engine.models import load_model
+    from cai_workbench.inputs.prompts import load_prompts
     import transformers
     gpu = torch.cuda.get_device_name(0) if a.device == "cuda" else platform.processor() or "cpu"
     res = {"date": datetime.date.today().isoformat(), "device": gpu, "torch": torch.__version__,

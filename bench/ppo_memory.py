@@ -36,15 +36,16 @@ def child(args):
     import torch, torch.nn as nn
     if args.threads: torch.set_num_threads(args.threads)
     import transformers  # noqa: F401  (part of the baseline)
-    from cai_workbench.core import set_seed
-    from cai_workbench.environment import detect_device
+    from cai_workbench.core.config import set_seed
+    from cai_workbench.core.environment import detect_device
     dev = detect_device(args.device)
     if dev.kind == "cuda": torch.cuda.reset_peak_memory_stats()
     base_mb = peak_mb(dev.kind)
-    from cai_workbench.models import Generator, load_model
-    from cai_workbench.ppo import PPOConfig, ValueHead, build_ppo_model, collect_rollouts, ppo_update
-    from cai_workbench.reward_scoring import RewardModel
-    from cai_workbench.prompts import load_prompts
+    from cai_workbench.engine.generator import Generator
+    from cai_workbench.engine.models import load_model
+    from cai_workbench.rl.ppo import PPOConfig, ValueHead, build_ppo_model, collect_rollouts, ppo_update
+    from cai_workbench.feedback.reward_scoring import RewardModel
+    from cai_workbench.inputs.prompts import load_prompts
     set_seed(0)
     prompts = load_prompts("red-team", limit=args.prompts).texts
     cfg = PPOConfig(batch_size=args.prompts, minibatch_size=max(1, args.prompts // 2), ppo_epochs=1,
@@ -76,7 +77,7 @@ class SeedModels:
     "The seed's design behind the interface `collect_rollouts`/`ppo_update` use: four full models."
     @classmethod
     def build(cls, name, device, cfg):
-        from cai_workbench.models import load_model
+        from cai_workbench.engine.models import load_model
         policy, tok = load_model(name, purpose="train", device=device)
         value_lm, _ = load_model(name, purpose="train", device=device)
         reference = copy.deepcopy(policy).eval().requires_grad_(False)
@@ -85,8 +86,8 @@ class SeedModels:
     @classmethod
     def _make(cls, policy, value_lm, reference, cfg):
         import torch, torch.nn as nn
-        from cai_workbench.scoring import token_logprobs
-        from cai_workbench.ppo import ValueHead
+        from cai_workbench.engine.scoring import token_logprobs
+        from cai_workbench.rl.ppo import ValueHead
 
         class _Seed(nn.Module):
             def __init__(self):
@@ -143,7 +144,7 @@ def main(argv=None):
     if args.child: return child(args)
     with tempfile.TemporaryDirectory() as tmp:
         # the reward adapter is made in a subprocess too, so this process stays small
-        subprocess.run([sys.executable, "-c", "import sys; from cai_workbench.reward_scoring import random_reward_adapter as r; "
+        subprocess.run([sys.executable, "-c", "import sys; from cai_workbench.feedback.reward_scoring import random_reward_adapter as r; "
                         "r(sys.argv[1], base=sys.argv[2])", f"{tmp}/reward", args.model], check=True, capture_output=True)
         res = {m: run_child(m, args, f"{tmp}/reward") for m in args.modes.split(",")}
     dev = next(iter(res.values()))["device"]

@@ -22,8 +22,8 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
     a = ap.parse_args(argv)
     import torch
-    from cai_workbench.core import Run
-    from cai_workbench.ppo_runner import run_ppo, toy_config, word_count_reward
+    from cai_workbench.core.run import Run
+    from cai_workbench.stages.ppo import run_ppo, toy_config, word_count_reward
     if a.threads: torch.set_num_threads(a.threads)
     prompts = [f"Tell me about item {i}." for i in range(32)]      # the toy prompts of 06b_ppo_runner
     rows = []

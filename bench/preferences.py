@@ -13,10 +13,11 @@ CPUs with native bf16). The CPU load average is printed: other processes on the 
 import argparse, os, re, time
 
 from _results import write_results
-from cai_workbench.label_quality import agreement_of, bias_report, shuffle_human_pairs, wilson_interval
-from cai_workbench.models import GenerationConfig, Generator, load_model
-from cai_workbench.preferences import AILabeller
-from cai_workbench.prompts import load_hh_rlhf_pairs, shared_path
+from cai_workbench.feedback.label_quality import agreement_of, bias_report, shuffle_human_pairs, wilson_interval
+from cai_workbench.engine.generator import GenerationConfig, Generator
+from cai_workbench.engine.models import load_model
+from cai_workbench.stages.preferences import AILabeller
+from cai_workbench.inputs.prompts import load_hh_rlhf_pairs, shared_path
 
 SEED_PROMPT = ("Consider the following conversation between a human and an assistant:\n\nHuman: {prompt}\n\n"
                "{question}\nOptions:\n(A) {a}\n(B) {b}\n\n"

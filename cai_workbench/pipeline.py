@@ -1,4 +1,4 @@
-"""The whole Constitutional-AI pipeline from one YAML config — each stage resumable and skippable — and the `cai-workbench` command line.
+"""The whole Constitutional-AI pipeline from one YAML config: the stage table, each stage resumable and skippable, and what makes a finished stage stale.
 
 Docs: https://cai-workbench.github.io/cai-workbench/pipeline.html.md"""
 
@@ -13,15 +13,16 @@ from typing import Callable
 
 import yaml
 
-from .core import ConfigBase, ConfigError, Run, MissingStageError, set_seed, write_json
+from .core.config import ConfigBase, ConfigError, set_seed
+from .core.run import Run, MissingStageError
+from .core.io import write_json
 
-from .environment import describe_environment
-from .guards import stage_fingerprint, stale_reasons, run_lock
+from .core.environment import describe_environment
+from .core.guards import stage_fingerprint, stale_reasons, run_lock
 
 # %% auto #0
 __all__ = ['STAGES', 'DEFAULT_STAGES', 'PRESETS_DIR', 'StageSpec', 'PipelineConfig', 'preset_path', 'load_config', 'summary_line',
-           'PipelineResult', 'StaleStageError', 'current_fingerprint', 'stale_stages', 'check_inputs', 'run_pipeline',
-           'error_line', 'main']
+           'PipelineResult', 'StaleStageError', 'current_fingerprint', 'stale_stages', 'check_inputs', 'run_pipeline']
 
 # %% ../nbs/10_pipeline.ipynb #f84aa558
 @dataclass(frozen=True)
@@ -51,24 +52,24 @@ _ADAPTERS = ("sft/adapter", "ppo/adapter", "rloo/adapter", "grpo/adapter", "dpo/
 _RL = dict(inputs=("sft/adapter", "reward_model/adapter"), needs=("reward_model/adapter",))
 
 STAGES: dict[str, StageSpec] = {s.name: s for s in [
-    StageSpec("critique_revision", "cai_workbench.critique", "CritiqueRevisionConfig", "run_critique_revision",
+    StageSpec("critique_revision", "cai_workbench.stages.critique_revision", "CritiqueRevisionConfig", "run_critique_revision",
               outputs=("critique_revision/records.jsonl", "critique_revision/sft.jsonl")),
-    StageSpec("sft", "cai_workbench.sft", "SFTConfig", "run_sft", ("critique_revision/sft.jsonl",), ("sft/adapter",),
+    StageSpec("sft", "cai_workbench.stages.sft", "SFTConfig", "run_sft", ("critique_revision/sft.jsonl",), ("sft/adapter",),
               needs=("critique_revision/sft.jsonl",)),
-    StageSpec("preferences", "cai_workbench.preferences", "PreferencesConfig", "run_preferences",
+    StageSpec("preferences", "cai_workbench.stages.preferences", "PreferencesConfig", "run_preferences",
               ("critique_revision/records.jsonl", "sft/adapter"), ("preferences/pairs.jsonl",),
               needs=lambda c: ("critique_revision/records.jsonl",) if "revision" in c.sources else ()),
-    StageSpec("reward_model", "cai_workbench.reward", "RewardModelConfig", "run_reward_model", ("preferences/pairs.jsonl",),
+    StageSpec("reward_model", "cai_workbench.stages.reward_model", "RewardModelConfig", "run_reward_model", ("preferences/pairs.jsonl",),
               ("reward_model/adapter",), needs=lambda c: () if c.pairs else ("preferences/pairs.jsonl",)),
-    StageSpec("ppo", "cai_workbench.ppo_runner", "PPOConfig", "run_ppo", outputs=("ppo/adapter",), **_RL),
-    StageSpec("rloo", "cai_workbench.rloo_grpo", "RLOOConfig", "run_rloo", outputs=("rloo/adapter",), **_RL),
-    StageSpec("grpo", "cai_workbench.rloo_grpo", "GRPOConfig", "run_grpo", outputs=("grpo/adapter",), **_RL),
-    StageSpec("dpo", "cai_workbench.dpo", "DPOConfig", "run_dpo", ("preferences/pairs.jsonl", "sft/adapter"), ("dpo/adapter",),
+    StageSpec("ppo", "cai_workbench.stages.ppo", "PPOConfig", "run_ppo", outputs=("ppo/adapter",), **_RL),
+    StageSpec("rloo", "cai_workbench.stages.rloo_grpo", "RLOOConfig", "run_rloo", outputs=("rloo/adapter",), **_RL),
+    StageSpec("grpo", "cai_workbench.stages.rloo_grpo", "GRPOConfig", "run_grpo", outputs=("grpo/adapter",), **_RL),
+    StageSpec("dpo", "cai_workbench.stages.dpo", "DPOConfig", "run_dpo", ("preferences/pairs.jsonl", "sft/adapter"), ("dpo/adapter",),
               needs=("preferences/pairs.jsonl",)),
-    StageSpec("evaluation", "cai_workbench.evaluation", "EvaluationConfig", "run_evaluation", _ADAPTERS,
+    StageSpec("evaluation", "cai_workbench.stages.evaluation", "EvaluationConfig", "run_evaluation", _ADAPTERS,
               ("evaluation/responses.jsonl", "evaluation/summary.json"),   # best-of-n picks with the run's reward model:
               inputs_when=lambda s: ("reward_model/adapter",) if s.get("best_of_n") and not s.get("reward_model") else ()),
-    StageSpec("probe", "cai_workbench.probe", "ProbeConfig", "run_probe", ("evaluation/responses.jsonl", "reward_model/adapter"),
+    StageSpec("probe", "cai_workbench.stages.probe", "ProbeConfig", "run_probe", ("evaluation/responses.jsonl", "reward_model/adapter"),
               ("probe/summary.json",),   # the known-answer check (11_probe)
               needs=lambda c: ("evaluation/responses.jsonl",) + (("reward_model/adapter",) if c.reward_model else ())),
 ]}
@@ -175,8 +176,8 @@ class PipelineResult:
             lines.append(f"  {r['stage']:<18} {str(r['status']):<8} {str(r['wall_s']):>8} s  {extra}")
         for s, why in self.stale.items(): lines.append(f"stale: {s} ({'; '.join(why)}); rerun it, or run the pipeline again")
         if (sj := self.run.path/"evaluation"/"summary.json").exists():      # the evaluation's rates with intervals and n
-            from cai_workbench.core import read_json
-            from cai_workbench.report import text_table
+            from cai_workbench.core.io import read_json
+            from cai_workbench.ui.report import text_table
             lines += ["evaluation (95% intervals; 'vs base' = paired difference from base, in points):", text_table(read_json(sj))]
         if self.report_path(): lines.append(f"report: {self.report_path()}")
         return "\n".join(lines)
@@ -192,7 +193,7 @@ class PipelineResult:
 # %% ../nbs/10_pipeline.ipynb #23a829a9
 def _sync(run: Run, uri: str, stage: str | None = None):
     "Push the run (or one stage's folder) to S3."
-    from cai_workbench.cloud import sync_after_stage
+    from cai_workbench.core.cloud import sync_after_stage
     return sync_after_stage(run, uri, stage=stage)
 
 class StaleStageError(RuntimeError):
@@ -336,7 +337,7 @@ def run_pipeline(
         check_inputs(run, stages, configs)                              # a missing input stops the run before any stage
         set_seed(config.seed)
         res = PipelineResult(run)
-        from cai_workbench.tracking import Tracker
+        from cai_workbench.core.tracking import Tracker
         tracker = stack.enter_context(Tracker(run, config.report_to, config.tracking_uri, config=config.to_dict()))  # one run = one MLflow run
         for i, stage in enumerate(stages, 1):
             res.results[stage] = _pipeline_stage(run, i, stages, config, configs, force, tracker)
@@ -345,102 +346,3 @@ def run_pipeline(
         if config.s3: print(_sync(run, config.s3))
     return res
 
-
-# %% ../nbs/10_pipeline.ipynb #319d9ea5
-def _run_args(r: argparse.ArgumentParser):
-    "`cai-workbench run`: a config or preset, which stages, where, and overrides."
-    r.add_argument("config", nargs="?", help="YAML config file (or a preset name)")
-    r.add_argument("--preset", help="built-in preset, e.g. demo")
-    r.add_argument("--stages", help="comma-separated stages to run (default: the config's)")
-    r.add_argument("--run-dir", help="run folder (default: <runs_dir>/<name>)")
-    r.add_argument("--s3", help="push the run folder to this s3://bucket/prefix at the end")
-    r.add_argument("--force", action="store_true", help="rerun the selected stages from scratch, even if done")
-    r.add_argument("--model", help="override the config's model")
-
-def _estimate_args(e: argparse.ArgumentParser):
-    "`cai-workbench estimate`: where it would run and what to calibrate the prediction on."
-    e.add_argument("config", help="YAML config file or preset name")
-    e.add_argument("--instance", default="local", help="SageMaker instance type, e.g. ml.g5.2xlarge (default: local)")
-    e.add_argument("--reference", nargs="+", help="finished smaller run folder(s) whose measured throughput to use "
-                   "(two or more of different size: a fixed cost + cost per token per stage)")
-    e.add_argument("--price", type=float, help="USD per instance-hour (overrides the price table)")
-    e.add_argument("--load", type=float, help="load average expected during the run on this CPU (rescales measured wall times)")
-
-
-# %% ../nbs/10_pipeline.ipynb #6affe20f
-def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="cai-workbench", description="Constitutional AI workbench")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    _run_args(sub.add_parser("run", help="run the pipeline from a YAML config or a preset"))
-    sub.add_parser("env", help="describe the device, dtypes, platform and versions")
-    _estimate_args(sub.add_parser("estimate", help="predict tokens, wall time and cost per stage before launching"))
-    w = sub.add_parser("sweep", help="run every variant of a config with a sweep: block, sharing identical stages")
-    w.add_argument("config", help="YAML config file with a sweep: block")
-    w.add_argument("--runs-dir", help="where the run folders go (default: the config's runs_dir)")
-    w.add_argument("--on", default="local", choices=["local", "sagemaker"], help="run here one after another, or as parallel SageMaker jobs")
-    w.add_argument("--s3", help="on sagemaker: s3://bucket/prefix for the runs (default: the config's s3)")
-    c = sub.add_parser("compare", help="compare finished run folders: headline figures with intervals, differing config keys")
-    c.add_argument("runs", nargs="+", help="run folders")
-    c.add_argument("--html", help="also write the comparison page (table, plot, differing keys) to this file")
-    sub.add_parser("presets", help="list the built-in presets")
-    return ap
-
-
-# %% ../nbs/10_pipeline.ipynb #319d9es1
-_EXPECTED = ("CloudError", "PPODivergedError", "RLDivergedError", "NonFiniteError", "RunLockedError", "StaleStageError",
-             "MissingStageError", "ConstitutionError", "PromptError", "PreferenceDataError", "RewardModelMismatchError")
-_OS_HINTS = {errno.ENOSPC: "the disk is full; free space (or use a --run-dir on another disk) and rerun: finished stages are kept",
-             errno.EDQUOT: "the disk quota is exhausted; free space and rerun", errno.EACCES: "check that you may write there",
-             errno.EROFS: "the file system is read-only; use another --run-dir", errno.ENOTDIR: "pass a folder (--run-dir)",
-             errno.EEXIST: "pass a folder (--run-dir)"}
-
-def error_line(e: BaseException) -> str | None:
-    "The one-line message for an expected failure (bad config/input, missing file, full disk...), or None for a bug."
-    if isinstance(e, OSError) and getattr(e, "filename", None):
-        hint = _OS_HINTS.get(e.errno, "check the path")
-        return f"{e.filename}: {e.strerror or e}; {hint}"
-    if isinstance(e, (ConfigError, ValueError, OSError)) or type(e).__name__ in _EXPECTED:
-        return " ".join(str(e).split())
-    return None
-
-# %% ../nbs/10_pipeline.ipynb #c0de5t05
-def _other_command(a) -> int:
-    "The commands besides `run`: env, sweep, compare, estimate, presets; returns the exit code."
-    if a.cmd == "env": print(describe_environment()); return 0
-    if a.cmd in ("sweep", "compare"):
-        from cai_workbench.sweeps import compare_runs, run_sweep
-        try: cmp = compare_runs(run_sweep(a.config, runs_dir=a.runs_dir, on=a.on, s3_prefix=a.s3).runs if a.cmd == "sweep" else a.runs)
-        except (ConfigError, MissingStageError, ValueError, FileNotFoundError) as e: print(f"error: {e}", file=sys.stderr); return 2
-        if getattr(a, "html", None): print(f"page: {cmp.write_html(a.html)}")
-        print(cmp._repr_markdown_()); return 0
-    if a.cmd == "estimate":
-        from cai_workbench.estimate import estimate
-        try: print(estimate(a.config, a.instance, reference=a.reference, prices={a.instance: a.price} if a.price else None, load=a.load))
-        except (ConfigError, ValueError, FileNotFoundError) as e: print(f"error: {e}", file=sys.stderr); return 2
-        return 0
-    for p in sorted(PRESETS_DIR.glob("*.yaml")): print(f"{p.stem:<10} {p}")   # presets
-    return 0
-
-# %% ../nbs/10_pipeline.ipynb #319d9es2
-def main(argv: list[str] | None = None) -> int:
-    "Entry point of the `cai-workbench` command: expected failures are one line on stderr and exit code 2."
-    a = _parser().parse_args(argv)
-    if a.cmd != "run": return _other_command(a)
-    src = a.preset or a.config
-    if not src: print("error: give a config file or --preset NAME (e.g. --preset demo)", file=sys.stderr); return 2
-    try:
-        cfg, where = load_config(src)
-        over = {k: v for k, v in {"s3": a.s3, "model": a.model}.items() if v}
-        if over: cfg = PipelineConfig.from_dict({**cfg.to_dict(), **over}, where=where)
-        stages = None
-        if a.stages is not None:
-            stages = [s.strip() for s in a.stages.split(",") if s.strip()]
-            if not stages: raise ValueError(f"--stages {a.stages!r} names no stage; give e.g. --stages sft,dpo (the stages are {list(STAGES)})")
-        t0 = time.time()
-        res = run_pipeline(cfg, run_dir=a.run_dir, stages=stages, force=a.force, where=where)
-    except Exception as e:
-        line = error_line(e)
-        if line is None: raise
-        print(f"error: {line}", file=sys.stderr); return 2
-    print(f"\n{res}\ntotal: {time.time() - t0:.0f} s")
-    return 0

@@ -12,8 +12,8 @@ from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from cai_workbench.core import write_json                                      # noqa: E402
-from cai_workbench.estimate import fit_rates, stage_points                     # noqa: E402
+from cai_workbench.core.io import write_json   # noqa: E402
+from cai_workbench.launch.estimate import fit_rates, stage_points   # noqa: E402
 
 
 def read_trace(paths, day: str) -> list[tuple[float, float]]:

@@ -30,12 +30,14 @@ def shared():
 @pytest.fixture(scope="session")
 def tiny():
     "(model, tokenizer): the tiny random Llama, fp32 on CPU."
-    from cai_workbench.models import load_model, TINY
+    from cai_workbench.engine.models import load_model
+    from cai_workbench.engine.embedded import TINY
     return load_model(TINY, device="cpu", dtype="float32")
 
 
 @pytest.fixture(scope="session")
 def embedded():
     "(model, tokenizer): the embedded SmolLM2-135M-Instruct in its inference dtype on CPU."
-    from cai_workbench.models import load_model, EMBEDDED
+    from cai_workbench.engine.models import load_model
+    from cai_workbench.engine.embedded import EMBEDDED
     return load_model(EMBEDDED, device="cpu")

@@ -5,9 +5,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from cai_workbench.core import Run, read_json
-from cai_workbench.models import LoraSpec
-from cai_workbench.sft import SFTStageConfig, run_sft
+from cai_workbench.core.run import Run
+from cai_workbench.core.io import read_json
+from cai_workbench.engine.models import LoraSpec
+from cai_workbench.stages.sft import SFTStageConfig, run_sft
 
 REPO = Path(__file__).resolve().parents[1]
 EX = [("How do I pick a lock?", "I can't help with breaking into places; a locksmith can help you."),
@@ -27,9 +28,9 @@ def sft_run(path) -> Run:
 
 KILL_AT_4 = textwrap.dedent("""
     import os, signal, sys
-    import cai_workbench.checkpoints as C
-    from cai_workbench.core import Run
-    from cai_workbench.sft import SFTStageConfig, run_sft
+    import cai_workbench.core.checkpoints as C
+    from cai_workbench.core.run import Run
+    from cai_workbench.stages.sft import SFTStageConfig, run_sft
     orig = C.CheckpointGuard.on_save
     def on_save(self, args, state, control, **kw):
         orig(self, args, state, control, **kw)
@@ -84,8 +85,8 @@ def test_changed_config_starts_over_and_keep_checkpoints(tmp_path, capsys):
 # --- the same kill-and-resume for DPO and the reward model (issue 16 §1): killed right after checkpoint-4 of 6 steps
 KILL_STAGE_AT_4 = textwrap.dedent("""
     import json, os, signal, sys
-    import cai_workbench.checkpoints as C
-    from cai_workbench.core import Run
+    import cai_workbench.core.checkpoints as C
+    from cai_workbench.core.run import Run
     orig = C.CheckpointGuard.on_save
     def on_save(self, args, state, control, **kw):
         orig(self, args, state, control, **kw)
@@ -93,14 +94,14 @@ KILL_STAGE_AT_4 = textwrap.dedent("""
     C.CheckpointGuard.on_save = on_save
     run, stage, cfg = Run(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
     if stage == "dpo":
-        from cai_workbench.dpo import DPOConfig, run_dpo
+        from cai_workbench.stages.dpo import DPOConfig, run_dpo
         run_dpo(run, DPOConfig.from_dict(cfg), model="tiny", progress=False)
     elif stage in ("rloo", "grpo"):
-        from cai_workbench import rloo_grpo as R
+        from cai_workbench.stages import rloo_grpo as R
         Cfg, runner = {"rloo": (R.RLOOStageConfig, R.run_rloo), "grpo": (R.GRPOStageConfig, R.run_grpo)}[stage]
         runner(run, Cfg.from_dict(cfg), model="tiny", prompts=["Explain how to bake bread.", "Write a poem.", "How do I stay safe online?", "Plan a trip."])
     else:
-        from cai_workbench.reward import RewardModelConfig, run_reward_model
+        from cai_workbench.stages.reward_model import RewardModelConfig, run_reward_model
         run_reward_model(run, RewardModelConfig.from_dict(cfg), model="tiny")
 """)
 NO_DUPS = {"exact_duplicates": False, "near_duplicates": False}
@@ -157,7 +158,7 @@ RL = dict(max_steps=6, batch_size=4, num_generations=2, generation={"max_new_tok
 @pytest.mark.parametrize("stage", ["rloo", "grpo"])
 def test_sigkilled_rloo_and_grpo_resume_with_the_same_steps(tmp_path, stage):
     "Killed by SIGKILL right after checkpoint-4 of 6: the rerun resumes there and steps 5-6 equal the uninterrupted run's."
-    from cai_workbench.reward_scoring import random_reward_adapter
+    from cai_workbench.feedback.reward_scoring import random_reward_adapter
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     go = lambda run, script: subprocess.run([sys.executable, "-c", script, str(run.path), stage, json.dumps(RL)], env=env,
                                             capture_output=True, text=True, timeout=900)

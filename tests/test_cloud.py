@@ -5,7 +5,7 @@ import boto3
 import pytest
 import requests
 
-from cai_workbench.cloud import (CloudError, SyncError, push, pull, s3_client, sync_after_stage, PARTIAL_SUFFIX)
+from cai_workbench.core.cloud import CloudError, SyncError, push, pull, s3_client, sync_after_stage, PARTIAL_SUFFIX
 
 
 def _free_port() -> int:
@@ -244,7 +244,7 @@ def test_each_secret_name_stays_home(s3, tmp_path, name):
 
 
 def test_size_cap_and_allow_list_mode(s3, tmp_path):
-    from cai_workbench.cloud import RUN_FILE_PATTERNS
+    from cai_workbench.core.cloud import RUN_FILE_PATTERNS
     src = _tree(tmp_path/"run", {"manifest.json": "{}", "big.bin": os.urandom(3 * 2**20), "core.dump": "x", "sft/loss.png": "p"})
     s = push(src, "s3://bkt/cap", max_file_mb=1, progress=False)
     assert s.too_large == ["big.bin"] and "big.bin" not in s.copied and "over the size cap" in str(s)

@@ -4,9 +4,10 @@ import dataclasses, typing
 
 import pytest
 
-from cai_workbench.core import ConfigError
-from cai_workbench.models import GenerationConfig
-from cai_workbench.pipeline import PRESETS_DIR, STAGES, PipelineConfig, load_config, main
+from cai_workbench.core.config import ConfigError
+from cai_workbench.engine.generator import GenerationConfig
+from cai_workbench.pipeline import PRESETS_DIR, STAGES, PipelineConfig, load_config
+from cai_workbench.cli import main
 
 GENERATING = {"critique_revision", "preferences", "ppo", "rloo", "grpo", "evaluation"}   # stages that sample text
 STARTING = {"preferences", "ppo", "rloo", "grpo", "dpo"}                                   # stages that may start from sft/adapter
@@ -71,7 +72,7 @@ def test_a_partial_generation_block_keeps_the_stages_other_defaults():
 
 
 def test_the_data_filters_seed_defaults_to_the_stage_seed():
-    from cai_workbench.data_filters import DataFilterConfig, filter_pairs
+    from cai_workbench.inputs.data_filters import DataFilterConfig, filter_pairs
     f = {x.name: x for x in dataclasses.fields(DataFilterConfig)}
     assert f["seed"].default is None and typing.get_type_hints(DataFilterConfig)["seed"] == int | None
     many = [{"id": f"p{i}", "prompt": f"Topic {i}?", "chosen": f"Answer number {i} is fine.", "rejected": f"Reply {i} is not.",

@@ -6,8 +6,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from cai_workbench.constitution import (CATEGORIES, Constitution, ConstitutionError, Principle, builtin_constitutions,
-                                        load_constitution, save_constitution)
+from cai_workbench.inputs.constitution import CATEGORIES, Constitution, ConstitutionError, Principle, builtin_constitutions, load_constitution, save_constitution
 
 BUILTINS = ["harmless", "hhh", "safety", "medical", "legal", "financial"]
 HF_FILES = {"constitution_anthropic.json": 16, "constituion_grok.json": 2, "constitution_1705620057.json": 16}
@@ -233,7 +232,7 @@ def test_constructor_errors():
 
 # -- markdown constitutions, the paper's prompt files, the contemplative constitution (issue 17 §1)
 from pathlib import Path
-from cai_workbench.constitution_formats import PAPER_FILES
+from cai_workbench.inputs.constitution_formats import PAPER_FILES
 
 MD = ("# mine\nversion: 3\n\n## kind\ncategory: custom\nweight: 2\n\n### Critique\nIs it unkind?\n\n### Revision\nMake it kind.\n\n"
       "### Comparison\nWhich is kinder?\n\n## calm\n\n### Critique\nIs it rushed?\n\n### Revision\nSlow down.\n")
@@ -285,7 +284,7 @@ def test_paper_files_load_together_and_singly(tmp_path):
     assert [p.comparison_only for p in mad] == [True]*3 and mad[0].comparison_question == "Which reply avoids harm 0?"
     assert load_constitution([d/"CritiqueRevisionInstructions.json", d/"CritiqueRevisionFewShotPrompts.json"]).few_shot == c.few_shot
     # a comparison-only constitution labels pairs but cannot drive critique-revision
-    from cai_workbench.critique import CritiqueConfig, prepare
+    from cai_workbench.stages.critique_revision import CritiqueConfig, prepare
     with pytest.raises(Exception, match="madison0.*has no revision_request"): prepare(CritiqueConfig(), prompts=["hi"], constitution=mad)
     assert load_constitution(save_constitution(mad, tmp_path/"mad.yaml")).to_dict() == mad.to_dict()
 

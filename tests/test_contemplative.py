@@ -1,8 +1,8 @@
 "Contemplative evaluation measures: rules on planted texts, AI measures through the constitution's comparison prompts, per stage with intervals."
 import pytest
 
-from cai_workbench.contemplative import ContemplativeJudge, absolute_terms, ai_measures, comparison_principles, uncertainty_terms
-from cai_workbench.judges import JudgeContext, get_judge
+from cai_workbench.judges.contemplative import ContemplativeJudge, absolute_terms, ai_measures, comparison_principles, uncertainty_terms
+from cai_workbench.judges.rules import JudgeContext, get_judge
 
 
 @pytest.mark.parametrize("text,absolute,uncertain", [
@@ -18,9 +18,9 @@ def test_rule_measures_on_planted_texts(text, absolute, uncertain):
 
 
 def test_ai_measures_use_the_constitutions_comparison_prompts(tiny):
-    from cai_workbench.ai_judge import judge_prompt, answer_tokens
-    from cai_workbench.constitution import load_constitution
-    from cai_workbench.scoring import next_token_logprobs
+    from cai_workbench.judges.ai import judge_prompt, answer_tokens
+    from cai_workbench.inputs.constitution import load_constitution
+    from cai_workbench.engine.scoring import next_token_logprobs
     import torch
     con = load_constitution("contemplative")
     ps = comparison_principles()
@@ -33,9 +33,9 @@ def test_ai_measures_use_the_constitutions_comparison_prompts(tiny):
 
 
 def test_evaluation_reports_contemplative_measures_per_stage(tmp_path):
-    from cai_workbench.core import Run
-    from cai_workbench.evaluation import EvalConfig, run_evaluation
-    from cai_workbench.models import GenerationConfig
+    from cai_workbench.core.run import Run
+    from cai_workbench.stages.evaluation import EvalConfig, run_evaluation
+    from cai_workbench.engine.generator import GenerationConfig
     ev = run_evaluation(Run.create(tmp_path/"run"), EvalConfig(prompts=["contemplative"], limit=6, judges=["refusal", "contemplative"],
                         pairwise="none", generation=GenerationConfig(max_new_tokens=8, batch_size=6), n_boot=20, n_examples=1,
                         validate_classifier=False), model="tiny", progress=False)

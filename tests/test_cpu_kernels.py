@@ -3,9 +3,10 @@ tokens as plain `F.linear`, the packed weights really used, packed again when th
 import pytest
 import torch
 
-from cai_workbench.backends import HFBackend
-from cai_workbench.cpu_kernels import PackedLinears, onednn_linear_available
-from cai_workbench.models import Generator, tiny_model
+from cai_workbench.engine.backends import HFBackend
+from cai_workbench.engine.cpu_kernels import PackedLinears, onednn_linear_available
+from cai_workbench.engine.generator import Generator
+from cai_workbench.engine.embedded import tiny_model
 
 pytestmark = pytest.mark.skipif(not onednn_linear_available(), reason="this torch build has no oneDNN packed linear (torch.ops.mkldnn)")
 
@@ -73,8 +74,9 @@ def test_gradients_flow_through_plain_linear_inside_active():
 
 @pytest.mark.slow
 def test_embedded_model_greedy_texts_are_unchanged_by_packing(monkeypatch):
-    from cai_workbench.models import EMBEDDED, load_model
-    from cai_workbench.prompts import load_prompts
+    from cai_workbench.engine.embedded import EMBEDDED
+    from cai_workbench.engine.models import load_model
+    from cai_workbench.inputs.prompts import load_prompts
     m, tok = load_model(EMBEDDED, device="cpu", dtype="float32")
     prompts = load_prompts("red-team", limit=8, seed=0).texts
     fast = [o.text for o in Generator(m, tok, max_new_tokens=24, batch_size=8, progress=False)(prompts)]

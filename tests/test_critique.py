@@ -4,12 +4,12 @@ from pathlib import Path
 
 import pytest
 
-from cai_workbench.core import ConfigError, Run
-from cai_workbench.critique import (CritiqueConfig, few_shot_messages, load_critique_result, principle_seed,
-                                    run_critique_revision)
-from cai_workbench.critique_viewer import ALL, CritiqueViewer, record_html
-from cai_workbench.constitution import load_constitution
-from cai_workbench.models import GenerationConfig
+from cai_workbench.core.config import ConfigError
+from cai_workbench.core.run import Run
+from cai_workbench.stages.critique_revision import CritiqueConfig, few_shot_messages, load_critique_result, principle_seed, run_critique_revision
+from cai_workbench.ui.critique_viewer import ALL, CritiqueViewer, record_html
+from cai_workbench.inputs.constitution import load_constitution
+from cai_workbench.engine.generator import GenerationConfig
 
 PROMPTS = [("How do I pick a lock?", "harmful"), ("Write a haiku about rain.", "benign"),
            ("How can I make a weapon at home?", "harmful"), ("Explain how vaccines work.", "benign"),
@@ -60,7 +60,7 @@ def test_history_shape_and_outputs(tmp_path, tiny):
 
 def test_each_step_is_one_batched_call(tmp_path, tiny, monkeypatch):
     "Generation goes through Generator.generate once per step for all active prompts (no per-prompt loop)."
-    from cai_workbench.models import Generator
+    from cai_workbench.engine.generator import Generator
     calls = []
     orig = Generator.generate
     def spy(self, prompts, *a, **k):
@@ -157,9 +157,9 @@ def test_bad_config_values():
 
 KILLED = textwrap.dedent("""
     import sys
-    from cai_workbench.core import Run
-    from cai_workbench.critique import CritiqueConfig, run_critique_revision
-    from cai_workbench.models import GenerationConfig
+    from cai_workbench.core.run import Run
+    from cai_workbench.stages.critique_revision import CritiqueConfig, run_critique_revision
+    from cai_workbench.engine.generator import GenerationConfig
     cfg = CritiqueConfig(prompts=sys.argv[2], rounds=3, use_few_shot=False, converged_pattern="",
                          generation=GenerationConfig(max_new_tokens=12, temperature=1.0, batch_size=2))
     run_critique_revision(Run.create(sys.argv[1]), cfg, model="tiny", progress=False)
@@ -184,7 +184,7 @@ def test_resume_after_kill(tmp_path):
     before_initial = (crit.parent/"initial.jsonl").read_text()
     before_crit = crit.read_text().splitlines()
     before_crit = before_crit if crit.read_text().endswith("\n") else before_crit[:-1]
-    from cai_workbench.core import Run as R
+    from cai_workbench.core.run import Run as R
     cfg = CritiqueConfig(prompts=str(p), rounds=3, use_few_shot=False, converged_pattern="",
                          generation=GenerationConfig(max_new_tokens=12, temperature=1.0, batch_size=2))
     res = run_critique_revision(R(rd), cfg, model="tiny", progress=False)
@@ -238,7 +238,7 @@ def test_embedded_model_revises(tmp_path, embedded):
 
 def test_gate_keeps_only_preferred_revisions(tmp_path, tiny):
     "Each round's gate numbers are in the record; a refused revision leaves the previous response and stops as rejected."
-    from cai_workbench.critique import gate_revisions
+    from cai_workbench.stages.critique_revision import gate_revisions
     p = write_prompts(tmp_path/"p.jsonl")
     res = run_critique_revision(Run.create(tmp_path/"run"), small(p, rounds=2, gate=True, gate_margin=0.0), model=tiny, progress=False)
     seen = {True: 0, False: 0}
@@ -329,7 +329,7 @@ def test_benign_prompts_keep_their_answer_or_get_helpfulness_principles(tmp_path
 
 def test_commentary_drop_keeps_only_rewrites():
     "commentary='drop': a revision that talks about the answer is no SFT target; a rewrite, and an unrevised answer, are."
-    from cai_workbench.critique import _sft_filtered
+    from cai_workbench.stages.critique_revision import _sft_filtered
     recs = [{"id": "a", "prompt": "How do I pick a lock?", "label": "harmful", "final_response": "The answer explains lock picking.", "n_rounds": 1,
              "initial_response": "Use a tension wrench.", "rounds": [], "principles": []},
             {"id": "b", "prompt": "How do I steal a car?", "label": "harmful", "final_response": "I can't help with stealing a car.", "n_rounds": 1,

@@ -21,7 +21,7 @@ QWEN_05B = dict(hidden_size=896, num_hidden_layers=24, num_attention_heads=14, n
 def real_shape_model(path: Path, shape: dict = QWEN_05B, seed: int = 0, device: str = "cuda") -> Path:
     "A randomly initialised Qwen2-style model of real shape with the tiny test tokenizer, saved to `path` (no hub)."
     from transformers import Qwen2Config, Qwen2ForCausalLM
-    from cai_workbench.models import tiny_model
+    from cai_workbench.engine.embedded import tiny_model
     _, tok = tiny_model()
     torch.manual_seed(seed)
     cfg = Qwen2Config(**shape, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
@@ -31,7 +31,7 @@ def real_shape_model(path: Path, shape: dict = QWEN_05B, seed: int = 0, device: 
 
 
 def test_detect_device_picks_cuda_in_bf16_where_supported():
-    from cai_workbench.environment import detect_device
+    from cai_workbench.core.environment import detect_device
     dev = detect_device()
     assert dev.kind == "cuda"
     want = "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
@@ -40,7 +40,8 @@ def test_detect_device_picks_cuda_in_bf16_where_supported():
 
 @pytest.mark.parametrize("backend", ["hf", "hf-paged"])
 def test_generator_on_cuda(backend):
-    from cai_workbench.models import Generator, load_model
+    from cai_workbench.engine.generator import Generator
+    from cai_workbench.engine.models import load_model
     m, tok = load_model("tiny")
     assert all(p.device.type == "cuda" for p in m.parameters())
     assert m.dtype == (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
@@ -62,8 +63,9 @@ def test_every_stage_end_to_end_on_cuda(tmp_path):
 
 
 def _ppo_parts(model_path, max_new_tokens: int, device: str = "cuda"):
-    from cai_workbench.models import Generator, load_model
-    from cai_workbench.ppo import PPOConfig, build_ppo_model, collect_rollouts
+    from cai_workbench.engine.generator import Generator
+    from cai_workbench.engine.models import load_model
+    from cai_workbench.rl.ppo import PPOConfig, build_ppo_model, collect_rollouts
     base, tok = load_model(str(model_path), purpose="train", device=device)
     cfg = PPOConfig(batch_size=4, minibatch_size=2, ppo_epochs=1, generation={"max_new_tokens": max_new_tokens})
     model = build_ppo_model(base, cfg)
@@ -86,7 +88,7 @@ def _syncs_during(fn) -> int:
 
 
 def test_real_shape_ppo_update_on_cuda_has_no_per_token_syncs(tmp_path):
-    from cai_workbench.ppo import ppo_update
+    from cai_workbench.rl.ppo import ppo_update
     path = real_shape_model(tmp_path/"qwen-0.5b-shape")
     counts = {}
     for R in (8, 32):
@@ -101,6 +103,6 @@ def test_real_shape_ppo_update_on_cuda_has_no_per_token_syncs(tmp_path):
 
 def test_4bit_loading_when_bitsandbytes_is_there(tmp_path):
     pytest.importorskip("bitsandbytes", reason="bitsandbytes is not installed: 4-bit loading is not checked")
-    from cai_workbench.models import load_model
+    from cai_workbench.engine.models import load_model
     m, _ = load_model(str(real_shape_model(tmp_path/"q")), load_in_4bit=True)
     assert any(type(mod).__name__ == "Linear4bit" for mod in m.modules())

@@ -4,7 +4,7 @@ for TRL, engines that need no CUDA-only kernels."""
 import pytest
 import torch
 
-from cai_workbench.environment import detect_device
+from cai_workbench.core.environment import detect_device
 
 
 @pytest.fixture
@@ -22,12 +22,12 @@ def test_mps_policy_fp16_inference_fp32_training_no_mixed_precision(fake_mps):
 
 
 def test_mps_generation_uses_a_kernel_safe_engine(fake_mps):
-    from cai_workbench.backends import DEFAULT_BACKEND
+    from cai_workbench.engine.backends import DEFAULT_BACKEND
     assert DEFAULT_BACKEND["mps"] == "hf"                      # continuous batching's paged kernels target CUDA
 
 
 def test_cpu_without_native_bf16_stays_fp32(monkeypatch):
-    import cai_workbench.environment as env
+    import cai_workbench.core.environment as env
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
     monkeypatch.setattr(env, "cpu_has_fast_bf16", lambda: False)

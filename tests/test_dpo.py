@@ -4,9 +4,9 @@ import json
 import pytest
 import torch
 
-from cai_workbench.core import Run
-from cai_workbench.dpo import DPOStageConfig, run_dpo
-from cai_workbench.models import LoraSpec, load_model, save_adapter
+from cai_workbench.core.run import Run
+from cai_workbench.stages.dpo import DPOStageConfig, run_dpo
+from cai_workbench.engine.models import LoraSpec, load_model, save_adapter
 
 
 def _run_with_pairs(tmp_path, rows):
@@ -61,8 +61,8 @@ def test_dpo_filters_pairs_first(tmp_path):
 
 def test_dpo_drops_revision_pairs_that_copy_the_few_shot_answer(tmp_path):
     "A small self-critic repeats the few-shot example's revision for any prompt; those pairs are dropped (critique_revision/few_shot.json)."
-    from cai_workbench.core import write_json
-    from cai_workbench.dpo import _dpo_pairs
+    from cai_workbench.core.io import write_json
+    from cai_workbench.stages.dpo import _dpo_pairs
     shot = "Dear friend, start with simple recipes like pasta or eggs and cook a little every day."
     rev = lambda i, c: dict(id=f"rev:{i}", prompt=f"How do I fix a bike {i}?", chosen=c, rejected=f"Check the chain {i} and the brakes.",
                             source="revision", label="a", soft_label=1.0)
@@ -77,7 +77,7 @@ def test_dpo_drops_revision_pairs_that_copy_the_few_shot_answer(tmp_path):
 
 
 def _train(pairs, cfg, **kw):
-    from cai_workbench.dpo import pair_smoothing, pair_weights, train_dpo
+    from cai_workbench.stages.dpo import pair_smoothing, pair_weights, train_dpo
     import tempfile
     torch.manual_seed(0)
     model, tok = load_model("tiny", purpose="train", device="cpu", dtype="float32")
@@ -102,7 +102,7 @@ TINY_DPO = DPOStageConfig(max_steps=1, batch_size=2, learning_rate=1e-9, lora=Lo
 
 def test_per_pair_smoothing_is_cdpo_on_each_pair():
     "Pair i's gradient is (1-ε_i)·∇(TRL's sigmoid loss) + ε_i·∇(the same loss on the flipped pair), ε_i = 1 - soft_label."
-    from cai_workbench.dpo import pair_smoothing
+    from cai_workbench.stages.dpo import pair_smoothing
     pairs = [dict(p, soft_label=s) for p, s in zip(_pairs(2), (0.65, 0.9))]
     tr = _train(pairs, TINY_DPO)
     eps = pair_smoothing(pairs, TINY_DPO)
@@ -118,7 +118,7 @@ def test_per_pair_smoothing_is_cdpo_on_each_pair():
 
 
 def test_pair_weight_scales_exactly_that_pairs_gradient():
-    from cai_workbench.dpo import pair_weights
+    from cai_workbench.stages.dpo import pair_weights
     cfg = TINY_DPO.replace(confidence="weight")
     pairs = [dict(p, soft_label=s) for p, s in zip(_pairs(2), (0.65, 0.9))]
     tr = _train(pairs, cfg)
@@ -142,8 +142,8 @@ def test_weak_ai_labels_do_not_train_like_confident_ones():
 
 def test_stage_settings_reach_trl(tmp_path, monkeypatch):
     "beta, loss_type and label_smoothing of the stage are what TRL's DPOConfig and trainer use (issue 13)."
-    import cai_workbench.dpo as dpo
-    from cai_workbench.core import ConfigError
+    import cai_workbench.stages.dpo as dpo
+    from cai_workbench.core.config import ConfigError
     seen = {}
     class Spy(dpo.ConfidenceDPOTrainer):
         def __init__(self, *a, **kw):
@@ -175,7 +175,7 @@ def test_stage_settings_reach_trl(tmp_path, monkeypatch):
 
 def test_dpo_does_not_recompute_activations_on_cpu(tmp_path):
     "TRL's DPOConfig turns activation checkpointing on by default; on CPU (memory is not the limit) it only recomputes the forward."
-    from cai_workbench.dpo import train_dpo
+    from cai_workbench.stages.dpo import train_dpo
     m, tok = load_model("tiny", purpose="train", device="cpu", dtype="float32")
     pairs = [dict(prompt=f"q {i}?", chosen="Dear friend, yes.", rejected=f"No {i}.", source="revision") for i in range(2)]
     tr = train_dpo(m, tok, pairs, DPOStageConfig(max_steps=1, batch_size=2, pair_sources=["revision"]), tmp_path/"out", progress=False)

@@ -1,9 +1,11 @@
 "Estimate: measured throughput from a smaller run scales to the full config; unmeasured device classes say unknown; the CLI prints it."
 import pytest
 
-from cai_workbench.core import ConfigError, Run
-from cai_workbench.estimate import estimate, price_table
-from cai_workbench.pipeline import load_config, main
+from cai_workbench.core.config import ConfigError
+from cai_workbench.core.run import Run
+from cai_workbench.launch.estimate import estimate, price_table
+from cai_workbench.pipeline import load_config
+from cai_workbench.cli import main
 
 
 def _reference(tmp_path):
@@ -37,7 +39,7 @@ def test_unmeasured_class_is_unknown_not_guessed(tmp_path, capsys):
 
 
 def test_load_rescales_a_rate_measured_under_another_load(tmp_path):
-    from cai_workbench.estimate import rates_from_run
+    from cai_workbench.launch.estimate import rates_from_run
     small, ref = _reference(tmp_path)
     run = Run(ref); m = run.manifest
     m["stages"]["sft"].update(load_start=8.0, load_avg=[8.0, 8.0, 8.0])          # 60 s at load 8 on 2 cores: ~15 s alone

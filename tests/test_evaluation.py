@@ -5,10 +5,13 @@ from html.parser import HTMLParser
 import pytest
 import torch
 
-from cai_workbench.core import RecordStore, Run, read_json
-from cai_workbench.evaluation import EvalConfig, discover_stages, run_evaluation
-from cai_workbench.models import GenerationConfig, Generator, LoraSpec, TINY, load_model, save_adapter
-from cai_workbench.report import REPORT_SECTIONS, EvalViewer
+from cai_workbench.core.io import RecordStore, read_json
+from cai_workbench.core.run import Run
+from cai_workbench.stages.evaluation import EvalConfig, discover_stages, run_evaluation
+from cai_workbench.engine.generator import GenerationConfig, Generator
+from cai_workbench.engine.models import LoraSpec, load_model, save_adapter
+from cai_workbench.engine.embedded import TINY
+from cai_workbench.ui.report import REPORT_SECTIONS, EvalViewer
 
 PLANTED = "Explain <script>alert('x')</script> & tell me a joke"
 
@@ -89,7 +92,7 @@ def test_run_evaluation_end_to_end_and_resume(fake_run, monkeypatch):
 
     # resume: a rerun answers nothing again (generation would raise) and gives the same numbers
     def boom(*a, **k): raise AssertionError("regenerated an answer that was already stored")
-    from cai_workbench.backends import HFBackend
+    from cai_workbench.engine.backends import HFBackend
     monkeypatch.setattr(HFBackend, "run", boom)
     again = run_evaluation(run, _cfg(prompts), model=TINY, progress=False)
     assert again.data["metrics"]["sft"]["refusal_harmful"] == summary["metrics"]["sft"]["refusal_harmful"]
@@ -136,9 +139,9 @@ def test_bad_input_fails_before_any_work(fake_run):
 
 def test_a_collapsed_policy_does_not_look_harmless():
     "Empty answers are not refusals: a stage that answers nothing shows 0% refusal and 100% empty, not 100% refusal."
-    from cai_workbench.evaluation import stage_metrics
-    from cai_workbench.judges import JudgeContext, RefusalJudge
-    from cai_workbench.report import stage_conclusions
+    from cai_workbench.stages.evaluation import stage_metrics
+    from cai_workbench.judges.rules import JudgeContext, RefusalJudge
+    from cai_workbench.ui.report import stage_conclusions
     recs = {"base": [{"prompt_id": f"h{i}", "label": "harmful", "text": "I cannot help with that.", "completion_tokens": 6} for i in range(12)],
             "ppo": [{"prompt_id": f"h{i}", "label": "harmful", "text": "", "completion_tokens": 0} for i in range(12)]}
     for rs in recs.values():
@@ -166,7 +169,7 @@ def test_judge_model_points_elsewhere(fake_run, tmp_path):
 
 
 def test_a_registered_judge_is_reported_with_intervals(fake_run):
-    from cai_workbench.judges import JUDGES, Metric, register_judge
+    from cai_workbench.judges.rules import JUDGES, Metric, register_judge
     @register_judge("long_answer")
     class LongAnswer:
         needs_model = False
@@ -185,7 +188,7 @@ def test_a_registered_judge_is_reported_with_intervals(fake_run):
 
 
 def test_best_of_n_is_its_own_row_picked_by_the_reward_model(fake_run):
-    from cai_workbench.reward_scoring import RewardModel, random_reward_adapter
+    from cai_workbench.feedback.reward_scoring import RewardModel, random_reward_adapter
     run, prompts = fake_run
     cfg = _cfg(prompts, judges=["refusal"], ai_judge=False, best_of_n=3, best_of_n_stages=["sft"])
     with pytest.raises(ValueError, match="reward"):               # no reward model yet: fails before any generation

@@ -4,15 +4,19 @@ from pathlib import Path
 
 import pytest
 
-from cai_workbench.core import RecordStore, Run, ConfigError
+from cai_workbench.core.io import RecordStore
+from cai_workbench.core.run import Run
+from cai_workbench.core.config import ConfigError
 
-from cai_workbench.environment import detect_platform
-from cai_workbench.models import Generator, load_model, ModelNotFoundError
+from cai_workbench.core.environment import detect_platform
+from cai_workbench.engine.generator import Generator
+from cai_workbench.engine.models import load_model
+from cai_workbench.engine.embedded import ModelNotFoundError
 
 
 WRITER = textwrap.dedent("""
     import sys, time
-    from cai_workbench.core import RecordStore
+    from cai_workbench.core.io import RecordStore
     s = RecordStore(sys.argv[1])
     for i in range(100000):
         if str(i) in s: continue
@@ -57,7 +61,7 @@ def test_platform_detection(tmp_path, setup, kind, persistent):
 
 
 def test_config_error_names_file_and_field(tmp_path):
-    from cai_workbench.models import GenerationConfig
+    from cai_workbench.engine.generator import GenerationConfig
     f = tmp_path/"gen.yaml"; f.write_text("max_new_tokens: many\n")
     with pytest.raises(ConfigError, match=r"gen.yaml.max_new_tokens: expected an integer"):
         GenerationConfig.from_yaml(f)

@@ -56,10 +56,11 @@ def test_generation_is_sharded_gathered_and_resumes(tmp_path):
 
 
 def _worker(run_dir: str, stop: bool):
-    from cai_workbench.core import Run
-    from cai_workbench.critique import CritiqueConfig, run_critique_revision
-    from cai_workbench.models import GenerationConfig, tiny_model
-    from cai_workbench.backends import HFBackend
+    from cai_workbench.core.run import Run
+    from cai_workbench.stages.critique_revision import CritiqueConfig, run_critique_revision
+    from cai_workbench.engine.generator import GenerationConfig
+    from cai_workbench.engine.embedded import tiny_model
+    from cai_workbench.engine.backends import HFBackend
     rank = int(os.environ.get("RANK", 0))
     counts = {"rank": rank, "generated": 0, "results": []}
     orig = HFBackend.run

@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from cai_workbench.models import Generator, tiny_model
+from cai_workbench.engine.generator import Generator
+from cai_workbench.engine.embedded import tiny_model
 
 
 @pytest.fixture(scope="module")

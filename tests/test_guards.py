@@ -4,9 +4,9 @@ import json
 import pytest
 import torch
 
-from cai_workbench.core import Run
-from cai_workbench.guards import NonFiniteError
-from cai_workbench.models import LoraSpec
+from cai_workbench.core.run import Run
+from cai_workbench.core.guards import NonFiniteError
+from cai_workbench.engine.models import LoraSpec
 
 LORA = LoraSpec(r=4, alpha=8, dropout=0.0)
 PROMPTS = ["Please explain how to bake bread.", "Write a poem.", "How do I stay safe online?", "Plan a trip."] * 4
@@ -18,7 +18,7 @@ def _strict_json(path):
 
 
 def _sft(run, lr):
-    from cai_workbench.sft import SFTStageConfig, run_sft
+    from cai_workbench.stages.sft import SFTStageConfig, run_sft
     d = run.stage_dir("critique_revision")
     if not (d/"sft.jsonl").exists():
         (d/"sft.jsonl").write_text("".join(json.dumps({"id": str(i), "label": "benign", "prompt": [{"role": "user", "content": p}],
@@ -36,21 +36,21 @@ def _pairs(run):
 
 
 def _dpo(run, lr):
-    from cai_workbench.dpo import DPOStageConfig, run_dpo
+    from cai_workbench.stages.dpo import DPOStageConfig, run_dpo
     _pairs(run)
     return run_dpo(run, DPOStageConfig(max_steps=3, batch_size=4, learning_rate=lr, lora=LORA), model="tiny", progress=False)
 
 
 def _reward(run, lr):
-    from cai_workbench.reward import RewardConfig, run_reward_model
+    from cai_workbench.stages.reward_model import RewardConfig, run_reward_model
     _pairs(run)
     return run_reward_model(run, RewardConfig(min_pairs=4, eval_fraction=0.25, max_steps=3, batch_size=4, learning_rate=lr,
                                               human_pairs=None, lora=LORA, device="cpu"), model="tiny")
 
 
 def _rloo(run, lr):
-    from cai_workbench.reward_scoring import random_reward_adapter
-    from cai_workbench.rloo_grpo import RLOOStageConfig, run_rloo
+    from cai_workbench.feedback.reward_scoring import random_reward_adapter
+    from cai_workbench.stages.rloo_grpo import RLOOStageConfig, run_rloo
     if not (run.path/"reward_model"/"adapter").exists(): random_reward_adapter(run.stage_dir("reward_model")/"adapter", base="tiny")
     return run_rloo(run, RLOOStageConfig(max_steps=3, batch_size=4, num_generations=2, generation={"max_new_tokens": 6}, learning_rate=lr,
                                          lora=LORA, device="cpu"), model="tiny", prompts=PROMPTS)
@@ -58,7 +58,7 @@ def _rloo(run, lr):
 
 def _ppo(run, lr):
     "PPOConfig caps learning_rate at 1e-2, so the 'bad' run gets an absurd reward scale instead."
-    from cai_workbench.ppo_runner import run_ppo, toy_config
+    from cai_workbench.stages.ppo import run_ppo, toy_config
     scale = 1.0 if lr < 1 else 1e30
     return run_ppo(run, toy_config(total_updates=2, batch_size=4, minibatch_size=4, save_every=1, learning_rate=1e-3, max_kl=1e9),
                    model="tiny", reward_fn=lambda p, r: [scale * len(x) for x in r], prompts=PROMPTS, progress=False)
@@ -86,7 +86,7 @@ def test_learning_rate_1e30_stops_keeps_the_good_adapter_and_writes_no_nan(tmp_p
 
 
 # --- config checks that run before any model loads ---------------------------------------------------------------
-from cai_workbench.core import ConfigError
+from cai_workbench.core.config import ConfigError
 
 
 @pytest.mark.parametrize("stage, section, field", [
@@ -99,8 +99,8 @@ from cai_workbench.core import ConfigError
 ])
 def test_bad_settings_fail_before_any_model_loads(tmp_path, capsys, monkeypatch, stage, section, field):
     import yaml
-    from cai_workbench import models
-    from cai_workbench.pipeline import main
+    from cai_workbench.engine import models
+    from cai_workbench.cli import main
     monkeypatch.setattr(models, "load_model", lambda *a, **k: (_ for _ in ()).throw(AssertionError("a model was loaded")))
     cfg = tmp_path/"c.yaml"; cfg.write_text(yaml.safe_dump({"model": "tiny", "stages": [stage], stage: section}))
     assert main(["run", str(cfg), "--run-dir", str(tmp_path/"run")]) == 2
@@ -110,7 +110,7 @@ def test_bad_settings_fail_before_any_model_loads(tmp_path, capsys, monkeypatch,
 
 
 def test_non_utf8_constitution_names_the_file(tmp_path):
-    from cai_workbench.constitution import ConstitutionError, load_constitution
+    from cai_workbench.inputs.constitution import ConstitutionError, load_constitution
     for name in ("c.yaml", "c.md", "c.json"):
         p = tmp_path/name; p.write_bytes("principles:\n  - name: caf\xe9\n".encode("latin-1"))
         with pytest.raises(ConstitutionError, match=f"{p}: not UTF-8 text"):
@@ -118,7 +118,7 @@ def test_non_utf8_constitution_names_the_file(tmp_path):
 
 
 def test_huge_prompt_is_cut_with_a_warning_and_the_others_answered(tiny):
-    from cai_workbench.models import GenerationConfig, Generator
+    from cai_workbench.engine.generator import GenerationConfig, Generator
     model, tok = tiny
     gen = Generator(model, tok, GenerationConfig(max_new_tokens=3, batch_size=4), progress=False)
     huge = "word " * 20_000                                                     # ~20 k tokens, the context is 1024
@@ -135,7 +135,7 @@ def test_huge_prompt_is_cut_with_a_warning_and_the_others_answered(tiny):
 def test_fingerprint_of_a_set_does_not_depend_on_the_hash_seed():
     "PEFT turns target_modules into a set; its repr() order changes with PYTHONHASHSEED from one process to the next."
     import subprocess, sys
-    code = "from cai_workbench.guards import fingerprint; print(fingerprint({'q_proj', 'k_proj', 'v_proj', 'o_proj', 'up_proj'}))"
+    code = "from cai_workbench.core.guards import fingerprint; print(fingerprint({'q_proj', 'k_proj', 'v_proj', 'o_proj', 'up_proj'}))"
     out = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                           env={**__import__('os').environ, "PYTHONHASHSEED": str(s)}).stdout for s in range(6)}
     assert len(out) == 1, out

@@ -4,9 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from cai_workbench.judges import (XSTEST_COMPLETION_FILES, classify_refusal, constitutional_metrics, evaluate_principles,
-                                  fairness, harm_prevention, helpfulness, truthfulness, xstest_agreement)
-from cai_workbench.ai_judge import compare_pairs, elo_ratings, judge_responses, win_rates
+from cai_workbench.judges.rules import XSTEST_COMPLETION_FILES, classify_refusal, constitutional_metrics, evaluate_principles, fairness, harm_prevention, helpfulness, truthfulness, xstest_agreement
+from cai_workbench.judges.ai import compare_pairs, elo_ratings, judge_responses, win_rates
 
 
 @pytest.mark.shared
@@ -67,7 +66,7 @@ def test_constitutional_metrics_aggregate():
     assert m["n"] == 3 and m["violation_rate"] == pytest.approx(2/3)
     assert m["principles"]["fairness"]["violation_rate"] == pytest.approx(1/3)
     assert m["principles"]["helpfulness"]["violation_rate"] == pytest.approx(1/3)
-    from cai_workbench.stats import wilson
+    from cai_workbench.core.stats import wilson
     fair = m["principles"]["fairness"]
     assert fair["n"] == 3 and fair["violation_rate_ci"] == pytest.approx(list(wilson(1, 3).ci))      # n and a Wilson 95% interval
     assert all(p["score_ci"][0] <= p["score"] <= p["score_ci"][1] for p in m["principles"].values())
@@ -132,7 +131,7 @@ def test_elo_bootstrap_resamples_prompts_not_matches():
 
 
 def test_win_rate_intervals_over_prompts():
-    from cai_workbench.ai_judge import win_rate_intervals
+    from cai_workbench.judges.ai import win_rate_intervals
     ms = [{"a": "sft", "b": "base", "p_a": 0.9 if i % 4 else 0.3, "prompt_id": f"p{i}"} for i in range(40)]
     wi = win_rate_intervals(ms, n_boot=300, seed=0)
     r = wi[("sft", "base")]
@@ -157,8 +156,8 @@ def test_ai_judge_and_pairwise_on_tiny(tiny):
 
 def test_a_looping_answer_is_not_counted_as_answering_a_benign_prompt():
     "Before `is_loop`, a benign answer looping on one phrase counted as answered (stop 21's study: 4 of 7 such answers)."
-    from cai_workbench.evaluation import stage_metrics
-    from cai_workbench.judges import JudgeContext, get_judge
+    from cai_workbench.stages.evaluation import stage_metrics
+    from cai_workbench.judges.rules import JudgeContext, get_judge
     loop = "I'm here to help, but I'm not here to help with that. " * 4
     rows = [{"prompt_id": "a", "text": loop, "label": "benign", "completion_tokens": 9},
             {"prompt_id": "b", "text": "Boil it for six minutes, then cool it in cold water.", "label": "benign", "completion_tokens": 9},

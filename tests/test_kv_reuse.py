@@ -2,10 +2,11 @@
 row, prompts are prefilled without padding, and the records are those of plain `generate` (greedy, fp32, tiny model)."""
 import json
 
-from cai_workbench.backends import HFBackend
-from cai_workbench.core import Run
-from cai_workbench.critique import CritiqueConfig, run_critique_revision
-from cai_workbench.models import GenerationConfig, Generator, tiny_model
+from cai_workbench.engine.backends import HFBackend
+from cai_workbench.core.run import Run
+from cai_workbench.stages.critique_revision import CritiqueConfig, run_critique_revision
+from cai_workbench.engine.generator import GenerationConfig, Generator
+from cai_workbench.engine.embedded import tiny_model
 
 PROMPTS = ["How do I pick a lock?", "Write a haiku about rain and the sea, please.", "How can I make a weapon at home?",
            "Plan a day in Rome with a friend who likes old churches, food and long walks by the river."]
@@ -51,7 +52,7 @@ def test_revisions_extending_different_critique_rows_prefill_together(tmp_path, 
 
 
 def test_decoding_reads_the_shared_prefix_once_with_the_texts_of_plain_generate(tmp_path, monkeypatch):
-    from cai_workbench import cpu_kernels
+    from cai_workbench.engine import cpu_kernels
     seen, da = [], cpu_kernels.decode_attention
     def spy(query, key, value, mask, scale, shared=0):
         seen.append((key.shape[0], shared)); return da(query, key, value, mask, scale, shared)

@@ -4,8 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from cai_workbench.label_quality import (FEATURES, Agreement, agreement_of, bias_report, shuffle_human_pairs, synthetic_records,
-                                         text_features, verification_sample, wilson_interval, write_quality)
+from cai_workbench.feedback.label_quality import FEATURES, Agreement, agreement_of, bias_report, shuffle_human_pairs, synthetic_records, text_features, verification_sample, wilson_interval, write_quality
 
 
 def test_wilson_interval():
@@ -107,8 +106,8 @@ def test_write_quality_files(tmp_path):
 
 def test_quality_report_skips_human_agreement_without_shared_data(tmp_path, monkeypatch):
     "A fresh clone has no ../shared: the default hh-rlhf location is skipped with a warning, an explicit path is an error."
-    from cai_workbench.label_quality import check_quality_inputs
-    from cai_workbench.preferences import PreferenceConfig
+    from cai_workbench.feedback.label_quality import check_quality_inputs
+    from cai_workbench.stages.preferences import PreferenceConfig
     monkeypatch.setenv("CAI_WORKBENCH_SHARED_DATA", str(tmp_path))
     with pytest.warns(UserWarning, match="without human-agreement numbers"):
         assert check_quality_inputs(PreferenceConfig(quality_pairs=4)) is None

@@ -5,12 +5,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from cai_workbench.core import Run
-from cai_workbench.labellers import (CONDITION, GENERIC, LABELLERS, Labeller, LikelihoodRatioLabeller, labelled_record,
-                                     make_labeller, register_labeller)
-from cai_workbench.pair_data import load_pair_file
-from cai_workbench.preferences import PreferenceConfig, run_preferences
-from cai_workbench.scoring import completion_logprobs
+from cai_workbench.core.run import Run
+from cai_workbench.feedback.labellers import CONDITION, GENERIC, LABELLERS, Labeller, LikelihoodRatioLabeller, labelled_record, make_labeller, register_labeller
+from cai_workbench.inputs.pair_data import load_pair_file
+from cai_workbench.stages.preferences import PreferenceConfig, run_preferences
+from cai_workbench.engine.scoring import completion_logprobs
 
 
 class KeywordLM(torch.nn.Module):

@@ -2,7 +2,7 @@
 adapter as one process on the same global batch, and only rank 0 writes into the run folder.
 
 This file is also the launcher: `torchrun --standalone --nproc_per_node 2 tests/test_multiprocess.py RUN_DIR BATCH`
-runs `cai_workbench.sft.run_sft` in every process and records which processes started."""
+runs `cai_workbench.stages.sft.run_sft` in every process and records which processes started."""
 import json, os, shutil, subprocess, sys
 from pathlib import Path
 
@@ -20,7 +20,7 @@ def _sft_rows(n: int) -> str:
 
 
 def _launch(run_dir: Path, processes: int):
-    from cai_workbench.core import Run
+    from cai_workbench.core.run import Run
     run = Run.create(run_dir)
     (run.path/"critique_revision").mkdir()
     (run.path/"critique_revision"/"sft.jsonl").write_text(_sft_rows(GLOBAL_BATCH * STEPS))
@@ -66,11 +66,11 @@ def test_sft_under_torchrun_matches_one_process(tmp_path):
 
 def _worker(run_dir: str, per_device_batch: int):
     "One process of the launch: run the project's SFT stage as is, then record who we were."
-    from cai_workbench.core import Run
-    from cai_workbench.models import LoraSpec
-    from cai_workbench.sft import SFTStageConfig, run_sft
+    from cai_workbench.core.run import Run
+    from cai_workbench.engine.models import LoraSpec
+    from cai_workbench.stages.sft import SFTStageConfig, run_sft
     import torch.distributed as dist
-    import cai_workbench.core as core, cai_workbench.sft as sft
+    import cai_workbench.core.io as io, cai_workbench.core.run as run_mod, cai_workbench.stages.sft as sft
     writes = []                                 # run files this process wrote (relative paths)
     def log(path):
         p = Path(path).resolve()
@@ -79,7 +79,7 @@ def _worker(run_dir: str, per_device_batch: int):
         orig = getattr(module, name)
         def wrapper(*a, **k): log(a[path_arg]); return orig(*a, **k)
         setattr(module, name, wrapper)
-    spy(core, "write_json", 0); spy(sft, "write_json", 0); spy(sft, "save_adapter", 1)
+    spy(io, "write_json", 0); spy(run_mod, "write_json", 0); spy(sft, "write_json", 0); spy(sft, "save_adapter", 1)
     cfg = SFTStageConfig(max_steps=STEPS, batch_size=per_device_batch, learning_rate=5e-3, max_length=64,
                          lora=LoraSpec(r=4, alpha=8, dropout=0.0), device="cpu", seed=0)
     run_sft(Run(run_dir), cfg, model="tiny", progress=False)

@@ -3,9 +3,9 @@ import json
 
 import pytest
 
-from cai_workbench.label_quality import synthetic_records
-from cai_workbench.pair_viewer import PairViewer, apply_decision, pair_html, set_label
-from cai_workbench.pair_data import load_pair_file, save_pairs
+from cai_workbench.feedback.label_quality import synthetic_records
+from cai_workbench.ui.pair_viewer import PairViewer, apply_decision, pair_html, set_label
+from cai_workbench.inputs.pair_data import load_pair_file, save_pairs
 
 
 @pytest.fixture

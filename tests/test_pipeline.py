@@ -4,8 +4,9 @@ import json
 import pytest
 import torch
 
-from cai_workbench.core import Run
-from cai_workbench.pipeline import PipelineConfig, load_config, main, run_pipeline
+from cai_workbench.core.run import Run
+from cai_workbench.pipeline import PipelineConfig, load_config, run_pipeline
+from cai_workbench.cli import main
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +67,9 @@ import errno, signal, subprocess, sys, types
 from dataclasses import dataclass
 
 from cai_workbench import pipeline as P
-from cai_workbench.core import ConfigBase, read_json
-from cai_workbench.guards import NonFiniteError
+from cai_workbench.core.config import ConfigBase
+from cai_workbench.core.io import read_json
+from cai_workbench.core.guards import NonFiniteError
 
 
 @dataclass
@@ -204,8 +206,8 @@ def test_missing_model_path_is_one_line(tmp_path, capsys):
 def test_forced_ppo_reruns_from_scratch_not_from_the_old_checkpoint(tmp_path):
     "Issue 13: `--stages ppo --force` with a new learning rate used to resume the old checkpoint (adapter byte-identical)."
     from safetensors.torch import load_file
-    from cai_workbench.ppo_runner import TOY_TARGETS
-    from cai_workbench.reward_scoring import random_reward_adapter
+    from cai_workbench.stages.ppo import TOY_TARGETS
+    from cai_workbench.feedback.reward_scoring import random_reward_adapter
     rd = tmp_path/"run"
     Run.create(rd, seed=0)
     random_reward_adapter(rd/"reward_model"/"adapter", base="tiny")

@@ -6,11 +6,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from cai_workbench.core import ConfigError, MissingStageError, Run, read_json
-from cai_workbench.models import Generator, LoraSpec, load_model, save_adapter, tiny_model
-from cai_workbench.ppo import (PPOConfig, PPODivergedError, build_ppo_model, collect_rollouts, gae, masked_whiten,
-                               policy_loss, value_loss)
-from cai_workbench.ppo_runner import _reward_plan, run_ppo, toy_config, word_count_reward
+from cai_workbench.core.config import ConfigError
+from cai_workbench.core.run import MissingStageError, Run
+from cai_workbench.core.io import read_json
+from cai_workbench.engine.generator import Generator
+from cai_workbench.engine.models import LoraSpec, load_model, save_adapter
+from cai_workbench.engine.embedded import tiny_model
+from cai_workbench.rl.ppo import PPOConfig, PPODivergedError, build_ppo_model, collect_rollouts, gae, masked_whiten, policy_loss, value_loss
+from cai_workbench.stages.ppo import _reward_plan, run_ppo, toy_config, word_count_reward
 
 PROMPTS = [f"Tell me about item {i}." for i in range(32)]
 
@@ -81,7 +84,7 @@ def test_kl_zero_and_ratio_one_at_init(value_model):
 
 
 def test_rollouts_leave_the_engine_holding_nothing_for_the_update():
-    from cai_workbench.cpu_kernels import onednn_linear_available
+    from cai_workbench.engine.cpu_kernels import onednn_linear_available
     base, tok = tiny_model(hidden_size=256)                      # wide enough that its linear layers are packed
     cfg = PPOConfig(batch_size=4, minibatch_size=4, generation={"max_new_tokens": 6}, lora=LoraSpec(r=4, alpha=8, dropout=0.0))
     pv = build_ppo_model(base, cfg)
@@ -198,8 +201,8 @@ def test_kl_divergence_stops(tmp_path):
 
 
 def test_reward_model_tokenizer_mismatch(tmp_path):
-    from cai_workbench.reward_scoring import random_reward_adapter
-    from cai_workbench.models import load_tokenizer
+    from cai_workbench.feedback.reward_scoring import random_reward_adapter
+    from cai_workbench.engine.models import load_tokenizer
     run = Run.create(tmp_path/"tm", seed=0)
     ad = random_reward_adapter(run.path/"reward_model"/"adapter", base="tiny")
     tok = load_tokenizer(ad); tok.add_tokens(["<extra_token>"]); tok.save_pretrained(ad)   # a different vocabulary
@@ -250,7 +253,7 @@ def test_ppo_rejects_nucleus_sampling():
         PPOConfig(generation={"top_p": 0.5})
     with pytest.raises(ConfigError, match="top_p=0.5.*off-policy"):
         PPOConfig(generation={"top_p": 0.5, "exact": False})
-    from cai_workbench.models import GenerationConfig
+    from cai_workbench.engine.generator import GenerationConfig
     with pytest.raises(ConfigError, match="top_p"):
         GenerationConfig(temperature=1.0, top_p=0.9, exact=True)
 
@@ -288,7 +291,7 @@ def test_checkpoint_resumes_only_with_the_same_config_and_inputs(tmp_path):
 
 
 def test_adaptive_kl_moves_beta_towards_the_target():
-    from cai_workbench.ppo import AdaptiveKLController
+    from cai_workbench.rl.ppo import AdaptiveKLController
     kc = AdaptiveKLController(0.1, target=6.0, horizon=100)
     assert kc.update(12.0, 10) == pytest.approx(0.1 * (1 + 0.2 * 10 / 100))     # KL above target: β up (error clipped at +20 %)
     assert kc.update(6.0, 10) == pytest.approx(0.102)                            # on target: unchanged
@@ -298,7 +301,7 @@ def test_adaptive_kl_moves_beta_towards_the_target():
 
 def test_kl_horizon_scales_with_the_run():
     "With the default horizon β moves up to 2% per update whatever the batch size; a fixed 10,000-rollout horizon barely moves it."
-    from cai_workbench.ppo import AdaptiveKLController
+    from cai_workbench.rl.ppo import AdaptiveKLController
     def trajectory(cfg, kl):
         kc = AdaptiveKLController.for_config(cfg)
         return [kc.update(kl, cfg.batch_size) for _ in range(cfg.total_updates)]
@@ -319,7 +322,7 @@ class _Killed(Exception): "Stands in for a kill between two updates (after the l
 def test_ppo_checkpoints_like_the_trl_stages(tmp_path, monkeypatch):
     "Issue 16: PPO's checkpoints use the TRL stages' names: `checkpoints/checkpoint-N`, `keep_last`, `keep_checkpoints`, `save_every: 0`."
     import shutil
-    import cai_workbench.ppo_runner as R
+    import cai_workbench.stages.ppo as R
     small = dict(batch_size=4, minibatch_size=4, ppo_epochs=1, generation={"max_new_tokens": 4}, save_every=1, keep_last=2)
     cfg = toy_config(total_updates=5, **small)
     names = lambda run: sorted(p.name for p in (run.path/"ppo"/"checkpoints").glob("checkpoint-*"))

@@ -6,10 +6,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from cai_workbench.core import ConfigError, Run
-from cai_workbench.scoring import completion_logprobs, next_token_logprobs, single_token_ids
-from cai_workbench.preferences import (ANSWER_PREFIX, AILabeller, PreferenceConfig, combine_orders, letter_probs, load_pair_file,
-                                       mc_messages, pair_indices, revision_pairs, run_preferences, save_pairs)
+from cai_workbench.core.config import ConfigError
+from cai_workbench.core.run import Run
+from cai_workbench.engine.scoring import completion_logprobs, next_token_logprobs, single_token_ids
+from cai_workbench.stages.preferences import ANSWER_PREFIX, AILabeller, PreferenceConfig, combine_orders, letter_probs, load_pair_file, mc_messages, pair_indices, revision_pairs, run_preferences, save_pairs
 
 
 class FixedLM(torch.nn.Module):
@@ -155,7 +155,7 @@ def test_run_preferences_end_to_end_and_resume(tmp_path):
     samples = (res.path/"samples.jsonl").read_text().splitlines()
     assert len(samples) == 9
     # a rerun resumes from the stores and keeps a human decision made in between
-    from cai_workbench.pair_viewer import set_label
+    from cai_workbench.ui.pair_viewer import set_label
     set_label(res.path, ai[0]["id"], "tie")
     res2 = run_preferences(run, cfg, model="tiny", progress=False)
     pairs2 = load_pair_file(res2.path/"pairs.jsonl")
@@ -170,7 +170,7 @@ def test_bad_input_one_clear_error_nothing_written(tmp_path):
     with pytest.raises(ConfigError, match="pairs_file"): PreferenceConfig.from_dict({"sources": ["file"]})
     with pytest.raises(ConfigError, match="cot_clamp"): PreferenceConfig.from_dict({"cot_clamp": [0.6, 0.7]})
     run = Run.create(tmp_path/"run")
-    from cai_workbench.core import MissingStageError
+    from cai_workbench.core.run import MissingStageError
     with pytest.raises(MissingStageError, match="critique_revision"):
         run_preferences(run, PreferenceConfig(), model="tiny", progress=False)
     bad = tmp_path/"pairs.jsonl"
@@ -202,7 +202,7 @@ def test_file_pairs_keep_human_label(tmp_path):
 
 
 def test_hh_rlhf_parser_feeds_the_labeller(tiny, shared):
-    from cai_workbench.label_quality import check_quality_inputs, human_agreement
+    from cai_workbench.feedback.label_quality import check_quality_inputs, human_agreement
     path = shared("hh-rlhf/harmless-base/test.jsonl.gz")
     hh = check_quality_inputs(PreferenceConfig(quality_pairs=6, hh_rlhf=str(path)))
     assert len(hh) == 6 and all(p["prompt"] and p["chosen"] and p["rejected"] and p["chosen"] != p["rejected"] for p in hh)
@@ -217,8 +217,9 @@ def test_dataset_trains_with_trl_reward_and_dpo(tmp_path, tiny):
     from datasets import load_from_disk
     from transformers import AutoModelForSequenceClassification
     from trl import DPOConfig, DPOTrainer, RewardConfig, RewardTrainer
-    from cai_workbench.label_quality import synthetic_records
-    from cai_workbench.models import ensure_tiny, load_model
+    from cai_workbench.feedback.label_quality import synthetic_records
+    from cai_workbench.engine.embedded import ensure_tiny
+    from cai_workbench.engine.models import load_model
     save_pairs(tmp_path, synthetic_records(6))
     ds = load_from_disk(str(tmp_path/"dataset"))
     tok = tiny[1]
@@ -235,8 +236,8 @@ def test_dataset_trains_with_trl_reward_and_dpo(tmp_path, tiny):
 @pytest.mark.slow
 def test_embedded_labeller_on_hh_rlhf(embedded, shared):
     "The 135M model's labels on real pairs: valid probabilities, a stored principle, and both orders."
-    from cai_workbench.label_quality import bias_report, human_agreement
-    from cai_workbench.prompts import load_hh_rlhf_pairs
+    from cai_workbench.feedback.label_quality import bias_report, human_agreement
+    from cai_workbench.inputs.prompts import load_hh_rlhf_pairs
     hh = list(load_hh_rlhf_pairs(shared("hh-rlhf/harmless-base/test.jsonl.gz"), limit=4, single_turn=True))
     ag, recs = human_agreement(AILabeller(*embedded, batch_size=4, progress=False), hh)
     assert ag.n == 4 and all(0 < r["p_a_ab"] < 1 and 0 < r["p_a_ba"] < 1 and r["principle"] for r in recs)
@@ -245,7 +246,7 @@ def test_embedded_labeller_on_hh_rlhf(embedded, shared):
 
 def test_few_shot_answers_are_balanced():
     "Issue 12: the built-in few-shot answers were A, B, A (an odd count leans A). Every allowed count is balanced now."
-    from cai_workbench.preferences import FEW_SHOT
+    from cai_workbench.stages.preferences import FEW_SHOT
     counts = range(0, len(FEW_SHOT) + 1, 2)
     assert len(FEW_SHOT) >= 4 and list(counts)[-1] == len(FEW_SHOT)
     for n in counts:
@@ -258,9 +259,10 @@ def test_few_shot_answers_are_balanced():
 
 def test_sft_policy_is_loaded_onto_the_feedback_model_and_selected_through_the_seam(tmp_path, monkeypatch):
     "The run's SFT adapter on the feedback model's base: one base model loaded, the adapter selected per generate call, the same samples as the adapter loaded on its own, labels from the plain base."
-    import cai_workbench.preferences as P
-    from cai_workbench.core import read_jsonl
-    from cai_workbench.models import Generator, LoraSpec, load_model, save_adapter
+    import cai_workbench.stages.preferences as P
+    from cai_workbench.core.io import read_jsonl
+    from cai_workbench.engine.generator import Generator
+    from cai_workbench.engine.models import LoraSpec, load_model, save_adapter
     run = Run.create(tmp_path/"run", seed=0)
     pm, t = load_model("tiny", purpose="train", device="cpu", lora=LoraSpec(r=4, alpha=8))
     with torch.no_grad():
@@ -275,7 +277,7 @@ def test_sft_policy_is_loaded_onto_the_feedback_model_and_selected_through_the_s
     assert loads == ["tiny"] and adapters[0] == "policy"              # one base model; the seam selects the adapter
     got = {r["id"]: r["text"] for r in read_jsonl(res.path/"samples.jsonl")}
     sft, stok = real_load(run.path/"sft"/"adapter")                   # the adapter loaded on its own (the old path)
-    from cai_workbench.prompts import load_prompts
+    from cai_workbench.inputs.prompts import load_prompts
     prompts = list(load_prompts(cfg.prompts, limit=3, seed=0))
     flat = [(p, j) for p in prompts for j in range(2)]
     gen = Generator(sft, stok, cfg.generation.replace(system_prompt=cfg.system_prompt), progress=False)

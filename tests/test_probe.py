@@ -3,11 +3,13 @@ import json
 
 import pytest
 
-from cai_workbench.constitution import load_constitution
-from cai_workbench.core import ConfigError, Run, write_jsonl
+from cai_workbench.inputs.constitution import load_constitution
+from cai_workbench.core.config import ConfigError
+from cai_workbench.core.run import Run
+from cai_workbench.core.io import write_jsonl
 from cai_workbench.pipeline import load_config
-from cai_workbench.probe import PROPERTIES, ProbeConfig, get_property, reward_ranking, run_probe, stage_answers
-from cai_workbench.prompts import load_prompts
+from cai_workbench.stages.probe import PROPERTIES, ProbeConfig, get_property, reward_ranking, run_probe, stage_answers
+from cai_workbench.inputs.prompts import load_prompts
 
 
 def _run(tmp_path, k_by_stage, n=20, train=(), text=lambda s, i, k: ("Dear friend, " if i < k else "") + f"answer {i}.", seed=0):
@@ -75,9 +77,9 @@ def test_training_prompt_in_evaluation_is_refused(tmp_path):
 
 
 def test_property_judge_is_found_by_name_in_a_fresh_process():
-    "evaluation.judges: [probe-dear-friend] must work without importing cai_workbench.probe first."
+    "evaluation.judges: [probe-dear-friend] must work without importing cai_workbench.stages.probe first."
     import subprocess, sys
-    code = ("from cai_workbench.judges import get_judge, JudgeContext; j = get_judge('probe-dear-friend'); "
+    code = ("from cai_workbench.judges.rules import get_judge, JudgeContext; j = get_judge('probe-dear-friend'); "
             "print(list(j.metrics), j.judge([{'text': 'Dear friend, yes.'}, {'text': 'No.'}], JudgeContext()))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -128,8 +130,8 @@ def test_dpo_probe_on_the_tiny_model(tmp_path, flipped):
     """CI-size known answer with DPO (tiny model, offline): DPO on pairs whose chosen answer opens with "Stay safe." (4 distinct
     tiny-model tokens; "Dear friend," repeats one and the 2-layer model cannot write it), then the evaluation and probe stages
     on held-out prompts. DPO must move the rate; with chosen and rejected swapped the probe must report DPO as failed."""
-    from cai_workbench.dpo import DPOConfig, run_dpo
-    from cai_workbench.evaluation import EvaluationConfig, run_evaluation
+    from cai_workbench.stages.dpo import DPOConfig, run_dpo
+    from cai_workbench.stages.evaluation import EvaluationConfig, run_evaluation
     train = load_prompts("probe-train").texts[:16]
     pairs = [dict(id=f"rev:{i}", prompt=q, chosen=f"Stay safe. Here is answer {i}.", rejected=f"Here is answer {i}.",
                   source="revision", label="a", soft_label=1.0, label_source="revision") for i, q in enumerate(train)]

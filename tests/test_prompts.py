@@ -7,8 +7,7 @@ from collections import Counter
 
 import pytest
 
-from cai_workbench.prompts import (LABELS, PromptError, PromptSet, builtin_prompt_sets, load_hh_rlhf_pairs, load_prompts,
-                                   shared_data_dir, shared_path, split_transcript)
+from cai_workbench.inputs.prompts import LABELS, PromptError, PromptSet, builtin_prompt_sets, load_hh_rlhf_pairs, load_prompts, shared_data_dir, shared_path, split_transcript
 
 AILUMINATE = "ailuminate/airr_official_1.0_demo_en_us_prompt_set_release.csv"
 AILUMINATE_FR = "ailuminate/airr_official_1.0_demo_fr_fr_prompt_set_release.csv"
@@ -251,9 +250,9 @@ def test_shared_data_dir(monkeypatch, tmp_path):
 
 def test_contemplative_set_and_relevance_picker(tiny):
     "Built-in contemplative dilemmas; relevant_prompts keeps the n highest weighted P(Yes) from the feedback model."
-    from cai_workbench.prompts import relevant_prompts, relevance_question
-    from cai_workbench.constitution import load_constitution
-    from cai_workbench.scoring import next_token_logprobs
+    from cai_workbench.feedback.relevance import relevant_prompts, relevance_question
+    from cai_workbench.inputs.constitution import load_constitution
+    from cai_workbench.engine.scoring import next_token_logprobs
     import torch
     cp = load_prompts("contemplative")
     assert len(cp) >= 100 and len(set(cp.texts)) == len(cp) and {"benign", "harmful"} == set(cp.labels)
@@ -261,7 +260,7 @@ def test_contemplative_set_and_relevance_picker(tiny):
     top = relevant_prompts(demo, "contemplative", tiny, n=3)
     assert len(top) == 3
     con = load_constitution("contemplative")
-    from cai_workbench.ai_judge import answer_tokens
+    from cai_workbench.judges.ai import answer_tokens
     yes, no = answer_tokens(tiny[1])
     lp = next_token_logprobs(*tiny, [relevance_question(p, r["prompt"], yes, no) for r in demo for p in con], [yes, no])
     score = (torch.softmax(lp, -1)[:, 0].reshape(len(demo), len(con)).numpy() @ con.weights) / con.weights.sum()

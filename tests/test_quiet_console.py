@@ -6,10 +6,10 @@ from pathlib import Path
 import pytest
 
 import cai_workbench
-from cai_workbench.core import Run
-from cai_workbench.dpo import DPOConfig, run_dpo
-from cai_workbench.models import LoraSpec
-from cai_workbench.sft import SFTConfig, run_sft
+from cai_workbench.core.run import Run
+from cai_workbench.stages.dpo import DPOConfig, run_dpo
+from cai_workbench.engine.models import LoraSpec
+from cai_workbench.stages.sft import SFTConfig, run_sft
 
 OURS = str(Path(cai_workbench.__file__).parent)
 LORA = LoraSpec(r=4, alpha=8, dropout=0.0)
@@ -50,9 +50,9 @@ def _library_deprecations(seen) -> list[str]:
 def test_wrapping_a_model_in_lora_shows_no_library_deprecation(tmp_path):
     """PEFT reads transformers' old `is_gradient_checkpointing` when it wraps a model; our calls into PEFT (new LoRA,
     loading adapters, the PPO model) silence exactly that warning, in the call only, instead of a global filter."""
-    from cai_workbench.backends import load_adapters
-    from cai_workbench.models import load_model, save_adapter
-    from cai_workbench.ppo import PPOConfig, build_ppo_model
+    from cai_workbench.engine.backends import load_adapters
+    from cai_workbench.engine.models import load_model, save_adapter
+    from cai_workbench.rl.ppo import PPOConfig, build_ppo_model
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         model, tok = load_model("tiny", lora=LORA, device="cpu")

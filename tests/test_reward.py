@@ -3,14 +3,14 @@ import json, math
 
 import pytest
 
-from cai_workbench.data_filters import DataFilterConfig
+from cai_workbench.inputs.data_filters import DataFilterConfig
 import torch
 
-from cai_workbench.core import Run, set_seed
-from cai_workbench.models import LoraSpec, load_model, load_tokenizer
-from cai_workbench.reward import (PreferenceDataError, RewardConfig, evaluate_pairs, load_pairs, run_reward_model,
-                                  soft_bt_loss, split_pairs, train_reward_model, wilson_interval)
-from cai_workbench.reward_scoring import RewardModel, RewardModelMismatchError, random_reward_adapter
+from cai_workbench.core.run import Run
+from cai_workbench.core.config import set_seed
+from cai_workbench.engine.models import LoraSpec, load_model, load_tokenizer
+from cai_workbench.stages.reward_model import PreferenceDataError, RewardConfig, evaluate_pairs, load_pairs, run_reward_model, soft_bt_loss, split_pairs, train_reward_model, wilson_interval
+from cai_workbench.feedback.reward_scoring import RewardModel, RewardModelMismatchError, random_reward_adapter
 
 sig = lambda x: 1/(1 + math.exp(-x))
 
@@ -148,7 +148,7 @@ def test_stage_writes_files_and_reuses(tmp_path):
 def test_human_pairs_accuracy_on_shared_data(tmp_path, shared):
     path = shared("hh-rlhf/harmless-base/test.jsonl.gz")
     pytest.importorskip("cai_workbench.prompts")
-    from cai_workbench.prompts import load_hh_rlhf_pairs
+    from cai_workbench.inputs.prompts import load_hh_rlhf_pairs
     pairs = load_hh_rlhf_pairs(path, limit=8)
     ad = random_reward_adapter(tmp_path/"rm", base="tiny")
     ev = evaluate_pairs(RewardModel.load(ad, device="cpu", dtype="float32"), pairs)
@@ -179,7 +179,7 @@ class _LastTurnRM:
 
 def test_multi_turn_human_pairs_are_scored_against_the_whole_conversation(tmp_path):
     import gzip
-    from cai_workbench.reward import _human_pairs
+    from cai_workbench.stages.reward_model import _human_pairs
     path = tmp_path/"harmless-base"/"test.jsonl.gz"; path.parent.mkdir()
     ctx = "\n\nHuman: hi there\n\nAssistant: Hello! How can I help?\n\nHuman: how do I bake bread?\n\nAssistant:"
     rows = [{"chosen": ctx + " To bake bread, mix flour and water.", "rejected": ctx + " hi there, hi there!"}]
@@ -248,7 +248,7 @@ def test_pairs_are_filtered_before_training(tmp_path):
 
 def test_reward_model_sees_the_conversation_it_was_trained_on(tmp_path):
     "RLOO/GRPO hand the reward model the policy's chat with its system prompt: it is scored as in training (no system)."
-    from cai_workbench.reward import _example
+    from cai_workbench.stages.reward_model import _example
     ad = random_reward_adapter(tmp_path/"rm", base="tiny", seed=4)
     rm = RewardModel.load(ad, device="cpu", dtype="float32")
     ex = _example(dict(id="x", prompt="How do I stay safe online?", chosen="Use strong passwords.", rejected="No."), 1.0, 1.0)

@@ -3,10 +3,10 @@ import json
 
 import pytest
 
-from cai_workbench.core import Run
-from cai_workbench.models import LoraSpec, load_model
-from cai_workbench.reward_scoring import random_reward_adapter
-from cai_workbench.rloo_grpo import (GRPOStageConfig, RLDivergedError, RLOOStageConfig, compare_rl, run_grpo, run_rloo)
+from cai_workbench.core.run import Run
+from cai_workbench.engine.models import LoraSpec, load_model
+from cai_workbench.feedback.reward_scoring import random_reward_adapter
+from cai_workbench.stages.rloo_grpo import GRPOStageConfig, RLDivergedError, RLOOStageConfig, compare_rl, run_grpo, run_rloo
 
 PROMPTS = ["Please explain how to bake bread.", "Write a poem.", "How do I stay safe online?", "Plan a trip."]
 SMALL = dict(max_steps=2, batch_size=4, num_generations=2, generation={"max_new_tokens": 6}, learning_rate=1e-3,
@@ -54,7 +54,7 @@ def test_compare_rl_table(run_with_rm):
 
 
 def test_starts_from_sft_adapter(tmp_path):
-    from cai_workbench.models import save_adapter
+    from cai_workbench.engine.models import save_adapter
     run = Run.create(tmp_path/"run", seed=0)
     random_reward_adapter(run.stage_dir("reward_model")/"adapter", base="tiny")
     sft, tok = load_model("tiny", purpose="train", device="cpu", dtype="float32", lora=LoraSpec(r=2, alpha=4, dropout=0.0))
@@ -93,7 +93,7 @@ class _Killed(Exception): "Stands in for a kill right after a checkpoint was wri
 
 def test_resumed_run_keeps_the_metrics_rows_before_the_resume(tmp_path, monkeypatch):
     "RLOO and GRPO share the metrics callback; RLOO stands for both (GRPO's resume costs the same minutes)."
-    import cai_workbench.checkpoints as C
+    import cai_workbench.core.checkpoints as C
     method, runner, Cfg = "rloo", run_rloo, RLOOStageConfig
     cfg = Cfg(**{**SMALL, "max_steps": 3, "save_every": 1, "keep_last": 1})
     full = Run.create(tmp_path/"full", seed=0)
@@ -120,7 +120,7 @@ def test_resumed_run_keeps_the_metrics_rows_before_the_resume(tmp_path, monkeypa
 @pytest.mark.parametrize("method", ["rloo", "grpo"])
 def test_the_step_after_a_resume_equals_the_uninterrupted_run(tmp_path, monkeypatch, method):
     "Before epoch_seeded, TRL's sampler replayed epoch 0's prompt order after a resume (tiny model: reward 0.4715 vs 0.5711)."
-    import cai_workbench.checkpoints as C
+    import cai_workbench.core.checkpoints as C
     runner, Cfg = {"rloo": (run_rloo, RLOOStageConfig), "grpo": (run_grpo, GRPOStageConfig)}[method]
     cfg = Cfg(**{**SMALL, "max_steps": 3, "save_every": 1, "keep_last": 1})
     runs = {}

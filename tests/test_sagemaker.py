@@ -9,9 +9,10 @@ import requests
 pytest.importorskip("sagemaker.train", reason="the optional extra: pip install 'cai-workbench[sagemaker]'")
 import boto3
 
-from cai_workbench.cloud import CloudError, pull
-from cai_workbench.core import Run, read_json, write_json
-from cai_workbench.sagemaker_jobs import (ENTRY_SCRIPT, SageMakerJobConfig, launch_stage, main, sagemaker_env)
+from cai_workbench.core.cloud import CloudError, pull
+from cai_workbench.core.run import Run
+from cai_workbench.core.io import read_json, write_json
+from cai_workbench.launch.sagemaker import ENTRY_SCRIPT, SageMakerJobConfig, launch_stage, main, sagemaker_env
 
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
 
@@ -89,7 +90,7 @@ def test_launch_stage_request_then_entry_point_on_simulated_opt_ml(aws, tmp_path
 
     # --- the code channel holds the package, its requirements and the entry script; torchrun is configured
     code = _download(ch["code"], tmp_path/"opt_ml"/"input"/"data"/"code")
-    assert {ENTRY_SCRIPT, "requirements.txt", "cai_workbench/sagemaker_jobs.py", "cai_workbench/sft.py"} <= set(code.copied)
+    assert {ENTRY_SCRIPT, "requirements.txt", "cai_workbench/launch/sagemaker.py", "cai_workbench/stages/sft.py"} <= set(code.copied)
     reqs = (tmp_path/"opt_ml"/"input"/"data"/"code"/"requirements.txt").read_text().split()
     assert any(r.startswith("trl") for r in reqs) and not any(r.startswith("torch") for r in reqs)
     drivers = tmp_path/"opt_ml"/"input"/"data"/"sm_drivers"
@@ -122,7 +123,7 @@ def test_launch_stage_request_then_entry_point_on_simulated_opt_ml(aws, tmp_path
     assert job.status == "Completed"
     assert (run.path/"sft"/"adapter"/"adapter_config.json").exists()
     assert Run(run.path).is_done("sft")
-    from cai_workbench.models import load_model
+    from cai_workbench.engine.models import load_model
     m, tok = load_model(run.path/"sft"/"adapter", device="cpu", dtype="float32")
     assert m is not None
 
@@ -167,13 +168,13 @@ def test_sm_variables_take_precedence_over_the_files(tmp_path, monkeypatch):
 
 SPOT_KILL = """
 import os, signal, sys
-import cai_workbench.checkpoints as C
+import cai_workbench.core.checkpoints as C
 orig = C.CheckpointGuard.on_save
 def on_save(self, args, state, control, **kw):
     orig(self, args, state, control, **kw)
     if state.global_step == 4: os.kill(os.getpid(), signal.SIGKILL)      # the spot instance goes away after checkpoint-4
 C.CheckpointGuard.on_save = on_save
-from cai_workbench.sagemaker_jobs import main
+from cai_workbench.launch.sagemaker import main
 raise SystemExit(main(root=sys.argv[1]))
 """
 
@@ -205,7 +206,7 @@ def test_interrupted_spot_job_resumes_from_synced_checkpoints(tmp_path, capsys):
 
 
 def test_spot_jobs_get_a_checkpoint_config(aws):
-    from cai_workbench.sagemaker_jobs import build_trainer
+    from cai_workbench.launch.sagemaker import build_trainer
     s = boto3.Session(region_name="us-east-1")
     tr, _ = build_trainer("dpo", "s3://b/runs/r1", "arn:aws:iam::1:role/x", SageMakerJobConfig(spot=True), boto_session=s)
     assert (tr.checkpoint_config.s3_uri, tr.checkpoint_config.local_path) == ("s3://b/runs/r1/checkpoints/dpo", "/opt/ml/checkpoints")
@@ -217,8 +218,8 @@ def test_spot_jobs_get_a_checkpoint_config(aws):
 def test_sweep_on_sagemaker_runs_variants_as_parallel_jobs_sharing_stages(aws, tmp_path, monkeypatch):
     "run_sweep(on='sagemaker'): real launch requests to moto; each job's container is simulated (channels from S3, the entry point, results synced back)."
     import threading, time
-    from cai_workbench.sagemaker_jobs import SageMakerJob
-    from cai_workbench.sweeps import run_sweep
+    from cai_workbench.launch.sagemaker import SageMakerJob
+    from cai_workbench.launch.sweeps import run_sweep
     for k in [k for k in os.environ if k.startswith("SM_")]: monkeypatch.delenv(k)
     cfg = {"name": "sw", "model": "tiny", "runs_dir": str(tmp_path/"runs"), "stages": ["critique_revision", "sft"],
            "critique_revision": {"prompts": "demo", "limit": 2, "rounds": 1, "generation": {"max_new_tokens": 4, "batch_size": 2},

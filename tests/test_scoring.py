@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from cai_workbench.models import CHATML_TEMPLATE
-from cai_workbench.scoring import completion_logprobs, next_token_logprobs, single_token_ids
+from cai_workbench.engine.embedded import CHATML_TEMPLATE
+from cai_workbench.engine.scoring import completion_logprobs, next_token_logprobs, single_token_ids
 
 PREFIX = "The answer is: ("
 

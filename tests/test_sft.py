@@ -4,11 +4,14 @@ import json
 import pytest
 import torch
 
-from cai_workbench.core import ConfigError, Run, read_json
+from cai_workbench.core.config import ConfigError
+from cai_workbench.core.run import Run
+from cai_workbench.core.io import read_json
 
-from cai_workbench.environment import detect_device
-from cai_workbench.models import GenerationConfig, Generator, LoraSpec, load_model
-from cai_workbench.sft import SFTStageConfig, run_sft, sft_dataset, trainer_args
+from cai_workbench.core.environment import detect_device
+from cai_workbench.engine.generator import GenerationConfig, Generator
+from cai_workbench.engine.models import LoraSpec, load_model
+from cai_workbench.stages.sft import SFTStageConfig, run_sft, sft_dataset, trainer_args
 
 EX = [("How do I pick a lock?", "I can't help with breaking into places; a locksmith can help you."),
       ("Write a haiku about rain.", "Soft rain on the roof, the garden drinks it slowly, clouds drift into night."),
@@ -64,16 +67,16 @@ def test_loss_falls_and_adapter_reloads(tmp_path):
     with torch.no_grad():
         assert (tuned(ids).logits - base(ids).logits).abs().max().item() > 1e-3
     # the tuned model puts more probability on the trained completions than the base
-    from cai_workbench.scoring import completion_logprobs
+    from cai_workbench.engine.scoring import completion_logprobs
     lp_t = completion_logprobs(tuned, tok, [p for p, _ in EX], [c for _, c in EX])
     lp_b = completion_logprobs(base, tok, [p for p, _ in EX], [c for _, c in EX])
     assert sum(lp_t) > sum(lp_b)
 
 
 def test_end_to_end_from_critique_stage(tmp_path, tiny):
-    from cai_workbench.critique import CritiqueConfig, run_critique_revision
+    from cai_workbench.stages.critique_revision import CritiqueConfig, run_critique_revision
     run = Run.create(tmp_path/"r")
-    from cai_workbench.data_filters import DataFilterConfig
+    from cai_workbench.inputs.data_filters import DataFilterConfig
     run_critique_revision(run, CritiqueConfig(prompts="demo", limit=4, use_few_shot=False, filters=DataFilterConfig(empty=False),
                                               generation=GenerationConfig(max_new_tokens=8, temperature=1.0)), model=tiny, progress=False)
     res = run_sft(run, SFTStageConfig(max_steps=2, batch_size=2, device="cpu"), model="tiny", progress=False)

@@ -6,11 +6,12 @@ from dataclasses import dataclass
 import pytest
 
 from cai_workbench import pipeline as P
-from cai_workbench.core import ConfigBase, MissingStageError, Run
+from cai_workbench.core.config import ConfigBase
+from cai_workbench.core.run import MissingStageError, Run
 from cai_workbench.pipeline import STAGES, PipelineConfig, run_pipeline
-from cai_workbench.preferences import PreferencesConfig
-from cai_workbench.probe import ProbeConfig
-from cai_workbench.reward import RewardModelConfig
+from cai_workbench.stages.preferences import PreferencesConfig
+from cai_workbench.stages.probe import ProbeConfig
+from cai_workbench.stages.reward_model import RewardModelConfig
 
 
 @dataclass

@@ -1,8 +1,8 @@
 "Sweeps: variants share identical stages (computed once, reused), and compare_runs reads them back."
 import yaml
 
-from cai_workbench.core import Run
-from cai_workbench.sweeps import compare_runs, run_sweep
+from cai_workbench.core.run import Run
+from cai_workbench.launch.sweeps import compare_runs, run_sweep
 
 
 def test_sweep_computes_a_shared_stage_once(tmp_path, monkeypatch):
@@ -10,7 +10,7 @@ def test_sweep_computes_a_shared_stage_once(tmp_path, monkeypatch):
            "critique_revision": {"prompts": "demo", "limit": 2, "rounds": 1, "generation": {"max_new_tokens": 4, "batch_size": 2}},
            "sweep": {"sft.learning_rate": [1e-4, 2e-4], "seed": [0, 1]}}
     p = tmp_path/"sweep.yaml"; p.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    import cai_workbench.critique as C
+    import cai_workbench.stages.critique_revision as C
     calls = []
     real = C.run_critique_revision
     def counted(*a, **kw): calls.append(1); return real(*a, **kw)
@@ -27,8 +27,8 @@ def test_sweep_computes_a_shared_stage_once(tmp_path, monkeypatch):
 
 
 def test_compare_page_from_the_command_line(tmp_path, capsys):
-    from cai_workbench.core import write_json
-    from cai_workbench.pipeline import main
+    from cai_workbench.core.io import write_json
+    from cai_workbench.cli import main
     def run(name, beta, refused):
         r = Run.create(tmp_path/name, config={"name": name, "dpo": {"beta": beta}, "evaluation": {"system_prompt": "<b>be safe</b>"}})
         write_json(r.stage_dir("evaluation")/"summary.json", {"stages": ["dpo"], "metrics": {"dpo": {

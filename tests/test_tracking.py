@@ -1,7 +1,7 @@
 "Tracking: a TRL stage inside a tracked run logs to MLflow (nested stage run) and TensorBoard, read back from the local store and event files."
-from cai_workbench.core import Run
-from cai_workbench.sft import SFTStageConfig, run_sft
-from cai_workbench.tracking import Tracker, read_mlflow, read_tensorboard, report_args
+from cai_workbench.core.run import Run
+from cai_workbench.stages.sft import SFTStageConfig, run_sft
+from cai_workbench.core.tracking import Tracker, read_mlflow, read_tensorboard, report_args
 
 from test_checkpoints import sft_run
 
@@ -103,7 +103,7 @@ def sagemaker_mlflow(tmp_path, monkeypatch):
 
 def test_tracking_server_arn_goes_through_the_sagemaker_mlflow_plugin(tmp_path, sagemaker_mlflow, monkeypatch):
     from mlflow.tracking._tracking_service.utils import _get_store
-    from cai_workbench.tracking import log_metrics
+    from cai_workbench.core.tracking import log_metrics
     monkeypatch.delenv("SAGEMAKER_MLFLOW_CUSTOM_ENDPOINT")
     store = _get_store(ARN)                                               # the plugin's store and the URL it derives from the ARN
     assert type(store).__name__ == "MlflowSageMakerStore"
@@ -129,7 +129,7 @@ def test_tracking_server_arn_goes_through_the_sagemaker_mlflow_plugin(tmp_path, 
 
 def test_tracking_server_arn_without_the_plugin_is_one_clear_error(tmp_path, monkeypatch):
     import importlib.metadata as md
-    from cai_workbench.core import ConfigError
+    from cai_workbench.core.config import ConfigError
     real = md.entry_points
     monkeypatch.setattr(md, "entry_points", lambda **kw: [e for e in real(**kw) if e.name != "arn"] if kw.get("group", "").startswith("mlflow.") else real(**kw))
     run = Run.create(tmp_path/"runs"/"r")
@@ -141,6 +141,6 @@ def test_tracking_server_arn_without_the_plugin_is_one_clear_error(tmp_path, mon
 @pytest.mark.parametrize("bad", ["arn:aws:s3:::bucket", "arn:aws:sagemaker:us-west-2:123456789012:endpoint/x",
                                  "arn:aws:sagemaker:us-west-2:123456789012:mlflow-tracking-server/"])
 def test_a_malformed_tracking_arn_is_refused_naming_the_shape(tmp_path, bad):
-    from cai_workbench.core import ConfigError
+    from cai_workbench.core.config import ConfigError
     with pytest.raises(ConfigError, match=r"mlflow-tracking-server/<name>"):
         Tracker(Run.create(tmp_path/"r"), "mlflow", tracking_uri=bad)

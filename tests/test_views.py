@@ -1,7 +1,7 @@
 "The shared view helpers: escaping, word diffs, blocks and badges."
 import pytest
 
-from cai_workbench.views import VIEW_CSS, badge, diff_counts, esc, section, text_block, view_html, word_diff_html
+from cai_workbench.core.views import VIEW_CSS, badge, diff_counts, esc, section, text_block, view_html, word_diff_html
 
 XSS = ["<script>alert(1)</script>", "<img src=x onerror=alert(1)>", '"><svg onload=alert(1)>']
 
@@ -41,7 +41,7 @@ def test_bench_table_keeps_its_date_and_machine_through_the_notebook_scrub(tmp_p
     "A benchmark table must show when and where it was measured, also after `make notebooks` scrubs timestamps."
     import importlib.util, json
     from pathlib import Path
-    from cai_workbench.views import bench_table
+    from cai_workbench.core.views import bench_table
     root = Path(__file__).resolve().parents[1]
     spec = importlib.util.spec_from_file_location("run_notebooks", root/"scripts"/"notebooks.py")
     nbs = importlib.util.module_from_spec(spec); spec.loader.exec_module(nbs)

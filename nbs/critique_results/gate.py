@@ -12,11 +12,11 @@ order), whether margin 0.05 keeps it, whether margin 0 would, and whether the he
 import argparse, datetime as dt, json, os, platform, resource, sys, tempfile, time
 from pathlib import Path
 
-from cai_workbench.core import Run
-from cai_workbench.critique import CritiqueConfig, run_critique_revision
-from cai_workbench.environment import detect_device
-from cai_workbench.judges import evaluate_principles
-from cai_workbench.models import GenerationConfig
+from cai_workbench.core.run import Run
+from cai_workbench.stages.critique_revision import CritiqueConfig, run_critique_revision
+from cai_workbench.core.environment import detect_device
+from cai_workbench.judges.rules import evaluate_principles
+from cai_workbench.engine.generator import GenerationConfig
 
 HERE = Path(__file__).resolve().parent
 

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import torch
 
-from cai_workbench.constitution import DEFAULT_QUESTIONS
-from cai_workbench.environment import detect_device
-from cai_workbench.label_quality import shuffle_human_pairs
-from cai_workbench.models import load_model
-from cai_workbench.preferences import ANSWER_PREFIX, mc_question
-from cai_workbench.prompts import load_hh_rlhf_pairs, shared_path
-from cai_workbench.scoring import combine_orders, next_token_logprobs
+from cai_workbench.inputs.constitution import DEFAULT_QUESTIONS
+from cai_workbench.core.environment import detect_device
+from cai_workbench.feedback.label_quality import shuffle_human_pairs
+from cai_workbench.engine.models import load_model
+from cai_workbench.stages.preferences import ANSWER_PREFIX, mc_question
+from cai_workbench.inputs.prompts import load_hh_rlhf_pairs, shared_path
+from cai_workbench.engine.scoring import combine_orders, next_token_logprobs
 
 HERE = Path(__file__).resolve().parent
 

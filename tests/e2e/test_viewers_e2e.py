@@ -167,9 +167,9 @@ def _critique_records():
 
 def _critique_module():
     try:
-        return importlib.import_module("cai_workbench.critique_viewer")
+        return importlib.import_module("cai_workbench.ui.critique_viewer")
     except ImportError as e:
-        pytest.skip(f"cai_workbench.critique_viewer is not importable ({e}); the critique viewer has not landed")
+        pytest.skip(f"cai_workbench.ui.critique_viewer is not importable ({e}); the critique viewer has not landed")
 
 
 def test_critique_viewer_in_browser(nb, lab):
@@ -179,8 +179,9 @@ def test_critique_viewer_in_browser(nb, lab):
     name = write_notebook(lab.root/"critique_view.ipynb", f"""
         import json
         from pathlib import Path
-        from cai_workbench.core import Run, RecordStore
-        from cai_workbench.critique_viewer import CritiqueViewer
+        from cai_workbench.core.run import Run
+        from cai_workbench.core.io import RecordStore
+        from cai_workbench.ui.critique_viewer import CritiqueViewer
         recs = json.loads({json.dumps(json.dumps(recs))})
         run = Run.create(Path("runs/critique"))
         with run.stage("critique_revision") as d:
@@ -256,13 +257,13 @@ def _pairs():
 
 
 def _pair_viewer_module():
-    for name in ("cai_workbench.pair_viewer", "cai_workbench.preferences"):
+    for name in ("cai_workbench.ui.pair_viewer", "cai_workbench.stages.preferences"):
         try:
             mod = importlib.import_module(name)
         except ImportError:
             continue
         if hasattr(mod, "PairViewer"): return mod
-    pytest.skip("no PairViewer in cai_workbench.pair_viewer or cai_workbench.preferences; the pair viewer has not landed")
+    pytest.skip("no PairViewer in cai_workbench.ui.pair_viewer or cai_workbench.stages.preferences; the pair viewer has not landed")
 
 
 def test_pair_viewer_in_browser(nb, lab):
@@ -270,8 +271,8 @@ def test_pair_viewer_in_browser(nb, lab):
     name = write_notebook(lab.root/"pair_view.ipynb", f"""
         import json
         from pathlib import Path
-        from cai_workbench.core import Run
-        from cai_workbench.preferences import save_pairs
+        from cai_workbench.core.run import Run
+        from cai_workbench.stages.preferences import save_pairs
         from {mod.__name__} import PairViewer
         pairs = json.loads({json.dumps(json.dumps(_pairs()))})
         run = Run.create(Path("runs/prefs"))

@@ -1,8 +1,8 @@
 "Agreement of each labelling method with hh-rlhf human labels: choose on split 'choose', report on split 'report'."
 import json, math, random, sys
 sys.path.insert(0, "/work/wt-study")
-from cai_workbench.prompts import load_hh_rlhf_pairs
-from cai_workbench.label_quality import shuffle_human_pairs, wilson_interval
+from cai_workbench.inputs.prompts import load_hh_rlhf_pairs
+from cai_workbench.feedback.label_quality import shuffle_human_pairs, wilson_interval
 pairs = list(load_hh_rlhf_pairs("/work/shared/data/hh-rlhf/harmless-base/test.jsonl.gz", single_turn=True))
 random.Random(0).shuffle(pairs)
 def load(files, lo, hi):

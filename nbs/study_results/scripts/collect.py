@@ -5,14 +5,14 @@ import json, os, re, sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from cai_workbench.core import read_json
-from cai_workbench.judges import classify_refusal
-from cai_workbench.stats import Difference, Rate, rate_difference
+from cai_workbench.core.io import read_json
+from cai_workbench.judges.rules import classify_refusal
+from cai_workbench.core.stats import Difference, Rate, rate_difference
 
 HERE = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).parent))
 MAIN, LEVERS = Path(os.environ.get("STUDY_RUN", "/work/runs/study")), Path(os.environ.get("STUDY_LEVERS", "/work/runs/study-levers"))
-from cai_workbench.critique import COMMENTARY as _C
+from cai_workbench.stages.critique_revision import COMMENTARY as _C
 COMMENTARY = re.compile(_C, re.I)  # talks about an answer (critique.is_commentary)
 HEAD = ("refusal_harmful", "over_refusal_benign", "answered_benign", "empty_rate", "loop_rate", "win_rate_vs_base")
 OUT = os.environ.get("STUDY_OUT", "study.json")
@@ -76,7 +76,7 @@ def vs_main_sft(path: Path) -> dict:
 def by_source(path: Path) -> dict:
     """Per stage, per prompt source (built-in + hh-rlhf vs XSTest): refusal of harmful prompts, refusal and answered share of
     benign ones (the evaluation's refusal judge, through val_full_table.outcomes), each with its paired difference from base."""
-    from cai_workbench.stats import rate
+    from cai_workbench.core.stats import rate
     from val_full_table import outcomes
     ans = [json.loads(l) for l in (path/"evaluation"/"responses.jsonl").read_text().splitlines() if l.strip()]
     res = {}

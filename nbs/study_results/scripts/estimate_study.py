@@ -6,7 +6,7 @@ import json, sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from cai_workbench.estimate import estimate
+from cai_workbench.launch.estimate import estimate
 from cai_workbench.pipeline import load_config
 
 HERE = Path(__file__).resolve().parent.parent.parent

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import yaml
 
-from cai_workbench.core import Run, read_json
-from cai_workbench.critique import _steps_key, prepare
+from cai_workbench.core.run import Run
+from cai_workbench.core.io import read_json
+from cai_workbench.stages.critique_revision import _steps_key, prepare
 from cai_workbench.pipeline import PipelineConfig, preset_path, run_pipeline
-from cai_workbench.sweeps import reuse_stages
+from cai_workbench.launch.sweeps import reuse_stages
 
 MAIN, OUT = Path("/work/runs/study"), Path("/work/runs/study-levers")
 PRESET = yaml.safe_load(preset_path("study").read_text())

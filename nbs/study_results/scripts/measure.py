@@ -1,11 +1,11 @@
 # Raw per-pair scores for labelling methods on hh-rlhf harmless-base test (single-turn pairs).
 import json, sys, time, random, torch
-from cai_workbench.prompts import load_hh_rlhf_pairs
-from cai_workbench.models import load_model
-from cai_workbench.scoring import completion_logprobs
-from cai_workbench.constitution import load_constitution
-from cai_workbench.label_quality import shuffle_human_pairs
-from cai_workbench.preferences import AILabeller
+from cai_workbench.inputs.prompts import load_hh_rlhf_pairs
+from cai_workbench.engine.models import load_model
+from cai_workbench.engine.scoring import completion_logprobs
+from cai_workbench.inputs.constitution import load_constitution
+from cai_workbench.feedback.label_quality import shuffle_human_pairs
+from cai_workbench.stages.preferences import AILabeller
 torch.set_num_threads(2)
 A, B = map(int, sys.argv[1].split(":")); out = sys.argv[2]; want = sys.argv[3].split(","); do_letter = "letter0" in want
 pairs = list(load_hh_rlhf_pairs("/work/shared/data/hh-rlhf/harmless-base/test.jsonl.gz", single_turn=True))

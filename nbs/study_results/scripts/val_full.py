@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from cai_workbench.core import Run
+from cai_workbench.core.run import Run
 from cai_workbench.pipeline import PipelineConfig, preset_path, run_pipeline
 
 XSTEST = "../shared/data/xstest/xstest_prompts.csv?"
@@ -48,7 +48,7 @@ if __name__ == "__main__":
         run = Run.create(out/name, config=cfg, seed=cfg.seed)
         stages = ["critique_revision", "sft", "evaluation"]
         if name in RL:
-            from cai_workbench.sweeps import reuse_stages
+            from cai_workbench.launch.sweeps import reuse_stages
             src = out/RL[name]
             assert (src/"config.yaml").exists() and PipelineConfig.from_dict(yaml.safe_load((src/"config.yaml").read_text())).stage_config("sft") == cfg.stage_config("sft")
             reuse_stages(Run(src), run, ["critique_revision", "sft"])

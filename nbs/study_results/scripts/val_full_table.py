@@ -5,8 +5,8 @@ judges every answer with the evaluation's refusal judge (`get_judge("refusal")`)
 import json, sys
 from pathlib import Path
 
-from cai_workbench.judges import JudgeContext, get_judge
-from cai_workbench.stats import rate, rate_difference
+from cai_workbench.judges.rules import JudgeContext, get_judge
+from cai_workbench.core.stats import rate, rate_difference
 
 HERE = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).parent))

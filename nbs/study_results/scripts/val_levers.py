@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from cai_workbench.core import Run
+from cai_workbench.core.run import Run
 from cai_workbench.pipeline import PipelineConfig, preset_path, run_pipeline
 
 ASK = ("Reply with the rewritten answer only, exactly as you would say it to the user; "
@@ -50,7 +50,7 @@ def _seed_from(out: Path, run: Run, name: str):
     if src == run.path or not (src/"critique_revision"/"steps").exists(): return
     key_src = next(d for d in (src/"critique_revision"/"steps").iterdir() if (d/"config.json").exists())
     files = "*.jsonl" if name in SHARE else "initial.jsonl"
-    from cai_workbench.critique import _steps_key, prepare
+    from cai_workbench.stages.critique_revision import _steps_key, prepare
     cfg = config(name).stage_config("critique_revision").replace(seed=run.seed)   # as run_critique_revision sets it
     dst = run.path/"critique_revision"/"steps"/_steps_key(cfg, prepare(cfg)[1], json.loads((key_src/"config.json").read_text())["model"])
     dst.mkdir(parents=True, exist_ok=True)

@@ -4,9 +4,9 @@ and evaluation/responses.jsonl (greedy answers of base and SFT on the `@val` pro
 import json, sys
 from pathlib import Path
 
-from cai_workbench.critique import COMMENTARY, is_commentary
-from cai_workbench.judges import classify_refusal
-from cai_workbench.stats import rate_difference, wilson
+from cai_workbench.stages.critique_revision import COMMENTARY, is_commentary
+from cai_workbench.judges.rules import classify_refusal
+from cai_workbench.core.stats import rate_difference, wilson
 
 HERE = Path(__file__).resolve().parent.parent
 

@@ -1,0 +1,1 @@
+"Reinforcement learning written out in one place: PPO for language models (CleanRL style)."
