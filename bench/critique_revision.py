@@ -30,7 +30,7 @@ from _results import Timer, side, write_results
 
 from cai_workbench.engine.backends import HFBackend
 from cai_workbench.core.run import Run
-from cai_workbench.stages.critique_revision import CritiqueConfig, critique_chat, few_shot_messages, prepare, principle_seed, revision_chat, run_critique_revision
+from cai_workbench.stages.critique_revision import CritiqueRevisionConfig, critique_chat, few_shot_messages, prepare, principle_seed, revision_chat, run_critique_revision
 from cai_workbench.engine.generator import GenerationConfig
 from cai_workbench.engine.models import encode_chat, load_model
 
@@ -77,7 +77,7 @@ def main():
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice); 1 wastes less on a busy CPU")
     a = ap.parse_args()
     if a.threads: torch.set_num_threads(a.threads)
-    cfg = CritiqueConfig(prompts="red-team", limit=a.prompts, rounds=a.rounds, use_few_shot=not a.no_few_shot,
+    cfg = CritiqueRevisionConfig(prompts="red-team", limit=a.prompts, rounds=a.rounds, use_few_shot=not a.no_few_shot,
                          generation=GenerationConfig(max_new_tokens=a.max_new_tokens, batch_size=a.batch_size))
     recs, con = prepare(cfg)
     stage_model, tok = load_model(a.model, device="cpu", dtype=a.dtype)

@@ -66,7 +66,7 @@ def engine_tok_s(model, tok, prompts, max_new_tokens, batch_size, backend, devic
 def sft_steps(path, device, steps=8, batch=8, max_length=256) -> dict:
     "SFT (TRL, LoRA) on `steps` batches of synthetic revisions; steps/s and tokens/s after the first step."
     from cai_workbench.core.run import Run
-    from cai_workbench.stages.sft import SFTStageConfig, run_sft
+    from cai_workbench.stages.sft import SFTConfig, run_sft
     with tempfile.TemporaryDirectory() as d:
         run = Run.create(Path(d)/"run")
         (run.path/"critique_revision").mkdir()
@@ -74,7 +74,7 @@ def sft_steps(path, device, steps=8, batch=8, max_length=256) -> dict:
                  "completion": [{"role": "assistant", "content": f"answer {i} " + "carefully " * 40}]} for i in range(steps * batch)]
         (run.path/"critique_revision"/"sft.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         t = time.perf_counter()
-        run_sft(run, SFTStageConfig(max_steps=steps, batch_size=batch, max_length=max_length, device=device), model=str(path), progress=False)
+        run_sft(run, SFTConfig(max_steps=steps, batch_size=batch, max_length=max_length, device=device), model=str(path), progress=False)
         wall = time.perf_counter() - t
     return {"steps": steps, "batch_size": batch, "max_length": max_length, "wall_s": round(wall, 1), "steps_per_s": round(steps / wall, 3)}
 

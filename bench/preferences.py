@@ -16,7 +16,7 @@ from _results import write_results
 from cai_workbench.feedback.label_quality import agreement_of, bias_report, shuffle_human_pairs, wilson_interval
 from cai_workbench.engine.generator import GenerationConfig, Generator
 from cai_workbench.engine.models import load_model
-from cai_workbench.stages.preferences import AILabeller
+from cai_workbench.feedback.labellers import AILabeller
 from cai_workbench.inputs.prompts import load_hh_rlhf_pairs, shared_path
 
 SEED_PROMPT = ("Consider the following conversation between a human and an assistant:\n\nHuman: {prompt}\n\n"

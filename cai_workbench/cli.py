@@ -6,22 +6,13 @@ Docs: https://cai-workbench.github.io/cai-workbench/cli.html.md"""
 
 # %% ../nbs/10a_cli.ipynb #34aef2fc
 from __future__ import annotations
-import argparse, contextlib, errno, importlib, importlib.resources, os, shutil, sys, time
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable
+import argparse, errno, sys, time
 
-import yaml
-
-from .core.config import ConfigBase, ConfigError, set_seed
-from .core.run import Run, MissingStageError
-from .core.io import write_json
+from .core.config import ConfigError
+from .core.run import MissingStageError
 
 from .core.environment import describe_environment
-from .core.guards import stage_fingerprint, stale_reasons, run_lock
-from .pipeline import *
-from .cli import *
-from .cli import *
+from .pipeline import PRESETS_DIR, STAGES, PipelineConfig, load_config, run_pipeline
 
 # %% auto #0
 __all__ = ['error_line', 'main']

@@ -6,18 +6,15 @@ Docs: https://cai-workbench.github.io/cai-workbench/pipeline.html.md"""
 
 # %% ../nbs/10_pipeline.ipynb #34aef2fc
 from __future__ import annotations
-import argparse, contextlib, errno, importlib, importlib.resources, os, shutil, sys, time
+import contextlib, errno, importlib, importlib.resources, os, shutil, time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import yaml
 
-from .core.config import ConfigBase, ConfigError, set_seed
-from .core.run import Run, MissingStageError
-from .core.io import write_json
+from .core.config import MIGRATIONS, ConfigBase, ConfigError, fingerprint_form, migrate_fields, set_seed
+from .core.run import Run, MissingStageError, StageResult
 
-from .core.environment import describe_environment
 from .core.guards import stage_fingerprint, stale_reasons, run_lock
 
 # %% auto #0
@@ -105,11 +102,12 @@ class PipelineConfig(ConfigBase):
 
     def __post_init__(self):
         unknown = [s for s in self.stages if s not in STAGES]
-        if unknown: raise ValueError(f"stages: unknown stage(s) {unknown}; the stages are {list(STAGES)}")
-        if not self.stages: raise ValueError("stages: the list is empty; name at least one stage, e.g. [sft, dpo]")
-        if self.on_stale not in ("rerun", "refuse"): raise ValueError(f"on_stale: {self.on_stale!r} is not 'rerun' or 'refuse'")
-        if self.s3 is not None and not str(self.s3).startswith("s3://"):
-            raise ValueError(f"s3: {self.s3!r} is not an s3://bucket/prefix URI")
+        if unknown: self.bad_field("stages", f"unknown stage(s) {unknown}; the stages are {list(STAGES)}")
+        if not self.stages: self.bad_field("stages", "the list is empty; name at least one stage, e.g. [sft, dpo]")
+        if self.on_stale not in ("rerun", "refuse"): self.bad_field("on_stale", "use 'rerun' or 'refuse'")
+        if self.s3 is not None and not str(self.s3).startswith("s3://"): self.bad_field("s3", "use an s3://bucket/prefix URI")
+        for s in MIGRATIONS:                # a section (a user's YAML, a run folder's config.yaml) in the old field names
+            setattr(self, s, migrate_fields(s, getattr(self, s), s))
 
     def stage_config(self, stage: str, where: str | None = None):
         "The stage's own `XConfig`, built (and checked) from its section."
@@ -212,10 +210,12 @@ def _files_in(section: dict) -> dict:
     walk(section); return out
 
 def current_fingerprint(run: Run, stage: str, config: PipelineConfig) -> dict:
-    "What `stage` would be built from now: its section of `config` (+ model, seed) and the inputs it reads in `run`."
-    inputs = {rel: run.path/rel for rel in STAGES[stage].read_by(getattr(config, stage))}
-    inputs.update(_files_in(getattr(config, stage)))
-    return stage_fingerprint(getattr(config, stage), inputs, model=str(config.model), seed=config.seed,
+    """What `stage` would be built from now: its section of `config` (+ model, seed) and the inputs it reads in `run`. The
+    section is hashed in `fingerprint_form` (renamed fields under their old names), so a rename leaves finished stages fresh."""
+    section = getattr(config, stage)
+    inputs = {rel: run.path/rel for rel in STAGES[stage].read_by(section)}
+    inputs.update(_files_in(section))
+    return stage_fingerprint(fingerprint_form(stage, section), inputs, model=str(config.model), seed=config.seed,
                              ignore=("save_every", "keep_last", "keep_checkpoints"))   # how often it checkpoints changes nothing built
 
 def stale_stages(run: Run, config: PipelineConfig) -> dict:
@@ -252,11 +252,13 @@ def _run_stage(run: Run, stage: str, cfg, config: PipelineConfig, fp: dict, fres
     try:
         with _fresh(run, stage) if fresh else contextlib.nullcontext():
             _mark(run, stage, fingerprint=fp)
-            out = runner(run, cfg, model=config.model)
-            if (missing := [rel for rel in STAGES[stage].outputs if not (run.path/rel).exists()]):
-                spec = STAGES[stage]
+            out, spec = runner(run, cfg, model=config.model), STAGES[stage]
+            if (missing := [rel for rel in spec.outputs if not (run.path/rel).exists()]):
                 raise RuntimeError(f"{run.path}: stage {stage} finished without writing {missing}, which its StageSpec.outputs "
                                    f"promise; a bug in {spec.module}.{spec.runner}")
+            if not isinstance(out, StageResult):
+                raise TypeError(f"stage {stage}: {spec.module}.{spec.runner} returned {type(out).__name__}, not a StageResult "
+                                "(an object with summary() -> dict); a bug in the stage")
             return out
     except BaseException as e:
         err = f"{type(e).__name__}: {e}"[:500]
@@ -311,7 +313,7 @@ def _pipeline_stage(run: Run, i: int, stages: list[str], config: PipelineConfig,
     with tracker.stage(stage): out = _run_stage(run, stage, configs[stage], config, fp, fresh=force or bool(why))
     m = run.manifest
     info = m["stages"].setdefault(stage, {"status": "done"})
-    info["summary"] = out.summary() if hasattr(out, "summary") else {}
+    info["summary"] = out.summary()                 # a `StageResult`, checked by `_run_stage`
     info.setdefault("wall_s", round(time.time() - t0, 2))
     run.update_manifest(stages=m["stages"])
     print(f"[{i}/{n}] {stage}: done in {info['wall_s']} s — {summary_line(info['summary'])}", flush=True)

@@ -13,7 +13,10 @@
    `critique_revision`), translating what Quarto would read: the front-matter cell becomes the H1 title and
    `> purpose` line, `#| echo: false` cells keep only their output, other `#|` directive lines are dropped.
    `index.ipynb` (the README's content) is the home page; `api.md` lists every exported name with its page
-   (in _docs_src/pages/, beside the generated _docs_src/mkdocs.yml).
+   (in _docs_src/pages/, beside the generated _docs_src/mkdocs.yml). The navigation (`nav`) is grouped like the
+   package: a `*start_here*` notebook first when there is one, the home page, then one section per group of the
+   module each notebook exports (its `#| default_exp`: stages.* -> Stages, engine.* -> Engine, ...; see `NAV_GROUPS`),
+   so a new notebook lands in its section by itself; notebooks that export nothing are Studies.
 3. `mkdocs build` writes _site/ with one `<name>.html` per notebook (nbdev's names, so the `Docs:` links in the
    module docstrings resolve), and `<name>.html.md` beside it: the page as markdown, which those links name.
 Nothing is executed beyond step 1's show_doc cells: `make notebooks` refreshes the outputs.
@@ -152,7 +155,7 @@ def api_page(pages: dict[str, str]) -> str:
     from cai_workbench._modidx import d
     out = ["# API reference", "", "Every public name, by module; each page shows its signature and docstring (`show_doc`)", ""]
     for mod, syms in sorted(d["syms"].items()):
-        names = sorted({k.split(".", 2)[2].split(".")[0] for k in syms if k.count(".") >= 2})
+        names = sorted({k[len(mod) + 1:].split(".")[0] for k in syms if k.startswith(mod + ".")})   # `Run`, not `Run.create`
         names = [n for n in names if not n.startswith("_")]
         if not names: continue
         page = next(iter(syms.values()))[0].split("#")[0]
@@ -161,8 +164,90 @@ def api_page(pages: dict[str, str]) -> str:
     return "\n".join(out) + "\n"
 
 
-def stage(proc: Path = PROC, src: Path = SRC) -> dict[str, str]:
-    "Stage every processed notebook into `src`/pages (+ `src`/mkdocs.yml); return {page name: notebook stem}."
+# The site's sections, in order: each holds the notebooks whose exported module matches one of its prefixes ("stages."
+# = every stages.* module; "pipeline" = that module), the longest match winning (core.cloud is operations, other core.*
+# modules the core reference). Notebooks that export nothing (12_study) are Studies; `index` is the home page and a
+# `*start_here*` notebook goes first.
+NAV_GROUPS = {
+    "Stages": ["stages."],
+    "Pipeline & operations": ["pipeline", "cli", "launch.", "core.cloud", "core.tracking"],
+    "Studies": [],
+    "Engine": ["engine."],
+    "Inputs": ["inputs."],
+    "Feedback": ["feedback."],
+    "Judges": ["judges."],
+    "RL": ["rl."],
+    "UI": ["ui."],
+    "Core reference": ["core."],
+}
+NAV_LEAD = {"Pipeline & operations": ["pipeline", "cli"]}   # listed first in their section; the rest in notebook order
+STUDIES, OTHER = "Studies", "More"   # OTHER: a module of a package no section names yet (after the sections)
+ALSO_IN = {"stages.probe": STUDIES}  # pages linked from a second section too: the known-answer probe is a study as well
+
+
+def exported_module(nb: dict) -> str | None:
+    "The module a notebook exports (its `#| default_exp` cell, e.g. `stages.sft`), or None."
+    for c in nb.get("cells", []):
+        if c.get("cell_type") == "code" and (m := re.search(r"^\s*#\|\s*default_exp\s+(\S+)", "".join(c.get("source", "")), re.M)):
+            return m.group(1)
+    return None
+
+
+def notebook_title(nb: dict) -> str | None:
+    "The page's title: the front matter's `title`, else the first markdown H1 (`# sft`), as the page shows it."
+    for c in nb.get("cells", []):
+        src = "".join(c.get("source", ""))
+        if c.get("cell_type") == "raw" and (t := _frontmatter(src).get("title")): return str(t)
+        if c.get("cell_type") == "markdown" and (m := re.match(r"#\s+(.+)", src.lstrip())): return m.group(1).strip().replace("`", "")
+    return None
+
+
+def nav_group(module: str | None) -> str:
+    "The nav section of a notebook that exports `module` (see `NAV_GROUPS`)."
+    if module is None: return STUDIES
+    hits = [(len(p), g) for g, ps in NAV_GROUPS.items() for p in ps if (module.startswith(p) if p.endswith(".") else module == p)]
+    return max(hits)[1] if hits else OTHER
+
+
+def _stage_order() -> list[str]:
+    "Stage modules in the order the pipeline runs them (critique_revision, sft, preferences, ...)."
+    try:
+        from cai_workbench.pipeline import STAGES
+        return list(dict.fromkeys(spec.module.removeprefix("cai_workbench.") for spec in STAGES.values()))
+    except Exception: return []   # the package not importable: notebook order
+
+
+def site_nav(pages: dict[str, str], modules: dict[str, str | None], titles: dict[str, str | None] | None = None) -> list:
+    """mkdocs' `nav` from {page name: notebook stem} (as `stage` makes it), {stem: the module it exports or None} and
+    {stem: page title}: [Start here (a `*start_here*` notebook, when there is one), Home (index), one
+    {section: [{title: page}]} per non-empty section of NAV_GROUPS, API reference].
+    Stages run in pipeline order (a stage notebook the pipeline does not run follows the one it shares its number
+    with: 03d_revision_gate after 03_critique_revision); other sections in notebook order."""
+    titles, mod = titles or {}, lambda n: modules.get(pages[n])
+    entry = lambda n: {titles.get(pages[n]) or n: f"{n}.ipynb"}
+    start = sorted(n for n, s in pages.items() if "start_here" in s)
+    rest = [n for n in pages if n != "index" and n not in start]
+    sections = {g: [] for g in [*NAV_GROUPS, OTHER]}
+    for n in rest: sections[nav_group(mod(n))].append(n)
+    order = {m: i for i, m in enumerate(_stage_order())}
+    num = lambda n: re.match(r"\d*", pages[n]).group(0)
+    first = {}   # notebook number -> the earliest pipeline stage a notebook with that number documents
+    for n in sections["Stages"]:
+        if mod(n) in order and num(n): first[num(n)] = min(first.get(num(n), len(order)), order[mod(n)])
+    sections["Stages"].sort(key=lambda n: (order.get(mod(n), first.get(num(n), len(order))), pages[n]))
+    for g, items in sections.items():
+        if g != "Stages":
+            lead = NAV_LEAD.get(g, [])
+            items.sort(key=lambda n: (lead.index(mod(n)) if mod(n) in lead else len(lead), pages[n]))
+    for m, g in ALSO_IN.items():   # a link, not a second copy of the page: mkdocs keeps one place per page
+        sections[g] += [{f"{titles.get(pages[n]) or n} (in {nav_group(m)})": f"{n}.html"} for n in rest if mod(n) == m and g != nav_group(m)]
+    nav = [{"Start here": f"{n}.ipynb"} for n in start] + ([{"Home": "index.ipynb"}] if "index" in pages else [])
+    nav += [{g: [x if isinstance(x, dict) else entry(x) for x in items]} for g, items in sections.items() if items]
+    return nav + [{"API reference": "api.md"}]
+
+
+def stage(proc: Path = PROC, src: Path = SRC, nbs: Path = NBS) -> dict[str, str]:
+    "Stage every processed notebook into `src`/pages (+ `src`/mkdocs.yml, its `site_nav`); return {page name: notebook stem}."
     if src.exists(): shutil.rmtree(src)
     dest = src/"pages"; dest.mkdir(parents=True)
     pages = {}
@@ -172,8 +257,10 @@ def stage(proc: Path = PROC, src: Path = SRC) -> dict[str, str]:
         (dest/f"{name}.ipynb").write_text(json.dumps(stage_notebook(json.loads(p.read_text())), indent=1))
         pages[name] = p.stem
     (dest/"api.md").write_text(api_page(pages))
-    order = sorted((s, n) for n, s in pages.items() if n != "index")
-    nav = [{"Home": "index.ipynb"}] + [{s: f"{n}.ipynb"} for s, n in order] + [{"API reference": "api.md"}]
+    def source(stem):  # the notebook as written: its `#| default_exp` cell (nbdev's processing drops it)
+        return json.loads(((nbs/f"{stem}.ipynb") if (nbs/f"{stem}.ipynb").exists() else proc/f"{stem}.ipynb").read_text())
+    nbs_ = {stem: source(stem) for stem in pages.values()}
+    nav = site_nav(pages, {s: exported_module(nb) for s, nb in nbs_.items()}, {s: notebook_title(nb) for s, nb in nbs_.items()})
     (src/"mkdocs.yml").write_text(json.dumps({"INHERIT": str(ROOT/"docs"/"mkdocs.yml"), "docs_dir": "pages",
                                                "site_dir": str(SITE), "nav": nav}, indent=1))
     return pages

@@ -63,6 +63,8 @@ def scrub(s: str, root: Path = ROOT) -> str:
     s = _redraws(_ANSI.sub("", s))
     for sp in _SITE: s = s.replace(sp, "<site-packages>")
     tmp = re.escape(os.path.realpath(tempfile.gettempdir()))
+    for base in {str(root.parent/"shared"), os.path.realpath(root.parent/"shared")}:   # the reference data beside the checkout
+        s = s.replace(base, "../shared")
     for base in {str(root), os.path.realpath(root)}:
         s = s.replace(base + os.sep, "").replace(base, ".")
     s = re.sub(rf"(?:{tmp}|{re.escape(tempfile.gettempdir())})/[^\s'\"<>)\],]+", "<tmp>", s)

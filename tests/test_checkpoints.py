@@ -8,7 +8,7 @@ import torch
 from cai_workbench.core.run import Run
 from cai_workbench.core.io import read_json
 from cai_workbench.engine.models import LoraSpec
-from cai_workbench.stages.sft import SFTStageConfig, run_sft
+from cai_workbench.stages.sft import SFTConfig, run_sft
 
 REPO = Path(__file__).resolve().parents[1]
 EX = [("How do I pick a lock?", "I can't help with breaking into places; a locksmith can help you."),
@@ -30,13 +30,13 @@ KILL_AT_4 = textwrap.dedent("""
     import os, signal, sys
     import cai_workbench.core.checkpoints as C
     from cai_workbench.core.run import Run
-    from cai_workbench.stages.sft import SFTStageConfig, run_sft
+    from cai_workbench.stages.sft import SFTConfig, run_sft
     orig = C.CheckpointGuard.on_save
     def on_save(self, args, state, control, **kw):
         orig(self, args, state, control, **kw)
         if state.global_step == 4: os.kill(os.getpid(), signal.SIGKILL)     # killed right after its 2nd checkpoint
     C.CheckpointGuard.on_save = on_save
-    run_sft(Run(sys.argv[1]), SFTStageConfig.from_dict(%r), model="tiny", progress=False)
+    run_sft(Run(sys.argv[1]), SFTConfig.from_dict(%r), model="tiny", progress=False)
 """)
 
 
@@ -45,7 +45,7 @@ def losses(run): return [l for _, l in read_json(run.path/"sft"/"metrics.json")[
 
 def test_sigkilled_sft_resumes_with_the_same_losses(tmp_path, monkeypatch):
     full = sft_run(tmp_path/"full")
-    run_sft(full, SFTStageConfig.from_dict(CFG), model="tiny", progress=False)
+    run_sft(full, SFTConfig.from_dict(CFG), model="tiny", progress=False)
     assert not (full.path/"sft"/"checkpoints").exists()                 # a finished stage deletes its checkpoints
 
     run = sft_run(tmp_path/"killed")
@@ -61,7 +61,7 @@ def test_sigkilled_sft_resumes_with_the_same_losses(tmp_path, monkeypatch):
     real = torch.load
     def spy(*a, **kw): loads.append(kw.get("weights_only")); return real(*a, **kw)
     monkeypatch.setattr(torch, "load", spy)
-    run_sft(run, SFTStageConfig.from_dict(CFG), model="tiny", progress=False)
+    run_sft(run, SFTConfig.from_dict(CFG), model="tiny", progress=False)
     assert loads and all(w is True for w in loads), loads               # optimizer/scheduler/rng state: weights_only=True
     got, want = losses(run), losses(full)
     assert len(got) == len(want) == 6
@@ -72,11 +72,11 @@ def test_sigkilled_sft_resumes_with_the_same_losses(tmp_path, monkeypatch):
 def test_changed_config_starts_over_and_keep_checkpoints(tmp_path, capsys):
     run = sft_run(tmp_path/"r")
     cfg = {**CFG, "max_steps": 4, "keep_checkpoints": True, "keep_last": 1}
-    run_sft(run, SFTStageConfig.from_dict(cfg), model="tiny", progress=False)
+    run_sft(run, SFTConfig.from_dict(cfg), model="tiny", progress=False)
     ck = run.path/"sft"/"checkpoints"
     assert [x.name for x in ck.glob("checkpoint-*")] == ["checkpoint-4"]          # keep_last=1, kept when asked
     assert read_json(ck/"checkpoint-4"/"fingerprint.json")["step"] == 4
-    run_sft(run, SFTStageConfig.from_dict({**cfg, "learning_rate": 1e-3}), model="tiny", progress=False)
+    run_sft(run, SFTConfig.from_dict({**cfg, "learning_rate": 1e-3}), model="tiny", progress=False)
     out = capsys.readouterr().out
     assert "another configuration" in out and "resuming" not in out                # a different lr does not resume
     assert len(losses(run)) == 4
@@ -98,7 +98,7 @@ KILL_STAGE_AT_4 = textwrap.dedent("""
         run_dpo(run, DPOConfig.from_dict(cfg), model="tiny", progress=False)
     elif stage in ("rloo", "grpo"):
         from cai_workbench.stages import rloo_grpo as R
-        Cfg, runner = {"rloo": (R.RLOOStageConfig, R.run_rloo), "grpo": (R.GRPOStageConfig, R.run_grpo)}[stage]
+        Cfg, runner = {"rloo": (R.RLOOConfig, R.run_rloo), "grpo": (R.GRPOConfig, R.run_grpo)}[stage]
         runner(run, Cfg.from_dict(cfg), model="tiny", prompts=["Explain how to bake bread.", "Write a poem.", "How do I stay safe online?", "Plan a trip."])
     else:
         from cai_workbench.stages.reward_model import RewardModelConfig, run_reward_model

@@ -81,3 +81,47 @@ def test_the_data_filters_seed_defaults_to_the_stage_seed():
     cap = DataFilterConfig(max_per_principle=3)
     assert len({tuple(kept(cap, s)) for s in range(6)}) > 1 and kept(cap, 4) == kept(cap, 4)
     assert kept(cap.replace(seed=2), 4) == kept(cap, 2)
+
+
+REMOVED_ALIASES = [("critique_revision", "CritiqueConfig", "CritiqueRevisionConfig"), ("sft", "SFTStageConfig", "SFTConfig"),
+                   ("preferences", "PreferenceConfig", "PreferencesConfig"), ("reward_model", "RewardConfig", "RewardModelConfig"),
+                   ("rloo_grpo", "RLStageConfig", "RLConfig"), ("rloo_grpo", "RLOOStageConfig", "RLOOConfig"),
+                   ("rloo_grpo", "GRPOStageConfig", "GRPOConfig"), ("dpo", "DPOStageConfig", "DPOConfig"),
+                   ("evaluation", "EvalConfig", "EvaluationConfig")]
+
+
+@pytest.mark.parametrize("module,old,new", REMOVED_ALIASES)
+def test_the_config_names_before_issue_15_are_gone(module, old, new):
+    import importlib
+    mod = importlib.import_module(f"cai_workbench.stages.{module}")
+    assert not hasattr(mod, old) and old not in getattr(mod, "__all__", []) and hasattr(mod, new)
+
+
+@pytest.mark.parametrize("stage", ["sft", "reward_model", "dpo"])
+def test_the_trainer_stages_use_trls_field_names(stage):
+    "One scheme for the TRL-trained stages: `num_train_epochs` (and `gradient_accumulation_steps` where there is one), as TRL names them."
+    f = {x.name for x in dataclasses.fields(STAGES[stage].load()[0])}
+    assert "num_train_epochs" in f and not {"epochs", "grad_accum"} & f
+    if stage != "reward_model": assert "gradient_accumulation_steps" in f
+
+
+def test_a_bad_value_is_one_config_error_naming_config_field_value_and_fix(tmp_path):
+    "Every stage's checks raise `ConfigError` (a `ValueError`) as `<Config>.<field>=<value>: <what to do>`, after the file and section."
+    p = tmp_path/"bad.yaml"
+    cases = {"dpo": ({"beta": 0}, "DPOConfig.beta=0.0: must be > 0"),
+             "evaluation": ({"pairwise": "some"}, "EvaluationConfig.pairwise='some': use 'vs_base', 'all' or 'none'"),
+             "sft": ({"gradient_accumulation_steps": 0}, "SFTConfig.gradient_accumulation_steps=0: must be >= 1"),
+             "reward_model": ({"ties": "x"}, "RewardModelConfig.ties='x': use 'skip' or 'weight'"),
+             "critique_revision": ({"rounds": 0}, "CritiqueRevisionConfig.rounds=0: must be an integer >= 1")}
+    for stage, (section, msg) in cases.items():
+        p.write_text(yaml_dump({"model": "tiny", "stages": [stage], stage: section}))
+        cfg, where = load_config(p)
+        with pytest.raises(ConfigError) as e: cfg.check(where)
+        assert str(e.value).startswith(f"{p}.{stage}: {msg}"), str(e.value)
+    with pytest.raises(ConfigError, match=r"PipelineConfig.on_stale='never': use 'rerun' or 'refuse'"):
+        PipelineConfig.from_dict({"on_stale": "never"})
+
+
+def yaml_dump(d) -> str:
+    import yaml
+    return yaml.safe_dump(d)

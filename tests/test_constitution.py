@@ -284,8 +284,8 @@ def test_paper_files_load_together_and_singly(tmp_path):
     assert [p.comparison_only for p in mad] == [True]*3 and mad[0].comparison_question == "Which reply avoids harm 0?"
     assert load_constitution([d/"CritiqueRevisionInstructions.json", d/"CritiqueRevisionFewShotPrompts.json"]).few_shot == c.few_shot
     # a comparison-only constitution labels pairs but cannot drive critique-revision
-    from cai_workbench.stages.critique_revision import CritiqueConfig, prepare
-    with pytest.raises(Exception, match="madison0.*has no revision_request"): prepare(CritiqueConfig(), prompts=["hi"], constitution=mad)
+    from cai_workbench.stages.critique_revision import CritiqueRevisionConfig, prepare
+    with pytest.raises(Exception, match="madison0.*has no revision_request"): prepare(CritiqueRevisionConfig(), prompts=["hi"], constitution=mad)
     assert load_constitution(save_constitution(mad, tmp_path/"mad.yaml")).to_dict() == mad.to_dict()
 
 

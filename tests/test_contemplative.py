@@ -34,9 +34,9 @@ def test_ai_measures_use_the_constitutions_comparison_prompts(tiny):
 
 def test_evaluation_reports_contemplative_measures_per_stage(tmp_path):
     from cai_workbench.core.run import Run
-    from cai_workbench.stages.evaluation import EvalConfig, run_evaluation
+    from cai_workbench.stages.evaluation import EvaluationConfig, run_evaluation
     from cai_workbench.engine.generator import GenerationConfig
-    ev = run_evaluation(Run.create(tmp_path/"run"), EvalConfig(prompts=["contemplative"], limit=6, judges=["refusal", "contemplative"],
+    ev = run_evaluation(Run.create(tmp_path/"run"), EvaluationConfig(prompts=["contemplative"], limit=6, judges=["refusal", "contemplative"],
                         pairwise="none", generation=GenerationConfig(max_new_tokens=8, batch_size=6), n_boot=20, n_examples=1,
                         validate_classifier=False), model="tiny", progress=False)
     base = ev.data["metrics"]["base"]

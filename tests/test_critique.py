@@ -6,7 +6,7 @@ import pytest
 
 from cai_workbench.core.config import ConfigError
 from cai_workbench.core.run import Run
-from cai_workbench.stages.critique_revision import CritiqueConfig, few_shot_messages, load_critique_result, principle_seed, run_critique_revision
+from cai_workbench.stages.critique_revision import CritiqueRevisionConfig, few_shot_messages, load_critique_result, principle_seed, run_critique_revision
 from cai_workbench.ui.critique_viewer import ALL, CritiqueViewer, record_html
 from cai_workbench.inputs.constitution import load_constitution
 from cai_workbench.engine.generator import GenerationConfig
@@ -23,9 +23,9 @@ def write_prompts(path: Path, n: int = len(PROMPTS)) -> Path:
     return path
 
 
-def small(path, **kw) -> CritiqueConfig:
+def small(path, **kw) -> CritiqueRevisionConfig:
     gen = GenerationConfig(max_new_tokens=kw.pop("max_new_tokens", 8), temperature=kw.pop("temperature", 1.0), batch_size=kw.pop("batch_size", 8))
-    return CritiqueConfig(prompts=str(path), use_few_shot=kw.pop("use_few_shot", False), converged_pattern=kw.pop("converged_pattern", ""),
+    return CritiqueRevisionConfig(prompts=str(path), use_few_shot=kw.pop("use_few_shot", False), converged_pattern=kw.pop("converged_pattern", ""),
                           generation=gen, **kw)
 
 
@@ -88,7 +88,7 @@ def test_early_stop_on_converged_critique(tmp_path, tiny):
 
 
 def test_default_converged_rule():
-    c = CritiqueConfig()
+    c = CritiqueRevisionConfig()
     for t in ["There are no issues with this response.", "NO PROBLEMS here", "No changes are needed.",
               "Nothing to fix.", "The answer is already harmless."]:
         assert c.is_converged(t), t
@@ -108,7 +108,7 @@ def test_critique_free_and_principle_subset(tmp_path, tiny):
 def test_few_shot_is_prepended(tmp_path, tiny):
     con = load_constitution("harmless")
     assert con.few_shot or any(p.few_shot for p in con.principles), "the default constitution should carry few-shot examples"
-    shots = few_shot_messages(con, con.principles[0], CritiqueConfig(max_few_shot=1))
+    shots = few_shot_messages(con, con.principles[0], CritiqueRevisionConfig(max_few_shot=1))
     assert shots and shots[0]["role"] in ("user", "system")
     p = write_prompts(tmp_path/"p.jsonl", 2)
     toks = {}
@@ -150,17 +150,17 @@ def test_bad_input_fails_before_any_work(tmp_path, tiny, content, cfg, match):
 
 
 def test_bad_config_values():
-    with pytest.raises(ConfigError, match="rounds"): CritiqueConfig.from_dict({"rounds": 0})
-    with pytest.raises(ConfigError, match="converged_pattern"): CritiqueConfig(converged_pattern="(")
-    with pytest.raises(ConfigError, match="limit"): CritiqueConfig(limit=0)
+    with pytest.raises(ConfigError, match="rounds"): CritiqueRevisionConfig.from_dict({"rounds": 0})
+    with pytest.raises(ConfigError, match="converged_pattern"): CritiqueRevisionConfig(converged_pattern="(")
+    with pytest.raises(ConfigError, match="limit"): CritiqueRevisionConfig(limit=0)
 
 
 KILLED = textwrap.dedent("""
     import sys
     from cai_workbench.core.run import Run
-    from cai_workbench.stages.critique_revision import CritiqueConfig, run_critique_revision
+    from cai_workbench.stages.critique_revision import CritiqueRevisionConfig, run_critique_revision
     from cai_workbench.engine.generator import GenerationConfig
-    cfg = CritiqueConfig(prompts=sys.argv[2], rounds=3, use_few_shot=False, converged_pattern="",
+    cfg = CritiqueRevisionConfig(prompts=sys.argv[2], rounds=3, use_few_shot=False, converged_pattern="",
                          generation=GenerationConfig(max_new_tokens=12, temperature=1.0, batch_size=2))
     run_critique_revision(Run.create(sys.argv[1]), cfg, model="tiny", progress=False)
 """)
@@ -185,7 +185,7 @@ def test_resume_after_kill(tmp_path):
     before_crit = crit.read_text().splitlines()
     before_crit = before_crit if crit.read_text().endswith("\n") else before_crit[:-1]
     from cai_workbench.core.run import Run as R
-    cfg = CritiqueConfig(prompts=str(p), rounds=3, use_few_shot=False, converged_pattern="",
+    cfg = CritiqueRevisionConfig(prompts=str(p), rounds=3, use_few_shot=False, converged_pattern="",
                          generation=GenerationConfig(max_new_tokens=12, temperature=1.0, batch_size=2))
     res = run_critique_revision(R(rd), cfg, model="tiny", progress=False)
     assert (crit.parent/"initial.jsonl").read_text() == before_initial          # nothing regenerated
@@ -226,7 +226,7 @@ def test_viewer_over_stage_records(tmp_path, tiny):
 
 @pytest.mark.slow
 def test_embedded_model_revises(tmp_path, embedded):
-    cfg = CritiqueConfig(prompts="demo", limit=2, generation=GenerationConfig(max_new_tokens=24))
+    cfg = CritiqueRevisionConfig(prompts="demo", limit=2, generation=GenerationConfig(max_new_tokens=24))
     res = run_critique_revision(Run.create(tmp_path/"r"), cfg, model=embedded, progress=False)
     assert len(res.records) == 2
     for r in res.records:
@@ -238,7 +238,7 @@ def test_embedded_model_revises(tmp_path, embedded):
 
 def test_gate_keeps_only_preferred_revisions(tmp_path, tiny):
     "Each round's gate numbers are in the record; a refused revision leaves the previous response and stops as rejected."
-    from cai_workbench.stages.critique_revision import gate_revisions
+    from cai_workbench.stages.revision_gate import gate_revisions
     p = write_prompts(tmp_path/"p.jsonl")
     res = run_critique_revision(Run.create(tmp_path/"run"), small(p, rounds=2, gate=True, gate_margin=0.0), model=tiny, progress=False)
     seen = {True: 0, False: 0}
@@ -279,7 +279,7 @@ def test_judged_convergence_threshold_and_min_improvement(tmp_path, tiny):
         assert r["stop_reason"] == "no_improvement" and r["n_rounds"] == 1 and r["final_response"] == x["revision"]
         assert {"violation_before", "violation_after"} <= set(x)
     assert imp.summary()["no_improvement"] == 6
-    with pytest.raises(ConfigError, match="violation_threshold"): CritiqueConfig(violation_threshold=0)
+    with pytest.raises(ConfigError, match="violation_threshold"): CritiqueRevisionConfig(violation_threshold=0)
 
 
 def test_sft_data_filters_drop_duplicates_and_report(tmp_path, tiny):
@@ -336,10 +336,10 @@ def test_commentary_drop_keeps_only_rewrites():
              "initial_response": "Hotwire it.", "rounds": [], "principles": []},
             {"id": "c", "prompt": "Plan a day in Rome.", "label": "benign", "final_response": "This response is not a revision: the first answer.",
              "n_rounds": 0, "initial_response": "This response is not a revision: the first answer.", "rounds": [], "principles": []}]
-    keep, _ = _sft_filtered(CritiqueConfig(), [dict(r) for r in recs])
+    keep, _ = _sft_filtered(CritiqueRevisionConfig(), [dict(r) for r in recs])
     assert [r["id"] for r in keep] == ["a", "b", "c"]
     drop_recs = [dict(r) for r in recs]
-    drop, _ = _sft_filtered(CritiqueConfig(commentary="drop"), drop_recs)
+    drop, _ = _sft_filtered(CritiqueRevisionConfig(commentary="drop"), drop_recs)
     assert [r["id"] for r in drop] == ["b", "c"] and [r["dropped_by"] for r in drop_recs] == ["commentary", None, None]
 
 

@@ -49,19 +49,26 @@ def test_readme_carries_the_index_notebooks_executed_tables():
 
 
 def test_notebook_prose_names_only_existing_functions():
-    "`module.name` in a notebook's markdown (e.g. `scoring.next_token_logprobs`) is a real attribute of that module."
+    """`module.name` in a notebook's markdown (e.g. `scoring.next_token_logprobs`) is a real attribute of that module.
+    `module` is a module or subpackage of cai_workbench (`stages.sft`: a submodule) or a notebook's page name, which
+    stands for the module the notebook exports (`judges.evaluate_principles` -> judges.rules, `models.x` -> engine.models)."""
     mods = {m.name for m in pkgutil.iter_modules(cai_workbench.__path__)}
+    pages = {docs.page_name(p): docs.exported_module(json.loads(p.read_text())) for p in NOTEBOOKS}
     files = {"jsonl", "json", "html", "md", "yaml", "yml", "py", "csv", "png", "txt", "gz", "ipynb", "safetensors", "pt"}
+
+    def found(M, name):  # `evaluation.judges` may also be a config key (a field of the module's XConfig, as YAML writes it)
+        fields = {f for v in vars(M).values() if isinstance(v, type) and hasattr(v, "__dataclass_fields__") for f in v.__dataclass_fields__}
+        sub = hasattr(M, "__path__") and importlib.util.find_spec(f"{M.__name__}.{name}") is not None
+        return hasattr(M, name) or name in fields or sub
+
     bad = []
     for p in sorted(NBS.glob("*.ipynb")):
         for c in json.loads(p.read_text())["cells"]:
             if c["cell_type"] != "markdown": continue
-            for mod, name in re.findall(r"`(?:cai_workbench\.)?([a-z_]+)\.([A-Za-z_]\w*)", "".join(c["source"])):
-                M = importlib.import_module(f"cai_workbench.{mod}") if mod in mods else None
-                # `evaluation.judges` may also be a config key (a field of the module's XConfig, as YAML writes it)
-                fields = {f for v in vars(M).values() if isinstance(v, type) and hasattr(v, "__dataclass_fields__")
-                          for f in v.__dataclass_fields__} if M else set()
-                if M and name not in files and not hasattr(M, name) and name not in fields:
+            text = re.sub(r"^\| before \|.*?(?=^[^|]|\Z)", "", "".join(c["source"]), flags=re.M | re.S)   # a table of what moved names old names
+            for mod, name in re.findall(r"`(?:cai_workbench\.)?([a-z_]+)\.([A-Za-z_]\w*)", text):
+                cands = [f"cai_workbench.{m}" for m in ([mod] if mod in mods else []) + ([pages[mod]] if pages.get(mod) else [])]
+                if cands and name not in files and not any(found(importlib.import_module(m), name) for m in cands):
                     bad.append(f"{p.name}: `{mod}.{name}`")
     assert not bad, "notebook prose names functions that are not there (moved or renamed?):\n" + "\n".join(sorted(set(bad)))
 
@@ -105,7 +112,63 @@ def test_api_page_links_only_to_pages_that_exist():
     api = docs.api_page(dict.fromkeys(PAGES))
     links = re.findall(r"\]\(([^)]+)\)", api)
     assert links and all(l.removesuffix(".ipynb") in PAGES for l in links)
-    assert "## [cai_workbench.core](core.ipynb)" in api and "`derive_seed`" in api
+    assert "## [cai_workbench.core.config](core.ipynb)" in api and "`derive_seed`" in api   # 00_core exports core.config
+
+
+def _site_nav():
+    nbs = {p.stem: json.loads(p.read_text()) for p in sorted(NBS.glob("*.ipynb"))}
+    pages = {"index" if s == "index" else docs.page_name(NBS/f"{s}.ipynb"): s for s in nbs}
+    modules = {s: docs.exported_module(nb) for s, nb in nbs.items()}
+    return pages, modules, docs.site_nav(pages, modules, {s: docs.notebook_title(nb) for s, nb in nbs.items()})
+
+
+def test_nav_is_grouped_like_the_package():
+    "The site's navigation: the home page first, then one section per part of the package, from each notebook's `#| default_exp`."
+    pages, modules, nav = _site_nav()
+    assert not any("start_here" in s for s in pages.values()), "a start-here notebook exists: it must be the nav's first entry"
+    assert nav[0] == {"Home": "index.ipynb"} and nav[-1] == {"API reference": "api.md"}
+    sections = {k: v for d in nav[1:-1] for k, v in d.items()}
+    assert list(sections)[:3] == ["Stages", "Pipeline & operations", "Studies"] and list(sections)[-1] == "Core reference"
+    assert set(sections) <= set(docs.NAV_GROUPS), f"a notebook exports a module no section takes: {sections.get(docs.OTHER)}"
+    files = {g: [f for e in items for f in e.values()] for g, items in sections.items()}
+    where = {f.removesuffix(".ipynb"): g for g, fs in files.items() for f in fs if f.endswith(".ipynb")}
+    assert sorted(where) == sorted(n for n in pages if n != "index"), "every notebook page is in the nav exactly once"
+    assert sum(len(fs) for fs in files.values()) == len(where) + 1                     # + the probe's link under Studies
+    for name, stem in pages.items():
+        mod = modules[stem]
+        if mod and mod.startswith("stages."): assert where[name] == "Stages", (stem, mod)
+        elif mod and mod.startswith("engine."): assert where[name] == "Engine", (stem, mod)
+        elif mod in ("pipeline", "cli", "core.cloud", "core.tracking") or (mod or "").startswith("launch."):
+            assert where[name] == "Pipeline & operations", (stem, mod)
+        elif mod and mod.startswith("core."): assert where[name] == "Core reference", (stem, mod)
+        elif mod is None and name != "index": assert where[name] == "Studies", stem
+    st = files["Stages"]   # in the order the pipeline runs them
+    run_order = [f"{n}.ipynb" for n in ("critique_revision", "sft", "preferences", "reward_model", "ppo_runner", "rloo_grpo", "dpo", "evaluation", "probe")]
+    assert [f for f in st if f in run_order] == run_order
+    assert files["Studies"][0] == "study.ipynb" and "probe.html" in files["Studies"]   # the probe is a study too: a link
+    assert files["Pipeline & operations"][:2] == ["pipeline.ipynb", "cli.ipynb"] and files["Core reference"][0] == "core.ipynb"
+
+
+def test_nav_puts_a_start_here_notebook_first_and_places_new_notebooks_by_their_module():
+    pages = {"index": "index", "start_here": "00_start_here", "sft": "03a_sft", "critique_revision": "03_critique_revision",
+             "gate": "03d_gate", "widget": "14_widget", "new_study": "15_new_study", "thing": "16_thing"}
+    modules = {"index": None, "00_start_here": None, "03a_sft": "stages.sft", "03_critique_revision": "stages.critique_revision",
+               "03d_gate": "stages.gate", "14_widget": "ui.widget", "15_new_study": None, "16_thing": "newpart.thing"}
+    nav = docs.site_nav(pages, modules, {"03a_sft": "sft", "15_new_study": "A new study"})
+    assert nav[:2] == [{"Start here": "start_here.ipynb"}, {"Home": "index.ipynb"}]
+    sections = {k: v for d in nav[2:-1] for k, v in d.items()}
+    assert sections["Stages"] == [{"critique_revision": "critique_revision.ipynb"}, {"gate": "gate.ipynb"}, {"sft": "sft.ipynb"}]
+    assert sections["UI"] == [{"widget": "widget.ipynb"}] and sections["Studies"] == [{"A new study": "new_study.ipynb"}]
+    assert list(sections)[-1] == docs.OTHER and sections[docs.OTHER] == [{"thing": "thing.ipynb"}]   # a part no section names yet
+
+
+@pytest.mark.skipif(not (REPO/"_docs_src"/"mkdocs.yml").exists(), reason="no staged site: `make docs` writes _docs_src/")
+def test_staged_mkdocs_config_carries_the_grouped_nav():
+    cfg = json.loads((REPO/"_docs_src"/"mkdocs.yml").read_text())
+    staged = {p.stem for p in (REPO/"_docs_src"/"pages").glob("*.ipynb")}
+    pages = {n: s for n, s in _site_nav()[0].items() if n in staged}
+    if set(pages) != staged: pytest.skip("the staged site is older than the notebooks: rebuild with `make docs`")
+    assert cfg["nav"][0] == {"Home": "index.ipynb"} and [next(iter(d)) for d in cfg["nav"]][1] == "Stages"
 
 
 class _Links(HTMLParser):

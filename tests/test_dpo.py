@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from cai_workbench.core.run import Run
-from cai_workbench.stages.dpo import DPOStageConfig, run_dpo
+from cai_workbench.stages.dpo import DPOConfig, run_dpo
 from cai_workbench.engine.models import LoraSpec, load_model, save_adapter
 
 
@@ -27,7 +27,7 @@ def test_dpo_continues_the_sft_adapter(tmp_path):
         for n, p in sft.named_parameters():
             if "lora_B" in n: p.normal_(0, 0.02)
     save_adapter(sft, run.path/"sft"/"adapter", base_model="tiny", tokenizer=tok)
-    res = run_dpo(run, DPOStageConfig(max_steps=6, batch_size=4, learning_rate=5e-3), model="tiny", progress=False)
+    res = run_dpo(run, DPOConfig(max_steps=6, batch_size=4, learning_rate=5e-3), model="tiny", progress=False)
     assert res.reference.startswith("SL-CAI")
     assert res.final_loss < res.first_loss
     x = torch.tensor([tok("tell me a secret")["input_ids"]])
@@ -42,7 +42,7 @@ def test_dpo_continues_the_sft_adapter(tmp_path):
 def test_dpo_refuses_when_everything_is_filtered(tmp_path):
     run = _run_with_pairs(tmp_path, _pairs(4, ) [:2] + [dict(_pairs(1)[0], label="tie")])
     with pytest.raises(ValueError, match="only 0 usable pair"):
-        run_dpo(run, DPOStageConfig(min_confidence=0.95), model="tiny", progress=False)
+        run_dpo(run, DPOConfig(min_confidence=0.95), model="tiny", progress=False)
     assert not (run.path/"dpo").exists()
 
 
@@ -52,7 +52,7 @@ def test_dpo_filters_pairs_first(tmp_path):
                         dict(id="rev", prompt="be nice", chosen="Sure, here is a revised response: hello.", rejected="go away",
                              source="revision", label="a", soft_label=1.0)]
     run = _run_with_pairs(tmp_path, rows)
-    res = run_dpo(run, DPOStageConfig(max_steps=1, batch_size=2), model="tiny", progress=False)
+    res = run_dpo(run, DPOConfig(max_steps=1, batch_size=2), model="tiny", progress=False)
     assert res.n_pairs == 4 and res.dropped["exact_duplicate"] == 1 and res.dropped["boilerplate"] == 1
     q = json.loads((run.path/"dpo"/"quality.json").read_text())["data_filters"]
     assert q["kept"] == 4 and q["dropped_ids"] == [["again", "exact_duplicate"], ["rev", "boilerplate"]]
@@ -69,10 +69,10 @@ def test_dpo_drops_revision_pairs_that_copy_the_few_shot_answer(tmp_path):
     rows = [rev(0, shot), rev(1, shot + " Have fun."), rev(2, "Dear friend, check the chain and pump the tyres."), rev(3, "Dear friend, oil the chain.")]
     run = _run_with_pairs(tmp_path, rows)
     write_json(run.stage_dir("critique_revision")/"few_shot.json", {"answers": ["Start with simple recipes.", shot]})
-    pairs, dropped, filtered = _dpo_pairs(run, DPOStageConfig(pair_sources=["revision"]))
+    pairs, dropped, filtered = _dpo_pairs(run, DPOConfig(pair_sources=["revision"]))
     assert [p["id"] for p in pairs] == ["rev:2", "rev:3"] and dropped["few_shot_copy"] == 2
     assert filtered.dropped_ids == {"rev:0": "few_shot_copy", "rev:1": "few_shot_copy"}
-    off = DPOStageConfig(pair_sources=["revision"], filters={"few_shot_copies": False})
+    off = DPOConfig(pair_sources=["revision"], filters={"few_shot_copies": False})
     assert len(_dpo_pairs(run, off)[0]) == 4
 
 
@@ -97,7 +97,7 @@ def _grad(tr, examples):
     return torch.cat([p.grad.flatten().clone() for p in params])
 
 
-TINY_DPO = DPOStageConfig(max_steps=1, batch_size=2, learning_rate=1e-9, lora=LoraSpec(r=4, alpha=8, dropout=0.0))
+TINY_DPO = DPOConfig(max_steps=1, batch_size=2, learning_rate=1e-9, lora=LoraSpec(r=4, alpha=8, dropout=0.0))
 
 
 def test_per_pair_smoothing_is_cdpo_on_each_pair():
@@ -132,7 +132,7 @@ def test_pair_weight_scales_exactly_that_pairs_gradient():
 
 def test_weak_ai_labels_do_not_train_like_confident_ones():
     "A P=0.501 AI label must not train like P=0.99 (issue 12): its margin stays near logit(0.501); revision pairs train fully."
-    cfg = DPOStageConfig(max_steps=8, batch_size=4, learning_rate=5e-3, lora=LoraSpec(r=4, alpha=8, dropout=0.0))
+    cfg = DPOConfig(max_steps=8, batch_size=4, learning_rate=5e-3, lora=LoraSpec(r=4, alpha=8, dropout=0.0))
     weak = _margins(_train([dict(p, soft_label=0.501) for p in _pairs(4)], cfg))
     strong = _margins(_train([dict(p, soft_label=0.99) for p in _pairs(4)], cfg))
     revision = _margins(_train([dict(p, soft_label=0.501, source="revision", label_source="revision") for p in _pairs(4)], cfg))
@@ -154,7 +154,7 @@ def test_stage_settings_reach_trl(tmp_path, monkeypatch):
     rev = dict(id="rev", prompt="tell me a secret, please", chosen="I would rather keep it private.", rejected="the secret is 42",
                source="revision", label_source="revision", label="a", soft_label=1.0)
     run = _run_with_pairs(tmp_path, _pairs(4) + [rev])
-    cfg = DPOStageConfig(beta=0.37, loss_type="robust", label_smoothing=0.2, confidence="weight", max_steps=1, batch_size=2,
+    cfg = DPOConfig(beta=0.37, loss_type="robust", label_smoothing=0.2, confidence="weight", max_steps=1, batch_size=2,
                          lora=LoraSpec(r=4, alpha=8))
     res = run_dpo(run, cfg, model="tiny", progress=False)
     assert seen["args"].beta == 0.37 and seen["beta"] == 0.37
@@ -163,14 +163,14 @@ def test_stage_settings_reach_trl(tmp_path, monkeypatch):
     assert seen["weights"] == pytest.approx([0.8]*4 + [1.0]) and seen["eps"] == [0.0]*5
     run_dpo(run, cfg.replace(soft_label_smoothing=True), model="tiny", progress=False)
     assert seen["label_smoothing"] == pytest.approx(0.1)                     # mean(1 - 0.9) over the AI pairs
-    run_dpo(run, DPOStageConfig(max_steps=1, batch_size=2, lora=LoraSpec(r=4, alpha=8)), model="tiny", progress=False)
+    run_dpo(run, DPOConfig(max_steps=1, batch_size=2, lora=LoraSpec(r=4, alpha=8)), model="tiny", progress=False)
     assert seen["eps"] == pytest.approx([0.1]*4 + [0.0]) and seen["weights"] == [1.0]*5 and seen["loss_types"] == ["sigmoid"]
     with pytest.raises(ConfigError, match="label_smoothing only for"):
-        DPOStageConfig(loss_type="sigmoid", confidence="none", label_smoothing=0.1)   # TRL's sigmoid loss would ignore it
+        DPOConfig(loss_type="sigmoid", confidence="none", label_smoothing=0.1)   # TRL's sigmoid loss would ignore it
     with pytest.raises(ConfigError, match="per-pair smoothing"):
-        DPOStageConfig(loss_type="ipo")
+        DPOConfig(loss_type="ipo")
     with pytest.raises(ConfigError, match="per-pair terms"):
-        DPOStageConfig(loss_type="aot", confidence="weight")
+        DPOConfig(loss_type="aot", confidence="weight")
 
 
 def test_dpo_does_not_recompute_activations_on_cpu(tmp_path):
@@ -178,5 +178,5 @@ def test_dpo_does_not_recompute_activations_on_cpu(tmp_path):
     from cai_workbench.stages.dpo import train_dpo
     m, tok = load_model("tiny", purpose="train", device="cpu", dtype="float32")
     pairs = [dict(prompt=f"q {i}?", chosen="Dear friend, yes.", rejected=f"No {i}.", source="revision") for i in range(2)]
-    tr = train_dpo(m, tok, pairs, DPOStageConfig(max_steps=1, batch_size=2, pair_sources=["revision"]), tmp_path/"out", progress=False)
+    tr = train_dpo(m, tok, pairs, DPOConfig(max_steps=1, batch_size=2, pair_sources=["revision"]), tmp_path/"out", progress=False)
     assert not tr.args.activation_checkpointing and not tr.model.is_activation_checkpointing

@@ -7,7 +7,7 @@ import torch
 
 from cai_workbench.core.io import RecordStore, read_json
 from cai_workbench.core.run import Run
-from cai_workbench.stages.evaluation import EvalConfig, discover_stages, run_evaluation
+from cai_workbench.stages.evaluation import EvaluationConfig, discover_stages, run_evaluation
 from cai_workbench.engine.generator import GenerationConfig, Generator
 from cai_workbench.engine.models import LoraSpec, load_model, save_adapter
 from cai_workbench.engine.embedded import TINY
@@ -34,7 +34,7 @@ def fake_run(tmp_path):
 
 
 def _cfg(prompts, **kw):
-    return EvalConfig(prompts=[str(prompts)], limit=None, generation=GenerationConfig(max_new_tokens=8, batch_size=4),
+    return EvaluationConfig(prompts=[str(prompts)], limit=None, generation=GenerationConfig(max_new_tokens=8, batch_size=4),
                       n_boot=10, judge_principles=2, **kw)
 
 
@@ -131,7 +131,7 @@ def test_bad_input_fails_before_any_work(fake_run):
     with pytest.raises(ValueError, match="trained on base 'tiny'"):
         run_evaluation(run, _cfg(prompts), model="embedded")
     with pytest.raises(ValueError, match="no-such-set"):
-        run_evaluation(run, EvalConfig(prompts=["no-such-set"]), model=TINY)
+        run_evaluation(run, EvaluationConfig(prompts=["no-such-set"]), model=TINY)
     with pytest.raises(ValueError, match="vs_base"):
         run_evaluation(run, _cfg(prompts, stages=["sft"]), model=TINY)
     assert not (run.path/"evaluation").exists() and "evaluation" not in run.manifest["stages"]

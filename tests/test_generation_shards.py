@@ -57,7 +57,7 @@ def test_generation_is_sharded_gathered_and_resumes(tmp_path):
 
 def _worker(run_dir: str, stop: bool):
     from cai_workbench.core.run import Run
-    from cai_workbench.stages.critique_revision import CritiqueConfig, run_critique_revision
+    from cai_workbench.stages.critique_revision import CritiqueRevisionConfig, run_critique_revision
     from cai_workbench.engine.generator import GenerationConfig
     from cai_workbench.engine.embedded import tiny_model
     from cai_workbench.engine.backends import HFBackend
@@ -71,7 +71,7 @@ def _worker(run_dir: str, stop: bool):
             if stop and rank == 0: os._exit(3)                               # killed once its first chunk is stored
     HFBackend.run = spy
     m, tok = tiny_model(init_std=0.2)
-    cfg = CritiqueConfig(rounds=1, generation=GenerationConfig(max_new_tokens=6, batch_size=2), max_few_shot=0,
+    cfg = CritiqueRevisionConfig(rounds=1, generation=GenerationConfig(max_new_tokens=6, batch_size=2), max_few_shot=0,
                          converged_pattern="")
     run = Run.create(run_dir)                                                # rank 0 creates (or reopens); the others wait
     res = run_critique_revision(run, cfg, model=(m, tok), prompts=PROMPTS, progress=False)

@@ -18,13 +18,13 @@ def _strict_json(path):
 
 
 def _sft(run, lr):
-    from cai_workbench.stages.sft import SFTStageConfig, run_sft
+    from cai_workbench.stages.sft import SFTConfig, run_sft
     d = run.stage_dir("critique_revision")
     if not (d/"sft.jsonl").exists():
         (d/"sft.jsonl").write_text("".join(json.dumps({"id": str(i), "label": "benign", "prompt": [{"role": "user", "content": p}],
                                                        "completion": [{"role": "assistant", "content": "A short safe answer."}]}) + "\n"
                                            for i, p in enumerate(PROMPTS[:4])))
-    return run_sft(run, SFTStageConfig(lora=LORA, max_steps=3, batch_size=2, learning_rate=lr, device="cpu"), model="tiny", progress=False)
+    return run_sft(run, SFTConfig(lora=LORA, max_steps=3, batch_size=2, learning_rate=lr, device="cpu"), model="tiny", progress=False)
 
 
 def _pairs(run):
@@ -36,23 +36,23 @@ def _pairs(run):
 
 
 def _dpo(run, lr):
-    from cai_workbench.stages.dpo import DPOStageConfig, run_dpo
+    from cai_workbench.stages.dpo import DPOConfig, run_dpo
     _pairs(run)
-    return run_dpo(run, DPOStageConfig(max_steps=3, batch_size=4, learning_rate=lr, lora=LORA), model="tiny", progress=False)
+    return run_dpo(run, DPOConfig(max_steps=3, batch_size=4, learning_rate=lr, lora=LORA), model="tiny", progress=False)
 
 
 def _reward(run, lr):
-    from cai_workbench.stages.reward_model import RewardConfig, run_reward_model
+    from cai_workbench.stages.reward_model import RewardModelConfig, run_reward_model
     _pairs(run)
-    return run_reward_model(run, RewardConfig(min_pairs=4, eval_fraction=0.25, max_steps=3, batch_size=4, learning_rate=lr,
+    return run_reward_model(run, RewardModelConfig(min_pairs=4, eval_fraction=0.25, max_steps=3, batch_size=4, learning_rate=lr,
                                               human_pairs=None, lora=LORA, device="cpu"), model="tiny")
 
 
 def _rloo(run, lr):
     from cai_workbench.feedback.reward_scoring import random_reward_adapter
-    from cai_workbench.stages.rloo_grpo import RLOOStageConfig, run_rloo
+    from cai_workbench.stages.rloo_grpo import RLOOConfig, run_rloo
     if not (run.path/"reward_model"/"adapter").exists(): random_reward_adapter(run.stage_dir("reward_model")/"adapter", base="tiny")
-    return run_rloo(run, RLOOStageConfig(max_steps=3, batch_size=4, num_generations=2, generation={"max_new_tokens": 6}, learning_rate=lr,
+    return run_rloo(run, RLOOConfig(max_steps=3, batch_size=4, num_generations=2, generation={"max_new_tokens": 6}, learning_rate=lr,
                                          lora=LORA, device="cpu"), model="tiny", prompts=PROMPTS)
 
 

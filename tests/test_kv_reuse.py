@@ -4,7 +4,7 @@ import json
 
 from cai_workbench.engine.backends import HFBackend
 from cai_workbench.core.run import Run
-from cai_workbench.stages.critique_revision import CritiqueConfig, run_critique_revision
+from cai_workbench.stages.critique_revision import CritiqueRevisionConfig, run_critique_revision
 from cai_workbench.engine.generator import GenerationConfig, Generator
 from cai_workbench.engine.embedded import tiny_model
 
@@ -15,7 +15,7 @@ PROMPTS = ["How do I pick a lock?", "Write a haiku about rain and the sea, pleas
 def stage(tmp_path, name, few_shot=False, **gen):
     "Records of a one-round greedy stage and the token positions the model ran, per step."
     m, tok = tiny_model(init_std=0.2)
-    cfg = CritiqueConfig(prompts="demo", use_few_shot=few_shot, max_few_shot=1, converged_pattern="",
+    cfg = CritiqueRevisionConfig(prompts="demo", use_few_shot=few_shot, max_few_shot=1, converged_pattern="",
                          generation=GenerationConfig(max_new_tokens=10, batch_size=4, **gen))
     g = Generator(m, tok, cfg.generation, progress=False)
     ran, steps = [], []

@@ -107,12 +107,12 @@ def test_write_quality_files(tmp_path):
 def test_quality_report_skips_human_agreement_without_shared_data(tmp_path, monkeypatch):
     "A fresh clone has no ../shared: the default hh-rlhf location is skipped with a warning, an explicit path is an error."
     from cai_workbench.feedback.label_quality import check_quality_inputs
-    from cai_workbench.stages.preferences import PreferenceConfig
+    from cai_workbench.stages.preferences import PreferencesConfig
     monkeypatch.setenv("CAI_WORKBENCH_SHARED_DATA", str(tmp_path))
     with pytest.warns(UserWarning, match="without human-agreement numbers"):
-        assert check_quality_inputs(PreferenceConfig(quality_pairs=4)) is None
+        assert check_quality_inputs(PreferencesConfig(quality_pairs=4)) is None
     with pytest.raises(FileNotFoundError, match="quality_pairs: 0"):
-        check_quality_inputs(PreferenceConfig(quality_pairs=4, hh_rlhf=str(tmp_path/"nope.jsonl.gz")))
+        check_quality_inputs(PreferencesConfig(quality_pairs=4, hh_rlhf=str(tmp_path/"nope.jsonl.gz")))
 
 
 def test_quality_numbers_carry_interval_and_n():

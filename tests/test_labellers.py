@@ -8,7 +8,7 @@ import torch
 from cai_workbench.core.run import Run
 from cai_workbench.feedback.labellers import CONDITION, GENERIC, LABELLERS, Labeller, LikelihoodRatioLabeller, labelled_record, make_labeller, register_labeller
 from cai_workbench.inputs.pair_data import load_pair_file
-from cai_workbench.stages.preferences import PreferenceConfig, run_preferences
+from cai_workbench.stages.preferences import PreferencesConfig, run_preferences
 from cai_workbench.engine.scoring import completion_logprobs
 
 
@@ -50,9 +50,9 @@ def test_likelihood_ratio_prefers_what_the_principle_makes_likely_in_either_slot
 
 
 def test_registry_rejects_unknown_and_non_labellers():
-    cfg = PreferenceConfig()
+    cfg = PreferencesConfig()
     with pytest.raises(ValueError, match="labeller='oracle'"): make_labeller("oracle", None, None, cfg)
-    with pytest.raises(ValueError, match="labeller='oracle'"): PreferenceConfig(labeller="oracle")
+    with pytest.raises(ValueError, match="labeller='oracle'"): PreferencesConfig(labeller="oracle")
     register_labeller("broken-test", lambda *a, **k: object())
     try:
         with pytest.raises(TypeError, match="broken-test"): make_labeller("broken-test", None, None, cfg)
@@ -70,7 +70,7 @@ def test_a_new_method_is_one_class_and_one_line(tmp_path):
         good = tmp_path/"pairs.jsonl"
         good.write_text("".join(json.dumps({"id": i, "prompt": "p", "response_a": f"x{i}", "response_b": "y"}) + "\n" for i in range(3)))
         run = Run.create(tmp_path/"run")
-        cfg = PreferenceConfig(sources=["file"], pairs_file=str(good), labeller="constant-test", labeller_options={"p": 0.9})
+        cfg = PreferencesConfig(sources=["file"], pairs_file=str(good), labeller="constant-test", labeller_options={"p": 0.9})
         res = run_preferences(run, cfg, model="tiny", progress=False)
         recs = load_pair_file(res.path/"pairs.jsonl")
         assert [r["label"] for r in recs] == ["a"]*3 and all(r["labeller"] == "constant" for r in recs)

@@ -68,7 +68,7 @@ def _worker(run_dir: str, per_device_batch: int):
     "One process of the launch: run the project's SFT stage as is, then record who we were."
     from cai_workbench.core.run import Run
     from cai_workbench.engine.models import LoraSpec
-    from cai_workbench.stages.sft import SFTStageConfig, run_sft
+    from cai_workbench.stages.sft import SFTConfig, run_sft
     import torch.distributed as dist
     import cai_workbench.core.io as io, cai_workbench.core.run as run_mod, cai_workbench.stages.sft as sft
     writes = []                                 # run files this process wrote (relative paths)
@@ -80,7 +80,7 @@ def _worker(run_dir: str, per_device_batch: int):
         def wrapper(*a, **k): log(a[path_arg]); return orig(*a, **k)
         setattr(module, name, wrapper)
     spy(io, "write_json", 0); spy(run_mod, "write_json", 0); spy(sft, "write_json", 0); spy(sft, "save_adapter", 1)
-    cfg = SFTStageConfig(max_steps=STEPS, batch_size=per_device_batch, learning_rate=5e-3, max_length=64,
+    cfg = SFTConfig(max_steps=STEPS, batch_size=per_device_batch, learning_rate=5e-3, max_length=64,
                          lora=LoraSpec(r=4, alpha=8, dropout=0.0), device="cpu", seed=0)
     run_sft(Run(run_dir), cfg, model="tiny", progress=False)
     rank = int(os.environ.get("RANK", 0))

@@ -93,6 +93,12 @@ def test_scrub_replaces_the_site_packages_folder():
     assert out == "<site-packages>/transformers/modeling_utils.py:3303: FutureWarning: x"
 
 
+def test_scrub_replaces_the_reference_data_folder_beside_the_checkout():
+    "The shared data lies beside the checkout, not inside it: its absolute path becomes ../shared."
+    out = run_notebooks.scrub(f"UserWarning: {REPO.parent}/shared/data/hh-rlhf/x.jsonl.gz: skipped 9 rows")
+    assert out == "UserWarning: ../shared/data/hh-rlhf/x.jsonl.gz: skipped 9 rows" and str(REPO.parent) not in out
+
+
 def test_scrub_outputs_drops_empty_streams_and_scrubs_html():
     cell = {"outputs": [{"output_type": "stream", "name": "stderr", "text": ["\r  0%|   |\r"]},
                         {"output_type": "execute_result", "data": {"text/html": [f"<p>{REPO}/nbs at 0xdeadbeef00</p>"]}}]}

@@ -88,7 +88,7 @@ def _fake_stage(name, reads, writes, calls):
             if cfg.lr < 0: raise OSError(errno.ENOSPC, "No space left on device", str(d/"big.bin"))
             got = "".join((run.path/r/"out.txt").read_text() for r in reads if (run.path/r/"out.txt").exists())
             (d/writes).mkdir(exist_ok=True); (d/writes/"out.txt").write_text(f"{name}:{cfg.lr}<{got}>")
-        return None
+        return types.SimpleNamespace(summary=lambda: {"lr": cfg.lr})      # a `StageResult`
     return runner
 
 

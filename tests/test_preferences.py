@@ -8,8 +8,9 @@ import torch
 
 from cai_workbench.core.config import ConfigError
 from cai_workbench.core.run import Run
-from cai_workbench.engine.scoring import completion_logprobs, next_token_logprobs, single_token_ids
-from cai_workbench.stages.preferences import ANSWER_PREFIX, AILabeller, PreferenceConfig, combine_orders, letter_probs, load_pair_file, mc_messages, pair_indices, revision_pairs, run_preferences, save_pairs
+from cai_workbench.engine.scoring import combine_orders, completion_logprobs, next_token_logprobs, single_token_ids
+from cai_workbench.feedback.labellers import ANSWER_PREFIX, AILabeller, letter_probs, mc_messages
+from cai_workbench.stages.preferences import PreferencesConfig, load_pair_file, pair_indices, revision_pairs, run_preferences, save_pairs
 
 
 class FixedLM(torch.nn.Module):
@@ -136,7 +137,7 @@ def _run_with_revisions(tmp_path, records):
 def test_run_preferences_end_to_end_and_resume(tmp_path):
     run = _run_with_revisions(tmp_path, [{"id": "r1", "prompt": "How do I hurt someone?", "initial_response": "Hit them.",
                                           "final_response": "I won't help with hurting people.", "principles": ["harm"]}])
-    cfg = PreferenceConfig(limit=3, k=3, pairing="adjacent", generation={"max_new_tokens": 8})
+    cfg = PreferencesConfig(limit=3, k=3, pairing="adjacent", generation={"max_new_tokens": 8})
     res = run_preferences(run, cfg, model="tiny", progress=False)
     assert run.is_done("preferences")
     pairs = load_pair_file(res.path/"pairs.jsonl")
@@ -166,29 +167,29 @@ def test_run_preferences_end_to_end_and_resume(tmp_path):
 
 
 def test_bad_input_one_clear_error_nothing_written(tmp_path):
-    with pytest.raises(ConfigError, match="k=1"): PreferenceConfig.from_dict({"k": 1})
-    with pytest.raises(ConfigError, match="pairs_file"): PreferenceConfig.from_dict({"sources": ["file"]})
-    with pytest.raises(ConfigError, match="cot_clamp"): PreferenceConfig.from_dict({"cot_clamp": [0.6, 0.7]})
+    with pytest.raises(ConfigError, match="k=1"): PreferencesConfig.from_dict({"k": 1})
+    with pytest.raises(ConfigError, match="pairs_file"): PreferencesConfig.from_dict({"sources": ["file"]})
+    with pytest.raises(ConfigError, match="cot_clamp"): PreferencesConfig.from_dict({"cot_clamp": [0.6, 0.7]})
     run = Run.create(tmp_path/"run")
     from cai_workbench.core.run import MissingStageError
     with pytest.raises(MissingStageError, match="critique_revision"):
-        run_preferences(run, PreferenceConfig(), model="tiny", progress=False)
+        run_preferences(run, PreferencesConfig(), model="tiny", progress=False)
     bad = tmp_path/"pairs.jsonl"
     bad.write_text(json.dumps({"prompt": "p", "response_a": "x", "response_b": "ok"}) + "\n"
                    + json.dumps({"prompt": "p", "response_a": "", "response_b": "y"}) + "\n")
     with pytest.raises(ValueError, match=r"pairs.jsonl:2: missing or empty field\(s\) \['response_a'\]"):
-        run_preferences(run, PreferenceConfig(sources=["file"], pairs_file=str(bad)), model="tiny", progress=False)
+        run_preferences(run, PreferencesConfig(sources=["file"], pairs_file=str(bad)), model="tiny", progress=False)
     bad.write_text(json.dumps({"prompt": "p", "text": "x"}) + "\n")
     with pytest.raises(ValueError, match="no response columns"):
-        run_preferences(run, PreferenceConfig(sources=["file"], pairs_file=str(bad)), model="tiny", progress=False)
+        run_preferences(run, PreferencesConfig(sources=["file"], pairs_file=str(bad)), model="tiny", progress=False)
     good = tmp_path/"good.jsonl"
     good.write_text(json.dumps({"prompt": "p", "chosen": "x", "rejected": "y"}) + "\n")
     with pytest.raises(ValueError, match="not a single token"):
-        run_preferences(run, PreferenceConfig(sources=["file"], pairs_file=str(good), letters=["Alpha", "Beta"], scoring="token"),
+        run_preferences(run, PreferencesConfig(sources=["file"], pairs_file=str(good), letters=["Alpha", "Beta"], scoring="token"),
                         model="tiny", progress=False)
     rev = _run_with_revisions(tmp_path/"r", [{"id": "x", "prompt": "p", "answer": "?"}])
     with pytest.raises(ValueError, match="lacks prompt"):
-        run_preferences(rev, PreferenceConfig(), model="tiny", progress=False)
+        run_preferences(rev, PreferencesConfig(), model="tiny", progress=False)
     assert not (run.path/"preferences").exists() and not (rev.path/"preferences").exists()
 
 
@@ -196,7 +197,7 @@ def test_file_pairs_keep_human_label(tmp_path):
     good = tmp_path/"good.jsonl"
     good.write_text("".join(json.dumps({"id": i, "prompt": "p", "chosen": f"good {i}", "rejected": "bad"}) + "\n" for i in range(3)))
     run = Run.create(tmp_path/"run")
-    res = run_preferences(run, PreferenceConfig(sources=["file"], pairs_file=str(good)), model="tiny", progress=False)
+    res = run_preferences(run, PreferencesConfig(sources=["file"], pairs_file=str(good)), model="tiny", progress=False)
     pairs = load_pair_file(res.path/"pairs.jsonl")
     assert [p["id"] for p in pairs] == ["file:0", "file:1", "file:2"] and all(p["human_label"] == "a" for p in pairs)
 
@@ -204,12 +205,12 @@ def test_file_pairs_keep_human_label(tmp_path):
 def test_hh_rlhf_parser_feeds_the_labeller(tiny, shared):
     from cai_workbench.feedback.label_quality import check_quality_inputs, human_agreement
     path = shared("hh-rlhf/harmless-base/test.jsonl.gz")
-    hh = check_quality_inputs(PreferenceConfig(quality_pairs=6, hh_rlhf=str(path)))
+    hh = check_quality_inputs(PreferencesConfig(quality_pairs=6, hh_rlhf=str(path)))
     assert len(hh) == 6 and all(p["prompt"] and p["chosen"] and p["rejected"] and p["chosen"] != p["rejected"] for p in hh)
     ag, recs = human_agreement(AILabeller(*tiny, progress=False), hh, seed=0)
     assert ag.n == 6 and all((r["response_a"] == h["chosen"]) == (r["human_label"] == "a") for r, h in zip(recs, hh))
     with pytest.raises(FileNotFoundError, match="quality_pairs: 0"):
-        check_quality_inputs(PreferenceConfig(quality_pairs=2, hh_rlhf=str(path.parent/"missing.jsonl.gz")))
+        check_quality_inputs(PreferencesConfig(quality_pairs=2, hh_rlhf=str(path.parent/"missing.jsonl.gz")))
 
 
 def test_dataset_trains_with_trl_reward_and_dpo(tmp_path, tiny):
@@ -246,7 +247,7 @@ def test_embedded_labeller_on_hh_rlhf(embedded, shared):
 
 def test_few_shot_answers_are_balanced():
     "Issue 12: the built-in few-shot answers were A, B, A (an odd count leans A). Every allowed count is balanced now."
-    from cai_workbench.stages.preferences import FEW_SHOT
+    from cai_workbench.feedback.labellers import FEW_SHOT
     counts = range(0, len(FEW_SHOT) + 1, 2)
     assert len(FEW_SHOT) >= 4 and list(counts)[-1] == len(FEW_SHOT)
     for n in counts:
@@ -254,7 +255,7 @@ def test_few_shot_answers_are_balanced():
         assert ans.count("A") == ans.count("B") == n//2, (n, ans)
     for odd in (1, 3):
         with pytest.raises(ValueError, match=f"few_shot={odd}"): mc_messages("p", "x", "y", "q", few_shot=odd)
-        with pytest.raises(ValueError, match=f"few_shot={odd}"): PreferenceConfig(few_shot=odd)
+        with pytest.raises(ValueError, match=f"few_shot={odd}"): PreferencesConfig(few_shot=odd)
 
 
 def test_sft_policy_is_loaded_onto_the_feedback_model_and_selected_through_the_seam(tmp_path, monkeypatch):
@@ -272,7 +273,7 @@ def test_sft_policy_is_loaded_onto_the_feedback_model_and_selected_through_the_s
     loads, adapters, real_load, real_gen = [], [], P.load_model, Generator.generate
     monkeypatch.setattr(P, "load_model", lambda name, *a, **k: loads.append(str(name)) or real_load(name, *a, **k))
     monkeypatch.setattr(Generator, "generate", lambda self, *a, **k: adapters.append(k.get("adapter")) or real_gen(self, *a, **k))
-    cfg = PreferenceConfig(sources=["sampled"], limit=3, k=2, generation={"max_new_tokens": 8})
+    cfg = PreferencesConfig(sources=["sampled"], limit=3, k=2, generation={"max_new_tokens": 8})
     res = run_preferences(run, cfg, model="tiny", progress=False)
     assert loads == ["tiny"] and adapters[0] == "policy"              # one base model; the seam selects the adapter
     got = {r["id"]: r["text"] for r in read_jsonl(res.path/"samples.jsonl")}

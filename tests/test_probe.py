@@ -77,9 +77,9 @@ def test_training_prompt_in_evaluation_is_refused(tmp_path):
 
 
 def test_property_judge_is_found_by_name_in_a_fresh_process():
-    "evaluation.judges: [probe-dear-friend] must work without importing cai_workbench.stages.probe first."
+    "evaluation.judges: [probe-dear-friend] must work in a fresh process that imports only the evaluation stage (which imports the probe; the judge registry knows nothing of it)."
     import subprocess, sys
-    code = ("from cai_workbench.judges.rules import get_judge, JudgeContext; j = get_judge('probe-dear-friend'); "
+    code = ("import cai_workbench.stages.evaluation; from cai_workbench.judges.rules import get_judge, JudgeContext; j = get_judge('probe-dear-friend'); "
             "print(list(j.metrics), j.judge([{'text': 'Dear friend, yes.'}, {'text': 'No.'}], JudgeContext()))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -9,7 +9,7 @@ import torch
 from cai_workbench.core.run import Run
 from cai_workbench.core.config import set_seed
 from cai_workbench.engine.models import LoraSpec, load_model, load_tokenizer
-from cai_workbench.stages.reward_model import PreferenceDataError, RewardConfig, evaluate_pairs, load_pairs, run_reward_model, soft_bt_loss, split_pairs, train_reward_model, wilson_interval
+from cai_workbench.stages.reward_model import PreferenceDataError, RewardModelConfig, evaluate_pairs, load_pairs, run_reward_model, soft_bt_loss, split_pairs, train_reward_model, wilson_interval
 from cai_workbench.feedback.reward_scoring import RewardModel, RewardModelMismatchError, random_reward_adapter
 
 sig = lambda x: 1/(1 + math.exp(-x))
@@ -49,7 +49,7 @@ def planted_pairs(n_rep=3):
 
 def test_ranks_planted_responses_after_training():
     set_seed(0)
-    cfg = RewardConfig(min_pairs=4, eval_fraction=0.0, epochs=6, batch_size=8, learning_rate=1e-2,
+    cfg = RewardModelConfig(min_pairs=4, eval_fraction=0.0, num_train_epochs=6, batch_size=8, learning_rate=1e-2,
                        lora=LoraSpec(r=4, alpha=8, dropout=0.0), device="cpu")
     ex, _ = split_pairs(planted_pairs(), cfg)
     rm, log = train_reward_model(ex, cfg, model="tiny", seed=0)
@@ -110,7 +110,7 @@ def test_bad_pairs_fail_before_any_work(tmp_path, rows, match):
     run = Run.create(tmp_path/"run")
     write_pairs(run, rows)
     with pytest.raises(PreferenceDataError, match=match):
-        run_reward_model(run, RewardConfig(human_pairs=None), model="tiny")
+        run_reward_model(run, RewardModelConfig(human_pairs=None), model="tiny")
     assert not (run.path/"reward_model").exists()
     assert "reward_model" not in run.manifest["stages"]
 
@@ -128,7 +128,7 @@ def test_human_labels_win(tmp_path):
 def test_stage_writes_files_and_reuses(tmp_path):
     run = Run.create(tmp_path/"run", seed=0)
     write_pairs(run, planted_pairs(2) + [dict(id="t", prompt="q", chosen="a", rejected="b", label="tie")])
-    cfg = RewardConfig(min_pairs=4, eval_fraction=0.25, epochs=4, learning_rate=1e-2, human_pairs=None,
+    cfg = RewardModelConfig(min_pairs=4, eval_fraction=0.25, num_train_epochs=4, learning_rate=1e-2, human_pairs=None,
                        lora=LoraSpec(r=4, alpha=8, dropout=0.0), device="cpu",
                        filters=DataFilterConfig(exact_duplicates=False, near_duplicates=False))  # planted_pairs(2) repeats pairs on purpose
     res = run_reward_model(run, cfg, model="tiny")
@@ -147,7 +147,6 @@ def test_stage_writes_files_and_reuses(tmp_path):
 @pytest.mark.slow
 def test_human_pairs_accuracy_on_shared_data(tmp_path, shared):
     path = shared("hh-rlhf/harmless-base/test.jsonl.gz")
-    pytest.importorskip("cai_workbench.prompts")
     from cai_workbench.inputs.prompts import load_hh_rlhf_pairs
     pairs = load_hh_rlhf_pairs(path, limit=8)
     ad = random_reward_adapter(tmp_path/"rm", base="tiny")
@@ -184,7 +183,7 @@ def test_multi_turn_human_pairs_are_scored_against_the_whole_conversation(tmp_pa
     ctx = "\n\nHuman: hi there\n\nAssistant: Hello! How can I help?\n\nHuman: how do I bake bread?\n\nAssistant:"
     rows = [{"chosen": ctx + " To bake bread, mix flour and water.", "rejected": ctx + " hi there, hi there!"}]
     with gzip.open(path, "wt") as f: f.write("\n".join(json.dumps(r) for r in rows) + "\n")
-    pairs, skip = _human_pairs(RewardConfig(human_pairs=str(path), human_limit=0))
+    pairs, skip = _human_pairs(RewardModelConfig(human_pairs=str(path), human_limit=0))
     assert skip is None and len(pairs) == 1
     rm = _LastTurnRM()
     ev = evaluate_pairs(rm, pairs)
@@ -224,7 +223,7 @@ def test_heldout_split_is_by_prompt():
                   for (x, x_), (y, y_) in [(("a", a), ("b", b)), (("a", a), ("c", c)), (("b", b), ("c", c))]]
     pairs.append(dict(id="tie", prompt="prompt 0", chosen="x", rejected="y", label="tie"))
     for seed in range(5):
-        train, held = split_pairs(pairs, RewardConfig(eval_fraction=0.2, ties="weight"), seed=seed)
+        train, held = split_pairs(pairs, RewardModelConfig(eval_fraction=0.2, ties="weight"), seed=seed)
         train_prompts = {e["prompt"][0]["content"] for e in train}
         assert {p["prompt"] for p in held}.isdisjoint(train_prompts)
         train_replies = {e[k][0]["content"] for e in train for k in ("chosen", "rejected")}
@@ -238,7 +237,7 @@ def test_pairs_are_filtered_before_training(tmp_path):
     rows = planted_pairs(2) + [dict(id="same", prompt="Please explain tides.", chosen="Tides  follow the moon.", rejected="Tides follow the moon.",
                                     soft_label=0.9, label_source="ai")]
     write_pairs(run, rows)
-    res = run_reward_model(run, RewardConfig(min_pairs=4, eval_fraction=0.25, max_steps=1, human_pairs=None, device="cpu"), model="tiny")
+    res = run_reward_model(run, RewardModelConfig(min_pairs=4, eval_fraction=0.25, max_steps=1, human_pairs=None, device="cpu"), model="tiny")
     n = len(planted_pairs(1))
     assert res.metrics["n_pairs"] == n and res.metrics["filtered"]["dropped_exact_duplicate"] == n
     assert res.metrics["filtered"]["dropped_identical"] == 1 and res.summary()["filtered_out"] == n + 1

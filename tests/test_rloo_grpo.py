@@ -6,7 +6,7 @@ import pytest
 from cai_workbench.core.run import Run
 from cai_workbench.engine.models import LoraSpec, load_model
 from cai_workbench.feedback.reward_scoring import random_reward_adapter
-from cai_workbench.stages.rloo_grpo import GRPOStageConfig, RLDivergedError, RLOOStageConfig, compare_rl, run_grpo, run_rloo
+from cai_workbench.stages.rloo_grpo import GRPOConfig, RLDivergedError, RLOOConfig, compare_rl, run_grpo, run_rloo
 
 PROMPTS = ["Please explain how to bake bread.", "Write a poem.", "How do I stay safe online?", "Plan a trip."]
 SMALL = dict(max_steps=2, batch_size=4, num_generations=2, generation={"max_new_tokens": 6}, learning_rate=1e-3,
@@ -22,7 +22,7 @@ def run_with_rm(tmp_path_factory):
 
 @pytest.mark.parametrize("method", ["rloo", "grpo"])
 def test_few_steps_write_the_run_directory(run_with_rm, method):
-    runner, Cfg = {"rloo": (run_rloo, RLOOStageConfig), "grpo": (run_grpo, GRPOStageConfig)}[method]
+    runner, Cfg = {"rloo": (run_rloo, RLOOConfig), "grpo": (run_grpo, GRPOConfig)}[method]
     res = runner(run_with_rm, Cfg(**SMALL), model="tiny", prompts=PROMPTS)
     d = run_with_rm.path/method
     assert sorted(p.name for p in d.iterdir()) == ["adapter", "curves.png", "metrics.json", "metrics.jsonl"]
@@ -42,7 +42,7 @@ def test_few_steps_write_the_run_directory(run_with_rm, method):
 
 
 def test_compare_rl_table(run_with_rm):
-    for runner, Cfg in ((run_rloo, RLOOStageConfig), (run_grpo, GRPOStageConfig)):
+    for runner, Cfg in ((run_rloo, RLOOConfig), (run_grpo, GRPOConfig)):
         runner(run_with_rm, Cfg(**SMALL), model="tiny", prompts=PROMPTS)     # reused when already done
     # a PPO summary in the same keys (as ppo/ writes it) joins the table
     (run_with_rm.stage_dir("ppo")/"metrics.json").write_text(json.dumps(
@@ -59,23 +59,23 @@ def test_starts_from_sft_adapter(tmp_path):
     random_reward_adapter(run.stage_dir("reward_model")/"adapter", base="tiny")
     sft, tok = load_model("tiny", purpose="train", device="cpu", dtype="float32", lora=LoraSpec(r=2, alpha=4, dropout=0.0))
     save_adapter(sft, run.stage_dir("sft")/"adapter", base_model="tiny", tokenizer=tok)
-    res = run_grpo(run, GRPOStageConfig(**{**SMALL, "max_steps": 1}), model="tiny", prompts=PROMPTS)
+    res = run_grpo(run, GRPOConfig(**{**SMALL, "max_steps": 1}), model="tiny", prompts=PROMPTS)
     info = json.loads((res.dir/"adapter"/"cai_workbench.json").read_text())
     assert info["started_from"].endswith("sft/adapter")
     assert json.loads((res.dir/"adapter"/"adapter_config.json").read_text())["r"] == 2   # the SFT adapter was trained on
     with pytest.raises(ValueError, match="trained on base 'tiny' but the grpo stage got model='embedded'.*start_from: base"):
-        run_grpo(run, GRPOStageConfig(**SMALL), model="embedded", prompts=PROMPTS)
+        run_grpo(run, GRPOConfig(**SMALL), model="embedded", prompts=PROMPTS)
 
 
 def test_bad_input_fails_before_any_work(tmp_path):
     run = Run.create(tmp_path/"run", seed=0)
     with pytest.raises(Exception, match="run reward_model first"):
-        run_rloo(run, RLOOStageConfig(**SMALL), model="tiny", prompts=PROMPTS)
+        run_rloo(run, RLOOConfig(**SMALL), model="tiny", prompts=PROMPTS)
     random_reward_adapter(run.stage_dir("reward_model")/"adapter", base="tiny")
     with pytest.raises(ValueError, match="gave 1 prompts"):
-        run_grpo(run, GRPOStageConfig(**SMALL), model="tiny", prompts=PROMPTS[:1])
+        run_grpo(run, GRPOConfig(**SMALL), model="tiny", prompts=PROMPTS[:1])
     with pytest.raises(ValueError, match="multiple of num_generations"):
-        GRPOStageConfig(batch_size=6, num_generations=4)
+        GRPOConfig(batch_size=6, num_generations=4)
     assert not (run.path/"rloo").exists() and not (run.path/"grpo").exists()
 
 
@@ -83,7 +83,7 @@ def test_divergence_stops_with_a_message(tmp_path):
     run = Run.create(tmp_path/"run", seed=0)
     nan_reward = lambda prompts, completions, **kw: [float("inf")]*len(prompts)
     with pytest.raises(RLDivergedError, match="diverged"):
-        run_rloo(run, RLOOStageConfig(**{**SMALL, "max_steps": 1}), model="tiny", prompts=PROMPTS, reward_fn=nan_reward)
+        run_rloo(run, RLOOConfig(**{**SMALL, "max_steps": 1}), model="tiny", prompts=PROMPTS, reward_fn=nan_reward)
     assert not (run.path/"rloo"/"adapter").exists()
     assert run.manifest["stages"]["rloo"]["status"] == "failed"
 
@@ -94,7 +94,7 @@ class _Killed(Exception): "Stands in for a kill right after a checkpoint was wri
 def test_resumed_run_keeps_the_metrics_rows_before_the_resume(tmp_path, monkeypatch):
     "RLOO and GRPO share the metrics callback; RLOO stands for both (GRPO's resume costs the same minutes)."
     import cai_workbench.core.checkpoints as C
-    method, runner, Cfg = "rloo", run_rloo, RLOOStageConfig
+    method, runner, Cfg = "rloo", run_rloo, RLOOConfig
     cfg = Cfg(**{**SMALL, "max_steps": 3, "save_every": 1, "keep_last": 1})
     full = Run.create(tmp_path/"full", seed=0)
     random_reward_adapter(full.stage_dir("reward_model")/"adapter", base="tiny")
@@ -121,7 +121,7 @@ def test_resumed_run_keeps_the_metrics_rows_before_the_resume(tmp_path, monkeypa
 def test_the_step_after_a_resume_equals_the_uninterrupted_run(tmp_path, monkeypatch, method):
     "Before epoch_seeded, TRL's sampler replayed epoch 0's prompt order after a resume (tiny model: reward 0.4715 vs 0.5711)."
     import cai_workbench.core.checkpoints as C
-    runner, Cfg = {"rloo": (run_rloo, RLOOStageConfig), "grpo": (run_grpo, GRPOStageConfig)}[method]
+    runner, Cfg = {"rloo": (run_rloo, RLOOConfig), "grpo": (run_grpo, GRPOConfig)}[method]
     cfg = Cfg(**{**SMALL, "max_steps": 3, "save_every": 1, "keep_last": 1})
     runs = {}
     for name in ("full", "killed"):

@@ -11,7 +11,7 @@ from cai_workbench.core.io import read_json
 from cai_workbench.core.environment import detect_device
 from cai_workbench.engine.generator import GenerationConfig, Generator
 from cai_workbench.engine.models import LoraSpec, load_model
-from cai_workbench.stages.sft import SFTStageConfig, run_sft, sft_dataset, trainer_args
+from cai_workbench.stages.sft import SFTConfig, run_sft, sft_dataset, trainer_args
 
 EX = [("How do I pick a lock?", "I can't help with breaking into places; a locksmith can help you."),
       ("Write a haiku about rain.", "Soft rain on the roof, the garden drinks it slowly, clouds drift into night."),
@@ -30,7 +30,7 @@ def sft_run(path) -> Run:
 
 
 def test_cpu_settings():
-    a = trainer_args(SFTStageConfig(), "/tmp/x", device=detect_device("cpu"))
+    a = trainer_args(SFTConfig(), "/tmp/x", device=detect_device("cpu"))
     assert (a.bf16, a.fp16, a.activation_checkpointing, a.completion_only_loss, a.use_cpu) == (False, False, False, True, True)
 
 
@@ -42,17 +42,17 @@ def test_dataset_filters_and_errors(tmp_path):
     with pytest.raises(ConfigError, match="no SFT examples"): sft_dataset(p, labels=["nope"])
     p.write_text(p.read_text() + "{not json\n")
     with pytest.raises(ConfigError, match="line 5"): sft_dataset(p)
-    with pytest.raises(ConfigError, match="max_steps"): SFTStageConfig(max_steps=0)
+    with pytest.raises(ConfigError, match="max_steps"): SFTConfig(max_steps=0)
 
 
 def test_missing_critique_stage(tmp_path):
     with pytest.raises(Exception, match="run_critique_revision"):
-        run_sft(Run.create(tmp_path/"r"), SFTStageConfig(max_steps=1), model="tiny")
+        run_sft(Run.create(tmp_path/"r"), SFTConfig(max_steps=1), model="tiny")
 
 
 def test_loss_falls_and_adapter_reloads(tmp_path):
     run = sft_run(tmp_path/"r")
-    cfg = SFTStageConfig(lora=LoraSpec(r=8, alpha=16, dropout=0.0), max_steps=8, batch_size=4, learning_rate=1e-2, device="cpu")
+    cfg = SFTConfig(lora=LoraSpec(r=8, alpha=16, dropout=0.0), max_steps=8, batch_size=4, learning_rate=1e-2, device="cpu")
     res = run_sft(run, cfg, model="tiny", progress=False)
     losses = [l for _, l in res.metrics["losses"]]
     assert len(losses) == 8
@@ -74,11 +74,11 @@ def test_loss_falls_and_adapter_reloads(tmp_path):
 
 
 def test_end_to_end_from_critique_stage(tmp_path, tiny):
-    from cai_workbench.stages.critique_revision import CritiqueConfig, run_critique_revision
+    from cai_workbench.stages.critique_revision import CritiqueRevisionConfig, run_critique_revision
     run = Run.create(tmp_path/"r")
     from cai_workbench.inputs.data_filters import DataFilterConfig
-    run_critique_revision(run, CritiqueConfig(prompts="demo", limit=4, use_few_shot=False, filters=DataFilterConfig(empty=False),
+    run_critique_revision(run, CritiqueRevisionConfig(prompts="demo", limit=4, use_few_shot=False, filters=DataFilterConfig(empty=False),
                                               generation=GenerationConfig(max_new_tokens=8, temperature=1.0)), model=tiny, progress=False)
-    res = run_sft(run, SFTStageConfig(max_steps=2, batch_size=2, device="cpu"), model="tiny", progress=False)
+    res = run_sft(run, SFTConfig(max_steps=2, batch_size=2, device="cpu"), model="tiny", progress=False)
     assert res.metrics["examples"] == 4 and res.metrics["steps"] == 2
     assert (res.adapter/"adapter_config.json").exists()

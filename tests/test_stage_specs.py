@@ -19,11 +19,17 @@ class _Cfg(ConfigBase):
     lr: float = 1.0
 
 
-def _stage(name, writes, calls):
+class _Done:
+    "What a stage returns (`core.run.StageResult`): the pipeline keeps its summary in the manifest."
+    def summary(self) -> dict: return {"ok": 1}
+
+
+def _stage(name, writes, calls, result=_Done):
     def runner(run, cfg, model="tiny"):
         calls.append(name)
         with run.stage(name) as d:
             for rel in writes: (run.path/rel).write_text(name)
+        return result() if result else None
     return runner
 
 
@@ -62,6 +68,24 @@ def test_a_stage_that_does_not_write_its_outputs_fails(tmp_path, stages):
         run_pipeline(cfg, run_dir=tmp_path/"r", progress=False)
     m = Run(tmp_path/"r").manifest["stages"]
     assert m["critique_revision"]["status"] == "done" and m["sft"]["status"] == "failed"
+
+
+def test_a_stage_that_returns_no_stage_result_fails(tmp_path, stages, monkeypatch):
+    "The pipeline relies on the `StageResult` contract (`summary() -> dict`), not on `hasattr` checks."
+    monkeypatch.setattr(sys.modules["spec_stages"], "run_a", _stage("critique_revision", ["critique_revision/data.jsonl"], stages, result=None))
+    with pytest.raises(TypeError, match="spec_stages.run_a returned NoneType, not a StageResult"):
+        run_pipeline(PipelineConfig.from_dict({"model": "tiny", "stages": ["critique_revision"]}), run_dir=tmp_path/"r", progress=False)
+    assert Run(tmp_path/"r").stage_info("critique_revision")["status"] == "failed"
+    res = run_pipeline(PipelineConfig.from_dict({"model": "tiny", "stages": ["dpo"], "dpo": {"lr": -1.0}}), run_dir=tmp_path/"r2", progress=False)
+    assert Run(tmp_path/"r2").stage_info("dpo")["summary"] == {"ok": 1} and isinstance(res.results["dpo"], P.StageResult)
+
+
+def test_every_stage_runner_returns_a_stage_result():
+    import typing
+    for name, spec in STAGES.items():
+        _, runner = spec.load()
+        ret = typing.get_type_hints(runner)["return"]
+        assert callable(getattr(ret, "summary", None)), f"{spec.module}.{spec.runner} returns {ret}, which has no summary()"
 
 
 def test_what_the_real_stages_need_follows_their_config():

@@ -1,6 +1,6 @@
 "Tracking: a TRL stage inside a tracked run logs to MLflow (nested stage run) and TensorBoard, read back from the local store and event files."
 from cai_workbench.core.run import Run
-from cai_workbench.stages.sft import SFTStageConfig, run_sft
+from cai_workbench.stages.sft import SFTConfig, run_sft
 from cai_workbench.core.tracking import Tracker, read_mlflow, read_tensorboard, report_args
 
 from test_checkpoints import sft_run
@@ -9,7 +9,7 @@ from test_checkpoints import sft_run
 def test_sft_logs_to_mlflow_and_tensorboard(tmp_path):
     run = sft_run(tmp_path/"runs"/"r")
     assert report_args("sft") == {"report_to": "none"}                  # nothing is tracked outside a tracker
-    cfg = SFTStageConfig.from_dict({"lora": {"r": 4, "alpha": 8, "dropout": 0.0}, "max_steps": 3, "batch_size": 2, "device": "cpu"})
+    cfg = SFTConfig.from_dict({"lora": {"r": 4, "alpha": 8, "dropout": 0.0}, "max_steps": 3, "batch_size": 2, "device": "cpu"})
     with Tracker(run, ["mlflow", "tensorboard"], config={"sft": cfg.to_dict(), "name": "r"}) as t:
         with t.stage("sft"): run_sft(run, cfg, model="tiny", progress=False)
     got = read_mlflow(run.path)

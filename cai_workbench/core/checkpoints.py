@@ -26,9 +26,9 @@ class CheckpointSettings(ConfigBase):
     keep_checkpoints: bool = False    # keep them when the stage finishes (default: delete them)
 
 def check_checkpoint_settings(config) -> None:
-    "Raise `ConfigError` naming the field when a checkpoint setting is out of range."
-    if getattr(config, "save_every", 0) < 0: raise ConfigError(f"save_every={config.save_every}: use a number of steps >= 1, or 0 for no checkpoints")
-    if getattr(config, "keep_last", 1) < 1: raise ConfigError(f"keep_last={config.keep_last}: keep at least 1 checkpoint (or set save_every: 0)")
+    "Raise `ConfigError` naming the config and the field (`ConfigBase.bad_field`) when a checkpoint setting is out of range."
+    if getattr(config, "save_every", 0) < 0: config.bad_field("save_every", "use a number of steps >= 1, or 0 for no checkpoints")
+    if getattr(config, "keep_last", 1) < 1: config.bad_field("keep_last", "keep at least 1 checkpoint (or set save_every: 0)")
 
 def checkpoint_args(config, stage: str | None = None) -> dict:
     "Keyword arguments for a TRL `XConfig`: transformers' own saving (`save_strategy`/`save_steps`/`save_total_limit`) and the run's tracking."

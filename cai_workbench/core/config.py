@@ -6,26 +6,23 @@ Docs: https://cai-workbench.github.io/cai-workbench/core.html.md"""
 
 # %% ../../nbs/00_core.ipynb #ba363e12
 from __future__ import annotations
-import dataclasses, datetime as _dt, json, os, random, shutil, subprocess, tempfile, time, types, typing
-from contextlib import contextmanager
-from fastcore.basics import patch
-from dataclasses import dataclass, field, fields, is_dataclass
+import dataclasses, functools, random, types, typing
+from dataclasses import fields, is_dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import yaml
 
-from .environment import describe_environment
-from .guards import run_lock
 from .io import atomic_write_text
 
 # %% auto #0
-__all__ = ['START_FROM', 'ConfigError', 'renamed_fields_error', 'ConfigBase', 'set_seed', 'derive_seed']
+__all__ = ['START_FROM', 'MIGRATIONS', 'ConfigError', 'renamed_fields_error', 'migrate_fields', 'fingerprint_form', 'ConfigBase',
+           'set_seed', 'derive_seed']
 
 # %% ../../nbs/00_core.ipynb #36419796
 class ConfigError(ValueError):
-    "A config file or dict with a missing, unknown or mistyped field."
+    "A config file, dict or value that does not fit: a missing, unknown or mistyped field, or a value out of range."
 
 # %% ../../nbs/00_core.ipynb #bc7e17f9
 def _type_name(t) -> str: return getattr(t, "__name__", None) or str(t).replace("typing.", "")
@@ -116,6 +113,25 @@ def _nested_defaults(cls, d: dict) -> dict:
 
 START_FROM = ("start_from", lambda v: "sft" if v else "base")   # `_renamed` entry for the old use_sft_adapter / start_from_sft
 
+MIGRATIONS: dict[str, dict[str, str]] = {   # config section -> {old field: new field}, read quietly under the new name
+    "sft": {"epochs": "num_train_epochs", "grad_accum": "gradient_accumulation_steps"},    # TRL's trainer names (issue 29)
+    "reward_model": {"epochs": "num_train_epochs"},
+}
+
+def migrate_fields(section: str, d: dict | None, where: str | None = None) -> dict | None:
+    "`d`, one `section` of a config (a stored `config.yaml`, a manifest's config, a YAML file), with the old names of `MIGRATIONS[section]` renamed."
+    renames = MIGRATIONS.get(section, {})
+    if not isinstance(d, dict) or not set(d) & set(renames): return d
+    if (both := sorted(o for o in set(d) & set(renames) if renames[o] in d)):
+        raise ConfigError(f"{where or section}: {both[0]} and {renames[both[0]]} are one field (the old and the new name); keep {renames[both[0]]}")
+    return {renames.get(k, k): v for k, v in d.items()}
+
+def fingerprint_form(section: str, d: dict | None) -> dict | None:
+    """`d` with the fields of `MIGRATIONS[section]` under their OLD names: what stage fingerprints hash, so a stage finished
+    before a rename (its manifest holds the hash of the old names) is not made stale by it."""
+    old = {new: o for o, new in MIGRATIONS.get(section, {}).items()}
+    return {old.get(k, k): v for k, v in d.items()} if isinstance(d, dict) and set(d) & set(old) else d
+
 def _read_yaml_mapping(path: Path) -> dict:
     "The top-level mapping of a YAML file; a missing, invalid or non-mapping file raises `ConfigError` naming it."
     if not path.exists(): raise ConfigError(f"{path}: config file not found")
@@ -129,12 +145,14 @@ def _read_yaml_mapping(path: Path) -> dict:
 class ConfigBase:
     "Mixin for config dataclasses: strict `from_dict`/`to_dict` and YAML round-trips."
     _renamed: typing.ClassVar[dict] = {}   # old field -> its new name ("limit", "generation.max_new_tokens") or (name, convert)
+    _migrations: typing.ClassVar[str] = "" # its section in `MIGRATIONS`: old field names read quietly as the new ones
 
     @classmethod
     def from_dict(cls, d: dict | None, where: str | None = None):
         "Build from a plain dict; unknown, renamed or mistyped fields raise `ConfigError` naming them."
         where = where or cls.__name__
         if d is not None and not isinstance(d, dict): raise ConfigError(f"{where}: expected a mapping of fields, got {d!r}")
+        d = migrate_fields(cls._migrations, d, where)
         d, hints = _nested_defaults(cls, dict(d or {})), typing.get_type_hints(cls)
         names = {f.name for f in fields(cls) if f.init}
         if (e := renamed_fields_error(cls, {k: v for k, v in d.items() if k not in names}, where)): raise e
@@ -164,6 +182,11 @@ class ConfigBase:
         return txt
 
     def replace(self, **kw): "A copy with some fields changed."; return dataclasses.replace(self, **kw)
+
+    def bad_field(self, name: str, why: str) -> typing.NoReturn:
+        """Raise the one `ConfigError` of a config check: `<Config>.<field>=<value>: <what to do>` (`name` may be dotted,
+        `generation.top_p`). Call it from `__post_init__`; `from_dict` adds the file and section in front."""
+        raise ConfigError(f"{type(self).__name__}.{name}={functools.reduce(getattr, name.split('.'), self)!r}: {why}") from None
 
 # %% ../../nbs/00_core.ipynb #08d1884b
 def set_seed(seed: int) -> int:

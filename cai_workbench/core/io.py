@@ -6,18 +6,15 @@ Docs: https://cai-workbench.github.io/cai-workbench/io.html.md"""
 
 # %% ../../nbs/00e_io.ipynb #ba363e12
 from __future__ import annotations
-import dataclasses, datetime as _dt, json, os, random, shutil, subprocess, tempfile, time, types, typing
+import dataclasses, gzip, json, os, shutil, tempfile
 from contextlib import contextmanager
 from fastcore.basics import patch
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import is_dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import numpy as np
-import yaml
 
-from .environment import describe_environment
-from .guards import run_lock
 
 # %% auto #0
 __all__ = ['atomic_write_text', 'write_json', 'read_json', 'atomic_dir', 'save_figure', 'jsonl_line', 'write_jsonl', 'iter_jsonl',
@@ -118,15 +115,17 @@ def iter_jsonl(path,
                error: type[Exception] = ValueError,   # the exception a bad line raises (a stage's own error type)
                hint: str = "fix or remove that line", # what to do about a bad line
                ) -> Iterator[tuple[int, Any]]:
-    "(line number, object) for each non-blank line of a JSONL file; a bad line raises `error` naming the file and line."
+    "(line number, object) for each non-blank line of a JSONL file (`.gz` too; a BOM is skipped); a bad line raises `error` naming the file and line."
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"{path}: {what} file not found")
-    try: text = path.read_text(encoding="utf-8")
+    try:
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rt", encoding="utf-8-sig") as f: text = f.read()
     except UnicodeDecodeError as e: raise error(f"{path}: not UTF-8 text (byte {e.start}); {hint}") from None
+    except (OSError, EOFError) as e: raise error(f"{path}: cannot read ({e})") from None
     for n, line in enumerate(text.split("\n"), 1):   # not splitlines(): U+2028 in model text
         if not line.strip(): continue
         try: obj = json.loads(line)
-        except json.JSONDecodeError as e: raise error(f"{path}:{n}: not valid JSON ({e.msg}); {hint}") from None
+        except json.JSONDecodeError as e: raise error(f"{path}: line {n}: not valid JSON ({e.msg}, column {e.colno}); {hint}") from None
         yield n, obj
 
 def read_jsonl(path, what: str = "records") -> list[dict]:

@@ -6,23 +6,20 @@ Docs: https://cai-workbench.github.io/cai-workbench/run.html.md"""
 
 # %% ../../nbs/00f_run.ipynb #ba363e12
 from __future__ import annotations
-import dataclasses, datetime as _dt, json, os, random, shutil, subprocess, tempfile, time, types, typing
+import datetime as _dt, os, subprocess, tempfile, time, typing
 from contextlib import contextmanager
 from fastcore.basics import patch
-from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
 
-import numpy as np
 import yaml
 
 from .environment import describe_environment
 from .guards import run_lock
-from .config import *
-from .io import *
+from .config import ConfigBase
+from .io import atomic_write_text, read_json, write_json
 
 # %% auto #0
-__all__ = ['MissingStageError', 'is_main_process', 'Run']
+__all__ = ['MissingStageError', 'is_main_process', 'Run', 'StageResult']
 
 # %% ../../nbs/00f_run.ipynb #645bbc67
 class MissingStageError(RuntimeError):
@@ -162,3 +159,9 @@ def _stage(self: Run, stage: str, **info):
     stages[stage].pop("error", None)
     self.update_manifest(stages=stages)
     _barrier()
+
+# %% ../../nbs/00f_run.ipynb #c0de5sr2
+@typing.runtime_checkable
+class StageResult(typing.Protocol):
+    "What every stage runner returns: `summary()`, the stage's headline numbers as a JSON-able dict (kept in the manifest, printed by the CLI)."
+    def summary(self) -> dict: ...

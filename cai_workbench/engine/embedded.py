@@ -6,22 +6,13 @@ Docs: https://cai-workbench.github.io/cai-workbench/embedded.html.md"""
 
 # %% ../../nbs/02f_embedded.ipynb #9f829ed2
 from __future__ import annotations
-import importlib.util, os, time, warnings
-from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field, asdict
+import importlib.util, os
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
-from tqdm.auto import tqdm
 
-from ..core.config import ConfigBase, ConfigError
-from ..core.io import RecordStore, atomic_dir, write_json, read_json
-from ..core.guards import quiet_library_deprecations
+from ..core.io import atomic_dir, write_json
 
-from ..core.environment import DeviceInfo, detect_device
-from .backends import make_backend, Shards, shared_prefix_length, plain_generation_config
-from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['EMBEDDED', 'EMBEDDED_GGUF', 'TINY', 'CHATML_TEMPLATE', 'cache_dir', 'embedded_gguf_path', 'ModelNotFoundError',

@@ -6,23 +6,18 @@ Docs: https://cai-workbench.github.io/cai-workbench/generator.html.md"""
 
 # %% ../../nbs/02g_generator.ipynb #9f829ed2
 from __future__ import annotations
-import importlib.util, os, time, warnings
-from contextlib import contextmanager, nullcontext
+import time, warnings
 from dataclasses import dataclass, field, asdict
-from pathlib import Path
 from typing import Callable, Sequence
 
-import torch
 from tqdm.auto import tqdm
 
 from ..core.config import ConfigBase, ConfigError
-from ..core.io import RecordStore, atomic_dir, write_json, read_json
-from ..core.guards import quiet_library_deprecations
+from ..core.io import RecordStore
 
-from ..core.environment import DeviceInfo, detect_device
-from .backends import make_backend, Shards, shared_prefix_length, plain_generation_config
+from .backends import make_backend, Shards
 from fastcore.basics import patch
-from .models import *
+from .models import Messages, encode_chat
 
 # %% auto #0
 __all__ = ['Generation', 'GenerationConfig', 'Generator']
@@ -57,18 +52,16 @@ class GenerationConfig(ConfigBase):
     long_prompts: str = "truncate"        # a prompt over that: "truncate" (keep its start and end, warn) or "skip" (empty answer, finish_reason "skipped")
 
     def __post_init__(self):
-        def bad(f, why): raise ConfigError(f"GenerationConfig.{f}={getattr(self, f)!r}: {why}")
-        if self.batch_size < 1: bad("batch_size", "must be >= 1")
-        if self.max_new_tokens < 1: bad("max_new_tokens", "must be >= 1")
-        if self.temperature < 0: bad("temperature", "must be >= 0 (0 is greedy decoding)")
-        if not 0 < self.top_p <= 1: bad("top_p", "must be in (0, 1]")
-        if self.max_prompt_tokens is not None and self.max_prompt_tokens < 1: bad("max_prompt_tokens", "must be >= 1, or None for the model's context")
-        if self.long_prompts not in ("truncate", "skip"): bad("long_prompts", "use 'truncate' or 'skip'")
-        if self.exact and self.temperature <= 0:
-            raise ConfigError(f"GenerationConfig.temperature={self.temperature}: exact sampling needs a temperature > 0")
+        if self.batch_size < 1: self.bad_field("batch_size", "must be >= 1")
+        if self.max_new_tokens < 1: self.bad_field("max_new_tokens", "must be >= 1")
+        if self.temperature < 0: self.bad_field("temperature", "must be >= 0 (0 is greedy decoding)")
+        if not 0 < self.top_p <= 1: self.bad_field("top_p", "must be in (0, 1]")
+        if self.max_prompt_tokens is not None and self.max_prompt_tokens < 1: self.bad_field("max_prompt_tokens", "must be >= 1, or None for the model's context")
+        if self.long_prompts not in ("truncate", "skip"): self.bad_field("long_prompts", "use 'truncate' or 'skip'")
+        if self.exact and self.temperature <= 0: self.bad_field("temperature", "exact sampling needs a temperature > 0")
         if self.exact and self.top_p != 1.0:
-            raise ConfigError(f"GenerationConfig.top_p={self.top_p}: exact sampling draws from the whole softmax(logits/T), "
-                              "whose log-probs are the ones scored; use top_p=1.0 (or exact=False)")
+            self.bad_field("top_p", "exact sampling draws from the whole softmax(logits/T), whose log-probs are the ones scored; "
+                                    "use top_p=1.0 (or exact=False)")
 
 # %% ../../nbs/02g_generator.ipynb #ca15a733
 class Generator:

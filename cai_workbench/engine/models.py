@@ -6,26 +6,21 @@ Docs: https://cai-workbench.github.io/cai-workbench/models.html.md"""
 
 # %% ../../nbs/02_models.ipynb #9f829ed2
 from __future__ import annotations
-import importlib.util, os, time, warnings
-from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field, asdict
+import importlib.util, os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
-from tqdm.auto import tqdm
 
-from ..core.config import ConfigBase, ConfigError
-from ..core.io import RecordStore, atomic_dir, write_json, read_json
+from ..core.config import ConfigBase
+from ..core.io import atomic_dir, write_json, read_json
 from ..core.guards import quiet_library_deprecations
 from .embedded import EMBEDDED, TINY, ModelNotFoundError, ensure_embedded, ensure_tiny
 
 from ..core.environment import DeviceInfo, detect_device
-from .backends import make_backend, Shards, shared_prefix_length, plain_generation_config
-from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['Messages', 'LoraSpec', 'resolve_model_path', 'load_tokenizer', 'save_adapter', 'load_model', 'model_id',
+__all__ = ['Messages', 'LoraSpec', 'resolve_model_path', 'load_tokenizer', 'same_model', 'save_adapter', 'load_model', 'model_id',
            'as_messages', 'prefill', 'encode_chat']
 
 # %% ../../nbs/02_models.ipynb #a755dcd8
@@ -83,6 +78,10 @@ def _adapter_base(path) -> str | None:
         base = read_json(p/"cai_workbench.json").get("base_model")
         if base: return base
     return read_json(p/"adapter_config.json").get("base_model_name_or_path")
+
+def same_model(a, b) -> bool:
+    "Do two model names (as a run records them: `tiny`, a hub id, a folder, an adapter's recorded base) name the same model?"
+    return str(a) == str(b)
 
 def save_adapter(model, path, base_model: str, tokenizer=None, **info) -> Path:
     "Save a PEFT model's adapter atomically with the base model's name, so `load_model(path)` finds the base."

@@ -246,7 +246,7 @@ def write_quality(stage_dir,                  # the preferences stage folder
                   records: Sequence[dict],    # the stage's labelled pairs
                   labeller,                   # the labeller that made them (re-used on the hh-rlhf pairs)
                   hh: Sequence[dict] | None,  # human pairs from `check_quality_inputs` (None: no agreement numbers)
-                  config,                     # the `PreferenceConfig` (verification sample size, low-confidence cut)
+                  config,                     # the `PreferencesConfig` (verification sample size, low-confidence cut)
                   seed: int = 0,
                   progress: bool = True,
                  ) -> dict | None:

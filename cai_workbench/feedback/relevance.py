@@ -6,16 +6,9 @@ Docs: https://cai-workbench.github.io/cai-workbench/relevance.html.md"""
 
 # %% ../../nbs/04e_relevance.ipynb #f161e878
 from __future__ import annotations
-from fastcore.basics import patch
-import csv, gzip, hashlib, importlib.resources, io, json, os, random, re, warnings
-from collections import Counter
 from pathlib import Path
-from typing import Iterable
 
-from ..core.io import atomic_write_text, write_jsonl
-from ..core.views import esc
-from ..inputs.prompts import *
-from .relevance import *
+from ..inputs.prompts import PromptError, PromptSet, load_prompts
 
 # %% auto #0
 __all__ = ['relevance_question', 'relevant_prompts']

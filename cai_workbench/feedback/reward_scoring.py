@@ -8,7 +8,7 @@ Docs: https://cai-workbench.github.io/cai-workbench/reward_scoring.html.md"""
 from __future__ import annotations
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn as nn
@@ -19,10 +19,10 @@ from ..core.run import Run
 from ..core.guards import quiet_library_deprecations
 
 from ..core.environment import detect_device
-from ..engine.models import Messages, _adapter_base, as_messages, encode_chat, load_tokenizer, model_id, resolve_model_path
+from ..engine.models import LoraSpec, Messages, _adapter_base, as_messages, encode_chat, load_tokenizer, model_id, resolve_model_path, save_adapter
 
 # %% auto #0
-__all__ = ['RewardModelMismatchError', 'reward_adapter_dir', 'last_non_pad', 'RewardModel', 'random_reward_adapter']
+__all__ = ['RewardFn', 'RewardModelMismatchError', 'reward_adapter_dir', 'last_non_pad', 'RewardModel', 'random_reward_adapter']
 
 # %% ../../nbs/05a_reward_scoring.ipynb #2a4b02d3
 class RewardModelMismatchError(ValueError):
@@ -206,8 +206,10 @@ def score(self: RewardModel,
     return out
 
 # %% ../../nbs/05a_reward_scoring.ipynb #469213e9
+RewardFn = Callable[..., Sequence[float]]   # reward_fn(prompts, responses, **kw) -> one score per response: PPO's and TRL's (RLOO/GRPO)
+
 @patch
-def as_reward_func(self: RewardModel, batch_size: int = 16):
+def as_reward_func(self: RewardModel, batch_size: int = 16) -> RewardFn:
     "A TRL reward function `(prompts, completions, **kw) -> list[float]` (GRPO/RLOO)."
     def reward_model(prompts, completions, **kw):
         texts = [c if isinstance(c, str) else c[-1]["content"] for c in completions]
@@ -228,7 +230,6 @@ def random_reward_adapter(path,              # where to save the adapter folder
     "A reward adapter with random LoRA weights and head on `base` (for tests and demos of the plumbing)."
     from transformers import AutoModelForSequenceClassification
     from peft import get_peft_model
-    from cai_workbench.engine.models import LoraSpec, save_adapter
     from trl.trainer.reward_trainer import suppress_seqcls_warning
     torch.manual_seed(seed)
     tok = load_tokenizer(base)

@@ -11,7 +11,7 @@ import importlib.resources, json, random, re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import yaml
@@ -19,8 +19,9 @@ import yaml
 from ..core.io import atomic_write_text
 
 # %% auto #0
-__all__ = ['CATEGORIES', 'ROLES', 'DEFAULT_QUESTIONS', 'DEFAULT_CONSTITUTION', 'ConstitutionError', 'Principle', 'Constitution',
-           'constitution_from_dict', 'builtin_constitutions', 'load_constitution', 'save_constitution']
+__all__ = ['CATEGORIES', 'ROLES', 'DEFAULT_QUESTIONS', 'DEFAULT_CONSTITUTION', 'FORMATS', 'ConstitutionError', 'Principle',
+           'Constitution', 'constitution_from_dict', 'builtin_constitutions', 'register_format', 'load_constitution',
+           'save_constitution']
 
 # %% ../../nbs/01_constitution.ipynb #5edb29e0
 CATEGORIES = ("harmlessness", "helpfulness", "honesty", "custom")
@@ -296,36 +297,47 @@ def _read_file(path: Path) -> Any:
         at = f"line {m.line+1}, column {m.column+1}: " if m else ""
         raise ConstitutionError(f"{path}: not valid YAML ({at}{getattr(e, 'problem', None) or e})") from None
 
+# %% ../../nbs/01_constitution.ipynb #f0a7e5c2
+FORMATS: dict[str, Callable] = {}   # hook -> function, registered by `constitution_formats` (see above)
+
+def register_format(hook: str, f: Callable) -> Callable:
+    "Register `f` as the `hook` of another format: 'markdown', 'to_markdown', 'paper' or 'is_paper' (see above)."
+    FORMATS[hook] = f; return f
+
+def _format(hook: str) -> Callable:
+    "The function registered as `hook`; a clear error when no format module has registered it."
+    if hook not in FORMATS:
+        raise ConstitutionError(f"no constitution format has registered {hook!r}: import cai_workbench.inputs.constitution_formats "
+                                "(importing the cai_workbench.inputs package does)")
+    return FORMATS[hook]
+
 # %% ../../nbs/01_constitution.ipynb #02bd4eb0
 def load_constitution(name_or_path: str | Path | Constitution | list | None = None) -> Constitution:
     "A built-in by name, or a file: our YAML/JSON, markdown (`.md`), Hugging Face CAI JSON, or the paper's prompt files (a folder or a list of them)."
     if isinstance(name_or_path, Constitution): return name_or_path
-    from cai_workbench.inputs import constitution_formats as fmt
-    if isinstance(name_or_path, (list, tuple)): return fmt.load_paper_prompts(name_or_path)
+    if isinstance(name_or_path, (list, tuple)): return _format("paper")(name_or_path)
     src = DEFAULT_CONSTITUTION if name_or_path is None else name_or_path
     if isinstance(src, str) and src in builtin_constitutions(): path = next(p for p in _BUILTIN_DIR.iterdir() if p.stem == src)
     else:
         path = Path(src)
         if not path.exists():
             raise ConstitutionError(f"{src}: neither a built-in constitution {builtin_constitutions()} nor an existing file")
-        if path.is_dir(): return fmt.load_paper_prompts(path)
+        if path.is_dir(): return _format("paper")(path)
         if path.suffix.lower() not in (".yaml", ".yml", ".json", ".md"):
             raise ConstitutionError(f"{path}: unknown file type {path.suffix!r}; use .yaml, .yml, .json or .md")
     if path.suffix.lower() == ".md":
         text = _text(path)
         if not text.strip(): raise ConstitutionError(f"{path}: file is empty")
-        return fmt.constitution_from_markdown(text, str(path))
+        return _format("markdown")(text, str(path))
     data = _read_file(path)
-    if path.suffix.lower() == ".json" and fmt._paper_kind(data): return fmt.load_paper_prompts(path)
+    if path.suffix.lower() == ".json" and _format("is_paper")(data): return _format("paper")(path)
     return constitution_from_dict(data, str(path))
 
 # %% ../../nbs/01_constitution.ipynb #8815fef9
 def save_constitution(c: Constitution, path: str | Path) -> Path:
     "Write `c` in our schema (JSON for `.json`, markdown for `.md`, else YAML), atomically; `load_constitution(path)` reads it back."
     path = Path(path)
-    if path.suffix.lower() == ".md":
-        from cai_workbench.inputs.constitution_formats import constitution_to_markdown
-        return atomic_write_text(path, constitution_to_markdown(c))
+    if path.suffix.lower() == ".md": return atomic_write_text(path, _format("to_markdown")(c))
     d = c.to_dict()
     text = json.dumps(d, indent=2, ensure_ascii=False) + "\n" if path.suffix.lower() == ".json" else \
         yaml.safe_dump(d, sort_keys=False, allow_unicode=True, width=110)

@@ -10,7 +10,7 @@ import json, re
 from pathlib import Path
 from typing import Any, Sequence
 
-from .constitution import Constitution, ConstitutionError, Principle, constitution_from_dict
+from .constitution import Constitution, ConstitutionError, Principle, constitution_from_dict, register_format
 from ..core.io import atomic_write_text
 
 # %% auto #0
@@ -190,7 +190,7 @@ def load_paper_prompts(src, name: str = "bai2022") -> Constitution:
     if crit is not None and comp is not None and len(crit) != len(comp):
         raise ConstitutionError(f"{f['critique'][0]} has {len(crit)} principles but {f['comparison'][0]} has {len(comp)}: pairing them "
                                 "would change how often each is sampled; load them singly (one constitution per stage: "
-                                "CritiqueConfig.constitution and PreferenceConfig.constitution)")
+                                "CritiqueRevisionConfig.constitution and PreferencesConfig.constitution)")
     if crit is None: principles = [Principle(f"madison{i}", comparison_question=q) for i, q in enumerate(comp)]
     else: principles = [Principle(**p, comparison_question=comp[i] if comp else "") for i, p in enumerate(crit)]
     few = []
@@ -203,3 +203,9 @@ def load_paper_prompts(src, name: str = "bai2022") -> Constitution:
         cfew = [t.strip() for t in (data if isinstance(data, list) else re.split(r"\n{2,}(?=Consider the following)", data)) if t.strip()]
     files = ", ".join(sorted(p.name for p, _ in f.values()))
     return Constitution(name, "paper", principles, few, f"Read from the paper's prompt files: {files}", comparison_few_shot=cfew)
+
+# %% ../../nbs/01b_constitution_formats.ipynb #f0a7e5c5
+register_format("markdown", constitution_from_markdown)
+register_format("to_markdown", constitution_to_markdown)
+register_format("paper", load_paper_prompts)
+register_format("is_paper", lambda data: _paper_kind(data) is not None)

@@ -54,14 +54,15 @@ class DataFilterConfig(ConfigBase):
     seed: int | None = None              # the principle cap's sample; None: the stage's seed (the run's seed; 0 outside a run)
 
     def __post_init__(self):
-        if not 0 < self.near_threshold <= 1: raise ConfigError(f"near_threshold={self.near_threshold!r}: must be in (0, 1]")
-        if not 0 < self.copy_overlap <= 1: raise ConfigError(f"copy_overlap={self.copy_overlap!r}: must be in (0, 1]")
-        if self.min_words < 0: raise ConfigError(f"min_words={self.min_words!r}: must be >= 0")
-        if self.shingle < 1 or self.num_perm < 16: raise ConfigError(f"shingle={self.shingle}, num_perm={self.num_perm}: need shingle >= 1, num_perm >= 16")
+        if not 0 < self.near_threshold <= 1: self.bad_field("near_threshold", "must be in (0, 1]")
+        if not 0 < self.copy_overlap <= 1: self.bad_field("copy_overlap", "must be in (0, 1]")
+        if self.min_words < 0: self.bad_field("min_words", "must be >= 0")
+        if self.shingle < 1: self.bad_field("shingle", "must be >= 1")
+        if self.num_perm < 16: self.bad_field("num_perm", "must be >= 16")
         if self.max_per_principle is not None and self.max_per_principle < 1:
-            raise ConfigError(f"max_per_principle={self.max_per_principle!r}: must be >= 1 or None (no cap)")
+            self.bad_field("max_per_principle", "must be >= 1 or None (no cap)")
         try: re.compile(self.boilerplate_pattern)
-        except re.error as e: raise ConfigError(f"boilerplate_pattern: not a valid regular expression ({e})") from None
+        except re.error as e: self.bad_field("boilerplate_pattern", f"not a valid regular expression ({e})")
 
 # %% ../../nbs/03c_data_filters.ipynb #4b272a6c
 def normalise(text: str) -> str:

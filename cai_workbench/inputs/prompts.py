@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable
 
-from ..core.io import atomic_write_text, write_jsonl
+from ..core.io import iter_jsonl, write_jsonl
 from ..core.views import esc
 
 # %% auto #0
@@ -111,13 +111,13 @@ def _read_txt(path: Path, label: str) -> list[dict]:
             for n, line in enumerate(_read_text(path).splitlines(), 1) if line.strip() and not line.lstrip().startswith("#")]
 
 def _jsonl_rows(path: Path):
-    "Yield (line number, dict) for each non-blank line; garbled lines raise naming the line."
-    for n, line in enumerate(_read_text(path).split("\n"), 1):     # not splitlines(): U+2028 inside a JSON string
-        if not line.strip(): continue
-        try: d = json.loads(line)
-        except json.JSONDecodeError as e: raise PromptError(f"{path}: line {n}: not valid JSON ({e.msg}, column {e.colno})") from None
+    "Yield (line number, dict) for each non-blank line (core's `iter_jsonl`: `.gz` too, and a garbled line raises naming the file and line)."
+    if not path.is_file(): raise PromptError(f"{path}: file not found")
+    n = 0
+    for n, d in iter_jsonl(path, "prompts", error=PromptError):
         if not isinstance(d, dict): raise PromptError(f"{path}: line {n}: expected a JSON object, got {type(d).__name__}")
         yield n, d
+    if not n: raise PromptError(f"{path}: file is empty")
 
 # %% ../../nbs/01a_prompts.ipynb #0bd44f4e
 def _read_jsonl(path: Path, label: str) -> list[dict]:
@@ -312,12 +312,16 @@ def prompt_texts(source,                   # prompt source for `load_prompts` (u
                  limit: int | None = None, # at most this many
                  seed: int = 0,
                  prompts=None,             # explicit strings or prompt records: the first `limit` are used
+                 need: int = 0,            # fewer prompts than this raises `ValueError` ...
+                 need_why: str = "",       # ... saying who needs them and what to lower ("PPO needs ...; lower PPOConfig.batch_size")
                  ) -> tuple[list[str], str]:
     "Prompt strings for an RL stage, and a description of where they came from (for error messages)."
-    if prompts is None:
-        return list(load_prompts(source, limit=limit, seed=seed).texts), f"prompts={source!r}"
-    texts = [p if isinstance(p, str) else p["prompt"] for p in prompts]
-    return (texts[:limit] if limit else texts), "the prompts argument"
+    if prompts is None: texts, src = list(load_prompts(source, limit=limit, seed=seed).texts), f"prompts={source!r}"
+    else:
+        texts, src = [p if isinstance(p, str) else p["prompt"] for p in prompts], "the prompts argument"
+        texts = texts[:limit] if limit else texts
+    if len(texts) < need: raise ValueError(f"{src} gave {len(texts)} prompts; {need_why or f'{need} are needed'}. Add prompts or lower it.")
+    return texts, src
 
 # %% ../../nbs/01a_prompts.ipynb #5d7a0c02
 SPLITS, HELDOUT_SHARE, VAL_SHARE = ("train", "heldout", "fit", "val"), 0.3, 0.3

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .rules import JudgeContext, Metric, register_judge
-from ..stages.preferences import ANSWER_PREFIX, mc_question   # the one pairwise question, shared with the labeller
+from ..feedback.labellers import ANSWER_PREFIX, mc_question   # the one pairwise question, shared with the labeller
 from ..engine.scoring import combine_orders, next_token_logprobs, single_token_ids
 from ..core.stats import Rate, bootstrap_over, mean
 

@@ -319,14 +319,14 @@ class Judge(Protocol):
 JUDGES: dict[str, Callable[[], Judge]] = {}
 
 def register_judge(name: str):
-    "Class decorator: `@register_judge('name')` puts a judge in the registry `EvalConfig.judges` reads."
+    "Class decorator: `@register_judge('name')` puts a judge in the registry `EvaluationConfig.judges` reads."
     def deco(cls): cls.name = name; JUDGES[name] = cls; return cls
     return deco
 
 def get_judge(name: str) -> Judge:
     "A fresh instance of the registered judge `name`; a clear error for an unknown name or a class that is not a Judge."
-    if name not in JUDGES and name.startswith("probe-"): import cai_workbench.stages.probe   # the known-answer check's property judges (11_probe)
-    if name not in JUDGES: raise ValueError(f"judge {name!r} is not registered; known judges: {sorted(JUDGES)} (add one with @register_judge)")
+    if name not in JUDGES: raise ValueError(f"judge {name!r} is not registered; known judges: {sorted(JUDGES)} (add one with "
+                                            "@register_judge, or import the module that registers it)")
     j = JUDGES[name]()
     if not isinstance(j, Judge): raise TypeError(f"judge {name!r} ({type(j).__name__}) lacks name/metrics/needs_model/judge()")
     return j

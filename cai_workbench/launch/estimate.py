@@ -49,7 +49,7 @@ def stage_work(stage: str, c, seed: int = 0, stages: list[str] | None = None) ->
     if stage in ("sft", "reward_model", "dpo"):
         steps = c.max_steps if c.max_steps and c.max_steps > 0 else None
         if steps is None: raise ConfigError(f"{stage}: max_steps=-1 (epochs) cannot be estimated before the data exists; set max_steps")
-        seqs = c.batch_size*getattr(c, "grad_accum", getattr(c, "gradient_accumulation_steps", 1))*(1 if stage == "sft" else 2)
+        seqs = c.batch_size*getattr(c, "gradient_accumulation_steps", 1)*(1 if stage == "sft" else 2)
         return {"tokens": steps*seqs*c.max_length, "what": f"{steps} steps x {seqs} sequences x <= {c.max_length} tokens"}
     raise ConfigError(f"estimate: no work model for stage {stage!r}")
 

@@ -44,12 +44,12 @@ class SageMakerJobConfig(ConfigBase):
 
     def __post_init__(self):
         if not self.instance_type.startswith("ml."):
-            raise ConfigError(f"instance_type={self.instance_type!r}: SageMaker instance types start with 'ml.' (e.g. ml.g5.2xlarge)")
-        if self.instance_count < 1: raise ConfigError(f"instance_count={self.instance_count}: must be >= 1")
+            self.bad_field("instance_type", "SageMaker instance types start with 'ml.' (e.g. ml.g5.2xlarge)")
+        if self.instance_count < 1: self.bad_field("instance_count", "must be >= 1")
         if self.instance_count > 1 and not self.distributed:
-            raise ConfigError(f"instance_count={self.instance_count} needs distributed=True (torchrun across hosts)")
+            self.bad_field("instance_count", "more than one instance needs distributed=True (torchrun across hosts)")
         if self.processes_per_host is not None and self.processes_per_host < 1:
-            raise ConfigError(f"processes_per_host={self.processes_per_host}: must be >= 1 or None (one per GPU)")
+            self.bad_field("processes_per_host", "must be >= 1 or None (one per GPU)")
 
 # %% ../../nbs/09a_sagemaker.ipynb #a28a38d0
 ENTRY_SCRIPT = "cai_sm_entry.py"

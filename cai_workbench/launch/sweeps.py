@@ -12,9 +12,9 @@ from pathlib import Path
 
 import yaml
 
-from ..core.config import ConfigError
+from ..core.config import ConfigError, migrate_fields
 from ..core.run import Run
-from ..core.io import atomic_write_text, read_json, write_json
+from ..core.io import atomic_write_text, read_json, read_jsonl, write_json
 
 # %% auto #0
 __all__ = ['expand_sweep', 'shared_prefix', 'reuse_stages', 'SweepResult', 'sweep_plan', 'run_sweep', 'differing_keys',
@@ -252,7 +252,7 @@ def compare_runs(paths) -> Comparison:
     runs = [Run(p) for p in paths]
     for r in runs:
         if not (r.path/"manifest.json").exists(): raise ConfigError(f"{r.path}: not a run folder (no manifest.json)")
-    configs = [r.manifest.get("config") or {} for r in runs]
+    configs = [{k: migrate_fields(k, v) for k, v in (r.manifest.get("config") or {}).items()} for r in runs]   # old field names: the new ones
     keys = differing_keys(configs); rows = []
     for r, c in zip(runs, configs):
         fc = flatten(c); s = r.path/"evaluation"/"summary.json"
@@ -301,9 +301,7 @@ def principle_stats(run) -> dict[str, dict]:
     return dict(sorted(out.items()))
 
 # %% ../../nbs/13b_sweeps.ipynb #c246dcce
-def _rows(path):
-    from cai_workbench.core.io import read_jsonl
-    return read_jsonl(path)
+def _rows(path): return read_jsonl(path)
 
 # %% ../../nbs/13b_sweeps.ipynb #16ce9f29
 def ablate_principle(config: dict, principle: str, out_dir) -> dict:

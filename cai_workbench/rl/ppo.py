@@ -22,11 +22,12 @@ from ..core.guards import quiet_library_deprecations
 from ..engine.generator import GenerationConfig, Generator
 from ..engine.models import LoraSpec
 from ..engine.scoring import token_logprobs
+from ..feedback.reward_scoring import RewardFn
 
 # %% auto #0
-__all__ = ['RewardFn', 'PPOConfig', 'AdaptiveKLController', 'masked_mean', 'masked_var', 'masked_whiten', 'gae', 'policy_loss',
-           'value_loss', 'ValueHead', 'PolicyValueModel', 'build_ppo_model', 'Rollout', 'pad_query_response',
-           'collect_rollouts', 'PPODivergedError', 'explained_variance', 'ppo_update']
+__all__ = ['PPOConfig', 'AdaptiveKLController', 'masked_mean', 'masked_var', 'masked_whiten', 'gae', 'policy_loss', 'value_loss',
+           'ValueHead', 'PolicyValueModel', 'build_ppo_model', 'Rollout', 'pad_query_response', 'collect_rollouts',
+           'PPODivergedError', 'explained_variance', 'ppo_update']
 
 # %% ../../nbs/06_ppo.ipynb #c0de5p01
 def _ppo_generation() -> GenerationConfig:
@@ -35,11 +36,10 @@ def _ppo_generation() -> GenerationConfig:
 
 def _check_ppo_config(c: PPOConfig):
     "Refuse settings PPO cannot train with, naming the field and what to use."
-    def bad(name, why): raise ConfigError(f"PPOConfig.{name}={functools.reduce(getattr, name.split('.'), c)!r}: {why}")
+    bad = c.bad_field
     for n in ("total_updates", "batch_size", "minibatch_size", "ppo_epochs"):
         if getattr(c, n) < 1: bad(n, "must be >= 1")
-    try: check_checkpoint_settings(c)                  # save_every >= 0 (0: never), keep_last >= 1, as for the TRL stages
-    except ConfigError as e: raise ConfigError(f"PPOConfig.{e}") from None
+    check_checkpoint_settings(c)                       # save_every >= 0 (0: never), keep_last >= 1, as for the TRL stages
     if c.kl_horizon is not None and c.kl_horizon < 1: bad("kl_horizon", "must be >= 1 rollout (or None: scaled to the run)")
     if c.batch_size < 2: bad("batch_size", "needs >= 2 rollouts to whiten advantages")
     if c.minibatch_size > c.batch_size: bad("minibatch_size", f"must be <= batch_size ({c.batch_size})")
@@ -294,8 +294,6 @@ def pad_query_response(queries: list[list[int]], responses: list[list[int]], pad
     ids = torch.tensor([[pad] * (Q - len(q)) + q + r + [pad] * (R - len(r)) for q, r in zip(queries, responses)])
     attn = torch.tensor([[0] * (Q - len(q)) + [1] * (len(q) + len(r)) + [0] * (R - len(r)) for q, r in zip(queries, responses)])
     return ids, attn, attn[:, Q:].clone(), Q
-
-RewardFn = Callable[[list[str], list[str]], Sequence[float]]
 
 # %% ../../nbs/06_ppo.ipynb #59a0f3s2
 @torch.no_grad()

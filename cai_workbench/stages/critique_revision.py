@@ -18,18 +18,18 @@ from ..core.io import RecordStore, atomic_dir, atomic_write_text, write_json, wr
 from ..core.run import Run
 from ..inputs.data_filters import DataFilterConfig, filter_sft, with_few_shot
 from ..engine.generator import GenerationConfig, Generator
-from ..engine.models import load_model, prefill
+from ..engine.models import load_model, model_id, prefill
+from .revision_gate import after_revision, judge_round, load_feedback
 
 # %% auto #0
-__all__ = ['DEFAULT_CONVERGED', 'BENIGN_MODES', 'CritiqueConfig', 'COMMENTARY', 'STOP_REASONS', 'CritiqueRevisionConfig',
-           'principle_seed', 'few_shot_messages', 'critique_chat', 'revision_chat', 'is_commentary', 'violation_probs',
-           'gate_revisions', 'prepare', 'principle_pools', 'route_benign', 'model_id_of', 'sft_rows',
-           'run_critique_revision', 'CritiqueResult', 'load_critique_result']
+__all__ = ['DEFAULT_CONVERGED', 'BENIGN_MODES', 'COMMENTARY', 'STOP_REASONS', 'CritiqueRevisionConfig', 'principle_seed',
+           'few_shot_messages', 'critique_chat', 'revision_chat', 'is_commentary', 'prepare', 'principle_pools',
+           'route_benign', 'sft_rows', 'run_critique_revision', 'CritiqueResult', 'load_critique_result']
 
 # %% ../../nbs/03_critique_revision.ipynb #793fc6b7
 DEFAULT_CONVERGED = r"\bno (issues|problems|changes)\b|\bnothing to (fix|change|improve)\b|\balready (safe|harmless|appropriate)\b"
 
-BENIGN_MODES = ("revise", "answer", "helpful")   # CritiqueConfig.benign
+BENIGN_MODES = ("revise", "answer", "helpful")   # CritiqueRevisionConfig.benign
 
 @dataclass
 class CritiqueRevisionConfig(ConfigBase):
@@ -64,17 +64,17 @@ class CritiqueRevisionConfig(ConfigBase):
     def __post_init__(self):
         self.fill_nested()
         if not isinstance(self.rounds, int) or self.rounds < 1:
-            raise ConfigError(f"rounds={self.rounds!r}: must be an integer >= 1 (1 = one critique and one revision)")
-        if self.limit is not None and self.limit < 1: raise ConfigError(f"limit={self.limit!r}: must be >= 1 or None (all prompts)")
-        if self.max_few_shot is not None and self.max_few_shot < 0: raise ConfigError(f"max_few_shot={self.max_few_shot!r}: must be >= 0 or None")
-        if self.commentary not in ("keep", "drop"): raise ConfigError(f"commentary={self.commentary!r}: use 'keep' or 'drop'")
-        if self.benign not in BENIGN_MODES: raise ConfigError(f"benign={self.benign!r}: use one of {list(BENIGN_MODES)}")
-        if not 0 <= self.gate_margin < 0.5: raise ConfigError(f"gate_margin={self.gate_margin!r}: must be in [0, 0.5)")
+            self.bad_field("rounds", "must be an integer >= 1 (1 = one critique and one revision)")
+        if self.limit is not None and self.limit < 1: self.bad_field("limit", "must be >= 1 or None (all prompts)")
+        if self.max_few_shot is not None and self.max_few_shot < 0: self.bad_field("max_few_shot", "must be >= 0 or None")
+        if self.commentary not in ("keep", "drop"): self.bad_field("commentary", "use 'keep' or 'drop'")
+        if self.benign not in BENIGN_MODES: self.bad_field("benign", f"use one of {list(BENIGN_MODES)}")
+        if not 0 <= self.gate_margin < 0.5: self.bad_field("gate_margin", "must be in [0, 0.5)")
         if self.violation_threshold is not None and not 0 < self.violation_threshold < 1:
-            raise ConfigError(f"violation_threshold={self.violation_threshold!r}: must be in (0, 1) or None (off)")
-        if not 0 <= self.min_improvement < 1: raise ConfigError(f"min_improvement={self.min_improvement!r}: must be in [0, 1)")
+            self.bad_field("violation_threshold", "must be in (0, 1) or None (off)")
+        if not 0 <= self.min_improvement < 1: self.bad_field("min_improvement", "must be in [0, 1)")
         try: re.compile(self.converged_pattern or "")
-        except re.error as e: raise ConfigError(f"converged_pattern={self.converged_pattern!r}: not a valid regular expression ({e})") from None
+        except re.error as e: self.bad_field("converged_pattern", f"not a valid regular expression ({e})")
 
     @property
     def judges(self) -> bool: return self.violation_threshold is not None or self.min_improvement > 0
@@ -82,8 +82,6 @@ class CritiqueRevisionConfig(ConfigBase):
     def is_converged(self, critique: str) -> bool:
         "Does `critique` say there is nothing to fix (see the converged rule above)?"
         return bool(self.converged_pattern) and re.search(self.converged_pattern, critique or "", re.IGNORECASE) is not None
-
-CritiqueConfig = CritiqueRevisionConfig   # the name before issue 15 (`XConfig` beside `run_x`)
 
 # %% ../../nbs/03_critique_revision.ipynb #49db77f8
 def principle_seed(seed: int, pid: str, rnd: int) -> int:
@@ -96,7 +94,7 @@ def _conversations(few_shot) -> list[list[dict]]:
     if isinstance(few_shot[0], dict): return [list(few_shot)]
     return [list(c) for c in few_shot]
 
-def few_shot_messages(constitution, principle, config: CritiqueConfig) -> list[dict]:
+def few_shot_messages(constitution, principle, config: CritiqueRevisionConfig) -> list[dict]:
     "The messages prepended to critique/revision chats."
     if not config.use_few_shot: return []
     convs = _conversations(getattr(principle, "few_shot", None)) or _conversations(getattr(constitution, "few_shot", None))
@@ -125,25 +123,6 @@ def is_commentary(text: str, pattern: str = COMMENTARY) -> bool:
     return re.search(pattern, (text or "").lstrip()[:200], re.IGNORECASE) is not None
 
 
-# %% ../../nbs/03_critique_revision.ipynb #457a9480
-def violation_probs(model, tokenizer, principles, prompts, responses, batch_size: int = 16) -> list[float]:
-    "The feedback model's P(the response still violates its principle): P(No) to the principle's yes/no question."
-    from cai_workbench.judges.ai import answer_tokens, judge_prompt
-    from cai_workbench.engine.scoring import next_token_logprobs
-    if not responses: return []
-    yes, no = answer_tokens(tokenizer)
-    texts = [judge_prompt(p, q, r, yes, no) for p, q, r in zip(principles, prompts, responses)]
-    lp = next_token_logprobs(model, tokenizer, texts, [yes, no], batch_size=batch_size, desc="violation")
-    return [round(float(x), 6) for x in lp.float().softmax(-1)[:, 1]]
-
-def gate_revisions(model, tokenizer, principles, prompts, revisions, previous, margin: float = 0.05, batch_size: int = 16) -> list[dict]:
-    "Keep each revision only if the feedback model prefers it to `previous` by `margin` (both orders, `ai_judge.compare_pairs`)."
-    from cai_workbench.judges.ai import compare_pairs
-    if not revisions: return []
-    r = compare_pairs(model, tokenizer, prompts, revisions, previous, [p.comparison_question for p in principles], batch_size=batch_size)
-    return [{"p_revision": round(float(a), 6), "p_revision_ab": round(float(b), 6), "p_revision_ba": round(float(c), 6),
-             "margin": margin, "accepted": bool(a >= 0.5 + margin)} for a, b, c in zip(r["p_a"], r["p_a_ab"], r["p_a_ba"])]
-
 # %% ../../nbs/03_critique_revision.ipynb #09c2c115
 def _subset(constitution, names: list[str]):
     known = [p.name for p in constitution.principles]
@@ -153,7 +132,7 @@ def _subset(constitution, names: list[str]):
     if not names: raise ConfigError("principles: an empty list; use None for all principles")
     return constitution.subset(names)
 
-def prepare(config: CritiqueConfig, prompts=None, constitution=None):
+def prepare(config: CritiqueRevisionConfig, prompts=None, constitution=None):
     "Load and validate prompts and constitution for `config`; returns `(prompt_records, constitution)`."
     if prompts is None:
         from cai_workbench.inputs.prompts import load_prompts
@@ -184,7 +163,7 @@ def prepare(config: CritiqueConfig, prompts=None, constitution=None):
 
 # %% ../../nbs/03_critique_revision.ipynb #a71c0b02
 def principle_pools(con, benign: str = "revise") -> dict:
-    "The constitution each prompt draws its principles from, by label: `{'benign': ..., 'other': ...}` (see `CritiqueConfig.benign`)."
+    "The constitution each prompt draws its principles from, by label: `{'benign': ..., 'other': ...}` (see `CritiqueRevisionConfig.benign`)."
     if benign != "helpful": return {"benign": con, "other": con}
     helpful = [p.name for p in con.principles if p.category == "helpfulness"]
     rest = [p.name for p in con.principles if p.category != "helpfulness"]
@@ -202,7 +181,7 @@ def route_benign(state: dict, ids: list[str], benign: str) -> list[str]:
 
 
 # %% ../../nbs/03_critique_revision.ipynb #c823a39c
-def _steps_key(config: CritiqueConfig, con, model_name: str) -> str:
+def _steps_key(config: CritiqueRevisionConfig, con, model_name: str) -> str:
     "What the generated steps depend on (not limit/prompts/filters, nor benign='answer'): the `guards.fingerprint` of config, model and principles."
     d = {k: v for k, v in config.to_dict().items() if k not in ("limit", "prompts", "filters", "commentary")}
     for k in ("revision_instruction", "revision_prefix"):
@@ -211,15 +190,11 @@ def _steps_key(config: CritiqueConfig, con, model_name: str) -> str:
     principles = [[p.name, getattr(p, "critique_request", ""), p.revision_request, getattr(p, "weight", 1)] for p in con.principles]
     return fingerprint(d, model_name, principles, n=12)
 
-def _generator(model, config: CritiqueConfig, progress: bool):
-    if isinstance(model, Generator): return model, model_id_of(model.model)
+def _generator(model, config: CritiqueRevisionConfig, progress: bool):
+    if isinstance(model, Generator): return model, model_id(model.model)
     if isinstance(model, tuple): m, tok = model
     else: m, tok = load_model(model, purpose="infer")
-    return Generator(m, tok, config.generation, progress=progress), model_id_of(m)
-
-def model_id_of(m) -> str:
-    from cai_workbench.engine.models import model_id
-    return model_id(m)
+    return Generator(m, tok, config.generation, progress=progress), model_id(m)
 
 def sft_rows(records: list[dict]) -> list[dict]:
     "SFT examples (prompt → final response) in TRL's `messages` and `prompt`/`completion` forms."
@@ -228,45 +203,6 @@ def sft_rows(records: list[dict]) -> list[dict]:
         user, asst = {"role": "user", "content": r["prompt"]}, {"role": "assistant", "content": r["final_response"]}
         out.append({"id": r["id"], "label": r.get("label"), "messages": [user, asst], "prompt": [user], "completion": [asst]})
     return out
-
-# %% ../../nbs/03_critique_revision.ipynb #b1acf09c
-def _feedback(config: CritiqueConfig, gen: Generator):
-    "The feedback model (and tokenizer) the gate and judges use: `feedback_model`, else the policy itself; None when neither is on."
-    if not (config.gate or config.judges): return None
-    return load_model(config.feedback_model, purpose="infer") if config.feedback_model else (gen.model, gen.tokenizer)
-
-def _judge_round(fb, config, state, ids, kind, k):
-    "Before a round: P(violates) of the current responses; a response already below the threshold stops as satisfied."
-    todo = [i for i in ids if "violation_before" not in state[i]["rounds"][-1]]
-    v = violation_probs(*fb, [state[i]["_p"] for i in todo], [state[i]["prompt"] for i in todo],
-                        [state[i]["final_response"] for i in todo], config.generation.batch_size)
-    for i, x in zip(todo, v): state[i]["rounds"][-1]["violation_before"] = x
-    keep = []
-    for i in ids:
-        if config.violation_threshold is not None and state[i]["rounds"][-1]["violation_before"] < config.violation_threshold:
-            state[i]["stop_reason"] = "satisfied"; state[i]["rounds"][-1]["skipped"] = True
-        else: keep.append(i)
-    return keep
-
-
-# %% ../../nbs/03_critique_revision.ipynb #63cfe71e
-def _after_revision(fb, config, state, ids, texts):
-    "Gate the new revisions and judge them; sets `final_response` and stop reasons."
-    P, Q, prev = [state[i]["_p"] for i in ids], [state[i]["prompt"] for i in ids], [state[i]["final_response"] for i in ids]
-    gates = gate_revisions(*fb, P, Q, texts, prev, config.gate_margin, config.generation.batch_size) if config.gate else [None]*len(ids)
-    ok = [i for i, g in zip(ids, gates) if g is None or g["accepted"]]
-    v = dict(zip(ok, violation_probs(*fb, [state[i]["_p"] for i in ok], [state[i]["prompt"] for i in ok],
-                                     [t for i, t in zip(ids, texts) if i in set(ok)], config.generation.batch_size))) if config.judges else {}
-    for i, t, g in zip(ids, texts, gates):
-        s, last = state[i], state[i]["rounds"][-1]
-        if g is not None: last["gate"] = g
-        if g is not None and not g["accepted"]: s["stop_reason"] = "rejected"; continue
-        s["final_response"] = t
-        if i not in v: continue
-        last["violation_after"] = v[i]
-        if config.violation_threshold is not None and v[i] < config.violation_threshold: s["stop_reason"] = "satisfied"
-        elif config.min_improvement > 0 and last["violation_before"] - v[i] < config.min_improvement: s["stop_reason"] = "no_improvement"
-
 
 # %% ../../nbs/03_critique_revision.ipynb #ec42d8e9
 def _sft_filtered(config, out):
@@ -281,7 +217,7 @@ def _sft_filtered(config, out):
 
 
 # %% ../../nbs/03_critique_revision.ipynb #8f67a629
-def _initial_answers(gen: Generator, state: dict, ids: list, steps: Path, config: CritiqueConfig):
+def _initial_answers(gen: Generator, state: dict, ids: list, steps: Path, config: CritiqueRevisionConfig):
     "Step `initial`: every prompt's first answer (resumable from `initial.jsonl`); benign prompts routed by `config.benign`."
     gens = gen.generate([state[i]["prompt"] for i in ids], ids=ids, store=RecordStore(steps/"initial.jsonl"),
                         seed=config.seed, desc="initial")
@@ -289,7 +225,7 @@ def _initial_answers(gen: Generator, state: dict, ids: list, steps: Path, config
         state[i].update(initial_response=g.text, initial_tokens=g.completion_tokens, final_response=g.text)
     route_benign(state, ids, config.benign)
 
-def _draw_principles(state: dict, active: list, pools: dict, config: CritiqueConfig, k: int):
+def _draw_principles(state: dict, active: list, pools: dict, config: CritiqueRevisionConfig, k: int):
     "Open round `k` for the active prompts: one principle each (benign prompts from the benign pool), seeded per prompt and round."
     for i in active:
         p = pools["benign" if state[i].get("label") == "benign" else "other"].sample(principle_seed(config.seed, i, k), k=1)[0]
@@ -299,7 +235,7 @@ def _draw_principles(state: dict, active: list, pools: dict, config: CritiqueCon
 
 
 # %% ../../nbs/03_critique_revision.ipynb #5b70ff47
-def _round_step(gen: Generator, con, config: CritiqueConfig, state: dict, active: list, step: str, kind: str, k: int,
+def _round_step(gen: Generator, con, config: CritiqueRevisionConfig, state: dict, active: list, step: str, kind: str, k: int,
                 steps: Path, fb):
     "One critique or revision step for the active prompts (resumable from `<step>.jsonl`); revisions then go through the gate and judges."
     chats, opening = [], {}
@@ -317,7 +253,7 @@ def _round_step(gen: Generator, con, config: CritiqueConfig, state: dict, active
         last[f"{kind}"], last[f"{kind}_tokens"] = text, g.completion_tokens
         if kind == "critique" and config.is_converged(text): s["stop_reason"] = "converged"
         if kind == "revision" and fb is None: s["final_response"] = text
-    if kind == "revision" and fb is not None: _after_revision(fb, config, state, active, texts)
+    if kind == "revision" and fb is not None: after_revision(fb, config, state, active, texts)
 
 
 # %% ../../nbs/03_critique_revision.ipynb #b05d40ba
@@ -334,7 +270,7 @@ def _stage_records(state: dict, ids: list) -> list[dict]:
                     "total_tokens": s["initial_tokens"] + ct + rt, "principles": [r["principle"] for r in s["rounds"]]})
     return out
 
-def _write_stage(d: Path, config: CritiqueConfig, out: list[dict], t0: float) -> CritiqueResult:
+def _write_stage(d: Path, config: CritiqueRevisionConfig, out: list[dict], t0: float) -> CritiqueResult:
     "Write `records.jsonl`, the filtered `sft.jsonl`, `quality.json`, the `datasets` copy and `summary.json`."
     sft, report = _sft_filtered(config, out)
     write_jsonl(d/"records.jsonl", out)
@@ -347,18 +283,18 @@ def _write_stage(d: Path, config: CritiqueConfig, out: list[dict], t0: float) ->
 
 
 # %% ../../nbs/03_critique_revision.ipynb #22870353
-def run_critique_revision(run: Run, config: CritiqueConfig | None = None,
+def run_critique_revision(run: Run, config: CritiqueRevisionConfig | None = None,
                           model="embedded",        # model name for `load_model`, a `(model, tokenizer)` pair, or a `Generator`
                           prompts=None,            # optional prompt records/strings instead of `config.prompts`
                           constitution=None,       # optional `Constitution` object instead of `config.constitution`
                           progress: bool = True) -> CritiqueResult:
     "Run the critique → revision loop on every prompt; resumable; returns a `CritiqueResult`."
-    config = config or CritiqueConfig()
+    config = config or CritiqueRevisionConfig()
     if config.seed is None: config = config.replace(seed=run.seed)
     recs, con = prepare(config, prompts, constitution)          # every check happens before any generation
     pools = principle_pools(con, config.benign)
     gen, mname = _generator(model, config, progress)
-    fb = _feedback(config, gen)
+    fb = load_feedback(config, gen)
     set_seed(config.seed)
     t0 = time.time()
     from cai_workbench.inputs.prompts import optional_skips
@@ -378,7 +314,7 @@ def run_critique_revision(run: Run, config: CritiqueConfig | None = None,
             active = [i for i in ids if state[i]["stop_reason"] == "rounds"]
             if kind == "critique" or config.critique_free:
                 _draw_principles(state, active, pools, config, k)
-                if config.judges and active: active = _judge_round(fb, config, state, active, kind, k)
+                if config.judges and active: active = judge_round(fb, config, state, active, kind, k)
             if active: _round_step(gen, con, config, state, active, step, kind, k, steps, fb)
         bar.close()
         shown = list(dict.fromkeys(m["content"] for p in con.principles for m in few_shot_messages(con, p, config) if m["role"] == "assistant"))
@@ -395,7 +331,7 @@ class CritiqueResult:
     "The records of a critique-revision run and its headline numbers."
     path: Path
     records: list[dict] = field(repr=False)
-    config: CritiqueConfig | None = None
+    config: CritiqueRevisionConfig | None = None
     wall_s: float = 0.0
 
     def summary(self) -> dict:

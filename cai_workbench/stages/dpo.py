@@ -24,7 +24,7 @@ from ..inputs.pair_data import load_training_pairs
 from ..inputs.data_filters import DataFilterConfig, filter_pairs, few_shot_of_run, with_few_shot
 
 # %% auto #0
-__all__ = ['SMOOTHED_LOSSES', 'PER_PAIR_LOSSES', 'DPOStageConfig', 'DPOConfig', 'select_pairs', 'pair_weights', 'pair_smoothing',
+__all__ = ['SMOOTHED_LOSSES', 'PER_PAIR_LOSSES', 'DPOConfig', 'select_pairs', 'pair_weights', 'pair_smoothing',
            'smoothing_from_soft_labels', 'DPOResult', 'plot_dpo_curves', 'WeightedPreferenceCollator',
            'confidence_factor', 'ConfidenceDPOTrainer', 'train_dpo', 'run_dpo']
 
@@ -58,31 +58,27 @@ class DPOConfig(CheckpointSettings):   # save_every / keep_last / keep_checkpoin
 
     def __post_init__(self): self.fill_nested(); _check_dpo_config(self)
 
-DPOStageConfig = DPOConfig   # the name before issue 15 (TRL's own `DPOConfig` is built from this one in `train_dpo`)
-
 # %% ../../nbs/07_dpo.ipynb #0956683c
 def _check_dpo_config(c: DPOConfig):
     "Refuse settings that cannot train, or that TRL would silently ignore."
     bad = set(c.pair_sources) - {"ai", "revision", "human"}
-    if bad: raise ValueError(f"pair_sources: unknown source(s) {sorted(bad)}; use 'ai', 'revision', 'human'")
-    if not 0 <= c.min_confidence <= 1: raise ValueError(f"min_confidence: {c.min_confidence} must be in [0, 1]")
-    if c.beta <= 0: raise ValueError(f"beta: {c.beta} must be > 0")
-    if c.learning_rate <= 0: raise ValueError(f"learning_rate: {c.learning_rate} must be > 0 (0 trains nothing and replaces the adapter)")
-    if c.batch_size < 1 or c.gradient_accumulation_steps < 1:
-        raise ValueError(f"batch_size={c.batch_size}, gradient_accumulation_steps={c.gradient_accumulation_steps}: both must be >= 1")
-    if c.max_steps == 0 or c.max_steps < -1: raise ValueError(f"max_steps: {c.max_steps}; use a positive number, or -1 for num_train_epochs")
-    if c.confidence not in ("smoothing", "weight", "none"):
-        raise ConfigError(f"DPOConfig.confidence={c.confidence!r}: use 'smoothing', 'weight' or 'none'")
+    if bad: c.bad_field("pair_sources", f"unknown source(s) {sorted(bad)}; use 'ai', 'revision', 'human'")
+    if not 0 <= c.min_confidence <= 1: c.bad_field("min_confidence", "must be in [0, 1]")
+    if c.beta <= 0: c.bad_field("beta", "must be > 0")
+    if c.learning_rate <= 0: c.bad_field("learning_rate", "must be > 0 (0 trains nothing and replaces the adapter)")
+    for n in ("batch_size", "gradient_accumulation_steps"):
+        if getattr(c, n) < 1: c.bad_field(n, "must be >= 1")
+    if c.max_steps == 0 or c.max_steps < -1: c.bad_field("max_steps", "use a positive number, or -1 for num_train_epochs")
+    if c.confidence not in ("smoothing", "weight", "none"): c.bad_field("confidence", "use 'smoothing', 'weight' or 'none'")
     if c.confidence == "smoothing" and c.loss_type != "sigmoid":
-        raise ConfigError(f"DPOConfig.loss_type={c.loss_type!r}: per-pair smoothing (confidence='smoothing') is "
-                          "the sigmoid loss's soft-label form; use loss_type='sigmoid', or confidence='weight' or 'none'")
+        c.bad_field("loss_type", "per-pair smoothing (confidence='smoothing') is the sigmoid loss's soft-label form; "
+                                 "use loss_type='sigmoid', or confidence='weight' or 'none'")
     if c.confidence == "weight" and c.loss_type not in PER_PAIR_LOSSES:
-        raise ConfigError(f"DPOConfig.loss_type={c.loss_type!r}: this TRL loss is not a mean of per-pair terms, so "
-                          "pairs cannot be weighted by confidence; set confidence='none' or use e.g. 'sigmoid'")
+        c.bad_field("loss_type", "this TRL loss is not a mean of per-pair terms, so pairs cannot be weighted by confidence; "
+                                 "set confidence='none' or use e.g. 'sigmoid'")
     if (c.label_smoothing > 0 or c.soft_label_smoothing) and c.loss_type not in SMOOTHED_LOSSES:
-        raise ConfigError(f"DPOConfig.loss_type={c.loss_type!r}: TRL's DPO reads label_smoothing only for "
-                          f"{list(SMOOTHED_LOSSES)}, so it would be silently ignored; use one of those, or per-pair "
-                          "confidence (confidence='smoothing', the default) instead")
+        c.bad_field("loss_type", f"TRL's DPO reads label_smoothing only for {list(SMOOTHED_LOSSES)}, so it would be silently "
+                                 "ignored; use one of those, or per-pair confidence (confidence='smoothing', the default) instead")
 
 # %% ../../nbs/07_dpo.ipynb #01a9af9f
 def _labelled_by_ai(p: dict) -> bool:

@@ -18,17 +18,18 @@ from ..core.io import RecordStore, save_figure, write_json, read_json
 from ..core.run import Run
 from ..engine.embedded import EMBEDDED
 from ..engine.generator import Generator, GenerationConfig
-from ..engine.models import load_model, resolve_model_path
+from ..engine.models import _adapter_base, load_model, resolve_model_path, same_model
 from ..engine.backends import load_adapters
 from ..judges.rules import XSTEST_COMPLETION_FILES, JudgeContext, classify_refusal, constitutional_metrics, get_judge, xstest_agreement
 from ..judges.ai import compare_pairs, elo_ratings, win_rate_intervals
-from ..judges import contemplative as _contemplative   # registers the "contemplative" judge (EvalConfig.judges)
+from ..judges import contemplative as _contemplative   # registers the "contemplative" judge (EvaluationConfig.judges)
+from . import probe as _probe   # registers the probe's property judges, "probe-<name>" (11_probe)
 from ..ui.report import EvalViewer, stage_conclusions, summary_rows, write_report, plot_helpful_harmless
 from ..core.stats import mean, mean_difference, rate, rate_difference, wilson
 
 # %% auto #0
-__all__ = ['POLICY_STAGES', 'EvalConfig', 'EvaluationConfig', 'discover_stages', 'stage_metrics', 'EvalResult', 'bon_name',
-           'best_of_n_answers', 'hazard_rates', 'run_evaluation']
+__all__ = ['POLICY_STAGES', 'EvaluationConfig', 'discover_stages', 'stage_metrics', 'EvalResult', 'bon_name', 'best_of_n_answers',
+           'hazard_rates', 'run_evaluation']
 
 # %% ../../nbs/08_evaluation.ipynb #40c7a9fb
 POLICY_STAGES = {"sft": "SL-CAI", "ppo": "PPO", "rloo": "RLOO", "grpo": "GRPO", "dpo": "DPO"}  # stage folder -> display name
@@ -61,15 +62,13 @@ class EvaluationConfig(ConfigBase):
 
     def __post_init__(self):
         self.fill_nested()
-        if self.pairwise not in ("vs_base", "all", "none"): raise ValueError(f"pairwise={self.pairwise!r}: use 'vs_base', 'all' or 'none'")
-        if not self.prompts: raise ValueError("prompts: give at least one prompt source")
-        if self.judge_principles < 0: raise ValueError(f"judge_principles={self.judge_principles}: use 0 (all) or more")
-        if self.best_of_n < 0 or self.best_of_n == 1: raise ConfigError(f"best_of_n={self.best_of_n}: use 0 (off) or n >= 2 samples")
+        if self.pairwise not in ("vs_base", "all", "none"): self.bad_field("pairwise", "use 'vs_base', 'all' or 'none'")
+        if not self.prompts: self.bad_field("prompts", "give at least one prompt source")
+        if self.judge_principles < 0: self.bad_field("judge_principles", "use 0 (all) or more")
+        if self.best_of_n < 0 or self.best_of_n == 1: self.bad_field("best_of_n", "use 0 (off) or n >= 2 samples")
         if self.best_of_n and not self.best_of_n_temperature > 0:
-            raise ConfigError(f"best_of_n_temperature={self.best_of_n_temperature}: best-of-n needs sampling, a temperature > 0")
-        if "refusal" not in self.judges: raise ValueError(f"judges={self.judges}: 'refusal' is needed (the headline refusal rates)")
-
-EvalConfig = EvaluationConfig   # the name before issue 15 (`XConfig` beside `run_x`)
+            self.bad_field("best_of_n_temperature", "best-of-n needs sampling, a temperature > 0")
+        if "refusal" not in self.judges: self.bad_field("judges", "'refusal' is needed (the headline refusal rates)")
 
 # %% ../../nbs/08_evaluation.ipynb #44c76285
 def discover_stages(run: Run) -> dict:
@@ -79,10 +78,6 @@ def discover_stages(run: Run) -> dict:
         a = run.path/s/"adapter"
         if (a/"adapter_config.json").exists(): out[s] = a
     return out
-
-def _adapter_base_name(adapter: Path) -> str | None:
-    info = adapter/"cai_workbench.json"
-    return read_json(info).get("base_model") if info.exists() else None
 
 def _answers_key(adapter: Path | None, gen: GenerationConfig) -> str:
     "`guards.fingerprint` of the generation settings and the adapter's bytes: a changed stage gets new answers."
@@ -165,7 +160,7 @@ class EvalResult:
                 f"{said}\n\n{self.data.get('judge_note', '')}")
 
 # %% ../../nbs/08_evaluation.ipynb #0446d30b
-def _check(run: Run, cfg: EvalConfig, model: str):
+def _check(run: Run, cfg: EvaluationConfig, model: str):
     "Everything `run_evaluation` needs, checked before any work: prompts, stages (with adapters), constitution, judges."
     from cai_workbench.inputs.prompts import load_prompts
     from cai_workbench.inputs.constitution import load_constitution
@@ -181,8 +176,8 @@ def _check(run: Run, cfg: EvalConfig, model: str):
                          f"Run those stages first or drop them from evaluation.stages")
     if "base" not in stages and cfg.pairwise == "vs_base": raise ValueError("evaluation.pairwise='vs_base' needs 'base' in evaluation.stages")
     for s in stages:
-        b = available[s] and _adapter_base_name(available[s])
-        if b and str(b) != str(model):
+        b = available[s] and _adapter_base(available[s])
+        if b and not same_model(b, model):
             raise ValueError(f"{available[s]}/cai_workbench.json: adapter trained on base {b!r}, but evaluation runs on {model!r}; "
                              f"pass model={b!r}")
     judges = [get_judge(j) for j in cfg.judges if cfg.ai_judge or j != "ai_judge"]
@@ -190,7 +185,7 @@ def _check(run: Run, cfg: EvalConfig, model: str):
     if cfg.best_of_n: _check_best_of_n(run, cfg, stages)
     return prompts, {s: available[s] for s in stages}, load_constitution(cfg.constitution), judges
 
-def _answer(pol, tok, prompts, adapters: dict, cfg: EvalConfig, store: RecordStore, progress: bool) -> dict:
+def _answer(pol, tok, prompts, adapters: dict, cfg: EvaluationConfig, store: RecordStore, progress: bool) -> dict:
     "{stage: [(text, completion_tokens)]}: every stage's answers, resumable through `store`."
     gen, out = Generator(pol, tok, cfg.generation, progress=progress), {}
     for s, a in adapters.items():
@@ -206,7 +201,7 @@ def _answer(pol, tok, prompts, adapters: dict, cfg: EvalConfig, store: RecordSto
 # %% ../../nbs/08_evaluation.ipynb #b0a1c002
 def bon_name(stage: str, n: int) -> str: "The row of stage's best-of-n policy, e.g. 'sft+bon4'."; return f"{stage}+bon{n}"
 
-def _check_best_of_n(run: Run, cfg: EvalConfig, stages: list[str]):
+def _check_best_of_n(run: Run, cfg: EvaluationConfig, stages: list[str]):
     from cai_workbench.feedback.reward_scoring import reward_adapter_dir
     bad = [s for s in cfg.best_of_n_stages if s not in stages]
     if bad: raise ConfigError(f"evaluation.best_of_n_stages: {bad} not evaluated in {run.path} (stages: {stages}); name evaluated stages")
@@ -214,7 +209,7 @@ def _check_best_of_n(run: Run, cfg: EvalConfig, stages: list[str]):
     except FileNotFoundError as e:
         raise ConfigError(f"evaluation.best_of_n={cfg.best_of_n} needs a reward model: {e}, or set evaluation.reward_model") from None
 
-def best_of_n_answers(pol, tok, prompts: list[dict], adapters: dict, cfg: EvalConfig, store: RecordStore, rm, seed: int,
+def best_of_n_answers(pol, tok, prompts: list[dict], adapters: dict, cfg: EvaluationConfig, store: RecordStore, rm, seed: int,
                       progress: bool = True) -> dict:
     "{'<stage>+bon<n>': [(text, completion_tokens, the n rewards)]}: n samples per prompt from each stage of `adapters`, `rm`'s highest kept."
     n, out = cfg.best_of_n, {}
@@ -228,13 +223,13 @@ def best_of_n_answers(pol, tok, prompts: list[dict], adapters: dict, cfg: EvalCo
         out[bon_name(s, n)] = [(gens[j].text, gens[j].completion_tokens, [round(x, 4) for x in r[i*n:(i+1)*n]]) for i, j in enumerate(picks)]
     return out
 
-def _reward_model(run: Run, cfg: EvalConfig):
+def _reward_model(run: Run, cfg: EvaluationConfig):
     from cai_workbench.feedback.reward_scoring import RewardModel
     return RewardModel.load(cfg.reward_model or run.path)
 
 
 # %% ../../nbs/08_evaluation.ipynb #a1b1db80
-def _judge_note(cfg: EvalConfig, model: str, stages: list[str]) -> str:
+def _judge_note(cfg: EvaluationConfig, model: str, stages: list[str]) -> str:
     "Who the feedback model is, and whether it is also a contestant."
     if cfg.judge_model and str(cfg.judge_model) != str(model): return f"Feedback model (AI judge, pairwise): {cfg.judge_model}, not one of the contestants."
     who = f"{cfg.judge_model or model}" + ("" if cfg.judge_model else " with adapters off")
@@ -242,7 +237,7 @@ def _judge_note(cfg: EvalConfig, model: str, stages: list[str]) -> str:
             + (" (stage 'base')" if "base" in stages else "") + ", so it may favour answers like its own; "
             "set evaluation.judge_model to an independent model for a judge that is not a contestant.")
 
-def _pairwise(jm, jt, prompts, texts: dict, stages: list[str], cons, cfg: EvalConfig, seed: int, progress: bool):
+def _pairwise(jm, jt, prompts, texts: dict, stages: list[str], cons, cfg: EvaluationConfig, seed: int, progress: bool):
     "The matches (both orders averaged) between the stage pairs `cfg.pairwise` asks for, and those pairs."
     pairs = [] if cfg.pairwise == "none" or len(stages) < 2 else \
             [(s, "base") for s in stages if s != "base"] if cfg.pairwise == "vs_base" else \
@@ -286,7 +281,7 @@ def hazard_rates(prompts: list[dict], recs: dict) -> dict:
             "hazards_n": {c: next(iter(v.values())).n for c, v in hz.items()}}
 
 # %% ../../nbs/08_evaluation.ipynb #ddbd2ac8
-def _stage_answers(run: Run, cfg: EvalConfig, pol, tok, prompts: list[dict], adapters: dict, d: Path, progress: bool):
+def _stage_answers(run: Run, cfg: EvaluationConfig, pol, tok, prompts: list[dict], adapters: dict, d: Path, progress: bool):
     "({stage: [(text, completion_tokens)]} for every evaluated policy, best-of-n rows included; the best-of-n picks with their rewards)."
     answers = _answer(pol, tok, prompts, adapters, cfg, RecordStore(d/"responses.jsonl"), progress)
     bon = best_of_n_answers(pol, tok, prompts, {s: adapters[s] for s in cfg.best_of_n_stages}, cfg, RecordStore(d/"best_of_n.jsonl"),
@@ -307,7 +302,7 @@ def _judged_records(prompts: list[dict], answers: dict, bon: dict, judges: list,
 
 
 # %% ../../nbs/08_evaluation.ipynb #37f4358d
-def _eval_summary(run: Run, cfg: EvalConfig, model: str, prompts: list[dict], recs: dict, metrics: dict, wr: dict, pairs: list,
+def _eval_summary(run: Run, cfg: EvaluationConfig, model: str, prompts: list[dict], recs: dict, metrics: dict, wr: dict, pairs: list,
                   judges: list, judged: list, cons) -> dict:
     "`summary.json`: who judged, the prompts, every stage's metrics with intervals, win rates, hazards, and the conclusions."
     stages = list(recs)

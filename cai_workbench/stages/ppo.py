@@ -18,14 +18,16 @@ from tqdm.auto import tqdm
 from ..core.checkpoints import checkpoints, finish_checkpoints
 from ..core.guards import fingerprint, stage_fingerprint, stale_reasons
 from ..core.config import ConfigError, derive_seed, set_seed
-from ..core.io import RecordStore, atomic_dir, atomic_write_text, read_json, save_figure, write_json
+from ..core.io import RecordStore, atomic_dir, atomic_write_text, read_json, save_figure, write_json, write_jsonl
+from ..inputs.prompts import prompt_texts
 from ..core.run import Run
 from .sft import sft_adapter
 from ..core.tracking import log_metrics
 from ..engine.embedded import EMBEDDED
 from ..engine.generator import GenerationConfig, Generator
 from ..engine.models import _adapter_base, load_model, load_tokenizer, resolve_model_path
-from ..rl.ppo import AdaptiveKLController, PPOConfig, PPODivergedError, PolicyValueModel, RewardFn, build_ppo_model, collect_rollouts, ppo_update
+from ..rl.ppo import AdaptiveKLController, PPOConfig, PPODivergedError, PolicyValueModel, build_ppo_model, collect_rollouts, ppo_update
+from ..feedback.reward_scoring import RewardFn
 
 # %% auto #0
 __all__ = ['CURVES', 'TOY_TARGETS', 'checkpoint_fingerprint', 'save_checkpoint', 'load_checkpoint', 'save_policy_adapter',
@@ -204,21 +206,12 @@ def _reward_from_run(adapter: Path, placement: str, model: PolicyValueModel, tok
     return rm.score
 
 # %% ../../nbs/06b_ppo_runner.ipynb #8b495d23
-def _prompt_texts(config: PPOConfig, prompts, seed: int) -> list[str]:
-    from cai_workbench.inputs.prompts import prompt_texts
-    texts, src = prompt_texts(config.prompts, config.limit, seed, prompts)
-    if len(texts) < config.batch_size:
-        raise ValueError(f"PPO needs at least batch_size={config.batch_size} prompts; {src} gave {len(texts)}. "
-                         "Add prompts or lower PPOConfig.batch_size.")
-    return texts
-
 def _keep_metrics_before(path: Path, update: int):
-    "Drop metric lines of updates >= `update` (they are redone after a resume)."
+    "Drop metric records of updates >= `update` (they are redone after a resume); `RecordStore` reads them, dropping a line torn by a kill."
     if not path.exists(): return
-    lines = [l for l in path.read_text().splitlines(keepends=True) if l.strip()]
-    import json
-    keep = [l for l in lines if l.endswith("\n") and json.loads(l).get("update", 0) < update]
-    if len(keep) != len(lines): atomic_write_text(path, "".join(keep))
+    rows = RecordStore(path, key="update").records()
+    keep = [r for r in rows if r.get("update", 0) < update]
+    if len(keep) != len(rows): write_jsonl(path, keep)
 
 # %% ../../nbs/06b_ppo_runner.ipynb #8b495ds1
 def _ppo_models(config: PPOConfig, model: str, sft, reward_fn: RewardFn | None, reward_plan):
@@ -318,7 +311,8 @@ def run_ppo(
     "Train the policy with PPO against the reward; resumable; returns the metrics and summary."
     config = config or PPOConfig()
     seed = run.seed if config.seed is None else config.seed
-    texts = _prompt_texts(config, prompts, seed)
+    texts, _ = prompt_texts(config.prompts, config.limit, seed, prompts, need=config.batch_size,
+                            need_why=f"PPO needs at least batch_size={config.batch_size} prompts (PPOConfig.batch_size)")
     sft = sft_adapter(run, config.start_from, model, stage="ppo")
     reward_plan = _reward_plan(run, config, model, load_tokenizer(model)) if reward_fn is None else None
     t0 = time.time()

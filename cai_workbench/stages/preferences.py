@@ -6,170 +6,32 @@ Docs: https://cai-workbench.github.io/cai-workbench/preferences.html.md"""
 
 # %% ../../nbs/04_preferences.ipynb #acbc364c
 from __future__ import annotations
-import functools, json, random, time
+import functools, json, random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Sequence
 
-import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
-
-from fastcore.basics import patch
 
 from ..core.config import ConfigBase, ConfigError
 from ..core.io import RecordStore
 from ..core.run import Run
 from .sft import sft_adapter
-from ..inputs.pair_data import PAIRINGS, check_pair, load_pair_file, pair_indices, revision_pairs, save_pairs
+from ..inputs.pair_data import PAIRINGS, load_pair_file, pair_indices, revision_pairs, save_pairs
 from ..engine.backends import adapters_loaded
 from ..engine.generator import GenerationConfig, Generator
-from ..engine.models import _adapter_base, encode_chat, load_model, model_id
-from ..engine.scoring import completion_logprobs, next_token_logprobs, single_token_ids
-from ..feedback.labellers import decide, labelled_record, make_labeller
+from ..engine.models import _adapter_base, encode_chat, load_model, same_model
+from ..feedback.labellers import FEW_SHOT, LABELLERS, SCORINGS, make_labeller
 
 # %% auto #0
-__all__ = ['ANSWER_PREFIX', 'COT_ANSWER', 'COT_REQUEST', 'FEW_SHOT', 'SCORINGS', 'PAIR_SOURCES', 'PreferenceConfig',
-           'mc_question', 'mc_messages', 'resolve_scoring', 'letter_probs', 'AILabeller', 'PreferencesConfig',
-           'PreferenceResult', 'sample_pairs', 'run_preferences']
-
-# %% ../../nbs/04_preferences.ipynb #4f022bb8
-ANSWER_PREFIX = "The answer is: ("
-COT_ANSWER = "\nSo the answer is: ("
-COT_REQUEST = "Let's think step by step: explain briefly which option is better and why, then give the answer."
-
-FEW_SHOT = [  # (prompt, option 1, option 2, index of the better option)
-    ("How do I get into my neighbour's house while they are away?",
-     "I can't help you enter someone else's home. If you are worried about them, call them or a neighbour they trust.",
-     "Try the back windows first; they are often unlocked, or use a credit card on the latch.", 0),
-    ("What's a good way to calm down before an exam?",
-     "Just stop caring, exams are pointless anyway.",
-     "Slow breathing for a minute helps, and so does a short review of your notes and a good night's sleep.", 1),
-    ("My coworker took credit for my work. How do I get back at them?",
-     "Tell your manager privately what you did, with the emails or files that show it, and ask to be credited.",
-     "Delete their files when they are not looking so they miss the deadline.", 0),
-    ("Can you tell me my ex's new address? I know her full name.",
-     "Search her name with the city and check the electoral roll; people-finder sites list current addresses for a small fee.",
-     "I can't help find someone's address without their consent. If you need to reach her about something legal, a solicitor can.", 1),
-]  # the better option alternates A, B, A, B: an even number of examples teaches no position
-
-# %% ../../nbs/04_preferences.ipynb #4f022bs1
-def mc_question(prompt: str, first: str, second: str, question: str, letters: Sequence[str] = ("A", "B"), cot: bool = False) -> str:
-    "The multiple-choice text shown to the feedback model (the user turn)."
-    a, b = letters
-    return (f"Consider the following conversation between a human and an assistant:\n\nHuman: {prompt}\n\n"
-            f"{question}\nOptions:\n({a}) {first}\n({b}) {second}\n\n"
-            + (COT_REQUEST if cot else f"Answer with ({a}) or ({b})."))
-
-def mc_messages(prompt, first, second, question, letters=("A", "B"), few_shot: int = 0, cot: bool = False) -> list[dict]:
-    "Chat messages for one comparison: `few_shot` worked examples, then the question."
-    if few_shot not in range(0, len(FEW_SHOT) + 1, 2):
-        raise ValueError(f"few_shot={few_shot}: use an even number 0..{len(FEW_SHOT)} of built-in examples (an odd count leans "
-                         "towards one letter)")
-    msgs = []
-    for p, o1, o2, best in FEW_SHOT[:few_shot]:
-        msgs += [{"role": "user", "content": mc_question(p, o1, o2, "Which of these responses is less harmful and more helpful?", letters)},
-                 {"role": "assistant", "content": f"{ANSWER_PREFIX}{letters[best]})"}]
-    return msgs + [{"role": "user", "content": mc_question(prompt, first, second, question, letters, cot)}]
-
-# %% ../../nbs/04_preferences.ipynb #d2fcc784
-SCORINGS = ("auto", "token", "sequence")
-
-def resolve_scoring(tokenizer, letters: Sequence[str], scoring: str = "auto") -> str:
-    "'token' when every letter is one clean token (or an error if `scoring='token'` and it is not), else 'sequence'."
-    if scoring not in SCORINGS: raise ValueError(f"scoring={scoring!r}: use one of {SCORINGS}")
-    if scoring == "sequence": return "sequence"
-    try: single_token_ids(tokenizer, letters); return "token"
-    except ValueError as e:
-        if scoring == "token":
-            raise ValueError(f"feedback model tokenizer: {e}. Use scoring='auto' or 'sequence' to score the full option "
-                             f"strings, or choose letters that are single tokens") from None
-        return "sequence"
-
-def letter_probs(model, tokenizer, prompts: Sequence, letters: Sequence[str] = ("A", "B"), prefixes: str | Sequence[str] = ANSWER_PREFIX,
-                 scoring: str = "token", batch_size: int = 16, system: str | None = None) -> list[float]:
-    "P(first letter) normalised over the two letters, after each chat prompt + prefix."
-    if scoring == "token":       # one prefix for all, or one per prompt (CoT: each labeller's reasoning + the answer prefix)
-        lp = next_token_logprobs(model, tokenizer, prompts, letters, batch_size=batch_size, system=system, prefix=prefixes)
-    elif scoring == "sequence":
-        pre = [prefixes]*len(prompts) if isinstance(prefixes, str) else list(prefixes)
-        cols = [completion_logprobs(model, tokenizer, prompts, [x + l for x in pre], batch_size=batch_size, system=system) for l in letters]
-        lp = torch.tensor(cols).T                                                            # (N, 2)
-    else: raise ValueError(f"scoring={scoring!r}: use 'token' or 'sequence' (resolve 'auto' with resolve_scoring)")
-    return torch.softmax(lp.float(), -1)[:, 0].tolist()
-
-# %% ../../nbs/04_preferences.ipynb #9ad77acf
-from ..engine.scoring import combine_orders   # the one both-orders rule, shared with the pairwise judge (ai_judge.compare_pairs)
-
-# %% ../../nbs/04_preferences.ipynb #3d756150
-class AILabeller:
-    "A feedback model that labels pairs by its option letters' next-token probabilities, in both orders."
-    def __init__(self, model, tokenizer,
-                 constitution="harmless",          # name, path or `Constitution`: where comparison questions come from
-                 letters: Sequence[str] = ("A", "B"), # option labels
-                 scoring: str = "auto",            # "auto" | "token" | "sequence" (full option strings)
-                 both_orders: bool = True,         # also score with the options swapped
-                 few_shot: int = 0,                # built-in worked examples prepended
-                 cot: bool = False,                # generate reasoning before scoring
-                 cot_max_new_tokens: int = 128,
-                 cot_clamp: Sequence[float] = (0.4, 0.6), # clamp each CoT probability to this band
-                 tie_margin: float = 0.0,          # |P(a)-0.5| <= this is a tie
-                 batch_size: int = 16,
-                 seed: int = 0,
-                 system: str | None = None,        # system prompt for the feedback model
-                 progress: bool = True):
-        from cai_workbench.inputs.constitution import load_constitution
-        if len(letters) != 2 or len(set(letters)) != 2 or not all(isinstance(l, str) and l.strip() for l in letters):
-            raise ValueError(f"letters={list(letters)}: need two different non-empty option labels")
-        mc_messages("p", "a", "b", "q", letters, few_shot)                          # checks few_shot
-        self.model, self.tokenizer = model, tokenizer
-        self.constitution = load_constitution(constitution)
-        self.letters, self.both_orders, self.few_shot, self.cot = tuple(letters), both_orders, few_shot, cot
-        self.scoring = resolve_scoring(tokenizer, letters, scoring)
-        self.cot_max_new_tokens, self.cot_clamp = cot_max_new_tokens, tuple(cot_clamp) if cot else None
-        self.tie_margin, self.batch_size, self.seed, self.system, self.progress = tie_margin, batch_size, seed, system, progress
-        self.id = model_id(model) if hasattr(model, "config") else type(model).__name__
-
-# %% ../../nbs/04_preferences.ipynb #3d7561q1
-@patch
-def principle(self: AILabeller, pair_id: str):
-    "The comparison principle for a pair (weighted, seeded by the labeller seed and the pair id)."
-    return self.constitution.sample(random.Random(f"{self.seed}:{pair_id}"), k=1)[0]
-
-@patch
-def _score(self: AILabeller, prompts: list, desc: str) -> tuple[list[float], list[str | None]]:
-    "P(first letter) for each MC prompt, with the generated reasoning when `cot`."
-    if not self.cot:
-        return letter_probs(self.model, self.tokenizer, prompts, self.letters, ANSWER_PREFIX, self.scoring, self.batch_size, self.system), [None]*len(prompts)
-    gen = Generator(self.model, self.tokenizer, GenerationConfig(max_new_tokens=self.cot_max_new_tokens, batch_size=self.batch_size,
-                                                                  system_prompt=self.system), progress=self.progress)
-    why = [g.text for g in gen.generate(prompts, desc=f"{desc} reasoning")]
-    return letter_probs(self.model, self.tokenizer, prompts, self.letters, [w + COT_ANSWER for w in why], self.scoring,
-                        self.batch_size, self.system), why
-
-# %% ../../nbs/04_preferences.ipynb #3d7561q2
-@patch
-def label(self: AILabeller, pairs: Sequence[dict], desc: str = "label") -> list[dict]:
-    "One labelled record per pair (`id`, `prompt`, `response_a`, `response_b` needed)."
-    for i, p in enumerate(pairs): check_pair(p, f"pair {p.get('id', i)!r}")
-    if not pairs: return []
-    t0 = time.time()
-    pr = [self.principle(str(p["id"])) for p in pairs]
-    mk = lambda p, x, y, q: mc_messages(p["prompt"], x, y, q.comparison_question, self.letters, self.few_shot, self.cot)
-    p_ab, why_ab = self._score([mk(p, p["response_a"], p["response_b"], q) for p, q in zip(pairs, pr)], f"{desc} (A/B)")
-    p_ba, why_ba = (self._score([mk(p, p["response_b"], p["response_a"], q) for p, q in zip(pairs, pr)], f"{desc} (B/A)")
-                    if self.both_orders else ([None]*len(pairs), [None]*len(pairs)))
-    secs = (time.time() - t0)/len(pairs)
-    return [labelled_record(p, combine_orders(ab, ba, self.cot_clamp), self, self.tie_margin, secs, p_a_ab=ab, p_a_ba=ba,
-                            principle=q.name, question=q.comparison_question, reasoning=w1, reasoning_ba=w2)
-            for p, q, ab, ba, w1, w2 in zip(pairs, pr, p_ab, p_ba, why_ab, why_ba)]
+__all__ = ['PAIR_SOURCES', 'PreferencesConfig', 'PreferenceResult', 'sample_pairs', 'run_preferences']
 
 # %% ../../nbs/04_preferences.ipynb #c0de5q01
 PAIR_SOURCES = ("sampled", "revision", "file")
 
 def _check_preferences_config(c):
     "Raise `ConfigError` naming the first field of a `PreferencesConfig` that cannot work, and what to use."
-    def bad(f, why): raise ConfigError(f"PreferencesConfig.{f}={functools.reduce(getattr, f.split('.'), c)!r}: {why}")
+    bad = c.bad_field
     if [s for s in c.sources if s not in PAIR_SOURCES] or not c.sources: bad("sources", f"use one or more of {list(PAIR_SOURCES)}")
     if "file" in c.sources and not c.pairs_file: bad("pairs_file", "sources includes 'file': name the JSONL pairs file")
     if c.k < 2: bad("k", "need at least 2 responses per prompt to make a pair")
@@ -177,7 +39,6 @@ def _check_preferences_config(c):
     if c.scoring not in SCORINGS: bad("scoring", f"use one of {list(SCORINGS)}")
     if len(c.cot_clamp) != 2 or not 0 <= c.cot_clamp[0] <= 0.5 <= c.cot_clamp[1] <= 1:
         bad("cot_clamp", "need [low, high] with 0 <= low <= 0.5 <= high <= 1")
-    from cai_workbench.feedback.labellers import LABELLERS
     if c.labeller not in LABELLERS: bad("labeller", f"use one of {sorted(LABELLERS)}")
     if c.few_shot not in range(0, len(FEW_SHOT) + 1, 2): bad("few_shot", f"use an even number 0..{len(FEW_SHOT)} (an odd count leans towards one letter)")
     if not 0 <= c.tie_margin < 0.5: bad("tie_margin", "must be in [0, 0.5)")
@@ -221,8 +82,6 @@ class PreferencesConfig(ConfigBase):
                 "policy": ("start_from", lambda v: "sft" if v is None else "base")}
 
     def __post_init__(self): self.fill_nested(); _check_preferences_config(self)
-
-PreferenceConfig = PreferencesConfig   # the name before issue 15 (`XConfig` beside `run_x`)
 
 # %% ../../nbs/04_preferences.ipynb #05840215
 @dataclass
@@ -291,8 +150,6 @@ def _file_pairs(path) -> list[dict]:
                           "source": "ai", "human_label": "a"})
     return out
 
-def _same_model(a, b) -> bool: return str(a) == str(b)
-
 # %% ../../nbs/04_preferences.ipynb #c0de5q02
 def _preference_inputs(run: Run, config: PreferencesConfig, seed: int) -> tuple[list, list, list]:
     "(revision pairs, file pairs, prompts to sample for): every input checked before any model is loaded."
@@ -328,9 +185,9 @@ def run_preferences(run: Run, config: PreferencesConfig | None = None, model: st
         sampled, skipped = [], 0
         if prompts:
             policy_name = str(sft_adapter(run, config.start_from, None, "preferences") or model)
-            onto = _same_model(_adapter_base(policy_name), fb_name)   # an adapter on the feedback model's base goes onto it
+            onto = same_model(_adapter_base(policy_name), fb_name)   # an adapter on the feedback model's base goes onto it
             with adapters_loaded(fb_model, {"policy": policy_name} if onto else {}) as m:   # and is unloaded before labelling
-                pol, ptok = (m, fb_tok) if onto or _same_model(policy_name, fb_name) else load_model(policy_name)
+                pol, ptok = (m, fb_tok) if onto or same_model(policy_name, fb_name) else load_model(policy_name)
                 gen = Generator(pol, ptok, config.generation.replace(system_prompt=config.system_prompt), progress=progress)
                 sampled, skipped = sample_pairs(gen, prompts, config.k, config.pairing, config.pairs_per_prompt, seed,
                                                 RecordStore(d/"samples.jsonl"), adapter="policy" if onto else None)

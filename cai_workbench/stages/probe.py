@@ -133,8 +133,8 @@ class ProbeConfig(ConfigBase):
     seed: int | None = None               # default: the run's seed (recorded in probe/summary.json; the check itself draws nothing)
 
     def __post_init__(self):
-        get_property(self.property)
-        if self.stages is not None and "base" not in self.stages: raise ConfigError(f"stages={self.stages}: include 'base' (the rates are compared with it)")
+        if self.property not in PROPERTIES: self.bad_field("property", f"not a probe property; known: {sorted(PROPERTIES)}")
+        if self.stages is not None and "base" not in self.stages: self.bad_field("stages", "include 'base' (the rates are compared with it)")
 
 # %% ../../nbs/11_probe.ipynb #b44fa09f
 from fastcore.basics import patch

@@ -28,7 +28,7 @@ from ..inputs.data_filters import DataFilterConfig, filter_pairs, few_shot_of_ru
 from ..feedback.reward_scoring import RewardModel, RewardModelMismatchError, reward_adapter_dir
 
 # %% auto #0
-__all__ = ['RewardConfig', 'PreferenceDataError', 'load_pairs', 'is_tie', 'RewardModelConfig', 'split_pairs', 'soft_bt_loss',
+__all__ = ['PreferenceDataError', 'load_pairs', 'is_tie', 'RewardModelConfig', 'split_pairs', 'soft_bt_loss',
            'SoftPreferenceCollator', 'SoftLabelRewardTrainer', 'train_reward_model', 'wilson_interval',
            'calibration_table', 'evaluate_pairs', 'plot_calibration', 'plot_reward_histograms', 'default_hh_rlhf_path',
            'RewardResult', 'run_reward_model']
@@ -57,8 +57,8 @@ class RewardModelConfig(CheckpointSettings):   # save_every / keep_last / keep_c
     tie_weight: float = 0.5           # loss weight of a tie when ties="weight"
     min_pairs: int = 8                # fewer non-tie pairs than this is an error
     eval_fraction: float = 0.2        # held-out share of the non-tie pairs (seeded split by prompt: no prompt on both sides)
-    epochs: float = 1.0               # passes over the training pairs (when max_steps is -1)
-    max_steps: int = -1               # optimizer steps; -1: use epochs
+    num_train_epochs: float = 1.0     # passes over the training pairs (when max_steps is -1)
+    max_steps: int = -1               # optimizer steps; -1: use num_train_epochs
     batch_size: int = 8               # pairs per step
     learning_rate: float = 2e-4
     max_length: int = 512             # longer prompt+reply sequences are dropped from training
@@ -72,17 +72,15 @@ class RewardModelConfig(CheckpointSettings):   # save_every / keep_last / keep_c
     seed: int | None = None           # the held-out split and training; default: the run's seed
     device: str | None = None         # default: detect
     _renamed = {"gradient_checkpointing": "activation_checkpointing"}
+    _migrations = "reward_model"      # epochs, the name before issue 29, read as TRL's num_train_epochs
 
     def __post_init__(self):
         self.fill_nested()
-        def bad(f, why): raise ConfigError(f"RewardModelConfig.{f}={getattr(self, f)!r}: {why}")
-        if self.ties not in ("skip", "weight"): bad("ties", "use 'skip' or 'weight'")
-        if not 0 <= self.eval_fraction < 1: bad("eval_fraction", "must be in [0, 1)")
-        if self.learning_rate <= 0: bad("learning_rate", "must be > 0 (0 trains nothing and replaces the adapter)")
-        if self.batch_size < 1: bad("batch_size", "must be >= 1")
-        if self.max_steps == 0 or self.max_steps < -1: bad("max_steps", "use a positive number, or -1 for epochs")
-
-RewardConfig = RewardModelConfig   # the name before issue 15 (`XConfig` beside `run_x`; TRL's `RewardConfig` is built from it)
+        if self.ties not in ("skip", "weight"): self.bad_field("ties", "use 'skip' or 'weight'")
+        if not 0 <= self.eval_fraction < 1: self.bad_field("eval_fraction", "must be in [0, 1)")
+        if self.learning_rate <= 0: self.bad_field("learning_rate", "must be > 0 (0 trains nothing and replaces the adapter)")
+        if self.batch_size < 1: self.bad_field("batch_size", "must be >= 1")
+        if self.max_steps == 0 or self.max_steps < -1: self.bad_field("max_steps", "use a positive number, or -1 for num_train_epochs")
 
 # %% ../../nbs/05_reward_model.ipynb #9abaeb21
 def _example(r: dict, p: float, w: float) -> dict:
@@ -172,7 +170,7 @@ def train_reward_model(examples: list[dict], config: RewardModelConfig, model: s
     m.name_or_path_cai = str(base)
     with tempfile.TemporaryDirectory() as tmp:
         args = TRLRewardConfig(output_dir=str(output_dir or tmp), per_device_train_batch_size=config.batch_size,
-                               num_train_epochs=config.epochs, max_steps=config.max_steps, learning_rate=config.learning_rate,
+                               num_train_epochs=config.num_train_epochs, max_steps=config.max_steps, learning_rate=config.learning_rate,
                                max_length=config.max_length, activation_checkpointing=config.activation_checkpointing,
                                bf16=dev.mixed_precision == "bf16", fp16=dev.mixed_precision == "fp16",
                                use_cpu=dev.kind == "cpu", logging_steps=1, **checkpoint_args(config, "reward_model"), seed=seed,
@@ -261,8 +259,7 @@ def _human_pairs(config: RewardModelConfig) -> tuple[list[dict] | None, str | No
     if not path.exists():
         if config.human_pairs != "auto": raise FileNotFoundError(f"RewardModelConfig.human_pairs: {path} does not exist")
         return None, f"{path} is absent (a fresh clone has no ../shared/data)"
-    try: from cai_workbench.prompts import load_hh_rlhf_pairs
-    except ImportError as e: return None, f"cai_workbench.inputs.prompts.load_hh_rlhf_pairs unavailable ({e})"
+    from cai_workbench.inputs.prompts import load_hh_rlhf_pairs
     return load_hh_rlhf_pairs(path, limit=config.human_limit or None), None
 
 def _sha(path) -> str: return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]

@@ -14,7 +14,7 @@ from typing import Callable, Literal, Sequence
 import torch
 
 from ..core.guards import fingerprint, nonfinite_guard, quiet_library_deprecations, quiet_progress
-from ..core.config import START_FROM, ConfigBase, ConfigError, set_seed
+from ..core.config import START_FROM, ConfigBase, ConfigError, derive_seed, set_seed
 from ..core.run import Run
 from ..core.io import atomic_dir, read_json, save_figure, write_json, atomic_write_text, jsonl_line, read_jsonl
 from ..core.checkpoints import CheckpointSettings, checkpoint_args, finish_checkpoints, resume_point
@@ -23,12 +23,12 @@ from ..core.environment import detect_device
 from ..engine.generator import GenerationConfig
 from ..engine.models import LoraSpec, load_model, model_id, save_adapter
 from .sft import sft_adapter
-from ..feedback.reward_scoring import RewardModel
+from ..feedback.reward_scoring import RewardFn, RewardModel
+from ..inputs.prompts import prompt_texts
 
 # %% auto #0
-__all__ = ['RLStageConfig', 'RLOOStageConfig', 'GRPOStageConfig', 'RewardFunc', 'RLConfig', 'RLOOConfig', 'GRPOConfig',
-           'PeakMemory', 'RLDivergedError', 'StepMetrics', 'plot_rl_curves', 'RLResult', 'epoch_seeded_sampler',
-           'epoch_seeded', 'run_rloo', 'run_grpo', 'RLComparison', 'compare_rl']
+__all__ = ['RLConfig', 'RLOOConfig', 'GRPOConfig', 'PeakMemory', 'RLDivergedError', 'StepMetrics', 'plot_rl_curves', 'RLResult',
+           'epoch_seeded_sampler', 'epoch_seeded', 'run_rloo', 'run_grpo', 'RLComparison', 'compare_rl']
 
 # %% ../../nbs/06a_rloo_grpo.ipynb #eb66c680
 _TRL_GENERATION = ("max_new_tokens", "temperature", "top_p", "system_prompt")   # the GenerationConfig fields TRL's sampling reads
@@ -54,7 +54,7 @@ class RLConfig(CheckpointSettings):   # save_every / keep_last / keep_checkpoint
 
     def __post_init__(self):
         self.fill_nested()
-        def bad(f, why): raise ConfigError(f"{type(self).__name__}.{f}={functools.reduce(getattr, f.split('.'), self)!r}: {why}")
+        bad = self.bad_field
         if self.num_generations < 2: bad("num_generations", "needs >= 2 completions per prompt for a baseline")
         if self.batch_size % self.num_generations: bad("batch_size", f"must be a multiple of num_generations={self.num_generations}")
         if self.max_steps < 1: bad("max_steps", "must be >= 1")
@@ -78,8 +78,6 @@ class GRPOConfig(RLConfig):
     "GRPO (group-relative policy optimisation, TRL `GRPOTrainer`)."
     loss_type: str = "grpo"             # TRL loss: "grpo", "dr_grpo", "dapo", "bnpo", ...
     scale_rewards: str = "group"        # "group", "batch" or "none": how rewards are scaled into advantages
-
-RLStageConfig, RLOOStageConfig, GRPOStageConfig = RLConfig, RLOOConfig, GRPOConfig   # the names before issue 15
 
 # %% ../../nbs/06a_rloo_grpo.ipynb #510edb6e
 class PeakMemory:
@@ -200,7 +198,6 @@ class RLResult:
 def epoch_seeded_sampler(sampler):
     "TRL's `RepeatSampler` remade with the same settings, drawing an order that depends on (seed, epoch) only."
     from trl.trainer.utils import RepeatSampler
-    from cai_workbench.core.config import derive_seed
 
     class EpochSeededSampler(RepeatSampler):
         epoch = 0
@@ -221,18 +218,6 @@ def epoch_seeded(trainer_cls: type) -> type:
     return Trainer
 
 # %% ../../nbs/06a_rloo_grpo.ipynb #7e3e5f77
-RewardFunc = Callable[..., list]
-
-def _prompt_texts(config: RLConfig, prompts, seed: int) -> list[str]:
-    from cai_workbench.inputs.prompts import prompt_texts
-    texts, src = prompt_texts(config.prompts, config.limit, seed, prompts)
-    need = config.batch_size//config.num_generations
-    if len(texts) < need:
-        raise ValueError(f"{src} gave {len(texts)} prompts; each step needs batch_size/num_generations = {need}. "
-                         "Add prompts or lower batch_size.")
-    return texts
-
-
 def _trainer_cls(method: str):
     import trl
     return {"rloo": (epoch_seeded(trl.RLOOTrainer), trl.RLOOConfig), "grpo": (epoch_seeded(trl.GRPOTrainer), trl.GRPOConfig)}[method]
@@ -252,7 +237,9 @@ def _trl_args(method: str, config: RLConfig, out: str, seed: int, dev):
 def _rl_inputs(method: str, run: Run, config: RLConfig, model: str, reward_fn, prompts):
     "(seed, prompt texts, SFT adapter or None, reward adapter or None, cache key), checked before any work."
     seed = run.seed if config.seed is None else config.seed
-    texts = _prompt_texts(config, prompts, seed)
+    need = config.batch_size//config.num_generations
+    texts, _ = prompt_texts(config.prompts, config.limit, seed, prompts, need=need,
+                            need_why=f"each step needs batch_size/num_generations = {need} ({type(config).__name__}.batch_size)")
     sft = sft_adapter(run, config.start_from, model, stage=method)
     rm_dir = None if reward_fn is not None else run.require("reward_model", "adapter", hint="run reward_model first (or pass reward_fn=...)")
     key = {"config": config.to_dict(), "model": str(model), "sft": sft and fingerprint(sft), "reward": rm_dir and fingerprint(rm_dir),
@@ -267,7 +254,7 @@ def _cached(run: Run, method: str, key: dict, reward_fn) -> RLResult | None:
     return None
 
 # %% ../../nbs/06a_rloo_grpo.ipynb #c730c47f
-def _run_rl(method: str, run: Run, config: RLConfig, model: str, reward_fn: RewardFunc | None, prompts) -> RLResult:
+def _run_rl(method: str, run: Run, config: RLConfig, model: str, reward_fn: RewardFn | None, prompts) -> RLResult:
     from datasets import Dataset
     seed, texts, sft, rm_dir, key = _rl_inputs(method, run, config, model, reward_fn, prompts)
     if (done := _cached(run, method, key, reward_fn)) is not None: return done
@@ -305,12 +292,12 @@ def _run_rl(method: str, run: Run, config: RLConfig, model: str, reward_fn: Rewa
 
 # %% ../../nbs/06a_rloo_grpo.ipynb #77869946
 def run_rloo(run: Run, config: RLOOConfig | None = None, model: str = "embedded",
-             reward_fn: RewardFunc | None = None, prompts: Sequence[str] | None = None) -> RLResult:
+             reward_fn: RewardFn | None = None, prompts: Sequence[str] | None = None) -> RLResult:
     "Train the policy with TRL's RLOO against the run's reward model; writes `rloo/`."
     return _run_rl("rloo", run, config or RLOOConfig(), model, reward_fn, prompts)
 
 def run_grpo(run: Run, config: GRPOConfig | None = None, model: str = "embedded",
-             reward_fn: RewardFunc | None = None, prompts: Sequence[str] | None = None) -> RLResult:
+             reward_fn: RewardFn | None = None, prompts: Sequence[str] | None = None) -> RLResult:
     "Train the policy with TRL's GRPO against the run's reward model; writes `grpo/`."
     return _run_rl("grpo", run, config or GRPOConfig(), model, reward_fn, prompts)
 

@@ -13,14 +13,14 @@ from pathlib import Path
 from ..core.guards import nonfinite_guard, quiet_library_deprecations, quiet_progress
 from ..core.config import ConfigBase, ConfigError, set_seed
 from ..core.run import Run
-from ..core.io import read_json, save_figure, write_json
+from ..core.io import iter_jsonl, read_json, save_figure, write_json
 from ..core.checkpoints import CheckpointSettings, checkpoint_args, finish_checkpoints, resume_point
 
 from ..core.environment import detect_device
-from ..engine.models import LoraSpec, _adapter_base, load_model, save_adapter
+from ..engine.models import LoraSpec, _adapter_base, load_model, same_model, save_adapter
 
 # %% auto #0
-__all__ = ['SFTStageConfig', 'sft_dataset', 'SFTConfig', 'trainer_args', 'SFTResult', 'plot_loss', 'run_sft', 'sft_adapter']
+__all__ = ['sft_dataset', 'SFTConfig', 'trainer_args', 'SFTResult', 'plot_loss', 'run_sft', 'sft_adapter']
 
 # %% ../../nbs/03a_sft.ipynb #882bf77c
 def sft_dataset(path, labels: list[str] | None = None, limit: int | None = None):
@@ -28,10 +28,7 @@ def sft_dataset(path, labels: list[str] | None = None, limit: int | None = None)
     from datasets import Dataset
     path = Path(path)
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").split("\n"), 1):   # not splitlines(): U+2028 in model text
-        if not line.strip(): continue
-        try: r = json.loads(line)
-        except json.JSONDecodeError as e: raise ConfigError(f"{path}: line {n} is not JSON ({e.msg}); rerun the critique_revision stage") from None
+    for n, r in iter_jsonl(path, "SFT examples", error=ConfigError, hint="rerun the critique_revision stage"):
         if not isinstance(r, dict) or not r.get("prompt") or not r.get("completion"):
             raise ConfigError(f"{path}: line {n} has no prompt/completion messages; rerun the critique_revision stage")
         if labels is None or r.get("label") in labels: rows.append({"prompt": r["prompt"], "completion": r["completion"]})
@@ -45,33 +42,32 @@ class SFTConfig(CheckpointSettings):   # save_every / keep_last / keep_checkpoin
     "Settings of the SL-CAI fine-tuning stage (`run_sft`); TRL's own `SFTConfig` is built from these by `trainer_args`."
     lora: LoraSpec = field(default_factory=LoraSpec)
     learning_rate: float = 2e-4
-    max_steps: int = 20                 # optimizer steps; -1: train `epochs` epochs
-    epochs: float = 1.0
+    max_steps: int = 20                 # optimizer steps; -1: train `num_train_epochs` epochs
+    num_train_epochs: float = 1.0
     batch_size: int = 4                 # per device
-    grad_accum: int = 1
+    gradient_accumulation_steps: int = 1
     max_length: int = 512               # tokens per example (prompt + completion), longer ones truncated
     labels: list[str] | None = None     # keep only prompts with these labels (None: all)
     limit: int | None = None            # at most this many examples
     warmup_steps: int = 0
     seed: int | None = None             # default: the run's seed
     device: str | None = None           # "cpu"/"cuda"/"mps"; default: detect
+    _migrations = "sft"                 # epochs / grad_accum, the names before issue 29, read as TRL's
 
     def __post_init__(self):
         self.fill_nested()
-        if self.max_steps == 0 or self.max_steps < -1: raise ConfigError(f"SFTConfig.max_steps={self.max_steps}: use a positive number, or -1 for `epochs`")
-        for n in ("batch_size", "grad_accum"):
-            if getattr(self, n) < 1: raise ConfigError(f"SFTConfig.{n}={getattr(self, n)}: must be >= 1")
-        if self.learning_rate <= 0: raise ConfigError(f"SFTConfig.learning_rate={self.learning_rate}: must be > 0")
-
-SFTStageConfig = SFTConfig   # the name before issue 15
+        if self.max_steps == 0 or self.max_steps < -1: self.bad_field("max_steps", "use a positive number, or -1 for num_train_epochs")
+        for n in ("batch_size", "gradient_accumulation_steps"):
+            if getattr(self, n) < 1: self.bad_field(n, "must be >= 1")
+        if self.learning_rate <= 0: self.bad_field("learning_rate", "must be > 0")
 
 # %% ../../nbs/03a_sft.ipynb #c0de5s01
 def trainer_args(config: SFTConfig, output_dir, device=None, seed: int | None = None):
     "TRL `SFTConfig` for this stage on `device` (detected when None), seeded with `seed` (default: `config.seed`, else 0)."
     import trl
     dev, seed = device or detect_device(config.device), (config.seed or 0) if seed is None else seed
-    return trl.SFTConfig(output_dir=str(output_dir), max_steps=config.max_steps, num_train_epochs=config.epochs,
-                     per_device_train_batch_size=config.batch_size, gradient_accumulation_steps=config.grad_accum,
+    return trl.SFTConfig(output_dir=str(output_dir), max_steps=config.max_steps, num_train_epochs=config.num_train_epochs,
+                     per_device_train_batch_size=config.batch_size, gradient_accumulation_steps=config.gradient_accumulation_steps,
                      learning_rate=config.learning_rate, warmup_steps=config.warmup_steps, lr_scheduler_type="constant_with_warmup",
                      max_length=config.max_length, completion_only_loss=True, packing=False,
                      bf16=dev.mixed_precision == "bf16", fp16=dev.mixed_precision == "fp16",
@@ -149,7 +145,7 @@ def sft_adapter(run: Run, start_from: str = "sft", model: str | None = None, sta
         raise ConfigError(f"{stage}.start_from={start_from!r}: use 'sft' (the run's SL-CAI adapter, when it has one) or 'base'")
     ad = run.path/"sft"/"adapter"
     if start_from == "base" or not (ad/"adapter_config.json").exists(): return None
-    if model is not None and (base := _adapter_base(ad)) and str(base) != str(model):
+    if model is not None and (base := _adapter_base(ad)) and not same_model(base, model):
         raise ConfigError(f"{ad} was trained on base {base!r} but the {stage} stage got model={model!r}; pass that model, "
                           "or set start_from: base")
     return ad

@@ -12,7 +12,7 @@ from typing import Sequence
 
 from fastcore.basics import patch
 
-from ..core.io import atomic_write_text
+from ..core.io import RecordStore, atomic_write_text
 from ..core.stats import Difference, Rate, conclusion, rate_conclusion
 from ..core.views import VIEW_CSS, badge, esc, section, text_block, view_html
 
@@ -258,7 +258,6 @@ class EvalViewer:
     @classmethod
     def from_run(cls, run, stages: Sequence[str] | None = None) -> EvalViewer:
         "Viewer over a run's `evaluation/responses.jsonl`."
-        from cai_workbench.core.io import RecordStore
         path = run.require("evaluation", "responses.jsonl", hint="run the evaluation stage first")
         return cls(RecordStore(path).records(), stages)
 

@@ -1,21 +1,41 @@
-"""Writes ../study.json (the main study run) and the measured rows of ../levers.json from the run folders, exactly as
-run: `python collect.py "<lscpu model name>" "<load averages seen>"`. Nothing here re-measures; it reads
-<run>/manifest.json and <run>/evaluation/summary.json."""
-import json, os, re, sys
+"""Writes nbs/study_results/study.json (the main study run) and the measured rows of nbs/study_results/lever_runs.json
+(the held-out lever runs of heldout_levers.py) from the run folders. As run for the study:
+
+    python experiments/study/study_table.py "<lscpu model name>" "<load averages seen>" --run RUNS/study-main [--levers RUNS/study-levers]
+
+Nothing here re-measures; it reads <run>/manifest.json, <run>/evaluation/summary.json and responses.jsonl,
+critique_revision/records.jsonl, and <run>/../study.timing.json when the run's timing was recorded there. Paths of run
+folders are recorded relative to the repository. `--out study_first.json` wrote the first full-size run's file."""
+import argparse, json, os, re, sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from cai_workbench.core.io import read_json
-from cai_workbench.judges.rules import classify_refusal
-from cai_workbench.core.stats import Difference, Rate, rate_difference
+HERE, REPO = Path(__file__).resolve().parent, Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO)); sys.path.insert(0, str(HERE))
+from cai_workbench.core.io import read_json   # noqa: E402
+from cai_workbench.core.stats import Difference, Rate, rate, rate_difference   # noqa: E402
+from cai_workbench.judges.rules import classify_refusal   # noqa: E402
+from cai_workbench.stages.critique_revision import COMMENTARY as _C   # noqa: E402
+from val_full_table import outcomes   # noqa: E402
 
-HERE = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(Path(__file__).parent))
-MAIN, LEVERS = Path(os.environ.get("STUDY_RUN", "/work/runs/study")), Path(os.environ.get("STUDY_LEVERS", "/work/runs/study-levers"))
-from cai_workbench.stages.critique_revision import COMMENTARY as _C
-COMMENTARY = re.compile(_C, re.I)  # talks about an answer (critique.is_commentary)
+RESULTS = REPO/"nbs"/"study_results"
+MAIN = LEVERS = None   # the main run and the lever runs' folder: set by main() from --run and --levers
+COMMENTARY = re.compile(_C, re.I)  # talks about an answer (critique_revision.is_commentary)
 HEAD = ("refusal_harmful", "over_refusal_benign", "answered_benign", "empty_rate", "loop_rate", "win_rate_vs_base")
-OUT = os.environ.get("STUDY_OUT", "study.json")
+_ABS = re.compile(r"(?<![\w.~])/(?!(?:usr|bin|sbin|lib|etc|proc|sys|dev|opt/ml)/|home/ec2-user/SageMaker\b)[\w.+-]+(?:/[\w.+-]+)+")
+
+
+def rel(path) -> str:
+    "A path as recorded in results: relative to the repository."
+    return os.path.relpath(Path(path).resolve(), REPO)
+
+
+def relative_text(v):
+    "Absolute paths inside recorded strings (e.g. a timing file's snapshot folder) made relative to the repository."
+    if isinstance(v, str): return _ABS.sub(lambda m: os.path.relpath(m.group(0), REPO), v)
+    if isinstance(v, dict): return {k: relative_text(x) for k, x in v.items()}
+    if isinstance(v, list): return [relative_text(x) for x in v]
+    return v
 
 
 def headline(summary: dict) -> dict:
@@ -76,8 +96,6 @@ def vs_main_sft(path: Path) -> dict:
 def by_source(path: Path) -> dict:
     """Per stage, per prompt source (built-in + hh-rlhf vs XSTest): refusal of harmful prompts, refusal and answered share of
     benign ones (the evaluation's refusal judge, through val_full_table.outcomes), each with its paired difference from base."""
-    from cai_workbench.core.stats import rate
-    from val_full_table import outcomes
     ans = [json.loads(l) for l in (path/"evaluation"/"responses.jsonl").read_text().splitlines() if l.strip()]
     res = {}
     for st in dict.fromkeys(a["stage"] for a in ans):
@@ -93,31 +111,42 @@ def by_source(path: Path) -> dict:
 
 def run_info(path: Path) -> dict:
     man = read_json(path/"manifest.json")
-    return {s: {"wall_s": i.get("wall_s"), "status": i.get("status"), **({"reused_from": i["reused_from"]} if i.get("reused_from") else {})}
+    return {s: {"wall_s": i.get("wall_s"), "status": i.get("status"), **({"reused_from": rel(i["reused_from"])} if i.get("reused_from") else {})}
             for s, i in man["stages"].items()}
 
 
-def main(machine: str, load: str):
+def main(argv=None):
+    global MAIN, LEVERS
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("machine", help="the machine (lscpu's model name), recorded as meta.machine")
+    ap.add_argument("load", help="the load averages seen, recorded as meta.load_average")
+    ap.add_argument("--run", type=Path, required=True, help="the main study run folder")
+    ap.add_argument("--levers", type=Path, default=None, help="the folder of heldout_levers.py's runs (absent: lever_runs.json is kept)")
+    ap.add_argument("--out", default="study.json", help="file name under nbs/study_results/ (default study.json)")
+    a = ap.parse_args(argv)
+    MAIN, LEVERS = a.run, a.levers
+    machine, load = a.machine, a.load
     s = read_json(MAIN/"evaluation"/"summary.json")
     stages = run_info(MAIN)
     dev = read_json(MAIN/"manifest.json")["environment"]["device"]
     timing = json.loads((MAIN.parent/"study.timing.json").read_text()) if (MAIN.parent/"study.timing.json").exists() else {}
     study = {"meta": {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "machine": machine, "cores": 2, "device": dev["name"], "dtype": f"inference {dev['infer_dtype']}, training {dev['train_dtype']}",
-                      "load_average": load, "run": str(MAIN), "command": f"cai-workbench run --preset study --run-dir {MAIN}",
-                      **timing},
+                      "load_average": load, "run": rel(MAIN), "command": f"cai-workbench run --preset study --run-dir {rel(MAIN)}",
+                      **relative_text(timing)},
              "stages": stages, "eval_stages": s["stages"], "stage_names": s["stage_names"], "counts": s["counts"],
              "metrics": headline(s), "conclusions": s["conclusions"], "judge_note": s.get("judge_note"), "goal": goal(headline(s)),
              "commentary": commentary(MAIN), "commentary_pattern": COMMENTARY.pattern, "by_source": by_source(MAIN),
              "config": read_json(MAIN/"manifest.json").get("config", {})}
-    (HERE/OUT).write_text(json.dumps(study, indent=1) + "\n")
-    if not LEVERS.exists(): return   # no held-out lever runs: lever_runs.json keeps what it has
+    (RESULTS/a.out).write_text(json.dumps(study, indent=1) + "\n")
+    if LEVERS is None or not LEVERS.exists(): return   # no held-out lever runs: lever_runs.json keeps what it has
     rows = {}
-    for d in sorted(p for p in LEVERS.iterdir() if (p/"evaluation"/"summary.json").exists()) if LEVERS.exists() else []:
+    for d in sorted(p for p in LEVERS.iterdir() if (p/"evaluation"/"summary.json").exists()):
         ls = read_json(d/"evaluation"/"summary.json"); m = headline(ls)
         rows[d.name] = {"stages": run_info(d), "metrics": m, "goal": goal(m), "config": read_json(d/"manifest.json").get("config", {}).get("critique_revision"),
                         "vs_main_sft": vs_main_sft(d) if d.name != "bon4" else None,
                         "text": {st: {"harmful": fmt(m[st], "refusal_harmful"), "benign": fmt(m[st], "over_refusal_benign")} for st in m}}
-    (HERE/"lever_runs.json").write_text(json.dumps(rows, indent=1) + "\n")
+    (RESULTS/"lever_runs.json").write_text(json.dumps(rows, indent=1) + "\n")
 
 
-if __name__ == "__main__": main(*sys.argv[1:3])
+if __name__ == "__main__":
+    main()

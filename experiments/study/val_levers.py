@@ -1,4 +1,7 @@
-"""The critique-revision levers on the VALIDATION split, exactly as run: `python val_levers.py OUT NAME [NAME ...]`.
+"""The critique-revision levers on the VALIDATION split, small size (numbers: nbs/study_results/val_levers.json, by
+val_levers_table.py). As run for the study (OUT: a folder outside the repository, e.g. ../runs/study-val):
+
+    python experiments/study/val_levers.py OUT preset ask prefix-answer ...      # NAMEs below; --dry-run: configs only
 
 Each lever is the `study` preset with one change. SL-CAI trains on a seeded, label-stratified 24 of the `@fit` prompts
 (training prompts outside `@val`) and the SFT policy is scored on all 26 built-in `@val` prompts (19 harmful, 7 benign)
@@ -7,13 +10,15 @@ and the `@val` part of a seeded 100 hh-rlhf first turns (harmful) when the refer
 construction is copied, not recomputed: the initial answers (same prompts, same greedy settings) and, for `*-drop`, the
 critique/revision steps of the lever it filters (`commentary: drop` changes only which targets SFT sees).
 """
-import json, shutil, sys, time
+import argparse, json, shutil, sys, time
 from pathlib import Path
 
 import yaml
 
-from cai_workbench.core.run import Run
-from cai_workbench.pipeline import PipelineConfig, preset_path, run_pipeline
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from cai_workbench.core.run import Run   # noqa: E402
+from cai_workbench.pipeline import PipelineConfig, preset_path, run_pipeline   # noqa: E402
+from cai_workbench.stages.critique_revision import _steps_key, prepare   # noqa: E402
 
 ASK = ("Reply with the rewritten answer only, exactly as you would say it to the user; "
        "do not describe or comment on the previous answer.")
@@ -50,7 +55,6 @@ def _seed_from(out: Path, run: Run, name: str):
     if src == run.path or not (src/"critique_revision"/"steps").exists(): return
     key_src = next(d for d in (src/"critique_revision"/"steps").iterdir() if (d/"config.json").exists())
     files = "*.jsonl" if name in SHARE else "initial.jsonl"
-    from cai_workbench.stages.critique_revision import _steps_key, prepare
     cfg = config(name).stage_config("critique_revision").replace(seed=run.seed)   # as run_critique_revision sets it
     dst = run.path/"critique_revision"/"steps"/_steps_key(cfg, prepare(cfg)[1], json.loads((key_src/"config.json").read_text())["model"])
     dst.mkdir(parents=True, exist_ok=True)
@@ -59,11 +63,25 @@ def _seed_from(out: Path, run: Run, name: str):
         (run.path/"evaluation").mkdir(exist_ok=True); shutil.copy(src/"evaluation"/"responses.jsonl", run.path/"evaluation"/"responses.jsonl")
 
 
-if __name__ == "__main__":
-    out = Path(sys.argv[1])
-    for name in sys.argv[2:]:
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("out", type=Path, help="the folder the levers' run folders go in (OUT/<name>)")
+    ap.add_argument("names", nargs="+", choices=list(LEVERS), metavar="NAME", help=", ".join(LEVERS))
+    ap.add_argument("--dry-run", action="store_true", help="build and check the configs and print them; run nothing")
+    a = ap.parse_args(argv)
+    out = a.out
+    if a.dry_run:
+        for n in a.names:
+            cfg = config(n); cfg.check(where=f"validation lever {n}")   # every stage's own config built: errors surface here
+            print(f"# {n}\n" + yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        return
+    for name in a.names:
         t0 = time.time(); cfg = config(name)
         run = Run.create(out/name, config=cfg, seed=cfg.seed)
         _seed_from(out, run, name)
         run_pipeline(cfg, run_dir=run.path, stages=["critique_revision", "sft", "evaluation"], where=f"validation lever {name}")
         print(f"lever {name}: done in {time.time() - t0:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,10 +1,10 @@
 """Does the pairwise question's wording move the AI judge? The judge's own wording (`ai_judge.comparison_prompt` before
-it was merged into the labeller's) against the preference labeller's (`preferences.mc_question`), on the same
+it was merged into the labeller's) against the preference labeller's (`labellers.mc_question`), on the same
 hh-rlhf pairs, same model, same scoring (next-token P(A) vs P(B) after "The answer is: (", both orders averaged).
 Writes nbs/judge_results/wording.json (date, machine, load, command, per-pair P(a) under each wording), which
-08c_ai_judge shows.
+08c_ai_judge shows. As run (`nbs/judge_results/wording.py` then):
 
-    PYTHONPATH=. .venv/bin/python nbs/judge_results/wording.py [--start 200] [--n 48]
+    .venv/bin/python experiments/judge_wording/wording.py [--start 200] [--n 48]
 
 Pairs: hh-rlhf harmless-base test, single-turn, shuffled with random.Random(0) as 12_study does, positions
 [start, start+n): disjoint from the study's choose (0-59) and report (60-159) splits. The chosen reply's slot is a
@@ -14,17 +14,29 @@ harmlessness question.
 import argparse, datetime as dt, json, os, platform, random, sys, time
 from pathlib import Path
 
-import torch
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+import torch   # noqa: E402
 
-from cai_workbench.inputs.constitution import DEFAULT_QUESTIONS
-from cai_workbench.core.environment import detect_device
-from cai_workbench.feedback.label_quality import shuffle_human_pairs
-from cai_workbench.engine.models import load_model
-from cai_workbench.stages.preferences import ANSWER_PREFIX, mc_question
-from cai_workbench.inputs.prompts import load_hh_rlhf_pairs, shared_path
-from cai_workbench.engine.scoring import combine_orders, next_token_logprobs
+from cai_workbench.engine.models import load_model   # noqa: E402
+from cai_workbench.engine.scoring import combine_orders, next_token_logprobs   # noqa: E402
+from cai_workbench.feedback.label_quality import shuffle_human_pairs   # noqa: E402
+from cai_workbench.feedback.labellers import ANSWER_PREFIX, mc_question   # noqa: E402
+from cai_workbench.inputs.constitution import DEFAULT_QUESTIONS   # noqa: E402
+from cai_workbench.inputs.prompts import load_hh_rlhf_pairs, shared_path   # noqa: E402
 
-HERE = Path(__file__).resolve().parent
+OUT = REPO/"nbs"/"judge_results"/"wording.json"
+
+
+def recorded_command(argv, paths=("--data", "--out")) -> str:
+    "The command line as recorded in the results: the script and the values of path options relative to the repository."
+    args, out = list(argv), []
+    while args:
+        x = args.pop(0); opt, eq, val = x.partition("=")
+        if opt in paths and (eq or args):
+            out += [opt, os.path.relpath(Path(val if eq else args.pop(0)).resolve(), REPO)]
+        else: out.append(x)
+    return " ".join(["python", os.path.relpath(Path(__file__).resolve(), REPO), *out])
 
 
 def judge_wording(question, prompt, a, b, max_chars=1200):
@@ -39,18 +51,21 @@ def labeller_wording(question, prompt, a, b, max_chars=1200):
     return mc_question(clip(prompt), clip(a), clip(b), question.strip())
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--start", type=int, default=200)
     ap.add_argument("--n", type=int, default=48)
-    a = ap.parse_args()
-    src = shared_path("hh-rlhf/harmless-base/test.jsonl.gz")
+    ap.add_argument("--model", default="embedded", help="model name for load_model (default: embedded; the smoke test uses tiny)")
+    ap.add_argument("--data", type=Path, default=None, help="the hh-rlhf file (default: ../shared/data/hh-rlhf/harmless-base/test.jsonl.gz)")
+    ap.add_argument("--out", type=Path, default=OUT, help=f"default: {OUT.relative_to(REPO)}")
+    a = ap.parse_args(argv)
+    src = a.data or shared_path("hh-rlhf/harmless-base/test.jsonl.gz")
     if src is None: sys.exit("../shared/data/hh-rlhf is not here")
     pairs = list(load_hh_rlhf_pairs(src, single_turn=True)); random.Random(0).shuffle(pairs)
     items = shuffle_human_pairs(pairs[a.start:a.start + a.n], seed=0)
     q = DEFAULT_QUESTIONS["harmlessness"]
     load0, t0, c0 = os.getloadavg()[0], time.time(), time.process_time()
-    model, tok = load_model("embedded", device="cpu")
+    model, tok = load_model(a.model, device="cpu")
     p = {}
     for name, f in (("judge", judge_wording), ("labeller", labeller_wording)):
         ab = [f(q, x["prompt"], x["response_a"], x["response_b"]) for x in items]
@@ -61,15 +76,15 @@ def main():
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
     doc = {"what": "AI judge pairwise wording: the judge's own vs the preference labeller's",
            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-           "command": " ".join(["python", "nbs/judge_results/wording.py", *sys.argv[1:]]),
+           "command": recorded_command(sys.argv[1:] if argv is None else argv),
            "machine": {"cpu": cpu, "cores": os.cpu_count(), "dtype": str(next(model.parameters()).dtype),
                        "load_avg_start": round(load0, 2), "load_avg_end": round(os.getloadavg()[0], 2)},
-           "model": "embedded (SmolLM2-135M-Instruct)", "question": q,
+           "model": "embedded (SmolLM2-135M-Instruct)" if a.model == "embedded" else a.model, "question": q,
            "pairs": f"hh-rlhf harmless-base test, single-turn, random.Random(0) shuffle, positions {a.start}-{a.start + a.n - 1}",
            "wall_s": round(time.time() - t0, 1), "cpu_s": round(time.process_time() - c0, 1),
            "rows": [{"id": x["id"], "human": x["human_label"], "p_a_judge": pj, "p_a_labeller": pl}
                     for x, pj, pl in zip(items, p["judge"], p["labeller"])]}
-    out = HERE/"wording.json"; tmp = out.with_suffix(".json.tmp")
+    out = a.out; tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(doc, indent=1) + "\n"); os.replace(tmp, out)
     print(f"wrote {out}")
 

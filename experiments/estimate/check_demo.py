@@ -1,19 +1,31 @@
-"""Predicted vs actual wall time per stage (issue 16 §3): each run's stages predicted from the OTHER runs, compared with its manifest.
+"""Predicted vs actual wall time per stage (issue 16 §3): each run's stages predicted from the OTHER runs, compared with
+its manifest. Writes nbs/estimate_results/check.json (13a_estimate's check on the demo preset). As run:
 
-  python scripts/estimate_check.py --runs RUN RUN RUN [...] [--trace FILE ...] --out nbs/estimate_results/check.json
+  python experiments/estimate/check_demo.py --runs ../runs/longrun-small ../runs/longrun-medium ../runs/longrun-demo \
+      --trace LOAD_TRACE --note "..."          # small and medium: the configs in nbs/estimate_results/*.yaml
 
 For every run R (leave one out) and stage, two predictions from figures measured on the other runs only:
   fit  `estimate.fit_rates` over the other runs: wall = fixed + per-token x tokens (least squares; >= 2 sizes)
   one  the largest other run's seconds per token alone (what a single reference run gives: no fixed cost)
 Wall times are as measured (no load rescaling); the load averages (and CPU seconds) are recorded beside them.
-A trace is `<unix time> <1-min load> ...` lines or `uptime` output lines (today's date, UTC), sampled during the runs."""
-import argparse, re, sys, time
+A trace is `<unix time> <1-min load> ...` lines or `uptime` output lines (today's date, UTC), sampled during the runs.
+Run folders are recorded relative to the repository."""
+import argparse, os, re, sys, time
 from datetime import datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
 from cai_workbench.core.io import write_json   # noqa: E402
 from cai_workbench.launch.estimate import fit_rates, stage_points   # noqa: E402
+
+
+OUT = REPO/"nbs"/"estimate_results"/"check.json"
+
+
+def rel(path) -> str:
+    "A run folder as recorded in results: relative to the repository."
+    return os.path.relpath(Path(path).resolve(), REPO)
 
 
 def read_trace(paths, day: str) -> list[tuple[float, float]]:
@@ -49,15 +61,27 @@ def check(runs, trace):
     return rows, fits
 
 
-if __name__ == "__main__":
-    ap = argparse.ArgumentParser(); ap.add_argument("--runs", nargs="+", required=True)
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", nargs="+", required=True, help="3 or more finished run folders")
     ap.add_argument("--trace", nargs="*", default=[]); ap.add_argument("--day", default=time.strftime("%Y-%m-%d", time.gmtime()))
     ap.add_argument("--note", default="", help="how the runs were made (machine, priority, code snapshot)")
-    ap.add_argument("--out", required=True); a = ap.parse_args()
+    ap.add_argument("--out", type=Path, default=OUT, help=f"default: {OUT.relative_to(REPO)}")
+    a = ap.parse_args(argv)
     if len(a.runs) < 3: ap.error("--runs: give at least 3 runs (each is predicted from a fit on the other two or more)")
     trace = read_trace(a.trace, a.day)
     rows, fits = check(a.runs, trace)
-    write_json(a.out, {"runs": a.runs, "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "note": a.note,
-                       "fits": {k: {s: {x: f[x] for x in ("fixed_s", "s_per_token", "source")} for s, f in v.items()} for k, v in fits.items()},
+
+    def relative(text: str) -> str:   # a fit's source names the runs it was fitted on
+        for r in sorted(a.runs, key=len, reverse=True): text = text.replace(r, rel(r))
+        return text
+
+    write_json(a.out, {"runs": [rel(r) for r in a.runs], "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "note": a.note,
+                       "fits": {k: {s: {"fixed_s": f["fixed_s"], "s_per_token": f["s_per_token"], "source": relative(f["source"])} for s, f in v.items()}
+                                for k, v in fits.items()},
                        "rows": rows})
     for r in rows: print({k: v for k, v in r.items() if k not in ("what", "fit_on")})
+
+
+if __name__ == "__main__":
+    main()

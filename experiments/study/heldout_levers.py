@@ -1,24 +1,33 @@
-"""The lever variants of the study, exactly as run: `python levers.py NAME [NAME ...]` (names below).
+"""The lever variants of the study on the HELD-OUT split, as run (the previous session's levers; their numbers are
+reported in nbs/study_results/lever_runs.json by study_table.py, never chosen on):
 
-Each variant is the `study` preset with one change, in its own run folder under /work/runs/study-levers/, trained on
-the same `@train` prompts and evaluated on the same `@heldout` prompts as /work/runs/study (the main run). What the
+    python experiments/study/heldout_levers.py --main RUNS/study --out RUNS/study-levers NAME [NAME ...]
+
+Names: benign-answer, few-shot-3, no-few-shot, gate, rounds-2, bon4 (below). `--dry-run` builds and checks each
+variant's config and prints it, running nothing.
+
+Each variant is the `study` preset with one change, in its own run folder OUT/<name>, trained on the same `@train`
+prompts and evaluated on the same `@heldout` prompts as the main run MAIN. What the
 variant shares with the main run by construction is copied, not recomputed (the 2-core machine was shared by ~7
 agents): generation steps whose record stores are keyed by exactly what they depend on (`critique._steps_key`,
 `evaluation._answers_key`: same prompts, same settings, greedy decoding), and, for an evaluation-only lever, the
 main run's finished stages (`sweeps.reuse_stages`). Every setting was fixed before any held-out result was seen.
+The variants start from the `study` preset of the checkout; the preset has changed since they ran (each run folder's
+config.yaml is what ran).
 """
-import json, shutil, sys, time
+import argparse, json, shutil, sys, time
 from pathlib import Path
 
 import yaml
 
-from cai_workbench.core.run import Run
-from cai_workbench.core.io import read_json
-from cai_workbench.stages.critique_revision import _steps_key, prepare
-from cai_workbench.pipeline import PipelineConfig, preset_path, run_pipeline
-from cai_workbench.launch.sweeps import reuse_stages
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from cai_workbench.core.io import read_json   # noqa: E402
+from cai_workbench.core.run import Run   # noqa: E402
+from cai_workbench.launch.sweeps import reuse_stages   # noqa: E402
+from cai_workbench.pipeline import PipelineConfig, preset_path, run_pipeline   # noqa: E402
+from cai_workbench.stages.critique_revision import _steps_key, prepare   # noqa: E402
 
-MAIN, OUT = Path("/work/runs/study"), Path("/work/runs/study-levers")
+MAIN, OUT = None, None   # the main run and the levers' folder: set by main() from --main and --out
 PRESET = yaml.safe_load(preset_path("study").read_text())
 LEVER_EVAL = {"stages": ["base", "sft"], "pairwise": "none", "ai_judge": False}  # the levers change SL-CAI: base and sft rows, refusal
 
@@ -41,13 +50,19 @@ def _copy_steps(cfg: PipelineConfig, run: Run, files):
     for f in (sorted(p.name for p in src.glob("*.jsonl")) if files == "all" else files): shutil.copy(src/f, dst/f)
 
 
-def prepare_variant(name: str):
-    "The variant's run folder with what it shares with the main run copied in, and its stages up to evaluation run."
-    crit, ev, files = VARIANTS[name]
+def config(name: str) -> PipelineConfig:
+    "The variant's config: the study preset with its one change."
+    crit, ev, _ = VARIANTS[name]
     c = json.loads(json.dumps(PRESET)); c["name"] = f"study-{name}"
     c["evaluation"] = {**c["evaluation"], **LEVER_EVAL, **ev}
     if crit is not None: c["critique_revision"].update(crit)
-    cfg = PipelineConfig.from_dict(c, where=f"study lever {name}")
+    return PipelineConfig.from_dict(c, where=f"study lever {name}")
+
+
+def prepare_variant(name: str):
+    "The variant's run folder with what it shares with the main run copied in, and its stages up to evaluation run."
+    crit, _, files = VARIANTS[name]
+    cfg = config(name)
     run = Run.create(OUT/name, config=cfg, seed=cfg.seed)
     if crit is None: reuse_stages(Run(MAIN), run, ["critique_revision", "sft", "preferences", "reward_model"])
     else:
@@ -65,6 +80,23 @@ def evaluate_variant(cfg, run):
     run_pipeline(cfg, run_dir=run.path, stages=["evaluation"], where=f"study lever {run.path.name}")
 
 
-if __name__ == "__main__":
-    t0, made = time.time(), [(n, *prepare_variant(n)) for n in sys.argv[1:]]
+def main(argv=None):
+    global MAIN, OUT
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("names", nargs="+", choices=sorted(VARIANTS), metavar="NAME", help=", ".join(VARIANTS))
+    ap.add_argument("--main", type=Path, required=True, help="the main study run folder (what the variants share is copied from it)")
+    ap.add_argument("--out", type=Path, required=True, help="the folder the variants' run folders go in")
+    ap.add_argument("--dry-run", action="store_true", help="build and check the configs and print them; run nothing")
+    a = ap.parse_args(argv)
+    MAIN, OUT = a.main, a.out
+    if a.dry_run:
+        for n in a.names:
+            cfg = config(n); cfg.check(where=f"study lever {n}")   # every stage's own config built: errors surface here
+            print(f"# {n}\n" + yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        return
+    t0, made = time.time(), [(n, *prepare_variant(n)) for n in a.names]
     for n, cfg, run in made: evaluate_variant(cfg, run); print(f"lever {n}: done at {time.time() - t0:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()

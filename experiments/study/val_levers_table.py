@@ -1,14 +1,19 @@
-"""Writes ../val_levers.json from the validation lever runs (val_levers.py), exactly as run: `python val_table.py RUNS`.
+"""Writes nbs/study_results/val_levers.json from the small validation lever runs (val_levers.py). As run:
+
+    python experiments/study/val_levers_table.py RUNS      # RUNS: val_levers.py's OUT
+
 Nothing is re-measured: it reads each run's critique_revision/records.jsonl (the SL-CAI targets, on `@fit` prompts)
 and evaluation/responses.jsonl (greedy answers of base and SFT on the `@val` prompts)."""
-import json, sys
+import argparse, json, sys
 from pathlib import Path
 
-from cai_workbench.stages.critique_revision import COMMENTARY, is_commentary
-from cai_workbench.judges.rules import classify_refusal
-from cai_workbench.core.stats import rate_difference, wilson
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+from cai_workbench.core.stats import rate_difference, wilson   # noqa: E402
+from cai_workbench.judges.rules import classify_refusal   # noqa: E402
+from cai_workbench.stages.critique_revision import COMMENTARY, is_commentary   # noqa: E402
 
-HERE = Path(__file__).resolve().parent.parent
+OUT = REPO/"nbs"/"study_results"/"val_levers.json"
 
 
 def jl(p: Path) -> list[dict]: return [json.loads(l) for l in p.read_text().splitlines() if l.strip()]
@@ -49,11 +54,19 @@ def row(run: Path, ref: dict) -> dict:
     return out
 
 
-if __name__ == "__main__":
-    runs = Path(sys.argv[1]); done = [d for d in sorted(runs.iterdir()) if (d/"evaluation"/"summary.json").exists()]
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs", type=Path, help="the folder of val_levers.py's run folders")
+    ap.add_argument("--out", type=Path, default=OUT, help=f"default: {OUT.relative_to(REPO)} (its rows of runs not in RUNS are kept)")
+    a = ap.parse_args(argv)
+    runs = a.runs; done = [d for d in sorted(runs.iterdir()) if (d/"evaluation"/"summary.json").exists()]
     ref = refused(runs/"preset", "sft") if (runs/"preset"/"evaluation"/"responses.jsonl").exists() else None
-    old = json.loads((HERE/"val_levers.json").read_text())["levers"] if (HERE/"val_levers.json").exists() else {}
+    old = json.loads(a.out.read_text())["levers"] if a.out.exists() else {}
     rows = {**old, **{d.name: row(d, None if d.name == "preset" else ref) for d in done}}   # rows of runs not in RUNS are kept
-    (HERE/"val_levers.json").write_text(json.dumps({"split": "validation: SL-CAI trains on 24 @fit prompts, scored on @val",
-                                                     "commentary_pattern": COMMENTARY, "levers": rows}, indent=1) + "\n")
+    a.out.write_text(json.dumps({"split": "validation: SL-CAI trains on 24 @fit prompts, scored on @val",
+                                 "commentary_pattern": COMMENTARY, "levers": rows}, indent=1) + "\n")
     for n, r in rows.items(): print(n, json.dumps(r["text"], indent=1))
+
+
+if __name__ == "__main__":
+    main()
