@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 EXP = REPO/"experiments"
 SCRIPTS = sorted(p for p in EXP.rglob("*.py") if not p.name.startswith("_"))
 OLD_RUN = REPO/"tests"/"data"/"run-before-layout"   # a small finished run folder (critique_revision .. reward_model)
-# /work/..., /root/..., /tmp/<something>, /home/<user>/... (SageMaker's own folders are fine)
+# an absolute path under work, root, tmp or a home folder of the machine a script ran on (SageMaker's own folders are fine)
 MACHINE_PATH = re.compile(r"(?<![\w.~])/(?:work|root|tmp|home/(?!ec2-user/SageMaker|sagemaker-user))/[\w.+-]")
 
 
