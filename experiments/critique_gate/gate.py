@@ -21,18 +21,10 @@ from cai_workbench.engine.generator import GenerationConfig   # noqa: E402
 from cai_workbench.judges.rules import evaluate_principles   # noqa: E402
 from cai_workbench.stages.critique_revision import CritiqueRevisionConfig, run_critique_revision   # noqa: E402
 
+from experiments._common import recorded_command   # noqa: E402
+
 OUT = REPO/"nbs"/"critique_results"/"gate.json"
 
-
-def recorded_command(argv, paths=("--run-dir", "--out")) -> str:
-    "The command line as recorded in the results: the script and the values of path options relative to the repository."
-    args, out = list(argv), []
-    while args:
-        x = args.pop(0); opt, eq, val = x.partition("=")
-        if opt in paths and (eq or args):
-            out += [opt, os.path.relpath(Path(val if eq else args.pop(0)).resolve(), REPO)]
-        else: out.append(x)
-    return " ".join(["python", os.path.relpath(Path(__file__).resolve(), REPO), *out])
 
 
 def main(argv=None):
@@ -61,7 +53,7 @@ def main(argv=None):
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
     dev = detect_device("cpu")   # the dtype the embedded model infers in on this CPU
     doc = {"what": "revision gate on the embedded model", "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-           "command": recorded_command(sys.argv[1:] if argv is None else argv),
+           "command": recorded_command(__file__, sys.argv[1:] if argv is None else argv, ("--run-dir", "--out")),
            "machine": {"cpu": cpu, "cores": os.cpu_count(), "dtype": dev.infer_dtype, "load_avg_start": round(load0, 2),
                        "load_avg_end": round(os.getloadavg()[0], 2)},
            "config": {"prompts": "demo", "limit": a.prompts, "rounds": 1, "gate_margin": a.margin, "max_new_tokens": a.max_new_tokens,

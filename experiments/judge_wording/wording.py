@@ -25,18 +25,10 @@ from cai_workbench.feedback.labellers import ANSWER_PREFIX, mc_question   # noqa
 from cai_workbench.inputs.constitution import DEFAULT_QUESTIONS   # noqa: E402
 from cai_workbench.inputs.prompts import load_hh_rlhf_pairs, shared_path   # noqa: E402
 
+from experiments._common import recorded_command   # noqa: E402
+
 OUT = REPO/"nbs"/"judge_results"/"wording.json"
 
-
-def recorded_command(argv, paths=("--data", "--out")) -> str:
-    "The command line as recorded in the results: the script and the values of path options relative to the repository."
-    args, out = list(argv), []
-    while args:
-        x = args.pop(0); opt, eq, val = x.partition("=")
-        if opt in paths and (eq or args):
-            out += [opt, os.path.relpath(Path(val if eq else args.pop(0)).resolve(), REPO)]
-        else: out.append(x)
-    return " ".join(["python", os.path.relpath(Path(__file__).resolve(), REPO), *out])
 
 
 def judge_wording(question, prompt, a, b, max_chars=1200):
@@ -76,7 +68,7 @@ def main(argv=None):
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
     doc = {"what": "AI judge pairwise wording: the judge's own vs the preference labeller's",
            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-           "command": recorded_command(sys.argv[1:] if argv is None else argv),
+           "command": recorded_command(__file__, sys.argv[1:] if argv is None else argv, ("--data", "--out")),
            "machine": {"cpu": cpu, "cores": os.cpu_count(), "dtype": str(next(model.parameters()).dtype),
                        "load_avg_start": round(load0, 2), "load_avg_end": round(os.getloadavg()[0], 2)},
            "model": "embedded (SmolLM2-135M-Instruct)" if a.model == "embedded" else a.model, "question": q,

@@ -13,7 +13,7 @@ The rule, fixed before the steps16 and xstest-steps32 rows were seen: the study 
 raise harmful refusal on @val (all sources pooled) by >= 20 points, the one with the smallest rise in benign
 over-refusal on @val (built-in and XSTest benign prompts pooled).
 """
-import argparse, sys, time
+import sys
 from pathlib import Path
 
 import yaml
@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from cai_workbench.core.run import Run   # noqa: E402
 from cai_workbench.launch.sweeps import reuse_stages   # noqa: E402
 from cai_workbench.pipeline import PipelineConfig, preset_path, run_pipeline   # noqa: E402
+from experiments._common import lever_main   # noqa: E402
 
 XSTEST = "../shared/data/xstest/xstest_prompts.csv?"
 BASE = "red-team+benign+hh-rlhf[60]?"
@@ -46,29 +47,19 @@ def config(name: str) -> PipelineConfig:
     return PipelineConfig.from_dict(c, where=f"validation lever {name}")
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("out", type=Path, help="the folder the levers' run folders go in (OUT/<name>)")
-    ap.add_argument("names", nargs="+", choices=list(LEVERS), metavar="NAME", help=", ".join(LEVERS))
-    ap.add_argument("--dry-run", action="store_true", help="build and check the configs and print them; run nothing")
-    a = ap.parse_args(argv)
-    out = a.out
-    if a.dry_run:
-        for n in a.names:
-            cfg = config(n); cfg.check(where=f"validation lever {n}")   # every stage's own config built: errors surface here
-            print(f"# {n}\n" + yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-        return
-    for name in a.names:
-        t0 = time.time(); cfg = config(name)
-        run = Run.create(out/name, config=cfg, seed=cfg.seed)
-        stages = ["critique_revision", "sft", "evaluation"]
-        if name in RL:
-            src = out/RL[name]
-            assert (src/"config.yaml").exists() and PipelineConfig.from_dict(yaml.safe_load((src/"config.yaml").read_text())).stage_config("sft") == cfg.stage_config("sft")
-            reuse_stages(Run(src), run, ["critique_revision", "sft"])
-            stages = ["critique_revision", "sft", "preferences", "reward_model", "ppo", "dpo", "evaluation"]
-        run_pipeline(cfg, run_dir=run.path, stages=stages, where=f"validation lever {name}")
-        print(f"lever {name}: done in {time.time() - t0:.0f} s", flush=True)
+def run_lever(out: Path, name: str, cfg: PipelineConfig):
+    "Run lever `name` into OUT/<name>; an RL lever reuses the critique_revision and sft of the lever it builds on."
+    run = Run.create(out/name, config=cfg, seed=cfg.seed)
+    stages = ["critique_revision", "sft", "evaluation"]
+    if name in RL:
+        src = out/RL[name]
+        assert (src/"config.yaml").exists() and PipelineConfig.from_dict(yaml.safe_load((src/"config.yaml").read_text())).stage_config("sft") == cfg.stage_config("sft")
+        reuse_stages(Run(src), run, ["critique_revision", "sft"])
+        stages = ["critique_revision", "sft", "preferences", "reward_model", "ppo", "dpo", "evaluation"]
+    run_pipeline(cfg, run_dir=run.path, stages=stages, where=f"validation lever {name}")
+
+
+def main(argv=None): lever_main(__doc__, LEVERS, config, run_lever, argv)
 
 
 if __name__ == "__main__":

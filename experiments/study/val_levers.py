@@ -10,7 +10,7 @@ and the `@val` part of a seeded 100 hh-rlhf first turns (harmful) when the refer
 construction is copied, not recomputed: the initial answers (same prompts, same greedy settings) and, for `*-drop`, the
 critique/revision steps of the lever it filters (`commentary: drop` changes only which targets SFT sees).
 """
-import argparse, json, shutil, sys, time
+import json, shutil, sys
 from pathlib import Path
 
 import yaml
@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from cai_workbench.core.run import Run   # noqa: E402
 from cai_workbench.pipeline import PipelineConfig, preset_path, run_pipeline   # noqa: E402
 from cai_workbench.stages.critique_revision import _steps_key, prepare   # noqa: E402
+from experiments._common import lever_main   # noqa: E402
 
 ASK = ("Reply with the rewritten answer only, exactly as you would say it to the user; "
        "do not describe or comment on the previous answer.")
@@ -63,24 +64,14 @@ def _seed_from(out: Path, run: Run, name: str):
         (run.path/"evaluation").mkdir(exist_ok=True); shutil.copy(src/"evaluation"/"responses.jsonl", run.path/"evaluation"/"responses.jsonl")
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("out", type=Path, help="the folder the levers' run folders go in (OUT/<name>)")
-    ap.add_argument("names", nargs="+", choices=list(LEVERS), metavar="NAME", help=", ".join(LEVERS))
-    ap.add_argument("--dry-run", action="store_true", help="build and check the configs and print them; run nothing")
-    a = ap.parse_args(argv)
-    out = a.out
-    if a.dry_run:
-        for n in a.names:
-            cfg = config(n); cfg.check(where=f"validation lever {n}")   # every stage's own config built: errors surface here
-            print(f"# {n}\n" + yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-        return
-    for name in a.names:
-        t0 = time.time(); cfg = config(name)
-        run = Run.create(out/name, config=cfg, seed=cfg.seed)
-        _seed_from(out, run, name)
-        run_pipeline(cfg, run_dir=run.path, stages=["critique_revision", "sft", "evaluation"], where=f"validation lever {name}")
-        print(f"lever {name}: done in {time.time() - t0:.0f} s", flush=True)
+def run_lever(out: Path, name: str, cfg: PipelineConfig):
+    "Run lever `name` into OUT/<name>, its critique-revision steps seeded from the run it shares them with."
+    run = Run.create(out/name, config=cfg, seed=cfg.seed)
+    _seed_from(out, run, name)
+    run_pipeline(cfg, run_dir=run.path, stages=["critique_revision", "sft", "evaluation"], where=f"validation lever {name}")
+
+
+def main(argv=None): lever_main(__doc__, LEVERS, config, run_lever, argv)
 
 
 if __name__ == "__main__":
