@@ -10,7 +10,7 @@ import hashlib, json, shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import ConfigBase, ConfigError
+from .config import ConfigBase
 from .io import read_json, write_json
 
 # %% auto #0

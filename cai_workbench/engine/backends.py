@@ -14,7 +14,7 @@ from typing import Callable, Iterator, Protocol, Sequence, runtime_checkable
 import torch
 
 from .cpu_kernels import PackedLinears, cpu_attention
-from .kv_cache import GrowingLayer, KVRow, KeptRows, _assemble, _clip, _groups, _past, shared_start
+from .kv_cache import KVRow, KeptRows, _assemble, _clip, _groups, _past, shared_start
 from ..core.guards import quiet_library_deprecations
 
 # %% auto #0

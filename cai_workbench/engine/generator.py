@@ -12,7 +12,7 @@ from typing import Callable, Sequence
 
 from tqdm.auto import tqdm
 
-from ..core.config import ConfigBase, ConfigError
+from ..core.config import ConfigBase
 from ..core.io import RecordStore
 
 from .backends import make_backend, Shards

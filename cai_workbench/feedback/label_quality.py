@@ -7,14 +7,14 @@ Docs: https://cai-workbench.github.io/cai-workbench/label_quality.html.md"""
 # %% ../../nbs/04a_label_quality.ipynb #32906807
 from __future__ import annotations
 from fastcore.basics import patch
-import json, math, os, random, re, warnings
+import random, re, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from ..core.io import atomic_write_text, save_figure, write_json, write_jsonl
+from ..core.io import save_figure, write_json, write_jsonl
 from ..core.stats import Rate, rate, rate_conclusion, wilson, wilson_interval
 
 # %% auto #0

@@ -8,10 +8,9 @@ Docs: https://cai-workbench.github.io/cai-workbench/constitution_formats.html.md
 from __future__ import annotations
 import json, re
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .constitution import Constitution, ConstitutionError, Principle, constitution_from_dict, register_format
-from ..core.io import atomic_write_text
 
 # %% auto #0
 __all__ = ['PAPER_FILES', 'constitution_from_markdown', 'constitution_to_markdown', 'paper_transcript', 'load_paper_prompts']

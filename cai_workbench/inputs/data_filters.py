@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from ..core.config import ConfigBase, ConfigError
+from ..core.config import ConfigBase
 from ..core.io import read_json, write_json
 from ..core.views import badge, esc, section, view_html
 

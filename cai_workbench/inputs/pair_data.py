@@ -10,7 +10,7 @@ import itertools, random
 from pathlib import Path
 from typing import Sequence
 
-from ..core.io import atomic_dir, atomic_write_text, iter_jsonl, write_jsonl
+from ..core.io import atomic_dir, iter_jsonl, write_jsonl
 
 # %% auto #0
 __all__ = ['PAIRINGS', 'DATASET_COLUMNS', 'check_pair', 'load_pair_file', 'load_training_pairs', 'pair_indices', 'revision_pairs',

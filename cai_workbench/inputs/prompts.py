@@ -7,7 +7,7 @@ Docs: https://cai-workbench.github.io/cai-workbench/prompts.html.md"""
 # %% ../../nbs/01a_prompts.ipynb #f161e878
 from __future__ import annotations
 from fastcore.basics import patch
-import csv, gzip, hashlib, importlib.resources, io, json, os, random, re, warnings
+import csv, gzip, hashlib, importlib.resources, io, os, random, re, warnings
 from collections import Counter
 from pathlib import Path
 from typing import Iterable

@@ -6,9 +6,9 @@ Docs: https://cai-workbench.github.io/cai-workbench/ai_judge.html.md"""
 
 # %% ../../nbs/08c_ai_judge.ipynb #71263b34
 from __future__ import annotations
-import math, random
+import math
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -17,7 +17,7 @@ import torch
 from .rules import JudgeContext, Metric, register_judge
 from ..feedback.labellers import ANSWER_PREFIX, mc_question   # the one pairwise question, shared with the labeller
 from ..engine.scoring import combine_orders, next_token_logprobs, single_token_ids
-from ..core.stats import Rate, bootstrap_over, mean
+from ..core.stats import bootstrap_over, mean
 
 # %% auto #0
 __all__ = ['ANSWER_PAIRS', 'answer_tokens', 'principle_question', 'judge_prompt', 'judge_responses', 'AIJudge',

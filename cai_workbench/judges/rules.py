@@ -6,13 +6,12 @@ Docs: https://cai-workbench.github.io/cai-workbench/judges.html.md"""
 
 # %% ../../nbs/08a_judges.ipynb #b9a6c730
 from __future__ import annotations
-import csv, os, re
+import csv, re
 from collections import Counter
-from dataclasses import dataclass, field, asdict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol, Sequence, runtime_checkable
 
-from ..inputs.prompts import shared_data_dir
 
 # %% auto #0
 __all__ = ['REFUSAL_CUES', 'CUE_WEIGHTS', 'REFUSAL_LABELS', 'EMPTY', 'ANSWER_LABELS', 'XSTEST_COMPLETION_FILES',

@@ -6,7 +6,7 @@ Docs: https://cai-workbench.github.io/cai-workbench/estimate.html.md"""
 
 # %% ../../nbs/13a_estimate.ipynb #021ad225
 from __future__ import annotations
-import copy, importlib.resources, json, math, os, re
+import copy, importlib.resources, math, os, re
 from datetime import datetime
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -14,7 +14,7 @@ import yaml
 
 from ..core.config import ConfigError, migrate_fields
 from ..core.run import Run
-from ..core.io import atomic_write_text, read_json, read_jsonl, write_json
+from ..core.io import atomic_write_text, read_json, read_jsonl
 
 # %% auto #0
 __all__ = ['expand_sweep', 'shared_prefix', 'reuse_stages', 'SweepResult', 'sweep_plan', 'run_sweep', 'differing_keys',

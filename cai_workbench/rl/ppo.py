@@ -6,10 +6,9 @@ Docs: https://cai-workbench.github.io/cai-workbench/ppo.html.md"""
 
 # %% ../../nbs/06_ppo.ipynb #58b8fc6a
 from __future__ import annotations
-import functools, math
-from contextlib import contextmanager
+import math
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Sequence
+from typing import Literal
 
 import torch
 import torch.nn as nn
@@ -17,7 +16,7 @@ import torch.nn.functional as F
 from fastcore.basics import patch
 
 from ..core.checkpoints import check_checkpoint_settings
-from ..core.config import START_FROM, ConfigBase, ConfigError
+from ..core.config import START_FROM, ConfigBase
 from ..core.guards import quiet_library_deprecations
 from ..engine.generator import GenerationConfig, Generator
 from ..engine.models import LoraSpec

@@ -6,7 +6,7 @@ Docs: https://cai-workbench.github.io/cai-workbench/critique_revision.html.md"""
 
 # %% ../../nbs/03_critique_revision.ipynb #dd913cad
 from __future__ import annotations
-import hashlib, json, re, time
+import hashlib, re, time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from ..core.guards import fingerprint
 from ..core.config import ConfigBase, ConfigError, set_seed, derive_seed
-from ..core.io import RecordStore, atomic_dir, atomic_write_text, write_json, write_jsonl, read_jsonl
+from ..core.io import RecordStore, atomic_dir, write_json, write_jsonl, read_jsonl
 from ..core.run import Run
 from ..inputs.data_filters import DataFilterConfig, filter_sft, with_few_shot
 from ..engine.generator import GenerationConfig, Generator

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ..core.config import START_FROM, ConfigBase, ConfigError, set_seed
+from ..core.config import START_FROM, set_seed
 from ..core.run import Run
 from ..core.io import save_figure, write_json
 from ..core.checkpoints import CheckpointSettings, checkpoint_args, finish_checkpoints, resume_point

@@ -6,7 +6,7 @@ Docs: https://cai-workbench.github.io/cai-workbench/evaluation.html.md"""
 
 # %% ../../nbs/08_evaluation.ipynb #a1809a72
 from __future__ import annotations
-import hashlib, json, random, time
+import random, time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +14,7 @@ import numpy as np
 
 from ..core.guards import fingerprint
 from ..core.config import ConfigBase, ConfigError, derive_seed, set_seed
-from ..core.io import RecordStore, save_figure, write_json, read_json
+from ..core.io import RecordStore, save_figure, write_json
 from ..core.run import Run
 from ..engine.embedded import EMBEDDED
 from ..engine.generator import Generator, GenerationConfig

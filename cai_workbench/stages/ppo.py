@@ -6,8 +6,8 @@ Docs: https://cai-workbench.github.io/cai-workbench/ppo_runner.html.md"""
 
 # %% ../../nbs/06b_ppo_runner.ipynb #b76bfe92
 from __future__ import annotations
-import math, os, random, resource, shutil, time
-from dataclasses import dataclass, field
+import random, resource, shutil, time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -18,13 +18,13 @@ from tqdm.auto import tqdm
 from ..core.checkpoints import checkpoints, finish_checkpoints
 from ..core.guards import fingerprint, stage_fingerprint, stale_reasons
 from ..core.config import ConfigError, derive_seed, set_seed
-from ..core.io import RecordStore, atomic_dir, atomic_write_text, read_json, save_figure, write_json, write_jsonl
+from ..core.io import RecordStore, atomic_dir, read_json, save_figure, write_json, write_jsonl
 from ..inputs.prompts import prompt_texts
 from ..core.run import Run
 from .sft import sft_adapter
 from ..core.tracking import log_metrics
 from ..engine.embedded import EMBEDDED
-from ..engine.generator import GenerationConfig, Generator
+from ..engine.generator import Generator
 from ..engine.models import _adapter_base, load_model, load_tokenizer, resolve_model_path
 from ..rl.ppo import AdaptiveKLController, PPOConfig, PPODivergedError, PolicyValueModel, build_ppo_model, collect_rollouts, ppo_update
 from ..feedback.reward_scoring import RewardFn

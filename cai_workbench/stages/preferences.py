@@ -6,21 +6,21 @@ Docs: https://cai-workbench.github.io/cai-workbench/preferences.html.md"""
 
 # %% ../../nbs/04_preferences.ipynb #acbc364c
 from __future__ import annotations
-import functools, json, random
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Sequence
 
 from tqdm.auto import tqdm
 
-from ..core.config import ConfigBase, ConfigError
+from ..core.config import ConfigBase
 from ..core.io import RecordStore
 from ..core.run import Run
 from .sft import sft_adapter
 from ..inputs.pair_data import PAIRINGS, load_pair_file, pair_indices, revision_pairs, save_pairs
 from ..engine.backends import adapters_loaded
 from ..engine.generator import GenerationConfig, Generator
-from ..engine.models import _adapter_base, encode_chat, load_model, same_model
+from ..engine.models import _adapter_base, load_model, same_model
 from ..feedback.labellers import FEW_SHOT, LABELLERS, SCORINGS, make_labeller
 
 # %% auto #0

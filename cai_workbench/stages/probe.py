@@ -13,7 +13,7 @@ from typing import Callable
 
 from ..core.config import ConfigBase, ConfigError
 from ..core.run import Run
-from ..core.io import iter_jsonl, read_jsonl, write_json
+from ..core.io import iter_jsonl, write_json
 
 # %% auto #0
 __all__ = ['PROPERTIES', 'EXAMPLE', 'ProbeProperty', 'get_property', 'stage_answers', 'training_prompts', 'check_held_out',

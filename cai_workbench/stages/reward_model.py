@@ -6,7 +6,7 @@ Docs: https://cai-workbench.github.io/cai-workbench/reward_model.html.md"""
 
 # %% ../../nbs/05_reward_model.ipynb #37f2e716
 from __future__ import annotations
-import hashlib, math, os, random, time
+import hashlib, math, random, time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core.guards import nonfinite_guard, quiet_library_deprecations, quiet_progress
-from ..core.config import ConfigBase, ConfigError, set_seed
+from ..core.config import set_seed
 from ..core.run import Run
 from ..core.io import atomic_dir, read_json, save_figure, write_json
 from ..core.stats import wilson
@@ -25,7 +25,7 @@ from ..core.environment import detect_device
 from ..engine.models import LoraSpec, _adapter_base, load_tokenizer, model_id, resolve_model_path, save_adapter
 from ..inputs.pair_data import load_training_pairs
 from ..inputs.data_filters import DataFilterConfig, filter_pairs, few_shot_of_run, with_few_shot
-from ..feedback.reward_scoring import RewardModel, RewardModelMismatchError, reward_adapter_dir
+from ..feedback.reward_scoring import RewardModel
 
 # %% auto #0
 __all__ = ['PreferenceDataError', 'load_pairs', 'is_tie', 'RewardModelConfig', 'split_pairs', 'soft_bt_loss',

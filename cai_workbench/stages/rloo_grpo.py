@@ -6,22 +6,22 @@ Docs: https://cai-workbench.github.io/cai-workbench/rloo_grpo.html.md"""
 
 # %% ../../nbs/06a_rloo_grpo.ipynb #301a9e39
 from __future__ import annotations
-import functools, json, math, resource, threading, time
+import functools, math, resource, threading, time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Callable, Literal, Sequence
+from typing import Literal, Sequence
 
 import torch
 
 from ..core.guards import fingerprint, nonfinite_guard, quiet_library_deprecations, quiet_progress
-from ..core.config import START_FROM, ConfigBase, ConfigError, derive_seed, set_seed
+from ..core.config import START_FROM, derive_seed, set_seed
 from ..core.run import Run
 from ..core.io import atomic_dir, read_json, save_figure, write_json, atomic_write_text, jsonl_line, read_jsonl
 from ..core.checkpoints import CheckpointSettings, checkpoint_args, finish_checkpoints, resume_point
 
 from ..core.environment import detect_device
 from ..engine.generator import GenerationConfig
-from ..engine.models import LoraSpec, load_model, model_id, save_adapter
+from ..engine.models import LoraSpec, load_model, save_adapter
 from .sft import sft_adapter
 from ..feedback.reward_scoring import RewardFn, RewardModel
 from ..inputs.prompts import prompt_texts

@@ -6,14 +6,14 @@ Docs: https://cai-workbench.github.io/cai-workbench/sft.html.md"""
 
 # %% ../../nbs/03a_sft.ipynb #0c4b82b5
 from __future__ import annotations
-import json, tempfile, time
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.guards import nonfinite_guard, quiet_library_deprecations, quiet_progress
-from ..core.config import ConfigBase, ConfigError, set_seed
+from ..core.config import ConfigError, set_seed
 from ..core.run import Run
-from ..core.io import iter_jsonl, read_json, save_figure, write_json
+from ..core.io import iter_jsonl, save_figure, write_json
 from ..core.checkpoints import CheckpointSettings, checkpoint_args, finish_checkpoints, resume_point
 
 from ..core.environment import detect_device

@@ -7,12 +7,10 @@ Docs: https://cai-workbench.github.io/cai-workbench/critique_viewer.html.md"""
 # %% ../../nbs/03b_critique_viewer.ipynb #c642151c
 from __future__ import annotations
 from fastcore.basics import patch
-import json
-from pathlib import Path
 
 import ipywidgets as widgets
 
-from ..core.views import badge, esc, section, text_block, view_html, word_diff_html, diff_counts
+from ..core.views import badge, section, text_block, view_html, word_diff_html, diff_counts
 from ..core.io import read_jsonl
 
 # %% auto #0

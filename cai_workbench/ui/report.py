@@ -6,7 +6,7 @@ Docs: https://cai-workbench.github.io/cai-workbench/report.html.md"""
 
 # %% ../../nbs/08b_report.ipynb #2be5b355
 from __future__ import annotations
-import base64, io, json
+import base64, io
 from pathlib import Path
 from typing import Sequence
 
