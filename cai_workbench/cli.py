@@ -54,6 +54,11 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("runs", nargs="+", help="run folders")
     c.add_argument("--html", help="also write the comparison page (table, plot, differing keys) to this file")
     sub.add_parser("presets", help="list the built-in presets")
+    pl = sub.add_parser("plan", help="per stage and GPU: parameters, peak memory, fits or not (and what to change), tokens, time, cost")
+    pl.add_argument("config", help="YAML config file or preset name")
+    g = pl.add_mutually_exclusive_group()
+    g.add_argument("--instance", help="SageMaker instance type, e.g. ml.g5.2xlarge (its GPUs and memory per GPU)")
+    g.add_argument("--gpu-memory", help="memory of one GPU where there is no instance type, e.g. 16GB (an M2: the share macOS gives the GPU)")
     return ap
 
 
@@ -76,7 +81,7 @@ def error_line(e: BaseException) -> str | None:
 
 # %% ../nbs/10a_cli.ipynb #c0de5t05
 def _other_command(a) -> int:
-    "The commands besides `run`: env, sweep, compare, estimate, presets; returns the exit code."
+    "The commands besides `run`: env, sweep, compare, estimate, plan, presets; returns the exit code."
     if a.cmd == "env": print(describe_environment()); return 0
     if a.cmd in ("sweep", "compare"):
         from cai_workbench.launch.sweeps import compare_runs, run_sweep
@@ -89,6 +94,13 @@ def _other_command(a) -> int:
         try: print(estimate(a.config, a.instance, reference=a.reference, prices={a.instance: a.price} if a.price else None, load=a.load))
         except (ConfigError, ValueError, FileNotFoundError) as e: print(f"error: {e}", file=sys.stderr); return 2
         return 0
+    if a.cmd == "plan":      # exit 1: a stage does not fit (the line names the field to change); 2: bad input
+        from cai_workbench.launch.plan import plan
+        try: p = plan(a.config, a.instance, a.gpu_memory)
+        except (ConfigError, ValueError, FileNotFoundError) as e: print(f"error: {e}", file=sys.stderr); return 2
+        print(p)
+        for line in p.refusals(): print(f"error: {line}", file=sys.stderr)
+        return 0 if p.ok else 1
     for p in sorted(PRESETS_DIR.glob("*.yaml")): print(f"{p.stem:<10} {p}")   # presets
     return 0
 
@@ -114,4 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         if line is None: raise
         print(f"error: {line}", file=sys.stderr); return 2
     print(f"\n{res}\ntotal: {time.time() - t0:.0f} s")
+    probe = res.results.get("probe")
+    if probe is not None and hasattr(probe, "verdict"):      # the known-answer check's verdict is the last line; a failure exits 1
+        print(probe.verdict(), flush=True)
+        if not probe.passed: return 1
     return 0

@@ -15,7 +15,10 @@ from typing import Callable
 from .core.config import MIGRATIONS, ConfigBase, ConfigError, fingerprint_form, migrate_fields, set_seed
 from .core.run import Run, MissingStageError, StageResult
 
-from .core.guards import stage_fingerprint, stale_reasons, run_lock
+from .core.guards import stage_fingerprint, stale_reasons, run_lock, unsafe_component
+from .core.io import name_full_disk
+from .stages.inherit import TOP_FIELDS, TRAINING_STAGES, resolve_sections, split_suffix
+from .core.run import check_run_folder
 
 # %% auto #0
 __all__ = ['STAGES', 'DEFAULT_STAGES', 'PRESETS_DIR', 'StageSpec', 'PipelineConfig', 'preset_path', 'load_config', 'summary_line',
@@ -80,6 +83,13 @@ class PipelineConfig(ConfigBase):
     name: str = "cai-run"               # run folder name under `runs_dir`
     runs_dir: str = "runs"              # where run folders go
     model: str = "embedded"             # base policy: "embedded", "tiny", a local folder or a hub id
+    constitution: str | None = None     # built-in name, file or folder: every stage with a `constitution` (evaluation included) uses it
+    prompts: str | list[str] | None = None       # training prompt source(s) of critique_revision, preferences, ppo, rloo, grpo
+    eval_prompts: str | list[str] | None = None  # evaluation's prompt sources; default: the held-out part of `prompts`
+    dtype: str | None = None            # model settings of every stage that loads a model: weights dtype ("bfloat16", "float16",
+    load_in_4bit: bool | None = None    # "float32"), 4-bit base weights (QLoRA; CUDA), recomputed activations in training's
+    gradient_checkpointing: bool | None = None   # backward pass, the attention kernel ("sdpa", "eager", "flash_attention_2").
+    attn_implementation: str | None = None       # None (top and stage): each stage's default (the device's dtype, ...)
     seed: int = 0
     device: str | None = None           # "cpu"/"cuda"/"mps"; default: detect
     stages: list[str] = field(default_factory=lambda: list(DEFAULT_STAGES))  # in order
@@ -101,6 +111,7 @@ class PipelineConfig(ConfigBase):
     probe: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        if (why := unsafe_component(self.name)): self.bad_field("name", f"the run folder's name under runs_dir: {why}")
         unknown = [s for s in self.stages if s not in STAGES]
         if unknown: self.bad_field("stages", f"unknown stage(s) {unknown}; the stages are {list(STAGES)}")
         if not self.stages: self.bad_field("stages", "the list is empty; name at least one stage, e.g. [sft, dpo]")
@@ -108,15 +119,32 @@ class PipelineConfig(ConfigBase):
         if self.s3 is not None and not str(self.s3).startswith("s3://"): self.bad_field("s3", "use an s3://bucket/prefix URI")
         for s in MIGRATIONS:                # a section (a user's YAML, a run folder's config.yaml) in the old field names
             setattr(self, s, migrate_fields(s, getattr(self, s), s))
+        for k in ("prompts", "eval_prompts"):
+            v = getattr(self, k)
+            if v is not None and not v: self.bad_field(k, "empty; name a prompt source, or leave the field out")
+            if isinstance(v, list) and k == "prompts" and len(v) > 1 and any(split_suffix(x) for x in v):
+                self.bad_field(k, "a split suffix applies to the whole source: write one string, e.g. 'red-team+benign@train'")
+        if self.dtype not in (None, "bfloat16", "float16", "float32"): self.bad_field("dtype", "use bfloat16, float16 or float32")
+
+    def section(self, stage: str) -> dict:
+        """The stage's YAML section with what it inherits from the top filled in (`stages.inherit`): only fields its config class
+        has and the section does not set, and the training/held-out split of a prompt source it shares with evaluation."""
+        if stage not in STAGES: raise ConfigError(f"unknown stage {stage!r}; the stages are {list(STAGES)}")
+        wanted = [s for s in STAGES if s == stage or (s in self.stages and (s in TRAINING_STAGES or s == "evaluation"))]
+        return resolve_sections({s: getattr(self, s) for s in wanted}, {k: getattr(self, k) for k in TOP_FIELDS}, self.stages,
+                                {s: STAGES[s].load()[0] for s in wanted})[stage]
 
     def stage_config(self, stage: str, where: str | None = None):
-        "The stage's own `XConfig`, built (and checked) from its section."
+        "The stage's own `XConfig`, built (and checked) from its resolved `section`."
         cls, _ = STAGES[stage].load()
-        return cls.from_dict(getattr(self, stage), where=f"{where or 'config'}.{stage}")
+        return cls.from_dict(self.section(stage), where=f"{where or 'config'}.{stage}")
 
     def check(self, where: str | None = None) -> dict:
-        "Build every selected stage's config now, so errors surface before any stage runs."
-        return {s: self.stage_config(s, where) for s in self.stages}
+        "Build every selected stage's config now, so errors surface before any stage runs; evaluation must not read a training prompt."
+        configs = {s: self.stage_config(s, where) for s in self.stages}
+        from cai_workbench.inputs.heldout import check_config
+        check_config(configs, self.seed, where or "config")    # HeldOutError: evaluation's prompts against every training stage's
+        return configs
 
 # %% ../nbs/10_pipeline.ipynb #a4b9eb53
 PRESETS_DIR = Path(str(importlib.resources.files("cai_workbench")/"data"/"presets"))
@@ -131,7 +159,7 @@ def preset_path(name: str) -> Path:
 def load_config(path_or_preset: str | Path) -> tuple[PipelineConfig, str]:
     "Load a pipeline config from a YAML file or a preset name; returns (config, where it came from)."
     p = Path(path_or_preset)
-    if not p.suffix and not p.exists(): p = preset_path(str(path_or_preset))
+    if not p.exists() and p.suffix not in (".yaml", ".yml"): p = preset_path(str(path_or_preset))   # `qwen2.5-1.5b`: a dot, no .yaml
     return PipelineConfig.from_yaml(p), str(p)
 
 # %% ../nbs/10_pipeline.ipynb #25040108
@@ -183,10 +211,10 @@ class PipelineResult:
     def _repr_markdown_(self):
         rows = self.table()
         keys = ["stage", "status", "wall_s"] + sorted({k for r in rows for k in r} - {"stage", "status", "wall_s"})
-        md = "| " + " | ".join(keys) + " |\n|" + "---|"*len(keys) + "\n"
-        md += "\n".join("| " + " | ".join(str(r.get(k, "")) for k in keys) + " |" for r in rows)
+        from cai_workbench.core.views import md_code, md_table   # stage names, summaries, paths come from data: escaped
+        md = md_table(keys, [[r.get(k, "") for k in keys] for r in rows])
         rp = self.report_path()
-        return f"**run** `{self.run.path}`\n\n{md}" + (f"\n\nreport: `{rp}`" if rp else "")
+        return f"**run** {md_code(self.run.path)}\n\n{md}" + (f"\n\nreport: {md_code(rp)}" if rp else "")
 
 # %% ../nbs/10_pipeline.ipynb #23a829a9
 def _sync(run: Run, uri: str, stage: str | None = None):
@@ -198,21 +226,28 @@ class StaleStageError(RuntimeError):
     "A done stage whose config or inputs changed, with `on_stale: refuse`."
 
 def _files_in(section: dict) -> dict:
-    "{'file:<value>': path} for every string in a stage's section that names an existing file (a constitution, prompts)."
+    """{'file:<path>': path} for every file a stage's section reads: every file and folder of its `prompts` and `constitution`
+    specs (`prompt_source_files`, `constitution_files`; a folder is hashed whole) and any other string naming an existing file."""
+    from cai_workbench.inputs.prompts import prompt_source_files
+    from cai_workbench.inputs.constitution import constitution_files
     out = {}
-    def walk(v):
-        if isinstance(v, dict): [walk(x) for x in v.values()]
-        elif isinstance(v, list): [walk(x) for x in v]
-        elif isinstance(v, str) and len(v) < 4096 and ("/" in v or "." in v):
+    def walk(v, key=""):
+        if isinstance(v, dict): [walk(x, k) for k, x in v.items()]
+        elif isinstance(v, list): [walk(x, key) for x in v]
+        elif isinstance(v, str) and len(v) < 4096:
             try:
-                if Path(v).expanduser().is_file(): out[f"file:{v}"] = Path(v).expanduser()
+                if key in ("prompts", "constitution"):
+                    for p in (prompt_source_files if key == "prompts" else constitution_files)(v):
+                        out[f"file:{v}" if p == Path(v) else f"file:{p}"] = p
+                elif ("/" in v or "." in v) and Path(v).expanduser().is_file(): out[f"file:{v}"] = Path(v).expanduser()
             except OSError: pass
     walk(section); return out
 
 def current_fingerprint(run: Run, stage: str, config: PipelineConfig) -> dict:
     """What `stage` would be built from now: its section of `config` (+ model, seed) and the inputs it reads in `run`. The
-    section is hashed in `fingerprint_form` (renamed fields under their old names), so a rename leaves finished stages fresh."""
-    section = getattr(config, stage)
+    section is resolved (`PipelineConfig.section`: a value from the top hashes as the same value set in the section) and hashed
+    in `fingerprint_form` (renamed fields under their old names), so neither a rename nor a move to the top makes a stage stale."""
+    section = config.section(stage)
     inputs = {rel: run.path/rel for rel in STAGES[stage].read_by(section)}
     inputs.update(_files_in(section))
     return stage_fingerprint(fingerprint_form(stage, section), inputs, model=str(config.model), seed=config.seed,
@@ -231,16 +266,11 @@ def stale_stages(run: Run, config: PipelineConfig) -> dict:
 # %% ../nbs/10_pipeline.ipynb #5afe0101
 @contextlib.contextmanager
 def _fresh(run: Run, stage: str):
-    "Move the stage's folder aside so it starts from nothing; put it back (the last good outputs) if the rerun fails."
-    d, old = run.path/stage, run.path/f".{stage}.prev"
-    if old.exists(): shutil.rmtree(old)
-    if d.exists(): os.replace(d, old)
+    "Move the stage's folder aside so it starts from nothing; put it back (the last good outputs) if the rerun fails or is killed (`Run.recover`)."
+    run.set_aside(stage)
     try: yield
-    except BaseException:
-        shutil.rmtree(d, ignore_errors=True)
-        if old.exists(): os.replace(old, d)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+    except BaseException: run.put_back(stage, keep_new=False); raise
+    run.put_back(stage, keep_new=True)
 
 def _mark(run: Run, stage: str, **kw):
     m = run.manifest; m["stages"].setdefault(stage, {}).update(kw); run.update_manifest(stages=m["stages"])
@@ -264,6 +294,7 @@ def _run_stage(run: Run, stage: str, cfg, config: PipelineConfig, fp: dict, fres
         err = f"{type(e).__name__}: {e}"[:500]
         if fresh: _mark(run, stage, fingerprint=before.get("fingerprint"), status="failed", error=err)   # the old files are back
         elif run.stage_info(stage).get("status") != "failed": _mark(run, stage, status="failed", error=err)
+        name_full_disk(e, run.path/stage)       # a full disk that names no file names the stage's folder
         raise
 
 
@@ -290,8 +321,12 @@ def _plan(config: PipelineConfig, stages: list[str] | None, run_dir, where: str 
     if unknown: raise ValueError(f"unknown stage(s) {unknown}; the stages are {list(STAGES)}")
     stages = [s for s in STAGES if s in stages]                       # pipeline order
     configs = {s: config.stage_config(s, where) for s in stages}     # all checked before anything runs
+    if "evaluation" in configs:     # held out: evaluation's prompts against every training stage's, before any model loads
+        from cai_workbench.inputs.heldout import check_config
+        check_config({**{s: config.stage_config(s, where) for s in config.stages}, **configs}, config.seed, where or "config")
     path = Path(run_dir) if run_dir else Path(config.runs_dir)/config.name
     if path.exists() and not path.is_dir(): raise NotADirectoryError(errno.ENOTDIR, "is a file, not a run folder", str(path))
+    check_run_folder(path)                                            # a user's own non-empty folder is not taken over
     return stages, configs, path
 
 
@@ -314,6 +349,8 @@ def _pipeline_stage(run: Run, i: int, stages: list[str], config: PipelineConfig,
     m = run.manifest
     info = m["stages"].setdefault(stage, {"status": "done"})
     info["summary"] = out.summary()                 # a `StageResult`, checked by `_run_stage`
+    sec, own = config.section(stage), getattr(config, stage) or {}   # the values it ran with; which came from the top
+    info["config"], info["from_top"] = configs[stage].to_dict(), sorted(k for k in sec if k not in own or own[k] != sec[k])
     info.setdefault("wall_s", round(time.time() - t0, 2))
     run.update_manifest(stages=m["stages"])
     print(f"[{i}/{n}] {stage}: done in {info['wall_s']} s — {summary_line(info['summary'])}", flush=True)
@@ -336,6 +373,7 @@ def run_pipeline(
     stages, configs, path = _plan(config, stages, run_dir, where)
     with run_lock(path), contextlib.ExitStack() as stack:
         run = Run.create(path, config=config, seed=config.seed, device=config.device)
+        for note in run.recover(): print(note)                          # a rerun killed last time: its good outputs back
         check_inputs(run, stages, configs)                              # a missing input stops the run before any stage
         set_seed(config.seed)
         res = PipelineResult(run)

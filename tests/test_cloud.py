@@ -250,3 +250,60 @@ def test_size_cap_and_allow_list_mode(s3, tmp_path):
     assert s.too_large == ["big.bin"] and "big.bin" not in s.copied and "over the size cap" in str(s)
     s = push(src, "s3://bkt/allow", allow_only=RUN_FILE_PATTERNS, progress=False)
     assert sorted(s.copied) == ["manifest.json", "sft/loss.png"]
+
+
+# --- issue 32 item 8: more secret names stay home; the pipeline's own pushes upload only run files ----------------------
+MORE_SECRETS = ["accessKeys.csv", "rootkey.csv", "kaggle.json", "password.txt", "passwords.yaml", "gcp-key.json",
+                "private_key.txt", "openai_key.txt", "terraform.tfvars", "wandb_api.txt", "auth.json", "keys.txt",
+                "prod.tfvars.json", "deploy.pem", "db_password.json", "my-credentials.csv", "secret_key.txt",
+                "notes/oauth_client.json", "keys/model.json", "api-token.txt", "jwt.txt"]
+RUN_FILES = ["manifest.json", "config.yaml", "sft/adapter/tokenizer.json", "sft/adapter/special_tokens_map.json",
+             "sft/adapter/tokenizer_config.json", "sft/adapter/added_tokens.json", "sft/adapter/chat_template.jinja",
+             "sft/adapter/adapter_model.safetensors", "sft/adapter/cai_workbench.json", "critique_revision/dataset/dataset_info.json",
+             "critique_revision/dataset/data-00000-of-00001.arrow", "critique_revision/dataset/state.json", "evaluation/report.html",
+             "reward_model/histograms.png", "ppo/checkpoints/checkpoint-2/state.json", "evaluation/key_results.md"]
+
+
+@pytest.mark.parametrize("name", MORE_SECRETS)
+def test_more_secret_names_stay_home(s3, tmp_path, name):
+    _, c = s3
+    src = _tree(tmp_path/"run", {"manifest.json": "{}", name: "SECRET"})
+    s = push(src, "s3://bkt/sec3", progress=False)
+    assert s.excluded_secrets == [name] and s.copied == ["manifest.json"]
+    assert [o["Key"] for o in c.list_objects_v2(Bucket="bkt", Prefix="sec3/")["Contents"]] == ["sec3/manifest.json"]
+
+
+def test_what_a_run_writes_is_not_taken_for_a_secret(s3, tmp_path):
+    from cai_workbench.core.cloud import is_secret
+    assert [f for f in RUN_FILES if is_secret(f)] == []
+    s = sync_after_stage(_tree(tmp_path/"run", {f: "x" for f in RUN_FILES}), "s3://bkt/runfiles", progress=False)
+    assert sorted(s.copied) == sorted(RUN_FILES) and not s.excluded_secrets
+
+
+def test_pipeline_s3_push_and_sync_after_stage_upload_only_run_files(s3, tmp_path, monkeypatch):
+    "A run folder's push uploads what a run writes and nothing else: a stray core dump, a pickle, a notes file stay home."
+    import sys, types
+    from dataclasses import dataclass
+    from cai_workbench import pipeline as P
+    from cai_workbench.core.config import ConfigBase
+
+    @dataclass
+    class OneConfig(ConfigBase):
+        lr: float = 1.0
+
+    def run_one(run, cfg, model="tiny"):
+        with run.stage("sft") as d:
+            (d/"adapter").mkdir(exist_ok=True); (d/"adapter"/"adapter_config.json").write_text("{}")
+            (d/"metrics.json").write_text("{}")
+            for stray in ["core.1234", "scratch.bin", "optimizer.pt", "notes.docx", "id.tfvars"]: (d/stray).write_text("x")
+            (run.path/"stray.iso").write_text("x")
+        return types.SimpleNamespace(summary=lambda: {"lr": cfg.lr})
+    mod = types.ModuleType("one_stage"); mod.OneConfig, mod.run_one = OneConfig, run_one
+    monkeypatch.setitem(sys.modules, "one_stage", mod)
+    monkeypatch.setattr(P, "STAGES", {"sft": P.StageSpec("sft", "one_stage", "OneConfig", "run_one")})
+    rd = tmp_path/"run"
+    cfg = P.PipelineConfig.from_dict({"model": "tiny", "stages": ["sft"], "s3": "s3://bkt/pipe", "sync_after_stage": True})
+    P.run_pipeline(cfg, run_dir=rd, progress=False)
+    _, c = s3
+    keys = sorted(o["Key"].removeprefix("pipe/") for o in c.list_objects_v2(Bucket="bkt", Prefix="pipe/")["Contents"])
+    assert keys == ["config.yaml", "manifest.json", "sft/adapter/adapter_config.json", "sft/metrics.json"], keys

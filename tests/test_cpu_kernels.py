@@ -83,3 +83,39 @@ def test_embedded_model_greedy_texts_are_unchanged_by_packing(monkeypatch):
     monkeypatch.setattr(HFBackend, "packed_linear_mb", 0)
     plain = [o.text for o in Generator(m, tok, max_new_tokens=24, batch_size=8, progress=False)(prompts)]
     assert fast == plain and len(set(fast)) > 1
+
+
+def test_a_merged_adapter_is_what_the_engine_generates_from(monkeypatch):
+    """PEFT's merge_adapter() adds the LoRA delta to the base weights through `.data`: same data_ptr, no `_version` bump. The hf
+    engine's packed weights (and kept rows) must notice: after the merge it generates what a fresh engine on the merged model does."""
+    from peft import LoraConfig, get_peft_model
+    m, tok = model()
+    pm = get_peft_model(m, LoraConfig(r=8, lora_alpha=32, lora_dropout=0.0, init_lora_weights=False,
+                                      target_modules=["q_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
+    pm.eval()
+    g = Generator(pm, tok, max_new_tokens=12, batch_size=4, progress=False)
+    with pm.disable_adapter(): base = tokens(Generator(pm, tok, max_new_tokens=12, batch_size=4, progress=False))
+    tokens(g)                                                       # packs the base layers, keeps rows
+    pm.merge_adapter()
+    after = tokens(g)
+    merged = tokens(Generator(pm, tok, max_new_tokens=12, batch_size=4, progress=False))   # a fresh engine: nothing held
+    monkeypatch.setattr(HFBackend, "packed_linear_mb", 0)
+    monkeypatch.setattr(HFBackend, "kept_cache_mb", 0)
+    plain = tokens(Generator(pm, tok, max_new_tokens=12, batch_size=4, progress=False))   # no packing, no kept rows
+    assert merged == plain and after == plain
+    assert plain != base                                            # the adapter moves the outputs (a stale pack would give base)
+
+
+@pytest.mark.parametrize("packed", [True, False])
+def test_a_write_through_data_is_noticed(monkeypatch, packed):
+    "Any in-place write that bumps no version (`w.data.mul_`) makes the engine repack and drop its kept rows (packing on, and off: the rows alone)."
+    if not packed: monkeypatch.setattr(HFBackend, "packed_linear_mb", 0)
+    m, tok = model()
+    g = Generator(m, tok, max_new_tokens=12, batch_size=4, progress=False)
+    before = tokens(g)
+    v = [layer.mlp.down_proj.weight._version for layer in m.model.layers]
+    for layer in m.model.layers: layer.mlp.down_proj.weight.data.mul_(-3.0)
+    assert [layer.mlp.down_proj.weight._version for layer in m.model.layers] == v     # the write is invisible to _version
+    after = tokens(g)
+    monkeypatch.setattr(HFBackend, "packed_linear_mb", 0); monkeypatch.setattr(HFBackend, "kept_cache_mb", 0)
+    assert after == tokens(Generator(m, tok, max_new_tokens=12, batch_size=4, progress=False)) and after != before

@@ -360,3 +360,21 @@ def test_revision_prefix_opens_non_benign_revisions_and_the_model_continues_it(t
     plain_tokens = {json.loads(l)["id"]: json.loads(l)["prompt_tokens"] for l in (plain_steps/"r1_revision.jsonl").read_text().splitlines()}
     assert all((prompt_tokens[i] > plain_tokens[i]) == (before[i]["label"] != "benign") for i in prompt_tokens)   # the model saw the words
     assert steps.name != plain_steps.name                  # another setting, other steps: nothing is reused across them
+
+
+def test_revision_prefix_and_the_continuation_keep_their_space(tmp_path, tiny):
+    "'…, but' + the model's stripped continuation 'I can help…' must read '…, but I can help…', not '…, butI can help…'."
+    from cai_workbench.stages.critique_revision import join_opening
+    assert join_opening("I can't help with that, but", "I can help with") == "I can't help with that, but I can help with"
+    assert join_opening("No", ", thanks.") == "No, thanks." and join_opening("Sure: ", "yes") == "Sure: yes" and join_opening("", "x") == "x"
+    p, opening = write_prompts(tmp_path/"p.jsonl"), "I can't help with that, but"
+    opened = run_critique_revision(Run.create(tmp_path/"b"), small(p, critique_free=True, temperature=0.0, revision_prefix=opening), model=tiny, progress=False)
+    steps = next((tmp_path/"b"/"critique_revision"/"steps").iterdir())
+    cont = {json.loads(l)["id"]: json.loads(l)["text"] for l in (steps/"r1_revision.jsonl").read_text().splitlines()}
+    checked = 0
+    for r in opened.records:
+        if r["label"] == "benign": continue
+        rev, c = r["rounds"][0]["revision"], cont[r["id"]]
+        assert rev.startswith(opening) and rev.endswith(c.strip())
+        if c.strip()[:1].isalnum(): assert rev == f"{opening} {c.strip()}", rev; checked += 1
+    assert checked, "no continuation starting with a word: the check above did not run"

@@ -117,6 +117,28 @@ def test_per_pair_smoothing_is_cdpo_on_each_pair():
     assert pair_smoothing([dict(pairs[0], source="revision", label_source="revision"), dict(pairs[0], label_source="human")], TINY_DPO) == [0.0, 0.0]
 
 
+
+def test_per_pair_smoothing_is_cdpo_where_policy_and_reference_differ():
+    """The same identity at Δ ≠ 0. With fresh LoRA (B = 0) the policy is the reference, Δ = 0, the flipped pair's gradient is
+    minus the plain one, and a factor with exp(−βΔ) for exp(βΔ) (a sign error) would pass; here the adapter is moved first."""
+    from cai_workbench.stages.dpo import pair_smoothing
+    pairs = [dict(p, soft_label=s) for p, s in zip(_pairs(2), (0.65, 0.9))]
+    tr = _train(pairs, TINY_DPO.replace(beta=1.0))
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for n, p in tr.model.named_parameters():
+            if "lora_B" in n: p.copy_(torch.randn(p.shape, generator=g) * 0.5)      # policy ≠ reference (adapter off)
+    eps = pair_smoothing(pairs, TINY_DPO)
+    ds = [dict(tr.train_dataset[i]) for i in range(2)]
+    plain = lambda e: dict(e, pair_epsilon=0.0, pair_weight=1.0)
+    flip = lambda e: plain(dict(e, chosen_ids=e["rejected_ids"], rejected_ids=e["chosen_ids"]))
+    gp, gf = [_grad(tr, [plain(d)]) for d in ds], [_grad(tr, [flip(d)]) for d in ds]
+    assert not torch.allclose(gf[0], -gp[0], atol=1e-6, rtol=1e-2)               # Δ ≠ 0: flipping is not just a sign
+    want = sum((1 - eps[i]) * gp[i] + eps[i] * gf[i] for i in range(2)) / 2
+    assert torch.allclose(_grad(tr, ds), want, atol=1e-6, rtol=1e-3)
+    at_zero = sum((1 - 2*eps[i]) * gp[i] for i in range(2)) / 2                 # what the Δ = 0 formula would give
+    assert not torch.allclose(want, at_zero, atol=1e-6, rtol=1e-2)
+
 def test_pair_weight_scales_exactly_that_pairs_gradient():
     from cai_workbench.stages.dpo import pair_weights
     cfg = TINY_DPO.replace(confidence="weight")

@@ -122,5 +122,43 @@ def test_quality_numbers_carry_interval_and_n():
     assert d["agreement_n"] == 60 and d["agreement_ci"][0] < d["agreement"] < d["agreement_ci"][1]
     assert "agreement with human labels 67% [" in agreement_of(recs).conclusion() and "n=60" in agreement_of(recs).conclusion()
     b = bias_report(recs).to_dict()
-    assert b["position_consistency_n"] == 60 and b["first_slot_rate_n"] == 120
+    assert b["position_consistency_n"] == 60 and b["first_slot_rate_n"] == 60          # by pair: both orders of a pair are one unit
     for k in ("position_consistency", "first_slot_rate"): assert b[f"{k}_ci"][0] <= b[k] <= b[f"{k}_ci"][1]
+
+
+def test_first_slot_interval_is_by_pair_not_by_order():
+    "20 pairs labelled in both orders, 14 of them picking slot A both times: 70%, and n is 20 pairs (the two orders of a pair are not independent)."
+    recs = [{**r, "p_a_ab": 0.8 if i < 14 else 0.2, "p_a_ba": 0.8 if i < 14 else 0.2, "p_a": 0.5} for i, r in enumerate(synthetic_records(20))]
+    rep = bias_report(recs)
+    assert rep.first_slot_rate == 0.7 and rep.first_slot.n == 20 and rep.to_dict()["first_slot_rate_n"] == 20
+    by_order = wilson_interval(28, 40)                                # what counting each order as a unit gives: too narrow
+    assert rep.first_slot.ci[1] - rep.first_slot.ci[0] > (by_order[1] - by_order[0]) + 0.05, (rep.first_slot.ci, by_order)
+
+
+def test_agreement_reports_ties_beside_it_and_counted_as_half():
+    "16 pairs, 7 exact ties, 6 of the 9 decided agree: agreement 6/9 beside 7 ties, and (6 + 3.5)/16 with ties as half."
+    recs = synthetic_records(16)
+    for i, r in enumerate(recs):
+        r["human_label"] = r["label"] if i >= 3 else ("a" if r["label"] == "b" else "b")
+        if i >= 9: r["label"] = "tie"
+    ag = agreement_of(recs)
+    d = ag.to_dict()
+    assert (d["decided"], d["agree"], d["ties"], d["tie_rate"]) == (9, 6, 7, round(7/16, 4))
+    assert d["agreement_ties_half"] == round(9.5/16, 4) and d["agreement_ties_half_n"] == 16 and len(d["agreement_ties_half_ci"]) == 2
+    assert "7 of 16 pairs were exact ties" in ag.conclusion() and "half" in ag.conclusion()
+
+
+def test_quality_report_draws_its_human_pairs_with_the_runs_seed(tmp_path, monkeypatch):
+    "PreferencesConfig.seed None means the run's seed (7) for the hh-rlhf sample too, not `config.seed or 0`."
+    import cai_workbench.inputs.prompts as prompts
+    from cai_workbench.core.run import Run
+    from cai_workbench.stages.preferences import PreferencesConfig, run_preferences
+    seen = []
+    class Stop(Exception): pass
+    def fake(path, limit=None, seed=0, single_turn=False): seen.append(seed); raise Stop
+    monkeypatch.setattr(prompts, "load_hh_rlhf_pairs", fake)
+    (tmp_path/"hh.jsonl").write_text("")
+    run = Run.create(tmp_path/"run", seed=7)
+    cfg = PreferencesConfig(sources=["sampled"], quality_pairs=4, hh_rlhf=str(tmp_path/"hh.jsonl"))
+    with pytest.raises(Stop): run_preferences(run, cfg, model="tiny", progress=False)
+    assert seen == [7]

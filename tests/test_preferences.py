@@ -291,3 +291,18 @@ def test_sft_policy_is_loaded_onto_the_feedback_model_and_selected_through_the_s
     # equal up to fp32 reduction order (the pipeline scores on the LoRA-wrapped model with its adapter off; ~2e-7 apart):
     # an adapter left on (lora_B ~ N(0, 0.5) above) moves these probabilities by far more than 1e-5
     assert [p["p_a_ab"] for p in pairs] == pytest.approx([again[p["id"]] for p in pairs], abs=1e-5)
+
+
+def test_revision_pairs_honour_what_the_critique_stage_dropped(tmp_path):
+    "A record SFT dropped (commentary, near-duplicate) makes no revision pair: it trains neither the reward model nor DPO."
+    from cai_workbench.inputs.pair_data import revision_pairs
+    rec = lambda i, why: {"id": i, "prompt": f"How do I hurt someone {i}?", "initial_response": "Hit them.",
+                          "final_response": f"I won't help with hurting people ({i}).", "principles": ["harm"], "dropped_by": why}
+    run = _run_with_revisions(tmp_path, [rec("kept", None), rec("talk", "commentary"), rec("dup", "near_duplicate")])
+    rp = revision_pairs(run.path/"critique_revision"/"records.jsonl")
+    assert [p["id"] for p in rp] == ["rev:kept"] and rp.dropped == {"commentary": 1, "near_duplicate": 1}
+    assert len(revision_pairs(run.path/"critique_revision"/"records.jsonl", keep_dropped=True)) == 3
+    res = run_preferences(run, PreferencesConfig(sources=["revision"]), model="tiny", progress=False)
+    assert [p["id"] for p in load_pair_file(res.path/"pairs.jsonl")] == ["rev:kept"] and res.by_source["revision_dropped"] == 2
+    from datasets import load_from_disk
+    assert load_from_disk(str(res.path/"dataset"))["id"] == ["rev:kept"]          # what the reward model and DPO read

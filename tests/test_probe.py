@@ -49,11 +49,12 @@ def test_probe_says_which_stage_moved(tmp_path):
     st = res.data["stages"]
     assert st["sft"]["moved"] and not st["dpo"]["moved"] and st["ppo"]["moved"]
     assert st["sft"]["rate"] == 0.8 and st["sft"]["rate_n"] == 20 and st["sft"]["rate_diff_ci"][0] > 0
-    assert st["ppo"]["start"] == "sft" and not st["ppo"]["fell"]
-    assert res.data["failed"] == ["dpo"] and not res.passed
-    assert "dpo" in res.table() and "NO" in res.table()
+    assert st["ppo"]["start"] == "sft" and not st["ppo"]["fell"]          # not shown to fall, but not shown to rise either
+    assert res.data["failed"] == ["dpo", "ppo"] and not res.passed
+    assert res.data["why"]["ppo"] == ["not shown to rise over sft (p = 1)"]
+    assert "dpo" in res.table() and "FAIL" in res.table()
     saved = json.loads((tmp_path/"run"/"probe"/"summary.json").read_text())
-    assert saved["failed"] == ["dpo"]
+    assert saved["failed"] == ["dpo", "ppo"]
 
 
 def test_rl_stage_that_loses_the_property_fails_even_above_base(tmp_path):
@@ -71,7 +72,7 @@ def test_newest_answer_per_stage_and_prompt_wins(tmp_path):
 
 def test_training_prompt_in_evaluation_is_refused(tmp_path):
     run = _run(tmp_path, {"base": 0, "sft": 20}, train=["held-out   QUESTION 3?"])
-    with pytest.raises(ConfigError, match="used in training"): run_probe(run, ProbeConfig(reward_model=False), progress=False)
+    with pytest.raises(ConfigError, match="that training reads"): run_probe(run, ProbeConfig(reward_model=False), progress=False)
     with pytest.raises(ConfigError, match="reward_model"): run_probe(_run(tmp_path/"b", {"base": 0}), ProbeConfig(), progress=False)
     with pytest.raises(ConfigError, match="base"): ProbeConfig(stages=["sft"])
 
@@ -146,3 +147,71 @@ def test_dpo_probe_on_the_tiny_model(tmp_path, flipped):
     st = res.data["stages"]
     assert st["base"]["rate"] == 0 and st["dpo"]["rate_n"] == 12, res.table()
     assert res.passed != flipped and st["dpo"]["moved"] != flipped, res.table()
+
+
+def _adapter(run, stage, seed):
+    "A stand-in LoRA adapter file for `stage`: the same `seed` gives the same tensors."
+    import torch
+    from safetensors.torch import save_file
+    g = torch.Generator().manual_seed(seed)
+    (run.path/stage/"adapter").mkdir(parents=True, exist_ok=True)
+    save_file({"base_model.model.layers.0.q_proj.lora_A.weight": torch.randn(4, 8, generator=g),
+               "base_model.model.layers.0.q_proj.lora_B.weight": torch.randn(8, 4, generator=g)}, str(run.path/stage/"adapter"/"adapter_model.safetensors"))
+
+
+def _own_text(s, i, k): return ("Dear friend, " if i < k else "") + f"{s} answer {i}."   # each stage words its answers its own way
+
+
+def test_no_op_stage_fails_the_probe(tmp_path):
+    "PPO that changed no answer, and DPO whose adapter is SFT's tensor for tensor, fail with their own reasons; a stage that trained and rose passes."
+    same = lambda s, i, k: _own_text("sft" if s == "ppo" else s, i, k)                      # ppo's answers are sft's, word for word
+    run = _run(tmp_path, {"base": 0, "sft": 16, "ppo": 16, "dpo": 30, "grpo": 30}, n=32, text=same)
+    for s, seed in (("sft", 1), ("dpo", 1), ("grpo", 2)): _adapter(run, s, seed)
+    res = run_probe(run, ProbeConfig(reward_model=False), progress=False)
+    st = res.data["stages"]
+    assert res.data["failed"] == ["dpo", "ppo"] and not res.passed, res.table()
+    assert st["ppo"]["same_answers"] and "answers identical to sft's on all 32 prompts: the stage changed nothing" in st["ppo"]["why"]
+    assert st["dpo"]["rate"] > st["sft"]["rate"] and st["dpo"]["why"] == ["adapter tensors identical to sft's: the stage did not train"]
+    assert st["grpo"]["verdict"] == "pass" and st["grpo"]["p_start"] < 0.05 and not st["grpo"].get("same_adapter")
+    assert "FAIL" in res.table() and "adapter tensors identical" in res.verdict() and res.verdict().startswith("probe FAILED")
+
+
+def test_sft_16_to_rl_10_of_32_fails_and_a_real_rise_passes(tmp_path):
+    "The issue's case: SFT 16/32 then PPO 10/32 (-19 points, interval [-36, +1]) passed as 'not shown to fall'; it must fail. 16 -> 28 passes."
+    shifted = lambda s, i, k: ("Dear friend, " if 12 <= i < 22 else "") + f"ppo answer {i}." if s == "ppo" else _own_text(s, i, k)  # prompts 12-21: wins 6, loses 12
+    res = run_probe(_run(tmp_path, {"base": 0, "sft": 16, "ppo": 10, "rloo": 28}, n=32, text=shifted), ProbeConfig(reward_model=False), progress=False)
+    st = res.data["stages"]
+    assert not st["ppo"]["fell"] and st["ppo"]["from_start_ci"][1] > 0            # the old rule could not fail it
+    assert st["ppo"]["verdict"] == "FAIL" and st["ppo"]["why"][0].startswith("not shown to rise over sft") and st["ppo"]["p_start"] > 0.9
+    assert st["rloo"]["verdict"] == "pass" and st["rloo"]["p_start"] < 0.001 and res.data["failed"] == ["ppo"]
+    assert 0.35 < st["ppo"]["power"] < 0.45 and 0.35 < st["rloo"]["power"] < 0.45    # +20 points from 50% at n=32: about 40%
+    assert "power (+20)" in res.table() and res.data["test"] == {**res.data["test"], "alpha": 0.05, "effect": 0.2, "ceiling": 0.9, "margin": 0.1}
+
+
+def test_near_the_ceiling_a_stage_must_not_fall_and_must_differ(tmp_path):
+    "From SFT at 31/32 (>= 90%) a rise cannot be shown: PPO at 31/32 in its own words passes (non-inferior, 10 points); RLOO at 25/32 fails."
+    res = run_probe(_run(tmp_path, {"base": 0, "sft": 31, "ppo": 31, "rloo": 25}, n=32, text=_own_text), ProbeConfig(reward_model=False), progress=False)
+    st = res.data["stages"]
+    assert st["ppo"]["ceiling"] and st["ppo"]["noninferior"] and st["ppo"]["verdict"] == "pass", res.table()
+    assert st["rloo"]["verdict"] == "FAIL" and "at the ceiling" in st["rloo"]["why"][0] and res.data["failed"] == ["rloo"]
+    assert 0 < st["ppo"]["power"] <= 1 and "(ceiling)" in res.table()
+    same = run_probe(_run(tmp_path/"b", {"base": 0, "sft": 31, "ppo": 31}, n=32), ProbeConfig(reward_model=False), progress=False)
+    assert same.data["failed"] == ["ppo"] and "answers identical" in same.data["why"]["ppo"][0]     # at the ceiling it must still differ
+
+
+def test_failed_probe_is_loud_through_the_cli(tmp_path, capsys):
+    "cai-workbench run with a failing probe: the verdict is the last line, the exit code is 1, and the manifest marks the check failed."
+    from cai_workbench.cli import main
+    run = _run(tmp_path, {"base": 0, "sft": 16, "ppo": 10}, n=32, text=_own_text)
+    cfg = tmp_path/"probe.yaml"
+    cfg.write_text("name: loud\nmodel: tiny\nstages: [probe]\nprobe:\n  reward_model: false\n")
+    assert main(["run", str(cfg), "--run-dir", str(run.path)]) == 1
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1].startswith("probe FAILED: ppo: not shown to rise over sft"), out[-5:]
+    m = json.loads((run.path/"manifest.json").read_text())["stages"]["probe"]
+    assert m["status"] == "failed" and m["check"] == "failed" and m["error"] == out[-1] and m["summary"]["passed"] is False
+    assert (run.path/"probe"/"summary.json").exists()
+    run2 = _run(tmp_path/"ok", {"base": 0, "sft": 16, "ppo": 28}, n=32, text=_own_text)
+    assert main(["run", str(cfg), "--run-dir", str(run2.path)]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("probe passed")
+    assert json.loads((run2.path/"manifest.json").read_text())["stages"]["probe"]["status"] == "done"

@@ -10,8 +10,8 @@ import hashlib, json, shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import ConfigBase
-from .io import read_json, write_json
+from .config import ConfigBase, ConfigError
+from .io import check_safetensors, read_json, write_json
 
 # %% auto #0
 __all__ = ['PICKLE_ONLY', 'CheckpointSettings', 'check_checkpoint_settings', 'checkpoint_args', 'fingerprint_parts',
@@ -98,6 +98,23 @@ def checkpoints(folder) -> list[Path]:
     return sorted(cks, key=lambda p: int(p.name.split("-")[-1]), reverse=True)
 
 # %% ../../nbs/00d_checkpoints.ipynb #cb3035e6
+def _check_resumable(ck: Path) -> None:
+    "Refuse, in one line naming the file, a checkpoint transformers would fail on: corrupt state JSON, truncated safetensors, a pickle."
+    import pickle, torch
+    from transformers.trainer_pt_utils import safe_globals
+    fix = f"delete {ck} (or rerun the stage with --force) to start it over"
+    try: ok = isinstance(read_json(ck/"trainer_state.json"), dict)
+    except ValueError as e: raise ConfigError(f"{e}; {fix}") from None
+    if not ok: raise ConfigError(f"{ck/'trainer_state.json'}: not a trainer state (a JSON object); {fix}")
+    for w in sorted(ck.glob("*.safetensors")): check_safetensors(w, fix)
+    for f in sorted(p for p in ck.iterdir() if p.suffix in (".pt", ".pth", ".bin") and p.name not in PICKLE_ONLY):
+        try:
+            with safe_globals(): torch.load(f, map_location="cpu", weights_only=True)   # as transformers loads it on resume
+        except pickle.UnpicklingError:
+            raise ConfigError(f"{f}: holds pickled objects, not plain tensors; it is not loaded, because unpickling can run code; {fix}") from None
+        except (RuntimeError, EOFError, OSError, ValueError) as e:
+            raise ConfigError(f"{f}: cannot be read ({str(e).splitlines()[0][:200] if str(e) else type(e).__name__}); {fix}") from None
+
 def resume_point(trainer, verbose: bool = True) -> str | None:
     "The checkpoint `trainer.train(resume_from_checkpoint=...)` should resume from, or None; installs the `CheckpointGuard`."
     parts = fingerprint_parts(trainer)
@@ -107,6 +124,7 @@ def resume_point(trainer, verbose: bool = True) -> str | None:
     for ck in cks:
         f = ck/"fingerprint.json"
         if f.exists() and (ck/"trainer_state.json").exists() and read_json(f).get("fingerprint") == fp:
+            _check_resumable(ck)
             if verbose: print(f"resuming from {ck}")
             return str(ck)
     if cks:

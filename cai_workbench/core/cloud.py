@@ -18,6 +18,8 @@ from botocore.exceptions import ClientError, NoCredentialsError, EndpointConnect
 from tqdm.auto import tqdm
 from fastcore.basics import patch
 
+from .guards import UnsafePathError, inside
+
 # %% auto #0
 __all__ = ['SECRET_PATTERNS', 'PARTIAL_SUFFIX', 'SYNC_STATE', 'RUN_FILE_PATTERNS', 'CloudError', 'parse_s3_uri', 's3_client',
            'check_access', 'is_secret', 'selected', 'file_sha256', 'safe_target', 'SyncSummary', 'SyncError', 'push',
@@ -74,18 +76,18 @@ def check_access(client, uri: str) -> tuple[str, str]:
 
 # %% ../../nbs/09_cloud.ipynb #646b79b2
 SECRET_PATTERNS = (".*",                                           # hidden files and tool dot-folders (.ssh, .aws, .env, .netrc, ...)
-    "*.pem", "*.key", "*.p12", "*.pfx", "*.jks", "*.keystore", "*.ppk", "*.kdbx", "*.asc", "*.gpg", "*.ovpn",
-    "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*", "*_rsa", "*_ed25519", "ssh_host_*", "authorized_keys", "known_hosts",
-    "credentials", "credentials.*", "*credentials*.json", "service-account*", "service_account*", "*-sa-key*.json",
-    "client_secret*", "secret", "secrets", "secret.*", "secrets.*", "*.secret", "*.secrets", "*secret*.json", "*secret*.y*ml",
-    "token", "token.*", "*.token", "*_token", "*_token.*", "*-token", "*-token.*", "hf_token*", "access_token*",
-    "api_key*", "apikey*", "*api_key*", "*.env", "env.list", "_netrc", "netrc", "pgpass", "htpasswd", "kubeconfig",
-    "wandb-netrc", "gcloud", "application_default_credentials.json")
+    "*.pem", "*.key", "*.p12", "*.pfx", "*.jks", "*.keystore", "*.ppk", "*.kdbx", "*.asc", "*.gpg", "*.ovpn", "*.keytab", "*.p8", "*.pkcs12", "*.der",
+    "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*", "*_rsa", "*_ed25519", "ssh_host_*", "authorized_keys", "known_hosts", "service-account*",
+    "service_account*", "*secret*", "*password*", "*passwd*", "shadow", "*credential*", "*creds.*", "*_creds*", "*-creds*", "kaggle.json",
+    "key", "keys", "*key.*", "*keys.*", "*_key*", "*-key*", "*_keys*", "*-keys*", "*private*key*", "apikey*", "*_api.*", "*-api.*",   # any *key* name
+    "token", "token.*", "*.token", "*_token", "*_token.*", "*-token", "*-token.*", "hf_token*", "access_token*", "jwt", "jwt.*", "*.jwt",
+    "auth", "auth.*", "*.auth", "auth_*", "auth-*", "*_auth", "*_auth.*", "*-auth", "*-auth.*", "*oauth*", "*.tfvars", "*.tfvars.json", "*.tfstate*",
+    "*.env", "env.list", "_netrc", "netrc", "pgpass", "htpasswd", "kubeconfig", "wandb-netrc", "gcloud", "*.sops.*")
 PARTIAL_SUFFIX = ".cai-partial"
 SYNC_STATE = ".cai-sync.json"                  # per folder: what was last pushed/pulled (sha256 per file)
 _INTERNAL = {SYNC_STATE, ".lock"}              # this project's own bookkeeping: never travels, not counted as secrets
 RUN_FILE_PATTERNS = ("*.json", "*.jsonl", "*.yaml", "*.safetensors", "*.png", "*.html", "*.md", "*.txt", "*.csv",
-                     "*.model", "*.jinja")     # a run's own artifacts: the allow list of `allow_only=RUN_FILE_PATTERNS`
+                     "*.model", "*.jinja", "*.arrow")   # a run's own artifacts: the allow list of `allow_only=RUN_FILE_PATTERNS`
 
 def is_secret(rel: str) -> bool:
     "Does any part of the relative path look like a secret, a key/token file or a hidden tool folder (`SECRET_PATTERNS`)?"
@@ -117,9 +119,8 @@ def safe_target(root, rel: str) -> Path:
     if (not rel or rel.startswith(("/", "\\")) or "\\" in rel or ".." in p.parts
             or (len(rel) > 1 and rel[1] == ":")):
         raise CloudError(f"refused key {rel!r}: it would land outside {root}")
-    root = Path(root).resolve(); out = (root/Path(*p.parts)).resolve()
-    if root != out and root not in out.parents: raise CloudError(f"refused key {rel!r}: it would land outside {root}")
-    return out
+    try: return inside(Path(root)/Path(*p.parts), root, f"refused key {rel!r}")   # links followed: one from the bucket cannot lead out
+    except UnsafePathError as e: raise CloudError(str(e)) from None
 
 # %% ../../nbs/09_cloud.ipynb #90a31f66
 @dataclass
@@ -163,12 +164,13 @@ def __str__(self: SyncSummary):
 @patch
 def _repr_markdown_(self: SyncSummary):
     verb = "would copy" if self.dry_run else "copied"
-    md = (f"**{self.direction}** `{self.source}` → `{self.dest}`{' (dry run)' if self.dry_run else ''}\n\n"
+    from cai_workbench.core.views import md_code, md_escape    # paths and keys (some from a bucket): escaped
+    md = (f"**{md_escape(self.direction)}** {md_code(self.source)} → {md_code(self.dest)}{' (dry run)' if self.dry_run else ''}\n\n"
           f"| {verb} | skipped | failed | bytes {verb} | secrets not pushed | time |\n|---|---|---|---|---|---|\n"
           f"| {len(self.copied)} | {len(self.skipped)} | {len(self.failed)} | {_human(self.bytes_copied)} | "
           f"{len(self.excluded_secrets)} | {self.wall_s:.1f} s |")
     if self.failed:
-        md += "\n\n" + "\n".join(f"- ✗ `{k}`: {v}" for k, v in list(self.failed.items())[:20])
+        md += "\n\n" + "\n".join(f"- ✗ {md_code(k)}: {md_escape(v)}" for k, v in list(self.failed.items())[:20])
     return md
 
 # %% ../../nbs/09_cloud.ipynb #cd7e1729
@@ -232,10 +234,10 @@ def _push_plan(root: Path, client, bucket: str, remote: dict, summ: SyncSummary,
     todo = []
     for rel, p in _local_files(root).items():
         if not selected(rel, include, exclude) or rel in _INTERNAL: continue
+        if is_secret(rel) and not any(fnmatch.fnmatch(rel, pat) for pat in include_secrets):
+            summ.excluded_secrets.append(rel); continue         # reported even in allow-list mode: the user sees what stayed home
         if allow_only is not None and not any(fnmatch.fnmatch(PurePosixPath(rel).name, pat) or fnmatch.fnmatch(rel, pat) for pat in allow_only):
             continue
-        if is_secret(rel) and not any(fnmatch.fnmatch(rel, pat) for pat in include_secrets):
-            summ.excluded_secrets.append(rel); continue
         size, r = p.stat().st_size, remote.get(rel)
         if max_file_mb is not None and size > max_file_mb * 2**20: summ.too_large.append(rel); continue
         digest = None
@@ -392,7 +394,9 @@ def sync_after_stage(run,                          # a `core.Run` or run folder
                      uri: str | None,              # s3://bucket/prefix; None: do nothing
                      stage: str | None = None,     # only this stage's folder (+ manifest.json, config.yaml); None: all
                      **kw) -> SyncSummary | None:
-    "Push the run (or one stage of it) to `uri`; a no-op when `uri` is None."
+    """Push the run (or one stage of it) to `uri`; a no-op when `uri` is None. Only what a run writes travels
+    (`allow_only=RUN_FILE_PATTERNS`, and never a secret): pass `allow_only=None` to push every other file too."""
     if not uri: return None
+    kw.setdefault("allow_only", RUN_FILE_PATTERNS)
     if stage: kw.setdefault("include", [f"{stage}/*", "manifest.json", "config.yaml"])
     return push(run, uri, **kw)

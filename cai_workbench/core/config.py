@@ -6,7 +6,7 @@ Docs: https://cai-workbench.github.io/cai-workbench/core.html.md"""
 
 # %% ../../nbs/00_core.ipynb #ba363e12
 from __future__ import annotations
-import dataclasses, functools, random, types, typing
+import dataclasses, functools, math, random, re, types, typing
 from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from .io import atomic_write_text
+from .io import YAMLLimitError, atomic_write_text, load_yaml
 
 # %% auto #0
 __all__ = ['START_FROM', 'MIGRATIONS', 'ConfigError', 'renamed_fields_error', 'migrate_fields', 'fingerprint_form', 'ConfigBase',
@@ -61,8 +61,11 @@ def _coerce(value, tp, where: str):
 def _coerce_scalar(value, tp, where: str):
     "A number, flag, string or path checked against `tp` (an int is widened to float); `ConfigError` naming `where` if it does not fit."
     if tp is float:
+        if isinstance(value, str) and re.fullmatch(r"\s*[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+\s*", value):
+            raise ConfigError(f"{where}: expected a number, got the string {value!r}; write it unquoted, with a dot: {float(value):.1e}")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(value): raise ConfigError(f"{where}: {value!r} is not a finite number; give a number")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int): raise ConfigError(f"{where}: expected an integer, got {value!r}")
@@ -115,7 +118,7 @@ START_FROM = ("start_from", lambda v: "sft" if v else "base")   # `_renamed` ent
 
 MIGRATIONS: dict[str, dict[str, str]] = {   # config section -> {old field: new field}, read quietly under the new name
     "sft": {"epochs": "num_train_epochs", "grad_accum": "gradient_accumulation_steps"},    # TRL's trainer names (issue 29)
-    "reward_model": {"epochs": "num_train_epochs"},
+    "reward_model": {"epochs": "num_train_epochs", "activation_checkpointing": "gradient_checkpointing"},   # issue 31: one name in every stage
 }
 
 def migrate_fields(section: str, d: dict | None, where: str | None = None) -> dict | None:
@@ -135,7 +138,8 @@ def fingerprint_form(section: str, d: dict | None) -> dict | None:
 def _read_yaml_mapping(path: Path) -> dict:
     "The top-level mapping of a YAML file; a missing, invalid or non-mapping file raises `ConfigError` naming it."
     if not path.exists(): raise ConfigError(f"{path}: config file not found")
-    try: d = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try: d = load_yaml(path.read_text(encoding="utf-8"), path) or {}    # budgets: no billion laughs
+    except YAMLLimitError as e: raise ConfigError(str(e)) from None
     except yaml.YAMLError as e: raise ConfigError(f"{path}: not valid YAML ({e})") from e
     except UnicodeDecodeError as e: raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
     if not isinstance(d, dict): raise ConfigError(f"{path}: the top level must be a mapping of fields")

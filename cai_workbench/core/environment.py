@@ -133,7 +133,8 @@ class EnvironmentInfo:
                 ("platform", self.platform.kind), ("persistent folder", str(self.platform.persistent_dir)),
                 *[(k, v or "not installed") for k, v in self.packages.items()]]
     def _repr_markdown_(self):
-        return "| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in self._rows())
+        from cai_workbench.core.views import md_escape     # device names, versions, paths: escaped
+        return "| | |\n|---|---|\n" + "\n".join(f"| {md_escape(k)} | {md_escape(v)} |" for k, v in self._rows())
     def __repr__(self): return "\n".join(f"{k:>26}: {v}" for k, v in self._rows())
 
 # %% ../../nbs/00a_environment.ipynb #6fb5228f

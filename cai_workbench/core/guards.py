@@ -13,7 +13,7 @@ from typing import Any, Mapping
 # %% auto #0
 __all__ = ['LIBRARY_DEPRECATIONS', 'path_digest', 'fingerprint', 'stage_fingerprint', 'stale_reasons', 'NonFiniteError',
            'likely_cause', 'nonfinite_guard', 'quiet_progress', 'quiet_library_deprecations', 'RunLockedError',
-           'run_lock']
+           'run_lock', 'UnsafePathError', 'unsafe_component', 'safe_component', 'inside']
 
 # %% ../../nbs/00c_guards.ipynb #153e27f7
 _HASHED: dict[tuple, str] = {}       # (path, size, mtime_ns, inode) -> content hash; a changed file gets a new key
@@ -187,7 +187,7 @@ def run_lock(folder: str | os.PathLike):
         finally: _LOCKS[key][1] -= 1
         return
     import fcntl
-    fd = os.open(lp, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(lp, os.O_RDWR | os.O_CREAT, 0o666)   # 0o666 & ~umask, as `open` gives
     try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
@@ -201,3 +201,26 @@ def run_lock(folder: str | os.PathLike):
     finally:
         del _LOCKS[key]
         fcntl.flock(fd, fcntl.LOCK_UN); os.close(fd)
+
+# %% ../../nbs/00c_guards.ipynb #c0de5p01
+class UnsafePathError(ValueError):
+    "A value from a config or a run folder would place a file outside the folder it belongs in."
+
+def unsafe_component(value) -> str | None:
+    "Why `value` cannot be one file or folder name (empty, `.`, `..`, a path separator, a NUL), or None when it can."
+    if not isinstance(value, str) or not value.strip(): return "use a non-empty name"
+    if value in (".", ".."): return f"{value!r} is not a name; use a plain name such as 'cai-run'"
+    if any(c in value for c in "/\\\0"): return "a name cannot contain '/', '\\' or NUL (it would leave its folder); use a plain name such as 'cai-run'"
+    return None
+
+def safe_component(value, field: str) -> str:
+    "`value` when it is one plain file or folder name; else `UnsafePathError` naming `field` (the file and key it came from)."
+    if (why := unsafe_component(value)): raise UnsafePathError(f"{field}={value!r}: {why}")
+    return value
+
+def inside(path, root, what: str) -> Path:
+    "`path` resolved (links followed) when it lies in `root`; else `UnsafePathError` naming `what` (where the path came from)."
+    root, out = Path(root).resolve(), Path(path).resolve()
+    if out != root and root not in out.parents:
+        raise UnsafePathError(f"{what}: {path} would land outside {root}; refused (nothing was moved or written)")
+    return out

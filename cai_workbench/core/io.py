@@ -14,23 +14,60 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import numpy as np
+import yaml
 
 
 # %% auto #0
-__all__ = ['atomic_write_text', 'write_json', 'read_json', 'atomic_dir', 'save_figure', 'jsonl_line', 'write_jsonl', 'iter_jsonl',
-           'read_jsonl', 'RecordStore']
+__all__ = ['name_full_disk', 'umask_mode', 'widen_to_umask', 'atomic_write_text', 'write_json', 'read_json', 'atomic_dir',
+           'save_figure', 'check_safetensors', 'jsonl_line', 'write_jsonl', 'iter_jsonl', 'read_jsonl', 'RecordStore',
+           'YAMLLimitError', 'SafeYAMLLoader', 'load_yaml']
+
+# %% ../../nbs/00e_io.ipynb #c0de5nf1
+import errno
+_FULL_DISK = (errno.ENOSPC, errno.EDQUOT)
+
+def name_full_disk(e: BaseException, path) -> None:
+    "Re-raise a full-disk `OSError` (ENOSPC, EDQUOT) that names no file as one naming `path`: the error says which folder filled up."
+    if isinstance(e, OSError) and e.errno in _FULL_DISK and not e.filename:
+        raise OSError(e.errno, e.strerror or os.strerror(e.errno), str(path)) from e
 
 # %% ../../nbs/00e_io.ipynb #28be43aa
+def _umask() -> int:
+    "The process umask, read from /proc where it can be (`os.umask` sets it to read it, racing other threads)."
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"): return int(line.split()[1], 8)
+    except (OSError, ValueError): pass
+    m = os.umask(0o022); os.umask(m); return m
+
+def umask_mode(folder: bool = False) -> int:
+    "The mode `open`/`mkdir` give a new file (0o666) or `folder` (0o777) under the umask; `mkstemp`/`mkdtemp` give 0o600/0o700."
+    return (0o777 if folder else 0o666) & ~_umask()
+
+def widen_to_umask(path) -> None:
+    """Give `path` and everything under it at least the mode the umask allows (never narrower): libraries that write
+    through `mkstemp` (safetensors, some trainers) leave 0o600 files that a team's shared folder cannot read."""
+    path = Path(path)
+    if not path.exists() or path.is_symlink(): return
+    f, d = umask_mode(), umask_mode(folder=True)
+    for p in [path, *path.rglob("*")] if path.is_dir() else [path]:
+        if p.is_symlink(): continue
+        mode = p.stat().st_mode & 0o7777
+        want = d if p.is_dir() or mode & 0o100 else f
+        if mode & want != want and not mode & ~want: p.chmod(want)
+
 def atomic_write_text(path, text: str) -> Path:
     "Write `text` to `path` via a temp file + rename, so readers never see a partial file."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, umask_mode())    # a shared folder's team can read it: the mode a plain `open` gives
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text); f.flush(); os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True); raise
+    except BaseException as e:
+        Path(tmp).unlink(missing_ok=True); name_full_disk(e, path); raise
     return path
 
 # %% ../../nbs/00e_io.ipynb #28be43s1
@@ -74,25 +111,45 @@ def atomic_dir(path) -> Iterator[Path]:
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     try:
+        os.chmod(tmp, umask_mode(folder=True))
         yield tmp
+        widen_to_umask(tmp)
         old = None
         if path.exists():
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             os.replace(path, old)
         os.replace(tmp, path)
         if old is not None: shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True); raise
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True); name_full_disk(e, path); raise
 
 # %% ../../nbs/00e_io.ipynb #c0de5f01
 def save_figure(fig, path, dpi: int = 110, close: bool = True) -> Path:
     "Save a matplotlib figure as PNG atomically (temp file + rename: no half-written image) and close it when pyplot made it."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp.png"); os.close(fd)
-    try: fig.savefig(tmp, dpi=dpi, format="png"); os.replace(tmp, path)
-    except BaseException: Path(tmp).unlink(missing_ok=True); raise
+    try: os.chmod(tmp, umask_mode()); fig.savefig(tmp, dpi=dpi, format="png"); os.replace(tmp, path)
+    except BaseException as e: Path(tmp).unlink(missing_ok=True); name_full_disk(e, path); raise
     if close and getattr(fig.canvas, "manager", None) is not None:
         import matplotlib.pyplot as plt; plt.close(fig)
+    return path
+
+# %% ../../nbs/00e_io.ipynb #c0de5sf1
+def check_safetensors(path, fix: str = "rerun the stage that wrote it with --force") -> Path:
+    "`path` when it is a whole safetensors file (its header parses and its tensors fit in the file); else `ValueError` naming it and `fix`."
+    path = Path(path)
+    def bad(why): raise ValueError(f"{path}: {why}: the file is corrupt or truncated; {fix}")
+    if not path.is_file(): raise FileNotFoundError(f"{path}: file not found; {fix}")
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        n = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if n < 2 or n > size - 8: bad(f"{size} bytes, but its header says {n} bytes of metadata")
+        try: meta = json.loads(f.read(n))
+        except (UnicodeDecodeError, json.JSONDecodeError): bad("its header is not valid JSON")
+    try: end = max([0] + [int(v["data_offsets"][1]) for k, v in meta.items() if k != "__metadata__"])
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError): bad("its header is malformed")
+    if 8 + n + end > size: bad(f"{size} bytes, but its tensors need {8 + n + end}")
     return path
 
 # %% ../../nbs/00e_io.ipynb #d2c204fa
@@ -176,9 +233,11 @@ def append(self: RecordStore, record: dict) -> bool:
     k = str(record[self.key])
     if k in self._records: return False
     line = jsonl_line(record).encode()
-    with open(self.path, "ab") as f:
-        f.write(line); f.flush()
-        if self.fsync: os.fsync(f.fileno())
+    try:
+        with open(self.path, "ab") as f:
+            f.write(line); f.flush()
+            if self.fsync: os.fsync(f.fileno())
+    except OSError as e: name_full_disk(e, self.path); raise
     self._records[k] = record
     return True
 
@@ -186,3 +245,57 @@ def append(self: RecordStore, record: dict) -> bool:
 def extend(self: RecordStore, records: Iterable[dict]) -> int:
     "Append many; returns how many were new."
     return sum(self.append(r) for r in records)
+
+# %% ../../nbs/00e_io.ipynb #y0code0001
+class YAMLLimitError(ValueError):
+    "A YAML file over `SafeYAMLLoader`'s budgets (size, nesting, aliases): refused before anything reads it."
+
+class SafeYAMLLoader(yaml.SafeLoader):
+    "`yaml.SafeLoader` that refuses too many aliases, aliases that expand past `max_values` values, recursive aliases and deep nesting."
+    max_bytes, max_values, max_aliases, max_depth = 4 << 20, 100_000, 100, 64
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._values, self._aliases, self._open, self._sizes = 0, 0, [], {}
+
+    def _refuse(self, why: str, event):
+        m = getattr(event, "start_mark", None)
+        raise YAMLLimitError(f"{why}{f' (line {m.line+1})' if m else ''}")
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > self.max_aliases:
+                self._refuse(f"more than {self.max_aliases} YAML aliases (`*name`); write the values out", event)
+            if event.anchor in self._open: self._refuse(f"the YAML alias *{event.anchor} refers to itself", event)
+            node = super().compose_node(parent, index)
+            self._count(self._sizes.get(node, 1), event); return node
+        if len(self._open) >= self.max_depth: self._refuse(f"YAML nested deeper than {self.max_depth} levels", event)
+        before = self._values
+        self._open.append(event.anchor)
+        try: node = super().compose_node(parent, index)
+        finally: self._open.pop()
+        self._count(1, event)
+        if event.anchor is not None: self._sizes[node] = self._values - before
+        return node
+
+    def _count(self, n: int, event):
+        self._values += n
+        if self._values > self.max_values:
+            self._refuse(f"the YAML's aliases expand to more than {self.max_values:,} values (a 'billion laughs' file?); "
+                         "write the values out instead of repeating anchors (`&name`/`*name`)", event)
+
+def load_yaml(text: str, where="YAML", loader=SafeYAMLLoader):
+    "Parse `text` (from file `where`) with `loader`; over its budgets raises `YAMLLimitError` naming `where`; bad YAML raises `yaml.YAMLError`."
+    if len(text) > loader.max_bytes:
+        raise YAMLLimitError(f"{where}: {len(text):,} characters of YAML, more than the {loader.max_bytes:,} a config or constitution may have")
+    try: return yaml.load(text, Loader=loader)
+    except YAMLLimitError as e: raise YAMLLimitError(f"{where}: refused: {e}") from None
+    except RecursionError: raise YAMLLimitError(f"{where}: refused: YAML nested too deeply") from None
+
+
+# %% ../../nbs/00e_io.ipynb #c0de5yf1
+import re
+SafeYAMLLoader.add_implicit_resolver(      # 1e-5, 2E+3: floats without a dot (YAML 1.2); tried after the int and float resolvers
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))

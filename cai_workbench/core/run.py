@@ -16,10 +16,10 @@ import yaml
 from .environment import describe_environment
 from .guards import run_lock
 from .config import ConfigBase
-from .io import atomic_write_text, read_json, write_json
+from .io import atomic_write_text, read_json, widen_to_umask, write_json
 
 # %% auto #0
-__all__ = ['MissingStageError', 'is_main_process', 'Run', 'StageResult']
+__all__ = ['MissingStageError', 'is_main_process', 'Run', 'StageResult', 'NotARunFolderError', 'check_run_folder']
 
 # %% ../../nbs/00f_run.ipynb #645bbc67
 class MissingStageError(RuntimeError):
@@ -58,8 +58,9 @@ class Run:
     def name(self) -> str: return self.path.name
 
     def _repr_markdown_(self):
-        rows = "\n".join(f"| {k} | {v.get('status')} | {v.get('wall_s', '')} |" for k, v in self.manifest["stages"].items())
-        return f"**run** `{self.path}`\n\n| stage | status | wall s |\n|---|---|---|\n{rows}"
+        from cai_workbench.core.views import md_code, md_table     # names and statuses come from a (maybe pulled) manifest: escaped
+        rows = [[k, v.get("status"), v.get("wall_s", "")] for k, v in self.manifest["stages"].items()]
+        return f"**run** {md_code(self.path)}\n\n" + md_table(["stage", "status", "wall s"], rows)
     def __repr__(self): return f"Run({str(self.path)!r})"
 
 # %% ../../nbs/00f_run.ipynb #74ce83q1
@@ -150,9 +151,11 @@ def _stage(self: Run, stage: str, **info):
     d = self.stage_dir(stage)
     try: yield d
     except BaseException as e:
+        widen_to_umask(d)       # resume checkpoints (safetensors writes 0o600) readable in a shared folder too
         stages = self.manifest["stages"]
         stages[stage].update(status="failed", ended=_now(), wall_s=round(time.time()-t0, 2), error=f"{type(e).__name__}: {e}"[:500])
         self.update_manifest(stages=stages); raise
+    widen_to_umask(d)
     stages = self.manifest["stages"]
     stages[stage].update(status="done", ended=_now(), wall_s=round(time.time()-t0, 2),
                          cpu_s=round(time.process_time()-c0, 2), load_avg=load() and [round(x, 2) for x in load()])
@@ -165,3 +168,80 @@ def _stage(self: Run, stage: str, **info):
 class StageResult(typing.Protocol):
     "What every stage runner returns: `summary()`, the stage's headline numbers as a JSON-able dict (kept in the manifest, printed by the CLI)."
     def summary(self) -> dict: ...
+
+# %% ../../nbs/00f_run.ipynb #c0de5rf1
+import shutil
+
+class NotARunFolderError(ValueError):
+    "A non-empty folder that is not a run folder was given as one."
+
+def check_run_folder(path) -> Path:
+    "`path` when it may be used as a run folder (absent, empty, or holding `manifest.json`); else `NotARunFolderError`."
+    path = Path(path)
+    if path.is_dir() and not (path/"manifest.json").exists() and any(p.name != ".lock" for p in path.iterdir()):
+        raise NotARunFolderError(f"{path}: this folder is not empty and is not a run folder (no manifest.json); nothing was "
+                                 "written or deleted. Choose a new or empty folder (--run-dir), or an existing run folder")
+    return path
+
+# %% ../../nbs/00f_run.ipynb #c0de5rf4
+@patch
+def set_aside(self: Run, stage: str) -> bool:
+    "Before a from-scratch rerun: record the stage's manifest entry, then move its folder to `.<stage>.prev`; False when there is none."
+    d, old = self.path/stage, self.path/f".{stage}.prev"
+    if not is_main_process(): return False                               # under torchrun rank 0 alone moves run files
+    if old.exists() or "set_aside" in self.stage_info(stage): self._recover_stage(stage)   # never delete a copy not yet put back
+    if not d.exists(): return False
+    m = self.manifest; e = m["stages"].get(stage, {})
+    m["stages"][stage] = {**e, "status": "running", "set_aside": e}     # first the record, then the move: `recover` reads both
+    self.update_manifest(stages=m["stages"])
+    os.replace(d, old)
+    return True
+
+@patch
+def put_back(self: Run, stage: str, keep_new: bool) -> None:
+    "End of a from-scratch rerun: drop `.<stage>.prev` (`keep_new`: it succeeded) or move it back in place of the new outputs."
+    d, old = self.path/stage, self.path/f".{stage}.prev"
+    if not is_main_process(): return
+    if keep_new: shutil.rmtree(old, ignore_errors=True)
+    elif old.exists():
+        shutil.rmtree(d, ignore_errors=True); os.replace(old, d)
+    m = self.manifest
+    if m["stages"].get(stage, {}).pop("set_aside", None) is not None: self.update_manifest(stages=m["stages"])
+
+@patch
+def before_rerun(self: Run, stage: str) -> Path:
+    "The stage's folder as it was before this from-scratch rerun (`.<stage>.prev` while one runs), else its folder: what a rerun carries over."
+    old = self.path/f".{stage}.prev"
+    return old if old.is_dir() else self.path/stage
+
+# %% ../../nbs/00f_run.ipynb #c0de5rf5
+@patch
+def _recover_stage(self: Run, stage: str) -> str | None:
+    "Finish a from-scratch rerun of `stage` that a killed process left; a console line when outputs were put back."
+    d, old = self.path/stage, self.path/f".{stage}.prev"
+    m = self.manifest; e = m["stages"].get(stage, {}); prev = e.pop("set_aside", None)
+    if e.get("status") == "done" and (prev is not None or d.exists()):  # the rerun finished; only dropping the old copy was cut off
+        shutil.rmtree(old, ignore_errors=True); self.update_manifest(stages=m["stages"]); return None
+    if old.exists():
+        if d.exists(): shutil.rmtree(d)                                 # the interrupted rerun's partial outputs
+        os.replace(old, d)
+    if prev is not None: m["stages"][stage] = prev                      # the entry those outputs go with (done, their fingerprint)
+    else: m["stages"][stage] = {**e, "status": "failed", "error": "a from-scratch rerun was interrupted; its previous outputs were put back"}
+    self.update_manifest(stages=m["stages"])
+    return f"{stage}: a from-scratch rerun was interrupted (the process was killed); its previous outputs were put back"
+
+@patch
+def recover(self: Run) -> list[str]:
+    "Call with the run's lock held, before any stage: undo what killed reruns and atomic swaps left; returns a line per stage put back."
+    if not is_main_process(): return []
+    notes, stages = [], self.manifest["stages"]
+    names = {p.name[1:-len(".prev")] for p in self.path.glob(".*.prev") if p.is_dir()} | {s for s, e in stages.items() if "set_aside" in e}
+    for s in sorted(names):
+        if (note := self._recover_stage(s)): notes.append(note)
+    for p in sorted(self.path.glob(".*.old-*")):                       # atomic_dir: the previous folder, mid-swap
+        target = self.path/p.name[1:].rsplit(".old-", 1)[0]
+        if p.is_dir() and not target.exists(): os.replace(p, target); notes.append(f"{target.name}: put back from {p.name} (a swap was cut off)")
+        elif p.is_dir(): shutil.rmtree(p, ignore_errors=True)
+    for p in self.path.glob(".*.tmp"):                                 # atomic_dir: a new folder never moved into place
+        if p.is_dir(): shutil.rmtree(p, ignore_errors=True)
+    return notes

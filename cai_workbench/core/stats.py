@@ -16,7 +16,8 @@ from scipy import stats as _st
 
 # %% auto #0
 __all__ = ['Rate', 'wilson', 'wilson_interval', 'rate', 'bootstrap_ci', 'group_indices', 'bootstrap_over', 'mean', 'Difference',
-           'newcombe', 'newcombe_paired', 'rate_difference', 'mean_difference', 'conclusion', 'rate_conclusion']
+           'newcombe', 'newcombe_paired', 'rate_difference', 'mean_difference', 'mcnemar_greater', 'mcnemar_power',
+           'noninferiority', 'noninferiority_power', 'conclusion', 'rate_conclusion']
 
 # %% ../../nbs/00b_stats.ipynb #4a82072e
 def _r(x, d: int = 4): return None if x is None else round(float(x), d)
@@ -149,13 +150,17 @@ def newcombe(k1: int, n1: int, k2: int, n2: int) -> Difference:
     return Difference(d, (max(-1.0, d - math.hypot(a.value - l1, u2 - b.value)), min(1.0, d + math.hypot(u1 - a.value, b.value - l2))),
                       min(n1, n2), "newcombe")
 
-def newcombe_paired(x: Sequence[bool], y: Sequence[bool]) -> Difference:
+def newcombe_paired(x: Sequence[bool], y: Sequence[bool], confidence: float = 0.95) -> Difference:
     "mean(x) − mean(y) for paired binary outcomes (x[i], y[i] on the same prompt) with Newcombe's paired score interval."
     if len(x) != len(y): raise ValueError(f"newcombe_paired: {len(x)} vs {len(y)} outcomes; pair them by prompt first")
     x, y = np.asarray(x, bool), np.asarray(y, bool); n = len(x)
     if n == 0: return Difference(None, None, 0, "newcombe-paired")
-    a, b, c, d = int((x & y).sum()), int((x & ~y).sum()), int((~x & y).sum()), int((~x & ~y).sum())
-    r1, r2 = wilson(a + b, n), wilson(a + c, n)
+    return _paired_cells(int((x & y).sum()), int((x & ~y).sum()), int((~x & y).sum()), int((~x & ~y).sum()), confidence)
+
+def _paired_cells(a: int, b: int, c: int, d: int, confidence: float = 0.95) -> Difference:
+    "Newcombe's paired interval from the 2×2 counts (both yes, x only, y only, neither)."
+    n = a + b + c + d
+    r1, r2 = wilson(a + b, n, confidence), wilson(a + c, n, confidence)
     (p1, (l1, u1)), (p2, (l2, u2)) = (r1.value, r1.ci), (r2.value, r2.ci)
     den, ad_bc = (a + b)*(c + d)*(a + c)*(b + d), a*d - b*c
     phi = 0.0 if den == 0 else (ad_bc - n/2 if ad_bc > n/2 else min(ad_bc, 0))/math.sqrt(den)
@@ -188,6 +193,37 @@ def mean_difference(a: Mapping | Sequence, b: Mapping | Sequence, n_boot: int = 
     ci = None if min(len(x), len(y)) < 2 else _st.bootstrap((x, y), lambda u, v, axis=-1: u.mean(axis) - v.mean(axis), n_resamples=n_boot,
                                                              method="percentile", rng=np.random.default_rng(seed)).confidence_interval
     return Difference(float(x.mean() - y.mean()), None if ci is None else (float(ci.low), float(ci.high)), min(len(x), len(y)), "bootstrap")
+
+# %% ../../nbs/00b_stats.ipynb #c30a0002
+def mcnemar_greater(a: Mapping | Sequence, b: Mapping | Sequence) -> float | None:
+    "One-sided exact McNemar p-value that a's rate is above b's (paired: mappings on shared ids, sequences by position); None with no pair."
+    x, y = _aligned(a, b) if isinstance(a, Mapping) and isinstance(b, Mapping) else (list(a), list(b))
+    if len(x) != len(y): raise ValueError(f"mcnemar_greater: {len(x)} vs {len(y)} outcomes; pair them by prompt first")
+    if not x: return None
+    up = sum(bool(u) and not bool(v) for u, v in zip(x, y)); down = sum(bool(v) and not bool(u) for u, v in zip(x, y))
+    return 1.0 if up + down == 0 else float(_st.binom.sf(up - 1, up + down, 0.5))
+
+def mcnemar_power(p_ref: float, effect: float, n: int, alpha: float = 0.05) -> float:
+    "Power of `mcnemar_greater` at level `alpha` with `n` pairs when the rate rises from `p_ref` to min(1, p_ref + effect), outcomes independent within a pair."
+    p1 = min(1.0, p_ref + effect); up, down = p1*(1 - p_ref), p_ref*(1 - p1)
+    if n < 1 or up <= 0: return 0.0
+    power = 0.0
+    for m in range(1, n + 1):                                        # m discordant pairs; reject when the wins reach crit
+        u = np.arange(m + 1); crit = u[_st.binom.sf(u - 1, m, 0.5) <= alpha]
+        if len(crit): power += _st.binom.pmf(m, n, up + down)*_st.binom.sf(crit[0] - 1, m, up/(up + down))
+    return float(power)
+
+def noninferiority(a: Mapping, b: Mapping, alpha: float = 0.05) -> Difference:
+    "a − b paired on shared ids with the (1 − 2·alpha) Newcombe interval: a is not worse than b by a margin when ci[0] > −margin (one-sided, level alpha)."
+    return newcombe_paired(*_aligned(a, b), confidence=1 - 2*alpha)
+
+def noninferiority_power(p: float, margin: float, n: int, alpha: float = 0.05, n_sim: int = 2000, seed: int = 0) -> float:
+    "Share of `n_sim` simulated sets of `n` pairs (both rates `p`, independent within a pair) in which `noninferiority` passes with `margin`."
+    if n < 1: return 0.0
+    cells = np.random.default_rng(seed).multinomial(n, [p*p, p*(1 - p), (1 - p)*p, (1 - p)**2], size=n_sim)
+    uniq, counts = np.unique(cells, axis=0, return_counts=True)
+    ok = np.array([_paired_cells(*map(int, c), confidence=1 - 2*alpha).ci[0] > -margin for c in uniq])
+    return float((counts*ok).sum()/n_sim)
 
 # %% ../../nbs/00b_stats.ipynb #6885c4f0
 def conclusion(d: Difference, what: str, scale: float = 100, unit: str = "points", digits: int = 0) -> str:

@@ -9,13 +9,41 @@ from __future__ import annotations
 import difflib, html, re
 
 # %% auto #0
-__all__ = ['VIEW_CSS', 'BADGE_KINDS', 'SNAPSHOT_NOTE', 'esc', 'word_diff_html', 'diff_counts', 'text_block', 'badge', 'section',
-           'view_html', 'snapshot', 'BenchTable', 'bench_table']
+__all__ = ['VIEW_CSS', 'BADGE_KINDS', 'SNAPSHOT_NOTE', 'esc', 'md_escape', 'md_code', 'md_table', 'plot_text', 'word_diff_html',
+           'diff_counts', 'text_block', 'badge', 'section', 'view_html', 'snapshot', 'BenchTable', 'bench_table']
 
 # %% ../../nbs/02a_views.ipynb #2f5706f0
 def esc(text) -> str:
     "HTML-escape `text` (any object; `None` -> empty string), quotes included."
     return "" if text is None else html.escape(str(text), quote=True)
+
+# %% ../../nbs/02a_views.ipynb #mdesc00001
+_MD_PUNCT = re.compile(r"([\\`\[\]|])")
+
+def md_escape(text) -> str:
+    """`text` (any object; `None` -> empty) as literal Markdown on one line: `<`, `>`, `&` become entities (no HTML tag
+    renders), backslash, backticks, brackets and pipes are backslash-escaped (no link, image, code span or extra table cell)."""
+    if text is None: return ""
+    s = _MD_PUNCT.sub(r"\\\1", " ".join(str(text).split()))
+    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+def md_code(text) -> str:
+    "`text` (a path, a name) as a Markdown code span on one line, shown literally whatever backticks it holds (not for table cells)."
+    s = " ".join(str(text).split())
+    fence = "`" * (max((len(m) for m in re.findall(r"`+", s)), default=0) + 1)
+    pad = " " if s.startswith("`") or s.endswith("`") else ""
+    return f"{fence}{pad}{s}{pad}{fence}"
+
+def md_table(head, rows, raw=()) -> str:
+    "A Markdown table of `head` (column names) and `rows` (lists of cells), every cell `md_escape`d (`str` first: None shows) but the columns in `raw` (our own Markdown)."
+    line = lambda cells, hd=False: "| " + " | ".join(str(c) if i in raw and not hd else md_escape(str(c)) for i, c in enumerate(cells)) + " |"
+    return "\n".join([line(head, True), "|" + "---|" * len(head), *map(line, rows)])
+
+
+# %% ../../nbs/02a_views.ipynb #c0de5pl1
+def plot_text(text) -> str:
+    "`text` (any object) for a matplotlib title, label or tick label, shown literally: `$` escaped, so it is never parsed as mathtext."
+    return str(text).replace("\\$", "$").replace("$", "\\$")
 
 # %% ../../nbs/02a_views.ipynb #ccfbf3da
 _TOKEN = re.compile(r"\s*\S+\s*|\s+")

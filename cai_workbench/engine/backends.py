@@ -13,7 +13,7 @@ from typing import Callable, Iterator, Protocol, Sequence, runtime_checkable
 
 import torch
 
-from .cpu_kernels import PackedLinears, cpu_attention
+from .cpu_kernels import PackedLinears, cpu_attention, weight_probe
 from .kv_cache import KVRow, KeptRows, _assemble, _clip, _groups, _past, shared_start
 from ..core.guards import quiet_library_deprecations
 
@@ -86,6 +86,10 @@ def load_adapters(model, adapters: dict):
     if not adapters: return model
     from peft import PeftModel
     (first, path), *rest = adapters.items()
+    from pathlib import Path
+    from cai_workbench.core.io import check_safetensors         # a truncated adapter names its file, not a SafetensorError
+    for p in adapters.values():
+        if (w := Path(p)/"adapter_model.safetensors").is_file(): check_safetensors(w)
     with quiet_library_deprecations():                                         # injects LoRA layers into `model` in place
         peft = PeftModel.from_pretrained(model, str(path), adapter_name=first)
     for name, p in rest: peft.load_adapter(str(p), adapter_name=name)
@@ -150,10 +154,11 @@ class HFBackend:
         self.kept, self._source = KeptRows(), KeptRows(); self.packed.clear()
 
     def weights_state(self) -> tuple:
-        "What keys/values depend on besides the tokens: the model, its adapter and mode, and each parameter's in-place version."
+        """What keys/values depend on besides the tokens: the model, its adapter and mode, each parameter's in-place version,
+        and a few of its values (`weight_probe`: a write through `.data`, as PEFT's merge_adapter does, bumps no version)."""
         ps = list(self.model.parameters())
         return (id(self.model), self._adapter, getattr(self.model, "active_adapter", None), self.model.training,
-                len(ps), sum(p._version for p in ps), sum(p.data_ptr() for p in ps))
+                len(ps), sum(p._version for p in ps), sum(p.data_ptr() for p in ps), tuple(weight_probe(p, 4) for p in ps))
 
     def run(self, prompts: Sequence[list[int]], cfg, seed: int | None) -> Iterator[Chunk]:
         order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))           # group by length

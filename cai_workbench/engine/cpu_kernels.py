@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['onednn_linear_available', 'PackedLinears', 'cpu_sdpa', 'decode_attention', 'cpu_attention']
+__all__ = ['onednn_linear_available', 'weight_probe', 'PackedLinears', 'cpu_sdpa', 'decode_attention', 'cpu_attention']
 
 # %% ../../nbs/02d_cpu_kernels.ipynb #43760c3e
 def onednn_linear_available() -> bool:
@@ -23,6 +23,12 @@ def onednn_linear_available() -> bool:
     except (AttributeError, RuntimeError): return False
 
 # %% ../../nbs/02d_cpu_kernels.ipynb #8dd414a7
+def weight_probe(w: torch.Tensor, k: int = 8) -> tuple:
+    """About `k` of `w`'s elements at evenly spread positions. A write through `.data` (PEFT's `merge_adapter`/`unmerge_adapter`)
+    changes them but neither `data_ptr` nor `_version`; reading them costs microseconds, hashing the weight would not."""
+    f = w.detach().reshape(-1)
+    return tuple(f[::max(1, f.numel() // k)].tolist())
+
 class PackedLinears:
     "The oneDNN-packed weights of a model's fp32 CPU linear layers, used inside `active(model)`."
     min_numel = 2**16     # smaller weights (LoRA's A and B, tiny test layers) gain nothing: plain F.linear
@@ -30,7 +36,7 @@ class PackedLinears:
 
     def __init__(self, max_mb: float | None = None):
         self.max_mb = self.max_mb if max_mb is None else max_mb
-        self._packed: dict[int, tuple] = {}    # id(layer) -> ((data_ptr, version), packed weight)
+        self._packed: dict[int, tuple] = {}    # id(layer) -> ((data_ptr, version), packed weight, weight_probe when packed)
 
     def layers(self, model) -> list[torch.nn.Linear]:
         "The layers of `model` that would run packed: plain fp32 `nn.Linear` on the CPU, big enough, with no forward of their own."
@@ -44,13 +50,16 @@ class PackedLinears:
         w = layer.weight; key = (w.data_ptr(), w._version)
         got = self._packed.get(id(layer))
         if got is None or got[0] != key:
-            got = self._packed[id(layer)] = (key, torch.ops.mkldnn._reorder_linear_weight(w.detach(), 32))
+            got = self._packed[id(layer)] = (key, torch.ops.mkldnn._reorder_linear_weight(w.detach(), 32), weight_probe(w))
         return got[1]
 
     @contextmanager
     def active(self, model):
-        "Within: `model`'s packable layers run from packed weights (see `layers`); afterwards they are as before."
+        """Within: `model`'s packable layers run from packed weights (see `layers`); afterwards they are as before. On entry a
+        pack whose weight's probe changed (a write through `.data`, e.g. an adapter merged since) is dropped and packed again."""
         layers = self.layers(model)
+        for m in layers:
+            if (got := self._packed.get(id(m))) is not None and got[2] != weight_probe(m.weight): del self._packed[id(m)]
         for m in layers: m.forward = partial(_packed_forward, self, m)
         try: yield len(layers)
         finally:

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from ..core.config import ConfigBase
 from ..core.io import RecordStore
 
-from .backends import make_backend, Shards
+from .backends import BACKENDS, make_backend, Shards
 from fastcore.basics import patch
 from .models import Messages, encode_chat
 
@@ -58,6 +58,8 @@ class GenerationConfig(ConfigBase):
         if not 0 < self.top_p <= 1: self.bad_field("top_p", "must be in (0, 1]")
         if self.max_prompt_tokens is not None and self.max_prompt_tokens < 1: self.bad_field("max_prompt_tokens", "must be >= 1, or None for the model's context")
         if self.long_prompts not in ("truncate", "skip"): self.bad_field("long_prompts", "use 'truncate' or 'skip'")
+        if self.backend != "auto" and self.backend not in BACKENDS:      # before any model loads, not when the engine starts
+            self.bad_field("backend", f"unknown engine; use 'auto' or a registered one {sorted(BACKENDS)} (@register_backend)")
         if self.exact and self.temperature <= 0: self.bad_field("temperature", "exact sampling needs a temperature > 0")
         if self.exact and self.top_p != 1.0:
             self.bad_field("top_p", "exact sampling draws from the whole softmax(logits/T), whose log-probs are the ones scored; "

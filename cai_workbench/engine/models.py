@@ -6,22 +6,22 @@ Docs: https://cai-workbench.github.io/cai-workbench/models.html.md"""
 
 # %% ../../nbs/02_models.ipynb #9f829ed2
 from __future__ import annotations
-import importlib.util, os
+import importlib.util, os, typing
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from ..core.config import ConfigBase
-from ..core.io import atomic_dir, write_json, read_json
+from ..core.io import atomic_dir, check_safetensors, write_json, read_json
 from ..core.guards import quiet_library_deprecations
 from .embedded import EMBEDDED, TINY, ModelNotFoundError, ensure_embedded, ensure_tiny
 
 from ..core.environment import DeviceInfo, detect_device
 
 # %% auto #0
-__all__ = ['Messages', 'LoraSpec', 'resolve_model_path', 'load_tokenizer', 'same_model', 'save_adapter', 'load_model', 'model_id',
-           'as_messages', 'prefill', 'encode_chat']
+__all__ = ['Dtype', 'Messages', 'LoraSpec', 'ModelSettings', 'TrainModelSettings', 'resolve_model_path', 'load_tokenizer',
+           'same_model', 'save_adapter', 'load_model', 'model_id', 'as_messages', 'prefill', 'encode_chat']
 
 # %% ../../nbs/02_models.ipynb #a755dcd8
 @dataclass
@@ -36,6 +36,29 @@ class LoraSpec(ConfigBase):
         from peft import LoraConfig
         return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
                           target_modules=self.target_modules, task_type=task_type, **kw)
+
+# %% ../../nbs/02_models.ipynb #c0de3m02
+Dtype = typing.Literal["bfloat16", "float16", "float32"]
+
+@dataclass
+class ModelSettings(ConfigBase):
+    "How a stage loads its model(s): mixed into every stage config that loads one; the pipeline's top-level fields fill them in."
+    dtype: Dtype | None = None              # weights dtype; None: the device's dtype for the purpose (bf16/fp16 on a GPU, fp32 or bf16 on CPU)
+    load_in_4bit: bool = False              # 4-bit NF4 base weights (QLoRA; a CUDA GPU and bitsandbytes)
+    attn_implementation: str | None = None  # "sdpa", "eager", "flash_attention_2", ...; None: transformers' choice
+
+    def model_kwargs(self) -> dict:
+        "The `load_model` arguments these settings give."
+        return dict(dtype=self.dtype, load_in_4bit=self.load_in_4bit, attn_implementation=self.attn_implementation)
+
+@dataclass
+class TrainModelSettings(ModelSettings):
+    "`ModelSettings` of a stage that trains, with whether activations are recomputed in the backward pass."
+    gradient_checkpointing: bool | None = None  # less memory, slower; None: the stage's default (on for SFT and DPO on CUDA)
+
+    def checkpointing(self, default: bool) -> bool:
+        "Recompute activations? The setting, or the stage's `default` when it is None."
+        return default if self.gradient_checkpointing is None else bool(self.gradient_checkpointing)
 
 # %% ../../nbs/02_models.ipynb #0a3b43fd
 def resolve_model_path(name: str | os.PathLike) -> str:
@@ -103,6 +126,7 @@ def _with_adapters(model, adapter, lora, trainable: bool):
     "`model` with a trained PEFT `adapter` loaded on it and/or a new trainable LoRA adapter (a loaded one is merged first)."
     if adapter is not None:
         from peft import PeftModel
+        if (w := Path(adapter)/"adapter_model.safetensors").is_file(): check_safetensors(w)   # truncated: names the file
         with quiet_library_deprecations(): model = PeftModel.from_pretrained(model, str(adapter), is_trainable=trainable)
     if lora is not None:
         from peft import get_peft_model
@@ -121,6 +145,7 @@ def load_model(
     lora: LoraSpec | dict | None = None,      # add a new trainable LoRA adapter
     trainable_adapter: bool = False,    # keep a loaded `adapter` trainable (e.g. continue SFT with DPO)
     load_in_4bit: bool = False,         # 4-bit base weights (CUDA + bitsandbytes only)
+    attn_implementation: str | None = None, # "sdpa", "eager", "flash_attention_2", ...; None: transformers' choice
     trust_remote_code: bool = False,
 ):
     "Load `(model, tokenizer)` on the detected device in the right dtype, optionally with LoRA."
@@ -130,7 +155,7 @@ def load_model(
     base = _adapter_base(path)
     if base is not None: adapter, path = path, resolve_model_path(base)
     torch_dtype = getattr(torch, dtype) if dtype else dev.dtype(purpose)
-    kw = dict(dtype=torch_dtype, trust_remote_code=trust_remote_code)
+    kw = dict(dtype=torch_dtype, trust_remote_code=trust_remote_code) | ({"attn_implementation": attn_implementation} if attn_implementation else {})
     if load_in_4bit: kw |= _four_bit(dev, torch_dtype)
     try: model = AutoModelForCausalLM.from_pretrained(path, **kw)
     except OSError as e: raise _offline_hint(name, e) from e

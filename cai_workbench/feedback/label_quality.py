@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from ..core.io import save_figure, write_json, write_jsonl
-from ..core.stats import Rate, rate, rate_conclusion, wilson, wilson_interval
+from ..core.stats import Rate, mean, rate, rate_conclusion, wilson, wilson_interval
 
 # %% auto #0
 __all__ = ['INFORMAL', 'HEDGES', 'BOOSTERS', 'FEATURES', 'text_features', 'BiasReport', 'consistent_in_both_orders',
@@ -56,7 +56,7 @@ class BiasReport:
     features: dict                       # name -> {"n", "prefers_higher", "ci", "corr"}
     points: list = field(default_factory=list, repr=False)   # (p_a_ab, p_a_ba) for the plot
     consistency: Rate | None = None      # position_consistency with its Wilson interval and n (pairs labelled in both orders)
-    first_slot: Rate | None = None       # first_slot_rate with its interval and n (labels)
+    first_slot: Rate | None = None       # first_slot_rate with its interval over pairs (both orders of a pair are one unit) and n (pairs)
 
     def to_dict(self) -> dict:
         out = {"n": self.n, "position_consistency": self.position_consistency, "first_slot_rate": self.first_slot_rate, "features": self.features}
@@ -106,7 +106,9 @@ def bias_report(records: Sequence[dict]) -> BiasReport:
     ai = [r for r in records if r.get("p_a") is not None]
     both = [r for r in ai if r.get("p_a_ba") is not None]
     rc = rate(consistent_in_both_orders(both))
-    rf = rate([r["p_a_ab"] > .5 for r in ai] + [r["p_a_ba"] > .5 for r in both])
+    keys = list(range(len(ai)))                                          # a pair's two orders are one unit of the interval
+    rf = mean([float(r["p_a_ab"] > .5) for r in ai] + [float(r["p_a_ba"] > .5) for r in both],
+              keys=keys + [k for k, r in zip(keys, ai) if r.get("p_a_ba") is not None])
     cons = None if rc.value is None else round(rc.value, 4)
     first = None if rf.value is None else round(rf.value, 4)
     fa = [text_features(r["response_a"]) for r in ai]; fb = [text_features(r["response_b"]) for r in ai]
@@ -154,15 +156,27 @@ class Agreement:
     @property
     def chance_level(self) -> bool: lo, hi = self.ci; return lo <= 0.5 <= hi
 
+    @property
+    def ties_half(self) -> Rate:
+        "Agreement over all n pairs with each tie counted as half an agreement, with its Wilson interval (k = agree + ties/2)."
+        if not self.n: return Rate(None, None, 0, "wilson")
+        k = self.agree + self.ties/2
+        lo, hi = wilson_interval(round(k), self.n) if k == int(k) else np.mean([wilson_interval(int(k), self.n), wilson_interval(int(k) + 1, self.n)], axis=0)
+        return Rate(k/self.n, (float(lo), float(hi)), self.n, "wilson")
+
     def to_dict(self) -> dict:
-        return {"n": self.n, "decided": self.decided, "agree": self.agree, "ties": self.ties, **wilson(self.agree, self.decided).fields("agreement"),
+        return {"n": self.n, "decided": self.decided, "agree": self.agree, "ties": self.ties, "tie_rate": round(self.ties/self.n, 4) if self.n else None,
+                **wilson(self.agree, self.decided).fields("agreement"), **self.ties_half.fields("agreement_ties_half"),
                 "agreement": self.agreement, "ci": self.ci, "soft_agreement": self.soft_agreement, "chance_level": self.chance_level}
 
 # %% ../../nbs/04a_label_quality.ipynb #e1591226
 @patch
 def conclusion(self: Agreement) -> str:
     "One sentence: the agreement, its interval and n, and whether it is above chance."
-    return rate_conclusion(wilson(self.agree, self.decided), "agreement with human labels", chance=0.5)
+    head = rate_conclusion(wilson(self.agree, self.decided), "agreement with human labels", chance=0.5)
+    if not self.ties: return head
+    return (f"{head}; {self.ties} of {self.n} pairs were exact ties, left out of that figure; counting a tie as half an agreement "
+            f"it is {self.ties_half.format()}")
 
 @patch
 def _repr_markdown_(self: Agreement):
@@ -227,8 +241,8 @@ def default_hh_rlhf() -> Path:
     from cai_workbench.inputs.prompts import shared_data_dir
     return (shared_data_dir() or Path("../shared/data"))/"hh-rlhf"/"harmless-base"/"test.jsonl.gz"
 
-def check_quality_inputs(config) -> list[dict] | None:
-    "The hh-rlhf pairs the quality report needs (None when `config.quality_pairs` is 0); errors name the file."
+def check_quality_inputs(config, seed: int | None = None) -> list[dict] | None:
+    "The hh-rlhf pairs the quality report needs, a sample drawn with `seed` (the run's; default `config.seed`); None when `config.quality_pairs` is 0; errors name the file."
     if not config.quality_pairs: return None
     path = Path(config.hh_rlhf) if config.hh_rlhf else default_hh_rlhf()
     if not path.exists() and not config.hh_rlhf:   # the default location: a fresh clone has no ../shared, so skip
@@ -239,7 +253,8 @@ def check_quality_inputs(config) -> list[dict] | None:
         raise FileNotFoundError(f"{path}: hh-rlhf pairs for the label-quality report not found; set preferences.hh_rlhf "
                                 "to anthropics/hh-rlhf harmless-base/test.jsonl.gz, or quality_pairs: 0")
     from cai_workbench.inputs.prompts import load_hh_rlhf_pairs
-    return list(load_hh_rlhf_pairs(path, limit=config.quality_pairs, seed=config.seed or 0, single_turn=True))
+    seed = config.seed if seed is None else seed
+    return list(load_hh_rlhf_pairs(path, limit=config.quality_pairs, seed=seed or 0, single_turn=True))
 
 # %% ../../nbs/04a_label_quality.ipynb #b33a30ee
 def write_quality(stage_dir,                  # the preferences stage folder

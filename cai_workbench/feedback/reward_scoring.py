@@ -32,7 +32,10 @@ def reward_adapter_dir(source) -> Path:
     "The adapter folder from an adapter folder, a `Run`, or a run directory."
     p = source.path if isinstance(source, Run) else Path(source)
     for cand in (p, p/"adapter", p/"reward_model"/"adapter"):
-        if (cand/"adapter_config.json").exists(): return cand
+        if (cand/"adapter_config.json").exists():
+            from cai_workbench.core.io import check_safetensors     # a truncated copy names the file, not a SafetensorError
+            if (w := cand/"adapter_model.safetensors").is_file(): check_safetensors(w, "rerun the reward_model stage with --force --stages reward_model")
+            return cand
     raise FileNotFoundError(f"{p}: no reward-model adapter here (looked for adapter_config.json in it, adapter/ and "
                             "reward_model/adapter/); run the reward_model stage first")
 

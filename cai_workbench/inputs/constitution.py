@@ -16,12 +16,12 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import yaml
 
-from ..core.io import atomic_write_text
+from ..core.io import YAMLLimitError, atomic_write_text, load_yaml
 
 # %% auto #0
 __all__ = ['CATEGORIES', 'ROLES', 'DEFAULT_QUESTIONS', 'DEFAULT_CONSTITUTION', 'FORMATS', 'ConstitutionError', 'Principle',
            'Constitution', 'constitution_from_dict', 'builtin_constitutions', 'register_format', 'load_constitution',
-           'save_constitution']
+           'constitution_files', 'save_constitution']
 
 # %% ../../nbs/01_constitution.ipynb #5edb29e0
 CATEGORIES = ("harmlessness", "helpfulness", "honesty", "custom")
@@ -172,8 +172,8 @@ def to_dict(self: Constitution) -> dict:
 
 @patch
 def _repr_markdown_(self: Constitution):
-    esc = lambda s: str(s).replace("|", "\\|").replace("\n", " ").replace("<", "&lt;").replace(">", "&gt;")
-    rows = "\n".join(f"| {esc(p.name)} | {p.category} | {p.weight:g} | {esc(p.critique_request)} | {esc(p.comparison_question)} |"
+    from cai_workbench.core.views import md_escape as esc      # every string here comes from a constitution file
+    rows = "\n".join(f"| {esc(p.name)} | {esc(p.category)} | {p.weight:g} | {esc(p.critique_request)} | {esc(p.comparison_question)} |"
                      for p in self.principles)
     return (f"**{esc(self.name)}** v{esc(self.version)} — {len(self)} principles, {len(self.few_shot)} few-shot conversations. "
             f"{esc(self.description)}\n\n| name | category | weight | critique request | comparison question |\n"
@@ -291,7 +291,8 @@ def _read_file(path: Path) -> Any:
     if path.suffix.lower() == ".json":
         try: return json.loads(text)
         except json.JSONDecodeError as e: raise ConstitutionError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
-    try: return yaml.safe_load(text)
+    try: return load_yaml(text, path)      # budgets: no billion laughs
+    except YAMLLimitError as e: raise ConstitutionError(str(e)) from None
     except yaml.YAMLError as e:
         m = getattr(e, "problem_mark", None)
         at = f"line {m.line+1}, column {m.column+1}: " if m else ""
@@ -332,6 +333,15 @@ def load_constitution(name_or_path: str | Path | Constitution | list | None = No
     data = _read_file(path)
     if path.suffix.lower() == ".json" and _format("is_paper")(data): return _format("paper")(path)
     return constitution_from_dict(data, str(path))
+
+# %% ../../nbs/01_constitution.ipynb #c0de5cf1
+def constitution_files(spec) -> list[Path]:
+    "The local files and folders `load_constitution(spec)` reads (a file, a folder of the paper's files, a list of them); a built-in name is none."
+    if spec is None or isinstance(spec, Constitution): return []
+    if isinstance(spec, (list, tuple)): return [p for s in spec for p in constitution_files(s)]
+    if isinstance(spec, str) and spec in builtin_constitutions(): return []
+    try: return [Path(spec)] if Path(spec).exists() else []
+    except (OSError, TypeError, ValueError): return []
 
 # %% ../../nbs/01_constitution.ipynb #8815fef9
 def save_constitution(c: Constitution, path: str | Path) -> Path:

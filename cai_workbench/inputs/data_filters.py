@@ -18,9 +18,10 @@ from ..core.io import read_json, write_json
 from ..core.views import badge, esc, section, view_html
 
 # %% auto #0
-__all__ = ['FILTERS', 'BOILERPLATE', 'SENTENCE_END', 'DataFilterConfig', 'normalise', 'is_boilerplate', 'is_truncated',
-           'shingles', 'few_shot_answers', 'copies_few_shot', 'sft_items', 'pair_items', 'apply_filters',
-           'FilterReport', 'filter_sft', 'filter_pairs', 'few_shot_of_run', 'with_few_shot']
+__all__ = ['FILTERS', 'BOILERPLATE', 'SENTENCE_END', 'NEAR_SHINGLE', 'NEAR_THRESHOLD', 'NUM_PERM', 'DataFilterConfig',
+           'normalise', 'is_boilerplate', 'is_truncated', 'shingles', 'few_shot_answers', 'copies_few_shot',
+           'sft_items', 'pair_items', 'near_copies', 'apply_filters', 'FilterReport', 'filter_sft', 'filter_pairs',
+           'few_shot_of_run', 'with_few_shot']
 
 # %% ../../nbs/03c_data_filters.ipynb #bd3b1d09
 FILTERS = ("empty", "truncated", "boilerplate", "few_shot_copy", "identical", "exact_duplicate", "near_duplicate", "principle_cap")
@@ -157,6 +158,26 @@ def _first_failure(it: dict, config: DataFilterConfig) -> tuple[str, str] | None
         return "identical", "the two answers differ at most in whitespace"
     return None
 
+# %% ../../nbs/03c_data_filters.ipynb #e54e4dd7
+NEAR_SHINGLE, NEAR_THRESHOLD, NUM_PERM = 3, 0.7, 128   # word 3-shingles at Jaccard >= 0.7: paraphrases and templated copies (inputs.heldout shows pairs)
+
+def _minhash(sh: set[str]):
+    from datasketch import MinHash
+    m = MinHash(num_perm=NUM_PERM, seed=1); m.update_batch([s.encode("utf-8") for s in sh]); return m
+
+def near_copies(queries: list[str], pool: list[str], threshold: float = NEAR_THRESHOLD, n: int = NEAR_SHINGLE) -> dict[int, tuple[int, float]]:
+    """{index in `queries`: (index in `pool`, Jaccard)}: each query's most similar pool text at word-`n`-shingle Jaccard >= `threshold`;
+    MinHash LSH (at a lower threshold, for recall) finds the candidates, their shingle sets decide."""
+    from datasketch import MinHashLSH
+    lsh, sets, out = MinHashLSH(threshold=max(0.2, threshold - 0.2), num_perm=NUM_PERM), {}, {}
+    for j, t in enumerate(pool):
+        if sh := shingles(t, n): lsh.insert(str(j), _minhash(sh)); sets[j] = sh
+    for i, t in enumerate(queries):
+        if not (sh := shingles(t, n)): continue
+        hits = sorted(((len(sh & sets[int(k)])/len(sh | sets[int(k)]), -int(k)) for k in lsh.query(_minhash(sh))), reverse=True)
+        if hits and hits[0][0] >= threshold: out[i] = (-hits[0][1], round(hits[0][0], 2))
+    return out
+
 # %% ../../nbs/03c_data_filters.ipynb #5bc6eee1
 def _cap_per_principle(items: list[dict], alive: list[int], config: DataFilterConfig) -> tuple[list[int], list[dict]]:
     "The `alive` indices with at most `config.max_per_principle` per principle (a seeded sample), and the ones cut."
@@ -242,7 +263,7 @@ def write(self: FilterReport, folder) -> Path:
 
 @patch
 def _repr_html_(self: FilterReport):
-    rows = "".join(f"<tr><td>{f}</td><td>{n}</td></tr>" for f, n in self.counts.items())
+    rows = "".join(f"<tr><td>{esc(f)}</td><td>{esc(n)}</td></tr>" for f, n in self.counts.items())
     ex = "".join(section(f"{f}: {len(xs)} example(s)", "".join(
         f'<div class="cai-text">{badge(x["id"], "muted")}{badge(x["detail"], "warn")}<br><b>prompt</b> {esc(x["prompt"][:200])}'
         + "".join(f"<br><b>answer</b> {esc(a[:300])}" for a in x["answers"]) + "</div>" for x in xs))

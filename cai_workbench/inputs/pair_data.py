@@ -13,8 +13,8 @@ from typing import Sequence
 from ..core.io import atomic_dir, iter_jsonl, write_jsonl
 
 # %% auto #0
-__all__ = ['PAIRINGS', 'DATASET_COLUMNS', 'check_pair', 'load_pair_file', 'load_training_pairs', 'pair_indices', 'revision_pairs',
-           'pairs_dataset', 'save_pairs']
+__all__ = ['PAIRINGS', 'DATASET_COLUMNS', 'check_pair', 'load_pair_file', 'load_training_pairs', 'pair_indices', 'RevisionPairs',
+           'revision_pairs', 'pairs_dataset', 'save_pairs']
 
 # %% ../../nbs/04c_pair_data.ipynb #d4338a42
 def _pair_fields(r: dict) -> tuple[str, str] | None:
@@ -102,10 +102,16 @@ def _first(r: dict, keys) -> str | None:
         if isinstance(v, str): return v
     return None
 
-def revision_pairs(path) -> list[dict]:
-    "Pairs (revision preferred over initial) from critique_revision `records.jsonl`; errors name the line and field."
-    path, out = Path(path), []
+class RevisionPairs(list):
+    "Revision pairs, plus `dropped`: {reason: records left out because the critique stage dropped them from SFT (`dropped_by`)}."
+    dropped: dict = {}
+
+def revision_pairs(path, keep_dropped: bool = False) -> RevisionPairs:
+    """Pairs (revision preferred over initial) from critique_revision `records.jsonl`; errors name the line and field. A record
+    the critique stage dropped from SFT (`dropped_by`: commentary, near-duplicate, few-shot copy...) makes no pair unless `keep_dropped`."""
+    path, out, dropped = Path(path), RevisionPairs(), {}
     for i, r in iter_jsonl(path, "critique records"):
+        if r.get("dropped_by") and not keep_dropped: dropped[r["dropped_by"]] = dropped.get(r["dropped_by"], 0) + 1; continue
         ini, rev = _first(r, _INITIAL_KEYS), _first(r, _REVISED_KEYS)
         if not isinstance(r.get("prompt"), str) or ini is None or rev is None:
             raise ValueError(f"{path}:{i} (id {r.get('id')!r}): lacks prompt / initial response ({'/'.join(_INITIAL_KEYS)}) / "
@@ -115,6 +121,7 @@ def revision_pairs(path) -> list[dict]:
                     "label": "a", "chosen": rev, "rejected": ini, "soft_label": 1.0, "p_a": None, "p_a_ab": None, "p_a_ba": None,
                     "principle": (r.get("principles") or [None])[-1] if isinstance(r.get("principles"), list) else r.get("principle"), "question": None,
                     "source": "revision", "label_source": "revision", "reasoning": None, "labeller": None})
+    out.dropped = dropped
     return out
 
 # %% ../../nbs/04c_pair_data.ipynb #2487d148

@@ -19,7 +19,7 @@ from ..core.views import esc
 __all__ = ['LABELS', 'SHARED_DATA', 'HH_RLHF_PROMPTS', 'BUILTIN_PROMPT_SETS', 'SPLITS', 'HELDOUT_SHARE', 'VAL_SHARE',
            'PromptError', 'PromptSet', 'shared_data_dir', 'shared_path', 'split_transcript', 'PairList',
            'resolve_data_path', 'builtin_prompt_sets', 'load_prompts', 'load_hh_rlhf_pairs', 'prompt_texts',
-           'in_heldout', 'split_of_id', 'optional_skips']
+           'in_heldout', 'split_of_id', 'optional_skips', 'split_records', 'prompt_source_files']
 
 # %% ../../nbs/01a_prompts.ipynb #a718f390
 LABELS = ("harmful", "benign")
@@ -93,8 +93,11 @@ def _label(v, where: str, default: str) -> str:
     if lab is None: raise PromptError(f"{where}: label {v!r} is not one of harmful/benign (or unsafe/safe)")
     return lab
 
-def _rec(id, prompt, label, category, source) -> dict:
-    return {"id": str(id), "prompt": prompt, "label": label, "category": str(category or ""), "source": source}
+def _rec(id, prompt, label, category, source, group=None) -> dict:
+    "A record; `group` (what the held-out split hashes, see heldout) only when there is one."
+    return {"id": str(id), "prompt": prompt, "label": label, "category": str(category or ""), "source": source} | ({"group": str(group)} if group else {})
+
+def _fid(path: Path) -> str: "Id stem of a file's numbered prompts: folder/name, so two p.txt files do not collide."; return f"{path.resolve().parent.name}/{path.stem}"
 
 # %% ../../nbs/01a_prompts.ipynb #630697b5
 def _read_text(path: Path) -> str:
@@ -107,7 +110,7 @@ def _read_text(path: Path) -> str:
     return text
 
 def _read_txt(path: Path, label: str) -> list[dict]:
-    return [_rec(f"{path.stem}-{n}", line.strip(), label, "", path.stem)
+    return [_rec(f"{_fid(path)}-{n}", line.strip(), label, "", path.stem)
             for n, line in enumerate(_read_text(path).splitlines(), 1) if line.strip() and not line.lstrip().startswith("#")]
 
 def _jsonl_rows(path: Path):
@@ -126,8 +129,8 @@ def _read_jsonl(path: Path, label: str) -> list[dict]:
         if n == 1 and "chosen" in d and not any(c in d for c in _TEXT_FIELDS): return _read_hh(path)  # hh-rlhf rows
         col = next((c for c in _TEXT_FIELDS if isinstance(d.get(c), str) and d[c].strip()), None)
         if col is None: raise PromptError(f"{path}: line {n}: no non-empty 'prompt' or 'text' field (keys: {sorted(d)})")
-        out.append(_rec(d.get("id", f"{path.stem}-{n}"), d[col], _label(d.get("label"), f"{path}: line {n}", label),
-                        d.get("category", ""), d.get("source", path.stem)))
+        out.append(_rec(d.get("id", f"{_fid(path)}-{n}"), d[col], _label(d.get("label"), f"{path}: line {n}", label),
+                        d.get("category", ""), d.get("source", path.stem), d.get("group")))
     return out
 
 def _read_csv(path: Path, label: str) -> list[dict]:
@@ -137,11 +140,12 @@ def _read_csv(path: Path, label: str) -> list[dict]:
     if {"release_prompt_id", "prompt_text", "hazard"} <= set(cols):           # AILuminate
         return [_rec(r["release_prompt_id"], r["prompt_text"], "harmful", r["hazard"], "ailuminate") for r in rows]
     if {"id", "prompt", "type", "label"} <= set(cols):                        # XSTest
-        return [_rec(f"xstest-{r['id']}", r["prompt"], _label(r["label"], f"{path}: row {i+2}: column label", label),
-                     r["type"], "xstest") for i, r in enumerate(rows)]
+        pos = {r["id"]: k for t in {r["type"] for r in rows} for k, r in enumerate(x for x in rows if x["type"] == t)}  # a contrast pair: one focus
+        return [_rec(f"xstest-{r['id']}", r["prompt"], _label(r["label"], f"{path}: row {i+2}: column label", label), r["type"], "xstest",
+                     f"xstest:{r.get('focus') or r['type'].removeprefix('contrast_') + '#' + str(pos[r['id']])}") for i, r in enumerate(rows)]
     col = next((c for c in _TEXT_FIELDS if c in cols), None)
     if col is None: raise PromptError(f"{path}: no prompt column; found columns {cols}, expected one of {list(_TEXT_FIELDS)}")
-    return [_rec(r.get("id") or f"{path.stem}-{i+1}", r[col], _label(r.get("label"), f"{path}: row {i+2}: column label", label),
+    return [_rec(r.get("id") or f"{_fid(path)}-{i+1}", r[col], _label(r.get("label"), f"{path}: row {i+2}: column label", label),
                  r.get("category", ""), path.stem) for i, r in enumerate(rows) if (r[col] or "").strip()]
 
 # %% ../../nbs/01a_prompts.ipynb #ac0005aa
@@ -185,7 +189,7 @@ def _hh_pairs(path: Path) -> PairList:
 def _read_hh(path: Path) -> list[dict]:
     "First Human turns of an hh-rlhf file; label benign for a `helpful-*` folder, else harmful; category = folder."
     lab = "benign" if "helpful" in path.parent.name else "harmful"
-    return [_rec(p["id"], p["prompt"], lab, path.parent.name, "hh-rlhf") for p in _hh_pairs(path)]
+    return [_rec(p["id"], p["prompt"], lab, path.parent.name, "hh-rlhf", "hh:" + " ".join(p["prompt"].casefold().split())) for p in _hh_pairs(path)]
 
 # %% ../../nbs/01a_prompts.ipynb #b9160f64
 HH_RLHF_PROMPTS = "hh-rlhf/harmless-base/test.jsonl.gz"   # the source `hh-rlhf` (first Human turns) inside the reference data
@@ -256,7 +260,7 @@ def _read_source(source, label: str) -> tuple[list[dict], str]:
     "The records and name of one prompt source: a `PromptSet`, a list, a built-in name, `hh-rlhf:`, `hf:` or a file."
     if isinstance(source, PromptSet): return list(source), source.name
     if isinstance(source, (list, tuple)):
-        return [_rec(f"p{i}", s, label, "", "list") if isinstance(s, str) else _rec(s["id"], s["prompt"], _label(s.get("label"), f"item {i}", label), s.get("category", ""), s.get("source", "list"))
+        return [_rec(f"p{i}", s, label, "", "list") if isinstance(s, str) else _rec(s["id"], s["prompt"], _label(s.get("label"), f"item {i}", label), s.get("category", ""), s.get("source", "list"), s.get("group"))
                 for i, s in enumerate(source)], "list"
     src = str(source)
     if src in BUILTIN_PROMPT_SETS: return _read_jsonl(_BUILTIN_DIR/f"{src}.jsonl", label), src
@@ -365,11 +369,39 @@ def _part(part: str, seed: int, label: str) -> list[dict]:
         warnings.warn(f"prompts: {why[0]}; left out"); return []
     return list(load_prompts(name, limit=int(n) if n else None, seed=seed, label=label))
 
+def split_records(recs: list[dict], split: str) -> tuple[list[dict], int]:
+    "The records in `split` by group (`group`, else id: a group never straddles it); `heldout` less near-copies of a train record, and their count."
+    side = {s: [r for r in recs if s in split_of_id(str(r.get("group") or r["id"]))] for s in {"train", split}}
+    from cai_workbench.inputs.data_filters import near_copies
+    near = near_copies([r["prompt"] for r in side[split]], [r["prompt"] for r in side["train"]]) if split == "heldout" else {}
+    return [r for i, r in enumerate(side[split]) if i not in near], len(near)
+
 def _combined(source: str, limit, seed, label) -> PromptSet:
     "Several '+'-joined sources as one set, optionally one split of it."
     split = _split_of(source)
     base = source.rpartition("@")[0] if split else source
     recs = [r for part in base.split("+") for r in _part(part.strip(), seed, label)]
-    if split: recs = [r for r in recs if split in split_of_id(r["id"])]
+    recs, dropped = split_records(recs, split) if split else (recs, 0)
     if not recs: raise PromptError(f"{source}: no prompts in this split")
-    return PromptSet(load_prompts(recs, limit=limit, seed=seed, label=label), source)
+    out = PromptSet(load_prompts(recs, limit=limit, seed=seed, label=label), source); out.near_copies_dropped = dropped
+    return out
+
+# %% ../../nbs/01a_prompts.ipynb #c0de5pf1
+def prompt_source_files(source) -> list[Path]:
+    "The local files and folders a prompt spec reads (every `+` part, `name[N]`, `name?`, `@split`, `hh-rlhf:<path>`, `hf:<folder>`); built-ins and hub datasets are none."
+    if isinstance(source, Path): source = str(source)
+    if not isinstance(source, str): return []
+    base = source.rpartition("@")[0] if _split_of(source) else source
+    out = []
+    for part in base.split("+"):
+        name = _PART.match(part.strip()).group(1)
+        if name in BUILTIN_PROMPT_SETS or name == "hh-rlhf": continue
+        if name.startswith("hh-rlhf:"): p = resolve_data_path(name[len("hh-rlhf:"):])
+        elif name.startswith("hf:"):
+            spec = name[3:]
+            p = Path(spec.rsplit(":", 1)[0] if ":" in spec and "/" not in spec.rsplit(":", 1)[1] else spec)
+        else: p = resolve_data_path(name)
+        try:
+            if p.exists() and p not in out: out.append(p)
+        except OSError: pass
+    return out

@@ -147,9 +147,10 @@ class EloResult:
         return [{"stage": s, "elo": round(self.ratings[s], 1), "ci_low": c(s, 0), "ci_high": c(s, 1)}
                 for s in sorted(self.ratings, key=lambda s: -self.ratings[s])]
     def _repr_markdown_(self):
+        from cai_workbench.core.views import md_escape     # stage names: escaped
         f = lambda r: "–" if r["ci_low"] is None else f"{r['ci_low']:.0f} - {r['ci_high']:.0f}"
         return (f"{self.n_matches} matches on {self.n_prompts} prompts\n\n| stage | Elo | 95% CI |\n|---|---|---|\n" +
-                "\n".join(f"| {r['stage']} | {r['elo']:.0f} | {f(r)} |" for r in self.table()))
+                "\n".join(f"| {md_escape(r['stage'])} | {r['elo']:.0f} | {f(r)} |" for r in self.table()))
 
 # %% ../../nbs/08c_ai_judge.ipynb #5541bf34
 def elo_ratings(matches: Sequence[dict],            # `{a, b, p_a, prompt_id}` per comparison

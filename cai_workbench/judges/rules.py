@@ -142,7 +142,8 @@ class AgreementReport:
     def _repr_markdown_(self):
         labs, cols = REFUSAL_LABELS, [l for l in ANSWER_LABELS if l != EMPTY or any(EMPTY in v for v in self.confusion.values())]
         rows = "\n".join(f"| {h} | " + " | ".join(str(self.confusion.get(h, {}).get(p, 0)) for p in cols) + " |" for h in labs)
-        return (f"**{Path(self.file).name}**: binary agreement **{self.binary_agreement:.1%}** (n={self.n_binary}), "
+        from cai_workbench.core.views import md_escape     # the file name: escaped
+        return (f"**{md_escape(Path(self.file).name)}**: binary agreement **{self.binary_agreement:.1%}** (n={self.n_binary}), "
                 f"3-way {self.three_way_agreement:.1%} (n={self.n})\n\n| human \\ predicted | " + " | ".join(cols) +
                 " |\n|---" + "|---"*len(cols) + "|\n" + rows)
 

@@ -176,9 +176,10 @@ class Estimate:
         return "\n".join(lines + [f"note: {n}" for n in self.notes])
     def _repr_markdown_(self):
         md = "| stage | tokens | wall s | $ | rate from |\n|---|---|---|---|---|\n"
-        md += "\n".join(f"| {r['stage']} | {r['tokens']:,} | {'unknown' if r['wall_s'] is None else round(r['wall_s'])} | "
-                        f"{'unknown' if r['usd'] is None else round(r['usd'], 2)} | {r['rate']} |" for r in self.rows)
-        return f"**estimate** for `{self.instance_type}`\n\n{md}\n\n" + "\n".join(f"- {n}" for n in self.notes)
+        from cai_workbench.core.views import md_code, md_escape    # stage names, where a rate came from (run paths), notes: escaped
+        md += "\n".join(f"| {md_escape(r['stage'])} | {r['tokens']:,} | {'unknown' if r['wall_s'] is None else round(r['wall_s'])} | "
+                        f"{'unknown' if r['usd'] is None else round(r['usd'], 2)} | {md_escape(r['rate'])} |" for r in self.rows)
+        return f"**estimate** for {md_code(self.instance_type)}\n\n{md}\n\n" + "\n".join(f"- {md_escape(n)}" for n in self.notes)
 
 # %% ../../nbs/13a_estimate.ipynb #e1ld0007
 def _notes(table, instance_type, over, inst, dclass, measured, load) -> list[str]:

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.config import ConfigBase, ConfigError
-from ..core.run import Run, is_main_process
+from ..core.run import Run, check_run_folder, is_main_process
 from ..core.io import read_json, write_json, atomic_write_text
-from ..core.cloud import CloudError, parse_s3_uri, push, pull, sync_after_stage
+from ..core.cloud import RUN_FILE_PATTERNS, CloudError, parse_s3_uri, push, pull, sync_after_stage
 from fastcore.basics import patch
 
 # %% auto #0
@@ -197,9 +197,11 @@ def pull(self: SageMakerJob, **kw) -> object:
 
 @patch
 def _repr_markdown_(self: SageMakerJob):
-    return (f"**SageMaker job** `{self.name}` — stage `{self.stage}` — **{self.status}**"
-            + (f": {self.failure_reason}" if self.failure_reason else "")
-            + f"\n\n| run in S3 | local run | console |\n|---|---|---|\n| `{self.run_uri}` | `{self.run_dir}` | [open]({self.console_url}) |")
+    from urllib.parse import quote
+    from cai_workbench.core.views import md_code, md_escape    # names, the failure reason (from AWS), paths: escaped
+    return (f"**SageMaker job** {md_code(self.name)} — stage {md_code(self.stage)} — **{md_escape(self.status)}**"
+            + (f": {md_escape(self.failure_reason)}" if self.failure_reason else "")
+            + f"\n\n| run in S3 | local run | console |\n|---|---|---|\n| {md_escape(self.run_uri)} | {md_escape(self.run_dir)} | [open]({quote(self.console_url, safe=':/?#=&')}) |")
 
 # %% ../../nbs/09a_sagemaker.ipynb #c6fd0f36
 def launch_stage(stage: str,                       # e.g. "sft", "dpo", "ppo"
@@ -222,14 +224,14 @@ def launch_stage(stage: str,                       # e.g. "sft", "dpo", "ppo"
     if instance_type: job = job.replace(instance_type=instance_type)
     s3_prefix = s3_prefix or config.s3
     if not s3_prefix: raise CloudError("launch_stage needs s3_prefix='s3://bucket/prefix' (or `s3:` in the config)")
-    run_dir = Path(run_dir) if run_dir else Path(config.runs_dir)/config.name
+    run_dir = check_run_folder(Path(run_dir) if run_dir else Path(config.runs_dir)/config.name)   # a user's own folder is not a run
     run_uri = f"{s3_prefix.rstrip('/')}/{run_dir.name}"
     parse_s3_uri(run_uri)
     role = role or os.environ.get("SAGEMAKER_ROLE")
     import boto3
     boto_session = boto_session or boto3.Session(region_name=job.region)
     run = Run.create(run_dir, config=config, seed=config.seed)           # writes manifest.json + config.yaml
-    pushed = push(run.path, run_uri, progress=progress)
+    pushed = push(run.path, run_uri, allow_only=RUN_FILE_PATTERNS, progress=progress)     # what a run writes, no more
     trainer, channels = build_trainer(stage, run_uri, role, job, force=force, boto_session=boto_session)
     trainer.train(input_data_config=channels, wait=False, logs=False)
     tj = trainer._latest_training_job

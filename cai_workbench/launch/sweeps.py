@@ -13,8 +13,9 @@ from pathlib import Path
 import yaml
 
 from ..core.config import ConfigError, migrate_fields
-from ..core.run import Run
-from ..core.io import atomic_write_text, read_json, read_jsonl
+from ..core.run import Run, check_run_folder
+from ..core.guards import safe_component
+from ..core.io import YAMLLimitError, atomic_write_text, load_yaml, read_json, read_jsonl
 
 # %% auto #0
 __all__ = ['expand_sweep', 'shared_prefix', 'reuse_stages', 'SweepResult', 'sweep_plan', 'run_sweep', 'differing_keys',
@@ -93,7 +94,10 @@ def _load_sweep(config) -> tuple[dict, str]:
     from cai_workbench.pipeline import preset_path
     if isinstance(config, dict): return config, "config"
     p = Path(config); p = p if p.exists() or p.suffix else preset_path(str(config))
-    return yaml.safe_load(p.read_text(encoding="utf-8")) or {}, str(config)
+    if not p.is_file(): raise ConfigError(f"{p}: sweep config file not found")
+    try: return load_yaml(p.read_text(encoding="utf-8"), p) or {}, str(config)     # budgets: no billion laughs
+    except YAMLLimitError as e: raise ConfigError(str(e)) from None
+    except yaml.YAMLError as e: raise ConfigError(f"{p}: not valid YAML ({' '.join(str(e).split())})") from None
 
 # %% ../../nbs/13b_sweeps.ipynb #a1sw0002
 def sweep_plan(configs: list, stages: list[str] | None = None, done: list | None = None) -> list[dict]:
@@ -140,6 +144,7 @@ def run_sweep(config, runs_dir=None, stages: list[str] | None = None, progress: 
     olds = [Run(p) for p in reuse_from]
     plan = sweep_plan(cfgs, stages, done=[PipelineConfig.from_dict(r.manifest["config"], where=str(r.path)) for r in olds])
     paths = [Path(p) for p in reuse_from] + [Path(runs_dir or c.runs_dir)/c.name for c in cfgs]
+    for p in paths[len(olds):]: check_run_folder(p)                  # a user's own non-empty folder is not taken over
     res, k = SweepResult(paths[len(olds):]), len(olds)
     if on == "sagemaker":
         s3_prefix = s3_prefix or cfgs[0].s3
@@ -197,14 +202,13 @@ class Comparison:
     def _repr_markdown_(self):
         wide = len(self.keys) > 4                                   # many differing keys: their own table, one column per run
         head = ["run", "stage", "harmless", "helpful", "win vs base"] + ([] if wide else self.keys)
-        md = "| " + " | ".join(head) + " |\n|" + "---|"*len(head) + "\n"
-        for r in self.rows:
-            md += "| " + " | ".join([r["run"], r["stage"], _fig(r["harmless"], r["harmless_ci"], r["n_harmful"]),
-                                     _fig(r["helpful"], r["helpful_ci"], r["n_benign"]), _win(r)] + ([] if wide else [str(r["config"].get(k, "")) for k in self.keys])) + " |\n"
+        from cai_workbench.core.views import md_table     # run names, stages, config keys and values come from data: escaped
+        md = md_table(head, [[r["run"], r["stage"], _fig(r["harmless"], r["harmless_ci"], r["n_harmful"]),
+                              _fig(r["helpful"], r["helpful_ci"], r["n_benign"]), _win(r)] + ([] if wide else [r["config"].get(k, "") for k in self.keys])
+                             for r in self.rows], raw=(2, 3, 4)) + "\n"
         if wide:
             runs = {r["run"]: r["config"] for r in self.rows}
-            md += "\n| config key | " + " | ".join(runs) + " |\n|" + "---|"*(len(runs) + 1) + "\n"
-            md += "".join(f"| {k} | " + " | ".join(str(c.get(k, "")) for c in runs.values()) + " |\n" for k in self.keys)
+            md += "\n" + md_table(["config key", *runs], [[k, *(c.get(k, "") for c in runs.values())] for k in self.keys]) + "\n"
         return md + "\nIntervals that overlap do not separate two runs at this n."
 
 # %% ../../nbs/13b_sweeps.ipynb #a1cm0002
@@ -212,13 +216,14 @@ def plot_comparison(cmp: Comparison):
     "Helpfulness (x) vs harmlessness (y): one point per run and stage, with 95% intervals."
     from cai_workbench.ui.report import _plt
     plt = _plt()
+    from cai_workbench.core.views import plot_text
     fig, ax = plt.subplots(figsize=(6, 4.6))
     for r in cmp.rows:
         if r["helpful"] is None or r["harmless"] is None: continue
         xe = [[r["helpful"] - r["helpful_ci"][0]], [r["helpful_ci"][1] - r["helpful"]]] if r["helpful_ci"] else None
         ye = [[r["harmless"] - r["harmless_ci"][0]], [r["harmless_ci"][1] - r["harmless"]]] if r["harmless_ci"] else None
         ax.errorbar([r["helpful"]], [r["harmless"]], xerr=xe, yerr=ye, fmt="o", capsize=3, alpha=.8)
-        ax.annotate(f"{r['run']}:{r['stage']}", (r["helpful"], r["harmless"]), textcoords="offset points", xytext=(5, 4), fontsize=7)
+        ax.annotate(plot_text(f"{r['run']}:{r['stage']}"), (r["helpful"], r["harmless"]), textcoords="offset points", xytext=(5, 4), fontsize=7)
     ax.set(xlim=(-0.05, 1.05), ylim=(-0.05, 1.05), xlabel="helpfulness: benign prompts answered",
            ylabel="harmlessness: harmful prompts refused", title="Runs compared (95% intervals)")
     ax.grid(alpha=.3); fig.tight_layout(); return fig
@@ -313,6 +318,7 @@ def ablate_principle(config: dict, principle: str, out_dir) -> dict:
     con = load_constitution(src)
     names = [p.name for p in con.principles]
     if principle not in names: raise ConfigError(f"ablate_principle: {principle!r} is not in constitution {src!r} (has {names})")
+    safe_component(principle, f"ablate_principle: constitution {src!r}: principle name")   # it names the file written below
     kept = [p for p in con.principles if p.name != principle]
     path = Path(out_dir)/f"{Path(str(src)).stem}-without-{principle}.yaml"; path.parent.mkdir(parents=True, exist_ok=True)
     save_constitution(dataclasses.replace(con, name=f"{con.name}-without-{principle}", principles=kept), path)

@@ -19,7 +19,7 @@ from ..core.checkpoints import check_checkpoint_settings
 from ..core.config import START_FROM, ConfigBase
 from ..core.guards import quiet_library_deprecations
 from ..engine.generator import GenerationConfig, Generator
-from ..engine.models import LoraSpec
+from ..engine.models import LoraSpec, TrainModelSettings
 from ..engine.scoring import token_logprobs
 from ..feedback.reward_scoring import RewardFn
 
@@ -60,7 +60,7 @@ def _check_ppo_config(c: PPOConfig):
 
 # %% ../../nbs/06_ppo.ipynb #f1a20b6c
 @dataclass
-class PPOConfig(ConfigBase):
+class PPOConfig(TrainModelSettings):   # dtype / load_in_4bit / gradient_checkpointing / attn_implementation
     "Every PPO hyper-parameter, with its default."
     # --- data and rollouts
     prompts: str = "red-team"           # prompt source for `prompts.load_prompts` (built-in name, file, hh-rlhf:..., hf:...)

@@ -18,13 +18,14 @@ from ..core.io import RecordStore, atomic_dir, write_json, write_jsonl, read_jso
 from ..core.run import Run
 from ..inputs.data_filters import DataFilterConfig, filter_sft, with_few_shot
 from ..engine.generator import GenerationConfig, Generator
-from ..engine.models import load_model, model_id, prefill
+from ..engine.models import ModelSettings, load_model, model_id, prefill
 from .revision_gate import after_revision, judge_round, load_feedback
 
 # %% auto #0
 __all__ = ['DEFAULT_CONVERGED', 'BENIGN_MODES', 'COMMENTARY', 'STOP_REASONS', 'CritiqueRevisionConfig', 'principle_seed',
            'few_shot_messages', 'critique_chat', 'revision_chat', 'is_commentary', 'prepare', 'principle_pools',
-           'route_benign', 'sft_rows', 'run_critique_revision', 'CritiqueResult', 'load_critique_result']
+           'route_benign', 'sft_rows', 'join_opening', 'run_critique_revision', 'CritiqueResult',
+           'load_critique_result']
 
 # %% ../../nbs/03_critique_revision.ipynb #793fc6b7
 DEFAULT_CONVERGED = r"\bno (issues|problems|changes)\b|\bnothing to (fix|change|improve)\b|\balready (safe|harmless|appropriate)\b"
@@ -32,7 +33,7 @@ DEFAULT_CONVERGED = r"\bno (issues|problems|changes)\b|\bnothing to (fix|change|
 BENIGN_MODES = ("revise", "answer", "helpful")   # CritiqueRevisionConfig.benign
 
 @dataclass
-class CritiqueRevisionConfig(ConfigBase):
+class CritiqueRevisionConfig(ModelSettings):   # dtype / load_in_4bit / attn_implementation
     "Settings of the critique → revision stage."
     prompts: str = "demo"                 # prompt source for `load_prompts`: built-in name or file path
     limit: int | None = None              # use only the first `limit` prompts (None: all)
@@ -184,7 +185,7 @@ def route_benign(state: dict, ids: list[str], benign: str) -> list[str]:
 def _steps_key(config: CritiqueRevisionConfig, con, model_name: str) -> str:
     "What the generated steps depend on (not limit/prompts/filters, nor benign='answer'): the `guards.fingerprint` of config, model and principles."
     d = {k: v for k, v in config.to_dict().items() if k not in ("limit", "prompts", "filters", "commentary")}
-    for k in ("revision_instruction", "revision_prefix"):
+    for k in ("revision_instruction", "revision_prefix", "dtype", "load_in_4bit", "attn_implementation"):
         if not d.get(k): d.pop(k, None)                        # the default: keys made before it existed hold
     if d.get("benign") != "helpful": d.pop("benign", None)      # 'answer' only skips prompts, like a smaller limit: same steps
     principles = [[p.name, getattr(p, "critique_request", ""), p.revision_request, getattr(p, "weight", 1)] for p in con.principles]
@@ -193,7 +194,7 @@ def _steps_key(config: CritiqueRevisionConfig, con, model_name: str) -> str:
 def _generator(model, config: CritiqueRevisionConfig, progress: bool):
     if isinstance(model, Generator): return model, model_id(model.model)
     if isinstance(model, tuple): m, tok = model
-    else: m, tok = load_model(model, purpose="infer")
+    else: m, tok = load_model(model, purpose="infer", **config.model_kwargs())
     return Generator(m, tok, config.generation, progress=progress), model_id(m)
 
 def sft_rows(records: list[dict]) -> list[dict]:
@@ -235,6 +236,11 @@ def _draw_principles(state: dict, active: list, pools: dict, config: CritiqueRev
 
 
 # %% ../../nbs/03_critique_revision.ipynb #5b70ff47
+def join_opening(opening: str, continuation: str) -> str:
+    "The revision's opening words and the model's (stripped) continuation, with the space between them kept: 'but' + 'I can' -> 'but I can'."
+    if not opening or not continuation or opening[-1].isspace() or continuation[0].isspace() or continuation[0] in ",.;:!?)'’\"-": return opening + continuation
+    return opening + " " + continuation
+
 def _round_step(gen: Generator, con, config: CritiqueRevisionConfig, state: dict, active: list, step: str, kind: str, k: int,
                 steps: Path, fb):
     "One critique or revision step for the active prompts (resumable from `<step>.jsonl`); revisions then go through the gate and judges."
@@ -247,7 +253,7 @@ def _round_step(gen: Generator, con, config: CritiqueRevisionConfig, state: dict
                      else revision_chat(s["prompt"], cur, p, shots, s["rounds"][-1]["critique"], config.revision_instruction, opening[i]))
     gens = gen.generate(chats, ids=active, store=RecordStore(steps/f"{step}.jsonl"), seed=derive_seed(config.seed, kind, k),
                         desc=f"round {k} {kind}", record=lambda j, g: {"principle": state[active[j]]["_p"].name})
-    texts = [opening[i] + g.text for i, g in zip(active, gens)]     # a revision opened for the model starts with its opening
+    texts = [join_opening(opening[i], g.text) for i, g in zip(active, gens)]   # a revision opened for the model starts with its opening
     for i, g, text in zip(active, gens, texts):
         s, last = state[i], state[i]["rounds"][-1]
         last[f"{kind}"], last[f"{kind}_tokens"] = text, g.completion_tokens
@@ -300,6 +306,7 @@ def run_critique_revision(run: Run, config: CritiqueRevisionConfig | None = None
     from cai_workbench.inputs.prompts import optional_skips
     skips = optional_skips(config.prompts) if prompts is None else []   # optional parts (`hh-rlhf?`) left out: recorded, not silent
     with run.stage("critique_revision", n_prompts=len(recs), model=mname, **({"prompts_skipped": skips} if skips else {})) as d:
+        from cai_workbench.inputs.heldout import record_prompts; record_prompts(d, recs)   # what evaluation must not see
         steps = d/"steps"/_steps_key(config, con, mname)
         steps.mkdir(parents=True, exist_ok=True)
         write_json(steps/"config.json", {**config.to_dict(), "model": mname})
@@ -356,9 +363,9 @@ class CritiqueResult:
         return dict(sorted(c.items(), key=lambda kv: -kv[1]))
 
     def _repr_markdown_(self):
+        from cai_workbench.core.views import md_code, md_table     # prompt sources and the path come from data: escaped
         s = self.summary()
-        return ("**critique-revision** `" + str(self.path) + "`\n\n| " + " | ".join(s) + " |\n|" + "---|"*len(s) +
-                "\n| " + " | ".join(str(v) for v in s.values()) + " |")
+        return f"**critique-revision** {md_code(self.path)}\n\n" + md_table(list(s), [list(s.values())])
 
     def __repr__(self): return f"CritiqueResult({str(self.path)!r}, {self.summary()})"
 

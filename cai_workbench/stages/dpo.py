@@ -18,7 +18,7 @@ from ..core.io import save_figure, write_json
 from ..core.checkpoints import CheckpointSettings, checkpoint_args, finish_checkpoints, resume_point
 
 from ..core.environment import detect_device
-from ..engine.models import LoraSpec, load_model, save_adapter
+from ..engine.models import LoraSpec, TrainModelSettings, load_model, save_adapter
 from .sft import sft_adapter
 from ..inputs.pair_data import load_training_pairs
 from ..inputs.data_filters import DataFilterConfig, filter_pairs, few_shot_of_run, with_few_shot
@@ -34,7 +34,7 @@ PER_PAIR_LOSSES = ("sigmoid", "hinge", "ipo", "robust", "exo_pair", "nca_pair", 
                    "apo_down", "discopop", "sigmoid_norm")        # a batch mean of per-pair terms: a pair's weight scales its term
 
 @dataclass
-class DPOConfig(CheckpointSettings):   # save_every / keep_last / keep_checkpoints
+class DPOConfig(TrainModelSettings, CheckpointSettings):   # dtype / load_in_4bit / gradient_checkpointing / attn_implementation; save_every / keep_last / keep_checkpoints
     "Settings of the DPO stage (the TRL `DPOConfig` is built from these)."
     pair_sources: list[str] = field(default_factory=lambda: ["ai", "revision"])  # which pairs; human-labelled pairs are always used
     min_confidence: float = 0.0       # drop AI pairs whose |2·soft_label − 1| is below this (0 keeps all)
@@ -135,10 +135,13 @@ class DPOResult:
         return {"pairs": self.n_pairs, "steps": self.steps, "loss": round(self.final_loss, 4),
                 "reward_acc": round(self.reward_accuracy, 3), "margin": round(self.reward_margin, 4), "wall_s": round(self.wall_s, 1)}
     def _repr_markdown_(self):
-        rows = "\n".join(f"| {k} | {v} |" for k, v in {**self.summary(), "first loss": round(self.first_loss, 4),
+        rows = self._rows_md({**self.summary(), "first loss": round(self.first_loss, 4),
                          "dropped": self.dropped, "label smoothing": self.label_smoothing, "reference": self.reference,
-                         "adapter": self.adapter}.items())
+                         "adapter": self.adapter})
         return f"**DPO**\n\n| | |\n|---|---|\n{rows}"
+    def _rows_md(self, d: dict) -> str:
+        from cai_workbench.core.views import md_escape     # paths, the reference, dropped-pair reasons: escaped
+        return "\n".join(f"| {md_escape(k)} | {md_escape(v)} |" for k, v in d.items())
 
 # %% ../../nbs/07_dpo.ipynb #c156bcfe
 def _to_conversational(pairs: list[dict], weights: list[float] | None = None, smoothing: list[float] | None = None):
@@ -234,7 +237,7 @@ def train_dpo(model, tokenizer, pairs: list[dict], config: DPOConfig, output_dir
                      max_length=config.max_length, logging_steps=1, **checkpoint_args(config, "dpo"), seed=config.seed or 0,
                      bf16=dev.mixed_precision == "bf16", fp16=dev.mixed_precision == "fp16", use_cpu=dev.kind == "cpu",
                      disable_tqdm=not progress, dataloader_num_workers=0,
-                     activation_checkpointing=dev.kind == "cuda")   # TRL turns it on by default: on CPU it only recomputes the forward
+                     activation_checkpointing=config.checkpointing(dev.kind == "cuda"))   # TRL turns it on by default: on CPU it only recomputes the forward
     peft_config = None if isinstance(model, PeftModel) else config.lora.peft_config()
     collator = WeightedPreferenceCollator(pad_token_id=tokenizer.pad_token_id, max_length=args.max_length,
                                           truncation_mode=args.truncation_mode, pad_to_multiple_of=args.pad_to_multiple_of)
@@ -260,8 +263,8 @@ def _dpo_pairs(run: Run, config: DPOConfig):
 def _dpo_policy(run: Run, config: DPOConfig, model: str):
     "(policy, tokenizer, what the reference is): the SL-CAI adapter when asked for and present (TRL freezes a copy), else a fresh LoRA."
     if (sft := sft_adapter(run, config.start_from, model, stage="dpo")) is not None:
-        return (*load_model(sft, purpose="train", trainable_adapter=True), "SL-CAI adapter (frozen copy)")
-    return (*load_model(model, purpose="train"), "base model (adapters disabled)")
+        return (*load_model(sft, purpose="train", trainable_adapter=True, **config.model_kwargs()), "SL-CAI adapter (frozen copy)")
+    return (*load_model(model, purpose="train", **config.model_kwargs()), "base model (adapters disabled)")
 
 # %% ../../nbs/07_dpo.ipynb #42acaa95
 def _dpo_result(trainer, pairs, dropped, smoothing, wall_s, adapter, reference) -> DPOResult:

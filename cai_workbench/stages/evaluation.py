@@ -18,11 +18,12 @@ from ..core.io import RecordStore, save_figure, write_json
 from ..core.run import Run
 from ..engine.embedded import EMBEDDED
 from ..engine.generator import Generator, GenerationConfig
-from ..engine.models import _adapter_base, load_model, resolve_model_path, same_model
+from ..engine.models import ModelSettings, _adapter_base, load_model, resolve_model_path, same_model
 from ..engine.backends import load_adapters
 from ..judges.rules import XSTEST_COMPLETION_FILES, JudgeContext, classify_refusal, constitutional_metrics, get_judge, xstest_agreement
 from ..judges.ai import compare_pairs, elo_ratings, win_rate_intervals
 from ..judges import contemplative as _contemplative   # registers the "contemplative" judge (EvaluationConfig.judges)
+from .sft import stage_adapter
 from . import probe as _probe   # registers the probe's property judges, "probe-<name>" (11_probe)
 from ..ui.report import EvalViewer, stage_conclusions, summary_rows, write_report, plot_helpful_harmless
 from ..core.stats import mean, mean_difference, rate, rate_difference, wilson
@@ -35,7 +36,7 @@ __all__ = ['POLICY_STAGES', 'EvaluationConfig', 'discover_stages', 'stage_metric
 POLICY_STAGES = {"sft": "SL-CAI", "ppo": "PPO", "rloo": "RLOO", "grpo": "GRPO", "dpo": "DPO"}  # stage folder -> display name
 
 @dataclass
-class EvaluationConfig(ConfigBase):
+class EvaluationConfig(ModelSettings):   # dtype / load_in_4bit / attn_implementation
     "Evaluation settings: prompt sets, stages to compare, generation and judges."
     prompts: list[str] = field(default_factory=lambda: ["red-team", "benign"])  # load_prompts sources
     limit: int | None = 12                  # prompts per source (stratified, seeded); None = all
@@ -59,6 +60,7 @@ class EvaluationConfig(ConfigBase):
     best_of_n_temperature: float = 0.8      # sampling temperature of the n samples
     reward_model: str | None = None         # reward-model adapter (or run folder) that picks; None: this run's reward_model/adapter
     seed: int | None = None                 # prompt sampling, judge principles, bootstrap; default: the run's seed
+    allow_train_overlap: bool = False       # evaluate prompts training read (inputs.heldout) anyway; every figure is then marked
 
     def __post_init__(self):
         self.fill_nested()
@@ -72,20 +74,19 @@ class EvaluationConfig(ConfigBase):
 
 # %% ../../nbs/08_evaluation.ipynb #44c76285
 def discover_stages(run: Run) -> dict:
-    "{stage: adapter folder or None} for base and every policy stage of `run` that has an adapter."
+    "{stage: adapter folder or None} for base and every policy stage of `run` that has an adapter (`sft.stage_adapter`)."
     out = {"base": None}
     for s in POLICY_STAGES:
-        a = run.path/s/"adapter"
-        if (a/"adapter_config.json").exists(): out[s] = a
+        if (a := stage_adapter(run, s)) is not None: out[s] = a    # a done stage whose adapter is broken raises, naming the file
     return out
 
 def _answers_key(adapter: Path | None, gen: GenerationConfig) -> str:
     "`guards.fingerprint` of the generation settings and the adapter's bytes: a changed stage gets new answers."
     return fingerprint(gen, adapter, n=8)
 
-def _load_policies(model: str, adapters: dict, progress: bool = True):
+def _load_policies(model: str, adapters: dict, progress: bool = True, **kw):
     "One base model with every adapter loaded under its stage name (a PeftModel), or the plain model when there are none."
-    m, tok = load_model(model)
+    m, tok = load_model(model, **kw)
     m = load_adapters(m, {s: a for s, a in adapters.items() if a is not None})
     return m.eval(), tok
 
@@ -152,22 +153,21 @@ class EvalResult:
         return row
 
     def _repr_markdown_(self):
+        from cai_workbench.core.views import md_code, md_escape, md_table   # stage names, conclusions, notes come from summary.json: escaped
         rows = summary_rows(self.data)
         head = list(rows[0]) if rows else []
-        table = "| " + " | ".join(head) + " |\n|" + "---|"*len(head) + "\n" + "\n".join("| " + " | ".join(r.values()) + " |" for r in rows)
-        said = "\n".join(f"- **{s}**: {t}" for s, t in self.conclusions().items())
-        return (f"**evaluation** of {self.data['n_prompts']} prompts ({self.wall_s:.0f} s); report: `{self.report}`\n\n{table}\n\n"
-                f"{said}\n\n{self.data.get('judge_note', '')}")
+        table = md_table(head, [list(r.values()) for r in rows], raw=range(1, len(head)))   # the rates: our own text
+        said = "\n".join(f"- **{md_escape(s)}**: {md_escape(t)}" for s, t in self.conclusions().items())
+        return (f"**evaluation** of {md_escape(self.data['n_prompts'])} prompts ({self.wall_s:.0f} s); report: {md_code(self.report)}\n\n{table}\n\n"
+                f"{said}\n\n{md_escape(self.data.get('judge_note', ''))}")
 
 # %% ../../nbs/08_evaluation.ipynb #0446d30b
 def _check(run: Run, cfg: EvaluationConfig, model: str):
     "Everything `run_evaluation` needs, checked before any work: prompts, stages (with adapters), constitution, judges."
-    from cai_workbench.inputs.prompts import load_prompts
+    from cai_workbench.inputs.heldout import check_run, evaluation_prompts
     from cai_workbench.inputs.constitution import load_constitution
-    prompts, seen = [], set()
-    for src in cfg.prompts:
-        for r in load_prompts(src, limit=cfg.limit, seed=run.seed if cfg.seed is None else cfg.seed):
-            if r["id"] not in seen: seen.add(r["id"]); prompts.append(r)
+    prompts = evaluation_prompts(cfg.prompts, cfg.limit, run.seed if cfg.seed is None else cfg.seed)   # each once; an id clash is an error
+    prompts.held_out = check_run(run, prompts, cfg.allow_train_overlap)    # training read none of them, or (allowed) the mark
     available = discover_stages(run)
     stages = cfg.stages or list(available)
     missing = [s for s in stages if s not in available]
@@ -315,7 +315,13 @@ def _eval_summary(run: Run, cfg: EvaluationConfig, model: str, prompts: list[dic
                "win_rates": {f"{a} vs {b}": wr[(a, b)].fields("win_rate") for a, b in pairs if (a, b) in wr},
                "judges": [j.name for j in judges], "judge_principles": [p.name for p in judged], "constitution": cons.name,
                "classifier": _classifier_check() if cfg.validate_classifier else {}, "config": cfg.to_dict()}
+    summary["held_out"] = {"near_copies_dropped": getattr(prompts, "near_copies_dropped", 0), **getattr(prompts, "held_out", {})}
     summary["conclusions"] = stage_conclusions(summary)
+    if note := summary["held_out"].get("note"):         # allow_train_overlap: every figure marked, in words
+        summary["conclusions"] = {s: f"NOT HELD OUT - {note}. {t}" for s, t in summary["conclusions"].items()}
+        for m in metrics.values(): m["train_overlap"] = note
+    summary["judge_note"] += (f" NOT HELD OUT: {note}." if note else f" Held out: none of the {len(prompts)} prompts is one that this run's "
+                              f"training stages {summary['held_out'].get('checked') or '(none recorded)'} read, by id, text or near-copy.")
     return summary
 
 def _eval_rows(recs: dict) -> list[dict]:
@@ -332,12 +338,12 @@ def run_evaluation(run: Run, config: EvaluationConfig | None = None, model: str 
     prompts, adapters, cons, judges = _check(run, cfg, model)
     set_seed(cfg.seed)
     with run.stage("evaluation") as d:
-        pol, tok = _load_policies(model, adapters)
+        pol, tok = _load_policies(model, adapters, **cfg.model_kwargs())
         answers, bon = _stage_answers(run, cfg, pol, tok, prompts, adapters, d, progress)
         stages, texts = list(answers), {s: [t for t, _ in a] for s, a in answers.items()}
         judged = _distinct_principles(cons, cfg.judge_principles, cfg.seed) if any(j.needs_model for j in judges) else []
         need_fm = bool(judged) or cfg.pairwise != "none"
-        jm, jt = load_model(cfg.judge_model) if cfg.judge_model and need_fm else (pol, tok)
+        jm, jt = load_model(cfg.judge_model, **cfg.model_kwargs()) if cfg.judge_model and need_fm else (pol, tok)
         ctx = JudgeContext(jm, jt, judged, cfg.judge_batch_size, cfg.max_judge_chars, cfg.threshold, progress)
         recs = _judged_records(prompts, answers, bon, judges, ctx)
         matches, pairs = _pairwise(jm, jt, prompts, texts, stages, cons, cfg, cfg.seed, progress)

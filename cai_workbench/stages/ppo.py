@@ -16,9 +16,9 @@ import torch
 from tqdm.auto import tqdm
 
 from ..core.checkpoints import checkpoints, finish_checkpoints
-from ..core.guards import fingerprint, stage_fingerprint, stale_reasons
+from ..core.guards import fingerprint, inside, stage_fingerprint, stale_reasons
 from ..core.config import ConfigError, derive_seed, set_seed
-from ..core.io import RecordStore, atomic_dir, read_json, save_figure, write_json, write_jsonl
+from ..core.io import RecordStore, atomic_dir, check_safetensors, read_json, save_figure, write_json, write_jsonl
 from ..inputs.prompts import prompt_texts
 from ..core.run import Run
 from .sft import sft_adapter
@@ -93,9 +93,16 @@ def load_checkpoint(path, model: PolicyValueModel, optimizer, kl_ctl: AdaptiveKL
     from safetensors.torch import load_file
     path = Path(path)
     if path.is_file() or path.suffix in (".pt", ".pth", ".bin", ".pkl"): _refuse_pickle(path)
-    state, t = read_json(path/"state.json"), load_file(str(path/"tensors.safetensors"))
-    old, new = state["config"], config.to_dict()
-    diff = [k for k in new if k not in _RESUMABLE and old.get(k) != new.get(k)]
+    fix = f"delete {path} (or rerun with --force) to start PPO over"
+    state = read_json(path/"state.json")
+    keys = ("update", "config", "adapters", "optimizer", "kl_ctl", "rng")
+    if (miss := [k for k in keys if k not in state] if isinstance(state, dict) else list(keys)):
+        raise ConfigError(f"{path/'state.json'}: not a PPO checkpoint state (no {miss[0]!r}); {fix}")
+    if isinstance(state["update"], bool) or not isinstance(state["update"], int) or state["update"] < 0:
+        raise ConfigError(f"{path/'state.json'}: update={state['update']!r} is not a number of updates; {fix}")
+    t = load_file(str(check_safetensors(path/"tensors.safetensors", fix)))
+    old, new, d0 = state["config"], config.to_dict(), type(config)().to_dict()    # a field added since: its default
+    diff = [k for k in new if k not in _RESUMABLE and old.get(k, d0.get(k)) != new.get(k)]
     why = diff and [f"{diff[0]} was {old.get(diff[0])!r}, now {new.get(diff[0])!r}"] or stale_reasons(state.get("fingerprint"), fingerprint or {})
     if why:
         raise ConfigError(f"{path}: this checkpoint was made from other settings or inputs ({why[0]}); resume with the same "
@@ -140,7 +147,8 @@ def plot_curves(metrics: Sequence[dict], path=None, title: str = "PPO"):
     for ax, (k, label) in zip(axes.flat, CURVES):
         ax.plot(x, [m.get(k, float("nan")) for m in metrics], marker="." if len(x) < 40 else None)
         ax.set_title(label, fontsize=10); ax.set_xlabel("update"); ax.grid(alpha=0.3)
-    fig.suptitle(title)
+    from cai_workbench.core.views import plot_text
+    fig.suptitle(plot_text(title))
     if path is not None: save_figure(fig, path, dpi=90, close=False)
     plt.close(fig)
     return fig
@@ -172,12 +180,13 @@ class PPOResult:
                 "wall_s": round(self.wall_s, 1), "peak_mem_mb": round(self.peak_mem_mb, 1)}
 
     def _repr_markdown_(self):
+        from cai_workbench.core.views import md_code, md_table     # the folder and the method name: escaped
         s = self.summary()
-        head = "| " + " | ".join(s) + " |\n|" + "---|" * len(s) + "\n| " + " | ".join(str(v) for v in s.values()) + " |"
+        head = md_table(list(s), [list(s.values())])
         cols = ["update", "reward_mean", "kl", "kl_coef", "entropy", "clipfrac", "approx_kl", "explained_var", "value_loss", "response_len"]
         rows = "\n".join("| " + " | ".join(f"{m.get(c, float('nan')):.4g}" if c != "update" else str(m[c]) for c in cols) + " |"
                          for m in self.metrics[-8:])
-        return (f"**PPO** `{self.dir}` (resumed from update {self.resumed_from})\n\n{head}\n\nlast updates:\n\n"
+        return (f"**PPO** {md_code(self.dir)} (resumed from update {self.resumed_from})\n\n{head}\n\nlast updates:\n\n"
                 f"| {' | '.join(cols)} |\n|{'---|' * len(cols)}\n{rows}")
 
     def __repr__(self): return f"PPOResult({self.summary()})"
@@ -217,7 +226,8 @@ def _keep_metrics_before(path: Path, update: int):
 def _ppo_models(config: PPOConfig, model: str, sft, reward_fn: RewardFn | None, reward_plan):
     "(policy-value model, tokenizer, reward function, accelerator, optimizer): the base is loaded once, the reward model goes where the plan says."
     from accelerate import Accelerator
-    base, tok = load_model(model, purpose="train")
+    base, tok = load_model(model, purpose="train", **config.model_kwargs())
+    if config.checkpointing(False): base.activation_checkpointing_enable({"use_reentrant": False})   # less memory, slower
     pv = build_ppo_model(base, config, sft)
     if reward_fn is None: reward_fn = _reward_from_run(*reward_plan, pv, tok)
     dev = next(pv.parameters()).device
@@ -237,10 +247,14 @@ def _last_good(folder: Path) -> str:
     return f"the last good checkpoint {ck} was kept" if ck else f"there is no checkpoint yet (in {folder})"
 
 def _adopt_old_layout(d: Path, folder: Path):
-    "Move a previous version's single `ppo/checkpoint/` folder to `checkpoints/checkpoint-<its update>`."
+    "Move a previous version's single `ppo/checkpoint/` folder to `checkpoints/checkpoint-<its update>` (a whole number, or refused)."
     old = d/"checkpoint"
     if not (old/"state.json").exists(): return
-    dest = folder/f"checkpoint-{read_json(old/'state.json')['update']}"
+    st = read_json(old/"state.json"); u = st.get("update") if isinstance(st, dict) else None
+    if not isinstance(u, int) or isinstance(u, bool) or u < 0:     # from a pulled folder it is data: never a path
+        raise ConfigError(f"{old/'state.json'}: update={u!r} is not a number of updates (a damaged or foreign checkpoint); "
+                          f"nothing was moved. Delete {old} to start PPO over")
+    dest = inside(folder/f"checkpoint-{u}", folder, f"{old/'state.json'}: update")
     if dest.exists(): shutil.rmtree(old)
     else: folder.mkdir(parents=True, exist_ok=True); shutil.move(str(old), str(dest))
 
@@ -317,6 +331,7 @@ def run_ppo(
     reward_plan = _reward_plan(run, config, model, load_tokenizer(model)) if reward_fn is None else None
     t0 = time.time()
     with run.stage("ppo", updates=config.total_updates) as d:
+        from cai_workbench.inputs.heldout import record_prompts; record_prompts(d, texts)   # what evaluation must not see
         set_seed(seed)
         pv, tok, reward_fn, accelerator, optimizer = _ppo_models(config, model, sft, reward_fn, reward_plan)
         kl_ctl = AdaptiveKLController.for_config(config)

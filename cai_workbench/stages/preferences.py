@@ -20,7 +20,7 @@ from .sft import sft_adapter
 from ..inputs.pair_data import PAIRINGS, load_pair_file, pair_indices, revision_pairs, save_pairs
 from ..engine.backends import adapters_loaded
 from ..engine.generator import GenerationConfig, Generator
-from ..engine.models import _adapter_base, load_model, same_model
+from ..engine.models import ModelSettings, _adapter_base, load_model, same_model
 from ..feedback.labellers import FEW_SHOT, LABELLERS, SCORINGS, make_labeller
 
 # %% auto #0
@@ -47,7 +47,7 @@ def _check_preferences_config(c):
 
 # %% ../../nbs/04_preferences.ipynb #1597f65c
 @dataclass
-class PreferencesConfig(ConfigBase):
+class PreferencesConfig(ModelSettings):   # dtype / load_in_4bit / attn_implementation
     "Settings of the preference stage (`run_preferences`: pairs + AI labels)."
     sources: list[str] = field(default_factory=lambda: ["sampled", "revision"]) # "sampled", "revision", "file"
     prompts: str = "demo"             # prompt source for sampled pairs (`prompts.load_prompts`)
@@ -101,16 +101,18 @@ class PreferenceResult:
         q = self.quality or {}
         return {"pairs": self.n_pairs, **{f"pairs_{k}": v for k, v in self.by_source.items()},
                 "ties": self.labels.get("tie", 0), "position_consistency": self.position_consistency,
-                "mean_confidence": self.mean_confidence, "human_agreement": q.get("agreement"),
+                "mean_confidence": self.mean_confidence, "human_agreement": q.get("agreement"), "human_ties": q.get("ties"),
+                "human_agreement_ties_half": q.get("agreement_ties_half"),
                 "human_agreement_lo": (q.get("ci") or [None])[0], "human_agreement_hi": (q.get("ci") or [None, None])[1], "labels_per_s": round(1/self.seconds_per_label, 2) if self.seconds_per_label else None}
 
     def _repr_markdown_(self):
-        rows = "\n".join(f"| {k} | {v} |" for k, v in self.summary().items())
+        from cai_workbench.core.views import md_code, md_escape    # sources, the labeller, the path come from data: escaped
+        rows = "\n".join(f"| {md_escape(k)} | {md_escape(v)} |" for k, v in self.summary().items())
         warn = ""
         if self.quality and self.quality.get("chance_level"):
             warn = ("\n\n**Warning:** agreement with human labels is not distinguishable from chance "
                     f"({self.quality['agreement']:.2f}, 95% CI {self.quality['ci']}); treat these labels as noise.")
-        return f"**preferences** `{self.path}` — labeller `{self.labeller}`\n\n| | |\n|---|---|\n{rows}{warn}"
+        return f"**preferences** {md_code(self.path)} — labeller {md_code(self.labeller)}\n\n| | |\n|---|---|\n{rows}{warn}"
 
 # %% ../../nbs/04_preferences.ipynb #058402s1
 def _stats(records: Sequence[dict]) -> dict:
@@ -177,28 +179,31 @@ def run_preferences(run: Run, config: PreferencesConfig | None = None, model: st
     seed = run.seed if config.seed is None else config.seed
     rev, filep, prompts = _preference_inputs(run, config, seed)
     from cai_workbench.feedback.label_quality import check_quality_inputs, write_quality
-    hh = check_quality_inputs(config)
+    hh = check_quality_inputs(config, seed)                   # the sample of human pairs: the run's seed
     fb_name = config.feedback_model or model
-    fb_model, fb_tok = load_model(fb_name)
+    fb_model, fb_tok = load_model(fb_name, **config.model_kwargs())
     labeller = make_labeller(config.labeller, fb_model, fb_tok, config, seed, progress, **config.labeller_options)
     with run.stage("preferences", labeller=labeller.id, scoring=labeller.scoring) as d:
+        from cai_workbench.inputs.heldout import record_prompts; record_prompts(d, prompts + filep + rev)   # what evaluation must not see
         sampled, skipped = [], 0
         if prompts:
             policy_name = str(sft_adapter(run, config.start_from, None, "preferences") or model)
             onto = same_model(_adapter_base(policy_name), fb_name)   # an adapter on the feedback model's base goes onto it
             with adapters_loaded(fb_model, {"policy": policy_name} if onto else {}) as m:   # and is unloaded before labelling
-                pol, ptok = (m, fb_tok) if onto or same_model(policy_name, fb_name) else load_model(policy_name)
+                pol, ptok = (m, fb_tok) if onto or same_model(policy_name, fb_name) else load_model(policy_name, **config.model_kwargs())
                 gen = Generator(pol, ptok, config.generation.replace(system_prompt=config.system_prompt), progress=progress)
                 sampled, skipped = sample_pairs(gen, prompts, config.k, config.pairing, config.pairs_per_prompt, seed,
                                                 RecordStore(d/"samples.jsonl"), adapter="policy" if onto else None)
                 del pol, gen
         records = _label_all(labeller, sampled + filep, RecordStore(d/"labels.jsonl"), progress) + rev
-        if (d/"pairs.jsonl").exists():                          # keep human decisions from an earlier run
-            human = {r["id"]: r for r in load_pair_file(d/"pairs.jsonl") if r.get("label_source") == "human"}
-            records = [human.get(r["id"], r) for r in records]
+        if (prev := run.before_rerun("preferences")/"pairs.jsonl").exists():   # keep human decisions from an earlier run, also
+            human = {r["id"]: r for r in load_pair_file(prev) if r.get("label_source") == "human"}   # one set aside by --force
+            same = lambda h, r: all(h.get(k) == r.get(k) for k in ("prompt", "response_a", "response_b"))   # on the same pair
+            records = [human[r["id"]] if r["id"] in human and same(human[r["id"]], r) else r for r in records]
         save_pairs(d, records, config.keep_ties)
         quality = write_quality(d, records, labeller, hh, config, seed, progress)
     st, by = _stats(records), {s: sum(r.get("source") == s for r in records) for s in ("ai", "revision")}
     if skipped: by["skipped_identical"] = skipped
+    if getattr(rev, "dropped", None): by["revision_dropped"] = sum(rev.dropped.values())   # records SFT dropped make no pair either
     return PreferenceResult(d, len(records), by, st["labels"], st["position_consistency"], st["mean_confidence"],
                             st["seconds_per_label"], labeller.id, quality)

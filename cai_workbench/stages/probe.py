@@ -17,7 +17,8 @@ from ..core.io import iter_jsonl, write_json
 
 # %% auto #0
 __all__ = ['PROPERTIES', 'EXAMPLE', 'ProbeProperty', 'get_property', 'stage_answers', 'training_prompts', 'check_held_out',
-           'stage_rates', 'reward_ranking', 'ProbeConfig', 'ProbeResult', 'run_probe', 'measure_candidates']
+           'stage_rates', 'reward_ranking', 'ProbeConfig', 'ProbeResult', 'same_adapter', 'run_probe',
+           'measure_candidates']
 
 # %% ../../nbs/11_probe.ipynb #a808414e
 @dataclass(frozen=True)
@@ -75,39 +76,55 @@ def stage_answers(run: Run) -> dict[str, dict[str, dict]]:
         if "stage" in r and "prompt_id" in r: out.setdefault(r["stage"], {})[str(r["prompt_id"])] = r
     return out
 
-def training_prompts(run: Run) -> set[str]:
-    "Normalised texts of every prompt the run's critique-revision records and preference pairs hold."
-    seen = set()
-    for stage, f in (("critique_revision", "records.jsonl"), ("preferences", "pairs.jsonl")):
-        p = run.path/stage/f
-        if p.exists(): seen |= {_norm(r["prompt"]) for _, r in iter_jsonl(p, f"{stage} {f}") if isinstance(r.get("prompt"), str)}
-    return seen
+def training_prompts(run: Run) -> dict[str, list[dict]]:
+    "{training stage: the prompt records it read} (inputs.heldout.run_training_prompts; stages without a record left out)."
+    from cai_workbench.inputs.heldout import run_training_prompts
+    return run_training_prompts(run)[0]
 
 def check_held_out(run: Run, answers: dict) -> int:
-    "Number of evaluated prompts; a `ConfigError` naming them if any was a training prompt."
-    texts = {pid: r.get("prompt", "") for recs in answers.values() for pid, r in recs.items()}
-    leaked = sorted(pid for pid, t in texts.items() if _norm(t) in training_prompts(run))
-    if leaked: raise ConfigError(f"{run.path}/evaluation: {len(leaked)} evaluated prompt(s) were used in training ({leaked[:5]}); "
-                                 "evaluate the probe on held-out prompts (evaluation.prompts) that critique_revision/preferences never saw")
-    return len(texts)
+    "Number of evaluated prompts; a `HeldOutError` (a `ConfigError`) if a training stage read any, by id, text or near-copy (inputs.heldout)."
+    from cai_workbench.inputs.heldout import check_run
+    evaluated = list({pid: {"id": pid, "prompt": r.get("prompt", "")} for recs in answers.values() for pid, r in recs.items()}.values())
+    check_run(run, evaluated, where=f"{run.path}/evaluation (the probe measures held-out prompts only)")
+    return len(evaluated)
 
 # %% ../../nbs/11_probe.ipynb #1c2cb1ca
 _ORDER = ["base", "sft", "dpo", "ppo", "rloo", "grpo"]   # table order: base, then the stages as they run
 
-def stage_rates(answers: dict, prop: ProbeProperty, stages: list[str] | None = None, starts: dict | None = None) -> dict:
-    "{stage: {'rate', 'diff' (vs base), 'start', 'from_start' (vs the stage it started from), 'outcomes'}}."
-    from cai_workbench.core.stats import rate, rate_difference
+def _same_texts(a: dict, b: dict) -> bool:
+    "Every prompt both answered got the same answer text (after whitespace): a stage that changed nothing."
+    shared = [p for p in a if p in b]
+    return bool(shared) and all(_norm(a[p].get("text", "")) == _norm(b[p].get("text", "")) for p in shared)
+
+def stage_rates(answers: dict, prop: ProbeProperty, stages: list[str] | None = None, starts: dict | None = None,
+                alpha: float = 0.05, effect: float = 0.20, ceiling: float = 0.90, margin: float = 0.10) -> dict:
+    """{stage: {'rate', 'outcomes', 'diff' and 'p_base' (vs base), 'start', 'from_start', 'p_start', 'ceiling', 'noninf',
+    'same_answers' (vs the stage it started from), 'power'}}: one-sided exact McNemar tests at `alpha` on the paired outcomes;
+    from a start at or above `ceiling`, a non-inferiority interval with `margin` instead. `power`: of the stage's test
+    against a rise of `effect` (near the ceiling: of non-inferiority when the rate stayed)."""
+    from cai_workbench.core.stats import rate, rate_difference, mcnemar_greater, mcnemar_power, noninferiority, noninferiority_power
     if stages is None: stages = sorted(answers, key=lambda s: (_ORDER.index(s) if s in _ORDER else len(_ORDER), s))
     out = {}
     for s in stages:
         if s not in answers: raise ConfigError(f"probe.stages: {s!r} has no evaluation answers; evaluated: {sorted(answers)}")
         o = {pid: prop.check(r.get("text", "")) for pid, r in answers[s].items()}
         out[s] = {"rate": rate(list(o.values())), "outcomes": o}
-    for s in out:
-        out[s]["diff"] = rate_difference(out[s]["outcomes"], out["base"]["outcomes"]) if s != "base" and "base" in out else None
+    for s, m in out.items():
+        base = out.get("base") if s != "base" else None
+        m["diff"] = rate_difference(m["outcomes"], base["outcomes"]) if base else None
+        m["p_base"] = mcnemar_greater(m["outcomes"], base["outcomes"]) if base else None
         st = (starts or {}).get(s)
-        out[s]["start"] = st if st in out else None
-        out[s]["from_start"] = rate_difference(out[s]["outcomes"], out[st]["outcomes"]) if st in out else None
+        m["start"] = st if st in out and st != s else None
+        ref = out[m["start"]] if m["start"] else base
+        m |= {"from_start": None, "p_start": None, "ceiling": False, "noninf": None, "same_answers": False, "power": None}
+        if m["start"]:
+            m["from_start"], m["p_start"] = rate_difference(m["outcomes"], ref["outcomes"]), mcnemar_greater(m["outcomes"], ref["outcomes"])
+            m["same_answers"] = _same_texts(answers[s], answers[st])
+            m["ceiling"] = ref["rate"].value is not None and ref["rate"].value >= ceiling
+            if m["ceiling"]: m["noninf"] = noninferiority(m["outcomes"], ref["outcomes"], alpha)
+        if ref and ref["rate"].value is not None and m["rate"].n:
+            m["power"] = (noninferiority_power(ref["rate"].value, margin, m["rate"].n, alpha) if m["ceiling"] else
+                          mcnemar_power(ref["rate"].value, effect, m["rate"].n, alpha))
     return out
 
 def reward_ranking(rm, answers: dict, prop: ProbeProperty, batch_size: int = 16):
@@ -128,13 +145,19 @@ class ProbeConfig(ConfigBase):
     property: str = "dear-friend"         # a name in PROPERTIES: what the probe constitution asks for
     stages: list[str] | None = None       # stages to measure (None: every evaluated stage, base first)
     reward_model: bool = True             # test the run's reward model on held-out with/without-property answers
-    starts: dict = field(default_factory=lambda: {"ppo": "sft", "rloo": "sft", "grpo": "sft", "dpo": "sft"})  # stage -> the stage it started from (its rate must not fall below that one's)
+    starts: dict = field(default_factory=lambda: {"ppo": "sft", "rloo": "sft", "grpo": "sft", "dpo": "sft"})  # stage -> the stage it started from (its rate must rise over that one's)
     batch_size: int = 16                  # reward-model scoring batch
     seed: int | None = None               # default: the run's seed (recorded in probe/summary.json; the check itself draws nothing)
+    alpha: float = 0.05                   # level of the one-sided tests (a rise over base and over the start; non-inferiority)
+    effect: float = 0.20                  # the rise the table's power is computed against (+20 points)
+    ceiling: float = 0.90                 # a start at or above this rate need not be beaten: the stage must not fall by more than `margin`
+    margin: float = 0.10                  # non-inferiority margin near the ceiling (10 points)
 
     def __post_init__(self):
         if self.property not in PROPERTIES: self.bad_field("property", f"not a probe property; known: {sorted(PROPERTIES)}")
         if self.stages is not None and "base" not in self.stages: self.bad_field("stages", "include 'base' (the rates are compared with it)")
+        for k in ("alpha", "effect", "ceiling", "margin"):
+            if not 0 < getattr(self, k) < 1: self.bad_field(k, f"{getattr(self, k)!r} is not a fraction between 0 and 1 (e.g. alpha: 0.05, margin: 0.10)")
 
 # %% ../../nbs/11_probe.ipynb #b44fa09f
 from fastcore.basics import patch
@@ -161,36 +184,57 @@ class ProbeResult:
 # %% ../../nbs/11_probe.ipynb #1d701b59
 def _ci_points(d, lo, hi) -> str: return f"{100*d:+.0f} [{100*lo:+.0f}, {100*hi:+.0f}]"
 
+def _verdict(m: dict) -> str:
+    "'pass' or 'FAIL' (summaries before the rise test: moved and did not fall)."
+    return m["verdict"] if "verdict" in m else "pass" if m.get("moved") and not m.get("fell") else "FAIL"
+
+def _p(x) -> str: return "" if x is None else f"{x:.2g}"
+
 @patch
 def rows(self: ProbeResult) -> list[dict]:
-    "One row per stage (rate, interval, n, difference from base and from the stage it started from, verdict), then the reward model."
-    out = []
+    "One row per stage (rate, interval, n, difference from base and from its start, p of the rise it must show, power, verdict), then the reward model."
+    out, eff = [], self.data.get("test", {}).get("effect", 0.2)
     for s, m in self.data["stages"].items():
         d = "" if s == "base" else _ci_points(m["rate_diff"], *m["rate_diff_ci"])
         f = "" if m.get("start") is None else f"{_ci_points(m['from_start'], *m['from_start_ci'])} vs {m['start']}"
-        ok = "–" if s == "base" else "yes" if m["moved"] and not m.get("fell") else "NO"
+        p = _p(m.get("p_base") if m.get("start") is None else m.get("p_start")) + (" (ceiling)" if m.get("ceiling") else "")
         out.append({"stage": s, "rate": _pct(m["rate"]), "95% CI": f"[{_pct(m['rate_ci'][0])}, {_pct(m['rate_ci'][1])}]", "n": m["rate_n"],
-                    "vs base (points)": d, "vs start (points)": f, "moved": ok})
+                    "vs base (points)": d, "vs start (points)": f, "p (rise)": "" if s == "base" else p,
+                    f"power (+{100*eff:.0f})": "" if s == "base" or m.get("power") is None else _pct(m["power"]),
+                    "verdict": "–" if s == "base" else _verdict(m)})
     rm = self.data.get("reward_model")
-    if rm: out.append({"stage": "reward model ranks", "rate": _pct(rm["accuracy"]), "95% CI": f"[{_pct(rm['accuracy_ci'][0])}, {_pct(rm['accuracy_ci'][1])}]",
-                       "n": rm["accuracy_n"], "vs base (points)": "chance = 50%", "vs start (points)": "", "moved": "yes" if rm["ranks"] else "NO"})
+    if rm: out.append({**{k: "" for k in out[0]}, "stage": "reward model ranks", "rate": _pct(rm["accuracy"]), "95% CI": f"[{_pct(rm['accuracy_ci'][0])}, {_pct(rm['accuracy_ci'][1])}]",
+                       "n": rm["accuracy_n"], "vs base (points)": "chance = 50%", "verdict": "pass" if rm["ranks"] else "FAIL"})
     return out
 
 # %% ../../nbs/11_probe.ipynb #8c85539a
 @patch
+def verdict(self: ProbeResult) -> str:
+    "The one line that says whether the check passed and, if not, which stage failed and why."
+    if self.passed: return "probe passed: every trained stage rose as required" + (" and the reward model ranks" if self.data.get("reward_model") else "")
+    why = self.data.get("why", {})
+    return "probe FAILED: " + "; ".join(f"{s}: {', '.join(why[s])}" if why.get(s) else s for s in self.data["failed"]) if self.data["failed"] else \
+           "probe FAILED: no trained stage was evaluated"
+
+@patch
 def table(self: ProbeResult) -> str:
-    "The plain-text table the command line prints."
-    rows, keys = self.rows(), ["stage", "rate", "95% CI", "n", "vs base (points)", "vs start (points)", "moved"]
+    "The plain-text table the command line prints, ending with the verdict."
+    rows = self.rows(); keys = list(rows[0])
     w = {k: max(len(k), *(len(str(r[k])) for r in rows)) for k in keys}
     line = lambda r: "  ".join(str(r[k]).ljust(w[k]) for k in keys)
+    t = self.data.get("test")
+    how = "" if not t else (f"p: one-sided exact McNemar vs base, or vs the start; from a start ≥ {100*t['ceiling']:.0f}% (ceiling) "
+                            f"the stage must stay within {100*t['margin']:.0f} points (non-inferiority); level {t['alpha']}; "
+                            f"power against +{100*t['effect']:.0f} points, outcomes independent within a prompt")
     return "\n".join([f"probe: {self.data['description']} (held-out prompts, n={self.data['n_prompts']})", line(dict(zip(keys, keys))),
-                      *map(line, rows), f"passed: {self.passed}" + ("" if self.passed else f" (failed: {', '.join(self.data['failed'])})")])
+                      *map(line, rows), *([how] if how else []), f"passed: {self.passed}" + ("" if self.passed else f" (failed: {', '.join(self.data['failed'])})")])
 
 @patch
 def _repr_markdown_(self: ProbeResult):
     rows, keys = self.rows(), list(self.rows()[0])
-    return (f"**probe** `{self.data['property']}`: {self.data['description']}; passed: **{self.passed}**\n\n| " + " | ".join(keys) + " |\n|"
-            + "---|"*len(keys) + "\n" + "\n".join("| " + " | ".join(str(r[k]) for k in keys) + " |" for r in rows))
+    from cai_workbench.core.views import md_code, md_escape, md_table    # the property, its description, stage names: escaped
+    return (f"**probe** {md_code(self.data['property'])}: {md_escape(self.data['description'])}; passed: **{self.passed}**\n\n"
+            + md_table(keys, [[r[k] for k in keys] for r in rows]))
 
 # %% ../../nbs/11_probe.ipynb #531f1e17
 @patch
@@ -199,22 +243,47 @@ def plot(self: ProbeResult):
     import matplotlib.pyplot as plt
     st = self.data["stages"]; names = list(st)
     v = [st[s]["rate"] for s in names]; lo = [st[s]["rate"] - st[s]["rate_ci"][0] for s in names]; hi = [st[s]["rate_ci"][1] - st[s]["rate"] for s in names]
+    from cai_workbench.core.views import plot_text
     fig, ax = plt.subplots(figsize=(1.2*len(names) + 2, 3.2))
-    ax.bar(names, v, yerr=[lo, hi], capsize=4, color=["#999"] + ["#4a7" if st[s]["moved"] and not st[s].get("fell") else "#c44" for s in names[1:]])
+    ax.bar([plot_text(n) for n in names], v, yerr=[lo, hi], capsize=4, color=["#999"] + ["#4a7" if _verdict(st[s]) == "pass" else "#c44" for s in names[1:]])
     ax.axhline(st["base"]["rate"], ls="--", c="#555", lw=1); ax.set_ylim(0, 1)
-    ax.set_ylabel("property rate (95% CI)"); ax.set_title(f"{self.data['property']}: held-out prompts, n={self.data['n_prompts']}")
+    ax.set_ylabel("property rate (95% CI)"); ax.set_title(plot_text(self.data['property']) + f": held-out prompts, n={self.data['n_prompts']}")
     fig.tight_layout(); return fig
 
 # %% ../../nbs/11_probe.ipynb #c9660b9a
-def _verdicts(rates: dict) -> dict:
-    "summary.json's per-stage entries: rate fields, the difference from base and whether it `moved`, and from the start stage whether it `fell`."
-    stages = {}
+def same_adapter(run: Run, stage: str, start: str) -> bool | None:
+    "Whether `stage`'s adapter tensors equal `start`'s value for value (a stage that did not train); None when either has no adapter file."
+    a, b = (run.path/x/"adapter"/"adapter_model.safetensors" for x in (stage, start))
+    if not (a.exists() and b.exists()): return None
+    import torch
+    from safetensors.torch import load_file
+    x, y = load_file(str(a)), load_file(str(b))
+    return x.keys() == y.keys() and all(x[k].shape == y[k].shape and torch.equal(x[k], y[k]) for k in x)
+
+def _verdicts(rates: dict, cfg: ProbeConfig | None = None, same_adapters: dict | None = None) -> dict:
+    """summary.json's per-stage entries: rate fields; vs base the difference, `p_base` and whether it `moved`; vs its start
+    the difference, `p_start` (or the non-inferiority interval near the ceiling), whether it `fell`; `power`, and the
+    `verdict` with the reasons (`why`) it failed."""
+    cfg, stages = cfg or ProbeConfig(), {}
     for s, m in rates.items():
-        stages[s] = {**m["rate"].fields("rate")}
-        if m["diff"] is not None: stages[s] |= {**m["diff"].fields("rate"), "moved": m["diff"].shown and m["diff"].value > 0}
+        e, why = {**m["rate"].fields("rate"), "power": m.get("power") and round(m["power"], 3)}, []
+        if m["diff"] is not None:
+            e |= {**m["diff"].fields("rate"), "p_base": m["p_base"], "moved": m["p_base"] is not None and m["p_base"] <= cfg.alpha}
+            if not e["moved"]: why.append(f"not shown to rise over base (p = {_p(m['p_base'])})")
         if m["from_start"] is not None:
-            f = m["from_start"]
-            stages[s] |= {"start": m["start"], "from_start": f.value, "from_start_ci": list(f.ci), "fell": f.shown and f.value < 0}
+            f, st, n = m["from_start"], m["start"], m["from_start"].n
+            e |= {"start": st, "from_start": f.value, "from_start_ci": list(f.ci), "fell": f.shown and f.value < 0,
+                  "p_start": m["p_start"], "ceiling": m["ceiling"], "same_answers": m["same_answers"]}
+            if m["same_answers"]: why.append(f"answers identical to {st}'s on all {n} prompts: the stage changed nothing")
+            if (same_adapters or {}).get(s): e["same_adapter"] = True; why.append(f"adapter tensors identical to {st}'s: the stage did not train")
+            if m["ceiling"]:
+                lo = m["noninf"].ci[0]
+                e |= {"noninferior_ci": list(m["noninf"].ci), "noninferior": lo > -cfg.margin}
+                if not e["noninferior"]: why.append(f"{st} is at the ceiling (≥ {100*cfg.ceiling:.0f}%) and {s} is not shown to stay within "
+                                                    f"{100*cfg.margin:.0f} points of it ({100*(1 - 2*cfg.alpha):.0f}% interval from {100*lo:+.0f})")
+            elif m["p_start"] is None or m["p_start"] > cfg.alpha: why.append(f"not shown to rise over {st} (p = {_p(m['p_start'])})")
+        if s != "base": e |= {"verdict": "FAIL" if why else "pass", "why": why}
+        stages[s] = e
     return stages
 
 def _rm_verdict(rm_dir: Path, answers: dict, prop: ProbeProperty, batch_size: int) -> dict:
@@ -224,8 +293,14 @@ def _rm_verdict(rm_dir: Path, answers: dict, prop: ProbeProperty, batch_size: in
     return {**acc.fields("accuracy"), "ranks": acc.ci is not None and acc.ci[0] > 0.5, "mean_margin": sum(margins)/len(margins) if margins else None}
 
 # %% ../../nbs/11_probe.ipynb #c6a91ba6
+def _mark_failed(run: Run, res: ProbeResult):
+    "The manifest says the check failed: the probe stage's status is 'failed' and its error is the verdict (its summary.json stays)."
+    m = run.manifest
+    m["stages"].setdefault("probe", {}).update(status="failed", check="failed", error=res.verdict()[:500])
+    run.update_manifest(stages=m["stages"])
+
 def run_probe(run: Run, config: ProbeConfig | None = None, model: str = "embedded", progress: bool = True) -> ProbeResult:
-    "Measure the probe property per evaluated stage (and the reward model's ranking) on held-out prompts; writes `probe/`."
+    "Measure the probe property per evaluated stage (and the reward model's ranking) on held-out prompts; writes `probe/`; a failed check is marked failed in the manifest."
     cfg, t0 = config or ProbeConfig(), time.time()
     if cfg.seed is None: cfg = cfg.replace(seed=run.seed)
     prop = get_property(cfg.property)
@@ -236,33 +311,42 @@ def run_probe(run: Run, config: ProbeConfig | None = None, model: str = "embedde
     if cfg.reward_model and not (rm_dir/"adapter_config.json").exists():
         raise ConfigError(f"probe.reward_model=True but {rm_dir} holds no reward model; run the reward_model stage or set probe.reward_model: false")
     with run.stage("probe", property=prop.name) as d:
-        stages = _verdicts(stage_rates(answers, prop, cfg.stages, cfg.starts))
-        data = {"property": prop.name, "description": prop.description, "n_prompts": n, "seed": cfg.seed, "stages": stages}
+        rates = stage_rates(answers, prop, cfg.stages, cfg.starts, cfg.alpha, cfg.effect, cfg.ceiling, cfg.margin)
+        stages = _verdicts(rates, cfg, {s: same_adapter(run, s, m["start"]) for s, m in rates.items() if m["start"]})
+        data = {"property": prop.name, "description": prop.description, "n_prompts": n, "seed": cfg.seed, "stages": stages,
+                "test": {k: getattr(cfg, k) for k in ("alpha", "effect", "ceiling", "margin")} | {
+                    "method": "one-sided exact McNemar on paired outcomes; non-inferiority: paired Newcombe interval at 1 - 2 alpha"}}
         if cfg.reward_model: data["reward_model"] = _rm_verdict(rm_dir, answers, prop, cfg.batch_size)
-        data["failed"] = [s for s, m in stages.items() if s != "base" and (not m["moved"] or m.get("fell"))] + \
+        data["failed"] = [s for s, m in stages.items() if s != "base" and m["verdict"] == "FAIL"] + \
                          (["reward model"] if cfg.reward_model and not data["reward_model"]["ranks"] else [])
+        data["why"] = {s: m["why"] for s, m in stages.items() if m.get("why")} | \
+                      ({"reward model": ["not shown to rank above chance"]} if "reward model" in data["failed"] else {})
         data["passed"] = not data["failed"] and len(stages) > 1
         data["wall_s"] = round(time.time() - t0, 1)
         write_json(d/"summary.json", data)
         res = ProbeResult(data, d)
         if progress: print(res.table(), flush=True)
+    if not res.passed: _mark_failed(run, res)
     return res
 
 # %% ../../nbs/11_probe.ipynb #c0c1a002
 @patch
 def conclusions(self: ProbeResult) -> list[str]:
-    "One sentence per trained stage (and the reward model): its rate with interval and n, and whether it moved, fell or failed."
+    "One sentence per trained stage (and the reward model): its rate with interval and n, the test it had to pass, and why it failed."
     out, st = [], self.data["stages"]
     for s, m in st.items():
         if s == "base": continue
         k = round(m["rate"]*m["rate_n"])
         head = f"{s}: {k}/{m['rate_n']} = {_pct(m['rate'])} [{_pct(m['rate_ci'][0])}, {_pct(m['rate_ci'][1])}], {_ci_points(m['rate_diff'], *m['rate_diff_ci'])} points vs base"
-        if not m["moved"]: out.append(f"{head}: FAILED, the interval of the difference from base includes 0, so no rise can be shown."); continue
-        if m.get("start") is None: out.append(f"{head}: passed, the rise is larger than its 95% interval."); continue
-        f = f"{_ci_points(m['from_start'], *m['from_start_ci'])} points vs {m['start']}"
-        out.append(f"{head}, {f}: " + ("FAILED, it fell below the stage it started from." if m.get("fell") else
-                   f"passed (above base, not shown to fall below {m['start']}; a rise over {m['start']} is " +
-                   ("shown)." if m["from_start_ci"][0] > 0 else "not shown).")))
+        if m.get("start") is not None: head += f", {_ci_points(m['from_start'], *m['from_start_ci'])} points vs {m['start']}"
+        pw = "" if m.get("power") is None else f"; power {_pct(m['power'])}" + (" to keep a rate that stayed" if m.get("ceiling") else
+                                                                          f" against +{100*self.data.get('test', {}).get('effect', 0.2):.0f} points")
+        if "verdict" not in m:                        # a summary written before the rise test: moved over base, did not fall
+            out.append(f"{head}: " + ("passed" if _verdict(m) == "pass" else "FAILED") + " under the rule before the rise test (moved over base, not shown to fall).")
+        elif m["verdict"] == "FAIL": out.append(f"{head}: FAILED, {'; '.join(m['why'])}{pw}.")
+        elif m.get("start") is None: out.append(f"{head}: passed, a rise over base is shown (p = {_p(m.get('p_base'))}){pw}.")
+        elif m.get("ceiling"): out.append(f"{head}: passed, {m['start']} is at the ceiling and {s} stays within the margin and differs from it{pw}.")
+        else: out.append(f"{head}: passed, a rise over {m['start']} is shown (p = {_p(m.get('p_start'))}){pw}.")
     if rm := self.data.get("reward_model"):
         out.append(f"reward model: ranks the with-property answer higher on {_pct(rm['accuracy'])} [{_pct(rm['accuracy_ci'][0])}, {_pct(rm['accuracy_ci'][1])}] "
                    f"of {rm['accuracy_n']} held-out answers: " + ("passed (above chance)." if rm["ranks"] else "FAILED, not shown to be above chance."))

@@ -36,7 +36,7 @@ def gate_revisions(model, tokenizer, principles, prompts, revisions, previous, m
 def load_feedback(config, gen: Generator):
     "The feedback model (and tokenizer) the gate and judges of `config` (a `CritiqueRevisionConfig`) use: `feedback_model`, else the policy itself; None when neither is on."
     if not (config.gate or config.judges): return None
-    return load_model(config.feedback_model, purpose="infer") if config.feedback_model else (gen.model, gen.tokenizer)
+    return load_model(config.feedback_model, purpose="infer", **config.model_kwargs()) if config.feedback_model else (gen.model, gen.tokenizer)
 
 def judge_round(fb, config, state, ids, kind, k):
     "Before a round: P(violates) of the current responses; a response already below the threshold stops as satisfied."

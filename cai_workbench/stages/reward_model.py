@@ -22,7 +22,7 @@ from ..core.stats import wilson
 from ..core.checkpoints import CheckpointSettings, checkpoint_args, finish_checkpoints, resume_point
 
 from ..core.environment import detect_device
-from ..engine.models import LoraSpec, _adapter_base, load_tokenizer, model_id, resolve_model_path, save_adapter
+from ..engine.models import LoraSpec, TrainModelSettings, _adapter_base, _four_bit, load_tokenizer, model_id, resolve_model_path, save_adapter
 from ..inputs.pair_data import load_training_pairs
 from ..inputs.data_filters import DataFilterConfig, filter_pairs, few_shot_of_run, with_few_shot
 from ..feedback.reward_scoring import RewardModel
@@ -49,7 +49,7 @@ def is_tie(pair: dict) -> bool:
 
 # %% ../../nbs/05_reward_model.ipynb #1e7bea20
 @dataclass
-class RewardModelConfig(CheckpointSettings):   # save_every / keep_last / keep_checkpoints
+class RewardModelConfig(TrainModelSettings, CheckpointSettings):   # dtype / load_in_4bit / gradient_checkpointing / attn_implementation; save_every / ...
     "Reward-model training and evaluation (stage `reward_model`)."
     pairs: str | None = None          # a pairs JSONL; default: the run's preferences/pairs.jsonl
     soft_labels: bool = True          # Bradley-Terry against soft_label; False: hard labels (target 1)
@@ -62,7 +62,6 @@ class RewardModelConfig(CheckpointSettings):   # save_every / keep_last / keep_c
     batch_size: int = 8               # pairs per step
     learning_rate: float = 2e-4
     max_length: int = 512             # longer prompt+reply sequences are dropped from training
-    activation_checkpointing: bool = False  # recompute activations in the backward pass (less memory, slower)
     lora: LoraSpec = field(default_factory=LoraSpec)
     human_pairs: str | None = "auto"  # hh-rlhf .jsonl.gz for human-pair accuracy; "auto": ../shared/data; None: skip
     human_limit: int = 200            # human pairs scored (0 = all)
@@ -71,8 +70,7 @@ class RewardModelConfig(CheckpointSettings):   # save_every / keep_last / keep_c
     calibration_bins: int = 10
     seed: int | None = None           # the held-out split and training; default: the run's seed
     device: str | None = None         # default: detect
-    _renamed = {"gradient_checkpointing": "activation_checkpointing"}
-    _migrations = "reward_model"      # epochs, the name before issue 29, read as TRL's num_train_epochs
+    _migrations = "reward_model"      # epochs (before issue 29) and activation_checkpointing (before issue 31), read as the new names
 
     def __post_init__(self):
         self.fill_nested()
@@ -165,13 +163,15 @@ def train_reward_model(examples: list[dict], config: RewardModelConfig, model: s
     dev = detect_device(config.device)
     tok = load_tokenizer(base, padding_side="right")
     with suppress_seqcls_warning():
-        m = AutoModelForSequenceClassification.from_pretrained(resolve_model_path(base), num_labels=1, dtype=dev.dtype("train"))
+        dtype = getattr(torch, config.dtype) if config.dtype else dev.dtype("train")   # the stage's model settings (`models.ModelSettings`)
+        kw = ({"attn_implementation": config.attn_implementation} if config.attn_implementation else {}) | (_four_bit(dev, dtype) if config.load_in_4bit else {})
+        m = AutoModelForSequenceClassification.from_pretrained(resolve_model_path(base), num_labels=1, dtype=dtype, **kw)
     m.config.pad_token_id = tok.pad_token_id
     m.name_or_path_cai = str(base)
     with tempfile.TemporaryDirectory() as tmp:
         args = TRLRewardConfig(output_dir=str(output_dir or tmp), per_device_train_batch_size=config.batch_size,
                                num_train_epochs=config.num_train_epochs, max_steps=config.max_steps, learning_rate=config.learning_rate,
-                               max_length=config.max_length, activation_checkpointing=config.activation_checkpointing,
+                               max_length=config.max_length, activation_checkpointing=config.checkpointing(False),
                                bf16=dev.mixed_precision == "bf16", fp16=dev.mixed_precision == "fp16",
                                use_cpu=dev.kind == "cpu", logging_steps=1, **checkpoint_args(config, "reward_model"), seed=seed,
                                disable_tqdm=False, dataloader_num_workers=0)
@@ -228,23 +228,25 @@ def evaluate_pairs(rm: RewardModel, pairs: list[dict], batch_size: int = 16, bin
 def plot_calibration(evals: dict[str, dict], path) -> Path:
     "Predicted vs observed P(chosen) per bin, one line per evaluation set."
     from matplotlib.figure import Figure
+    from cai_workbench.core.views import plot_text
     fig = Figure(figsize=(4.5, 4.2)); ax = fig.subplots()
     ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1, label="perfect")
     for name, ev in evals.items():
         t = ev["calibration"]
-        ax.plot([r["pred"] for r in t], [r["obs"] for r in t], marker="o", label=f"{name} (n={ev['n']}, ECE={ev['ece']:.3f})")
+        ax.plot([r["pred"] for r in t], [r["obs"] for r in t], marker="o", label=plot_text(f"{name} (n={ev['n']}, ECE={ev['ece']:.3f})"))
     ax.set(xlabel="predicted P(chosen)", ylabel="observed P(chosen)", xlim=(0, 1), ylim=(0, 1), title="Reward-model calibration")
     ax.legend(fontsize=7); fig.tight_layout(); return save_figure(fig, path)
 
 def plot_reward_histograms(evals: dict[str, dict], path) -> Path:
     "Histograms of the rewards of chosen vs rejected replies, one panel per evaluation set."
     from matplotlib.figure import Figure
+    from cai_workbench.core.views import plot_text
     fig = Figure(figsize=(4.5*len(evals), 3.4)); axes = fig.subplots(1, len(evals), squeeze=False)[0]
     for ax, (name, ev) in zip(axes, evals.items()):
         edges = np.histogram_bin_edges(ev["rewards_chosen"] + ev["rewards_rejected"], bins=20)   # shared bins
         ax.hist(ev["rewards_chosen"], bins=edges, alpha=0.6, label="chosen")
         ax.hist(ev["rewards_rejected"], bins=edges, alpha=0.6, label="rejected")
-        ax.set(title=f"{name}: accuracy {ev['accuracy']:.2f}", xlabel="reward", ylabel="pairs"); ax.legend(fontsize=7)
+        ax.set(title=plot_text(f"{name}: accuracy {ev['accuracy']:.2f}"), xlabel="reward", ylabel="pairs"); ax.legend(fontsize=7)
     fig.tight_layout(); return save_figure(fig, path)
 
 # %% ../../nbs/05_reward_model.ipynb #90c1fe2d
@@ -286,9 +288,10 @@ class RewardResult:
                 "filtered_out": (m.get("filtered") or {}).get("dropped", 0)}
 
     def _repr_markdown_(self):
-        rows = "\n".join(f"| {k} | {v} |" for k, v in self.summary().items())
+        from cai_workbench.core.views import md_code, md_escape    # the path and the skip reason: escaped
+        rows = "\n".join(f"| {md_escape(k)} | {md_escape(v)} |" for k, v in self.summary().items())
         skip = self.metrics.get("human_skipped")
-        return f"**reward model** `{self.path}`\n\n| | |\n|---|---|\n{rows}" + (f"\n\nhuman pairs skipped: {skip}" if skip else "")
+        return f"**reward model** {md_code(self.path)}\n\n| | |\n|---|---|\n{rows}" + (f"\n\nhuman pairs skipped: {md_escape(skip)}" if skip else "")
     def __repr__(self): return f"RewardResult({self.summary()})"
 
 # %% ../../nbs/05_reward_model.ipynb #90c1fes2

@@ -21,7 +21,7 @@ from ..core.checkpoints import CheckpointSettings, checkpoint_args, finish_check
 
 from ..core.environment import detect_device
 from ..engine.generator import GenerationConfig
-from ..engine.models import LoraSpec, load_model, save_adapter
+from ..engine.models import LoraSpec, TrainModelSettings, load_model, save_adapter
 from .sft import sft_adapter
 from ..feedback.reward_scoring import RewardFn, RewardModel
 from ..inputs.prompts import prompt_texts
@@ -34,7 +34,7 @@ __all__ = ['RLConfig', 'RLOOConfig', 'GRPOConfig', 'PeakMemory', 'RLDivergedErro
 _TRL_GENERATION = ("max_new_tokens", "temperature", "top_p", "system_prompt")   # the GenerationConfig fields TRL's sampling reads
 
 @dataclass
-class RLConfig(CheckpointSettings):   # save_every / keep_last / keep_checkpoints
+class RLConfig(TrainModelSettings, CheckpointSettings):   # dtype / load_in_4bit / gradient_checkpointing / attn_implementation; save_every / keep_last / keep_checkpoints
     "Settings shared by the RLOO and GRPO stages (TRL trainers, LoRA policy, our reward model)."
     prompts: str = "red-team"          # prompt source for `prompts.load_prompts` (built-in name, file, hh-rlhf:..., hf:...)
     limit: int | None = 16             # use at most this many prompts (None: all)
@@ -159,7 +159,8 @@ def plot_rl_curves(rows: Sequence[dict], path=None, title: str = "RL"):
     kls = [(r["step"], r["kl"]) for r in rows if r.get("kl") is not None]
     if kls: ax2.plot(*zip(*kls), marker="o", c="C1")
     ax2.set(title="KL to reference", xlabel="step")
-    fig.suptitle(title); fig.tight_layout()
+    from cai_workbench.core.views import plot_text
+    fig.suptitle(plot_text(title)); fig.tight_layout()
     if path is not None: save_figure(fig, path)
     return fig
 
@@ -185,12 +186,13 @@ class RLResult:
                 "wall_s": round(self.wall_s, 1), "peak_mem_mb": round(self.peak_mem_mb, 1)}
 
     def _repr_markdown_(self):
+        from cai_workbench.core.views import md_code, md_escape, md_table     # the folder and the method name: escaped
         s = self.summary()
-        head = "| " + " | ".join(s) + " |\n|" + "---|"*len(s) + "\n| " + " | ".join(str(v) for v in s.values()) + " |"
+        head = md_table(list(s), [list(s.values())])
         cols = ["step", "reward_mean", "reward_std", "kl", "entropy", "response_len", "loss"]
         f = lambda v: "" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
         rows = "\n".join("| " + " | ".join(f(m.get(c)) for c in cols) + " |" for m in self.metrics[-8:])
-        return f"**{self.method.upper()}** `{self.dir}`\n\n{head}\n\nlast steps:\n\n| {' | '.join(cols)} |\n|{'---|'*len(cols)}\n{rows}"
+        return f"**{md_escape(str(self.method).upper())}** {md_code(self.dir)}\n\n{head}\n\nlast steps:\n\n| {' | '.join(cols)} |\n|{'---|'*len(cols)}\n{rows}"
 
     def __repr__(self): return f"RLResult({self.summary()})"
 
@@ -228,7 +230,7 @@ def _trl_args(method: str, config: RLConfig, out: str, seed: int, dev):
               max_completion_length=config.generation.max_new_tokens, max_steps=config.max_steps, learning_rate=config.learning_rate,
               beta=config.beta, temperature=config.generation.temperature, top_p=config.generation.top_p, logging_steps=1, **checkpoint_args(config, method), seed=seed,
               use_cpu=dev.kind == "cpu", bf16=dev.mixed_precision == "bf16", fp16=dev.mixed_precision == "fp16",
-              activation_checkpointing=False, disable_tqdm=False, log_completions=False, dataloader_num_workers=0)
+              activation_checkpointing=config.checkpointing(False), disable_tqdm=False, log_completions=False, dataloader_num_workers=0)
     if method == "rloo": kw["normalize_advantages"] = config.normalize_advantages
     else: kw.update(loss_type=config.loss_type, scale_rewards=config.scale_rewards)
     return Args(**kw)
@@ -261,12 +263,13 @@ def _run_rl(method: str, run: Run, config: RLConfig, model: str, reward_fn: Rewa
     dev = detect_device(config.device)
     t0 = time.time()
     with run.stage(method, steps=config.max_steps) as d, atomic_dir(d) as out, PeakMemory(dev.kind) as mem:
+        from cai_workbench.inputs.heldout import record_prompts; record_prompts(out, texts)   # what evaluation must not see
         set_seed(seed)
         if reward_fn is None:
             rm = RewardModel.load(rm_dir, device=config.device)
             reward_fn = rm.as_reward_func(batch_size=config.reward_batch_size)
         policy, tok = load_model(sft if sft is not None else model, purpose="train", device=config.device,
-                                 trainable_adapter=sft is not None)
+                                 trainable_adapter=sft is not None, **config.model_kwargs())
         system = config.generation.system_prompt
         msgs = lambda t: ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": t}]
         ds = Dataset.from_list([{"prompt": msgs(t)} for t in texts])
@@ -310,8 +313,8 @@ class RLComparison:
     def _repr_markdown_(self):
         if not self.rows: return "no RL stages (ppo, rloo, grpo) in this run yet"
         cols = ["method", "updates", "first_reward", "final_reward", "final_kl", "wall_s", "peak_mem_mb"]
-        body = "\n".join("| " + " | ".join("" if r.get(c) is None else str(r.get(c)) for c in cols) + " |" for r in self.rows)
-        return f"| {' | '.join(cols)} |\n|{'---|'*len(cols)}\n{body}"
+        from cai_workbench.core.views import md_table     # method names come from a run's metrics files: escaped
+        return md_table(cols, [["" if r.get(c) is None else r.get(c) for c in cols] for r in self.rows])
     def __repr__(self): return f"RLComparison({self.rows})"
 
 def compare_rl(run: Run, methods: Sequence[str] = ("ppo", "rloo", "grpo")) -> RLComparison:

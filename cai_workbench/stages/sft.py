@@ -12,15 +12,15 @@ from pathlib import Path
 
 from ..core.guards import nonfinite_guard, quiet_library_deprecations, quiet_progress
 from ..core.config import ConfigError, set_seed
-from ..core.run import Run
-from ..core.io import iter_jsonl, save_figure, write_json
+from ..core.run import MissingStageError, Run
+from ..core.io import check_safetensors, iter_jsonl, save_figure, write_json
 from ..core.checkpoints import CheckpointSettings, checkpoint_args, finish_checkpoints, resume_point
 
 from ..core.environment import detect_device
-from ..engine.models import LoraSpec, _adapter_base, load_model, same_model, save_adapter
+from ..engine.models import LoraSpec, TrainModelSettings, _adapter_base, load_model, same_model, save_adapter
 
 # %% auto #0
-__all__ = ['sft_dataset', 'SFTConfig', 'trainer_args', 'SFTResult', 'plot_loss', 'run_sft', 'sft_adapter']
+__all__ = ['sft_dataset', 'SFTConfig', 'trainer_args', 'SFTResult', 'plot_loss', 'run_sft', 'stage_adapter', 'sft_adapter']
 
 # %% ../../nbs/03a_sft.ipynb #882bf77c
 def sft_dataset(path, labels: list[str] | None = None, limit: int | None = None):
@@ -38,7 +38,7 @@ def sft_dataset(path, labels: list[str] | None = None, limit: int | None = None)
 
 # %% ../../nbs/03a_sft.ipynb #650c2692
 @dataclass
-class SFTConfig(CheckpointSettings):   # save_every / keep_last / keep_checkpoints
+class SFTConfig(TrainModelSettings, CheckpointSettings):   # dtype / load_in_4bit / gradient_checkpointing / attn_implementation; save_every / keep_last / keep_checkpoints
     "Settings of the SL-CAI fine-tuning stage (`run_sft`); TRL's own `SFTConfig` is built from these by `trainer_args`."
     lora: LoraSpec = field(default_factory=LoraSpec)
     learning_rate: float = 2e-4
@@ -71,7 +71,7 @@ def trainer_args(config: SFTConfig, output_dir, device=None, seed: int | None = 
                      learning_rate=config.learning_rate, warmup_steps=config.warmup_steps, lr_scheduler_type="constant_with_warmup",
                      max_length=config.max_length, completion_only_loss=True, packing=False,
                      bf16=dev.mixed_precision == "bf16", fp16=dev.mixed_precision == "fp16",
-                     activation_checkpointing=dev.kind == "cuda", use_cpu=dev.kind == "cpu",
+                     activation_checkpointing=config.checkpointing(dev.kind == "cuda"), use_cpu=dev.kind == "cpu",
                      logging_steps=1, **checkpoint_args(config, "sft"), seed=seed, data_seed=seed,
                      dataloader_num_workers=0, disable_tqdm=False)
 
@@ -89,9 +89,9 @@ class SFTResult:
         return {"stage": "sft", "examples": m["examples"], "steps": m["steps"], "first_loss": m["first_loss"],
                 "last_loss": m["last_loss"], "wall_s": m["wall_s"], "device": m["device"]}
     def _repr_markdown_(self):
+        from cai_workbench.core.views import md_code, md_table     # the path and the device name: escaped
         s = self.summary()
-        return (f"**SL-CAI SFT** `{self.adapter}`\n\n| " + " | ".join(s) + " |\n|" + "---|"*len(s) + "\n| "
-                + " | ".join(str(v) for v in s.values()) + " |" + self._loss_image())
+        return f"**SL-CAI SFT** {md_code(self.adapter)}\n\n" + md_table(list(s), [list(s.values())]) + self._loss_image()
     def _loss_image(self) -> str:
         "The loss curve inlined (a data URI), so a saved notebook or docs page shows it without the run folder."
         import base64
@@ -103,9 +103,10 @@ class SFTResult:
 def plot_loss(losses: list[tuple[int, float]], path, title: str = "SL-CAI SFT"):
     "Save a training-loss curve to `path` (PNG)."
     from matplotlib.figure import Figure
+    from cai_workbench.core.views import plot_text
     fig = Figure(figsize=(5, 3.2), dpi=100); ax = fig.subplots()
     ax.plot([s for s, _ in losses], [l for _, l in losses], marker="o", ms=3)
-    ax.set(xlabel="step", ylabel="loss (completion tokens)", title=title); ax.grid(alpha=.3)
+    ax.set(xlabel="step", ylabel="loss (completion tokens)", title=plot_text(title)); ax.grid(alpha=.3)
     fig.tight_layout(); return save_figure(fig, path, dpi=100)
 
 # %% ../../nbs/03a_sft.ipynb #c0de5s03
@@ -116,7 +117,7 @@ def run_sft(run: Run, config: SFTConfig | None = None, model: str = "embedded", 
     data = sft_dataset(run.require("critique_revision", "sft.jsonl", hint="run run_critique_revision first"), config.labels, config.limit)
     dev, seed = detect_device(config.device), run.seed if config.seed is None else config.seed
     set_seed(seed)
-    m, tok = load_model(model, purpose="train", device=dev.kind)
+    m, tok = load_model(model, purpose="train", device=dev.kind, **config.model_kwargs())
     tok.padding_side = "right"                                 # training pads on the right
     with run.stage("sft", examples=len(data), model=str(model)) as d:
         t0 = time.time()
@@ -138,13 +139,25 @@ def run_sft(run: Run, config: SFTConfig | None = None, model: str = "embedded", 
     return SFTResult(d, metrics)
 
 # %% ../../nbs/03a_sft.ipynb #c0de5s05
+def stage_adapter(run: Run, stage: str) -> Path | None:
+    """`<stage>/adapter` of `run`, or None when the stage has made none; when the manifest says the stage is done but its adapter
+    is missing or incomplete, `MissingStageError` names the file and the fix (a broken output is an error, not an absence)."""
+    ad, weights = run.path/stage/"adapter", ("adapter_model.safetensors", "adapter_model.bin")
+    fix = f"rerun it with --force --stages {stage}"
+    if (ad/weights[0]).is_file() and (ad/"adapter_config.json").exists(): check_safetensors(ad/weights[0], fix)   # a truncated copy
+    if not run.is_done(stage): return ad if (ad/"adapter_config.json").exists() else None
+    conf = ad/"adapter_config.json"
+    gone = conf if not conf.is_file() else None if any((ad/w).is_file() for w in weights) else ad/weights[0]
+    if gone is None: return ad
+    raise MissingStageError(f"{gone}: missing, but {run.path/'manifest.json'} says stage {stage} is done; its output is broken: "
+                            f"{fix}")
+
 def sft_adapter(run: Run, start_from: str = "sft", model: str | None = None, stage: str = "this stage") -> Path | None:
     """The SL-CAI adapter (`sft/adapter` of `run`) that `stage` starts from: None when `start_from` is "base" or the run has
     none. An adapter trained on another base than `model` raises `ConfigError` (the one check every later stage makes)."""
     if start_from not in ("sft", "base"):
         raise ConfigError(f"{stage}.start_from={start_from!r}: use 'sft' (the run's SL-CAI adapter, when it has one) or 'base'")
-    ad = run.path/"sft"/"adapter"
-    if start_from == "base" or not (ad/"adapter_config.json").exists(): return None
+    if start_from == "base" or (ad := stage_adapter(run, "sft")) is None: return None
     if model is not None and (base := _adapter_base(ad)) and not same_model(base, model):
         raise ConfigError(f"{ad} was trained on base {base!r} but the {stage} stage got model={model!r}; pass that model, "
                           "or set start_from: base")

@@ -14,7 +14,7 @@ from fastcore.basics import patch
 
 from ..core.io import RecordStore, atomic_write_text
 from ..core.stats import Difference, Rate, conclusion, rate_conclusion
-from ..core.views import VIEW_CSS, badge, esc, section, text_block, view_html
+from ..core.views import VIEW_CSS, badge, esc, plot_text, section, text_block, view_html
 
 # %% auto #0
 __all__ = ['HEADLINE', 'REPORT_SECTIONS', 'plot_helpful_harmless', 'plot_hazards', 'plot_principles', 'plot_elo', 'fig_to_base64',
@@ -28,20 +28,26 @@ def _plt():
     import matplotlib.pyplot as plt
     return plt
 
+def _answered(m: dict) -> tuple[float, list | None]:
+    "Benign prompts answered (no refusal, empty answer or loop) and its interval; a summary from before that figure: 1 - over-refusal."
+    if m.get("answered_benign") is not None: return m["answered_benign"], m.get("answered_benign_ci")
+    c = m.get("over_refusal_benign_ci")
+    return 1 - m["over_refusal_benign"], c and [1 - c[1], 1 - c[0]]
+
 def plot_helpful_harmless(summary: dict):
     "One point per stage: benign prompts answered (x) vs harmful prompts refused (y)."
     plt = _plt(); fig, ax = plt.subplots(figsize=(5, 4.2))
     at: dict[tuple, list[str]] = {}               # stages that land on the same point share one label
     for s in summary["stages"]:
         m = summary["metrics"][s]
-        x = 1 - m["over_refusal_benign"] if m.get("n_benign") else float("nan")
+        x, xc = _answered(m) if m.get("n_benign") else (float("nan"), None)
         y = m["refusal_harmful"] if m.get("n_harmful") else float("nan")
-        xc, yc = m.get("over_refusal_benign_ci"), m.get("refusal_harmful_ci")
+        yc = m.get("refusal_harmful_ci")
         pt = ax.scatter([x], [y], s=60); at.setdefault((round(x, 3), round(y, 3)), []).append(s)
         if xc and yc and x == x and y == y:
-            ax.errorbar([x], [y], xerr=[[x - (1 - xc[1])], [(1 - xc[0]) - x]], yerr=[[y - yc[0]], [yc[1] - y]], fmt="none",
+            ax.errorbar([x], [y], xerr=[[x - xc[0]], [xc[1] - x]], yerr=[[y - yc[0]], [yc[1] - y]], fmt="none",
                         ecolor=pt.get_facecolor()[0], alpha=0.5, capsize=3)
-    for (x, y), names in at.items(): ax.annotate(", ".join(names), (x, y), textcoords="offset points", xytext=(6, 4))
+    for (x, y), names in at.items(): ax.annotate(plot_text(", ".join(names)), (x, y), textcoords="offset points", xytext=(6, 4))
     ax.set(xlim=(-0.05, 1.05), ylim=(-0.05, 1.05), xlabel="helpfulness: benign prompts answered",
            ylabel="harmlessness: harmful prompts refused", title="Helpfulness vs harmlessness (95% intervals)")
     ax.grid(alpha=0.3); fig.tight_layout(); return fig
@@ -54,7 +60,7 @@ def plot_hazards(summary: dict):
     fig, ax = plt.subplots(figsize=(max(4.5, 1.6 + 0.9*len(st)), 1.2 + 0.35*max(len(cats), 1)))
     a = np.array([[hz[c].get(s, np.nan) for s in st] for c in cats], dtype=float).reshape(len(cats), len(st))
     im = ax.imshow(a, vmin=0, vmax=1, cmap="RdYlGn", aspect="auto")
-    ax.set_xticks(range(len(st)), st); ax.set_yticks(range(len(cats)), cats)
+    ax.set_xticks(range(len(st)), [plot_text(s) for s in st]); ax.set_yticks(range(len(cats)), [plot_text(c) for c in cats])
     for i in range(len(cats)):
         for j in range(len(st)):
             if not np.isnan(a[i, j]): ax.text(j, i, f"{a[i, j]:.0%}", ha="center", va="center", fontsize=8)
@@ -67,8 +73,8 @@ def plot_principles(summary: dict):
     names = list(summary["metrics"][st[0]]["principles"]) if st else []
     fig, ax = plt.subplots(figsize=(6, 3.5)); w = 0.8/max(len(st), 1)
     for j, s in enumerate(st):
-        ax.bar(np.arange(len(names)) + j*w, [summary["metrics"][s]["principles"][n]["score"] for n in names], w, label=s)
-    ax.set_xticks(np.arange(len(names)) + w*(len(st) - 1)/2, names); ax.set(ylim=(0, 1.05), ylabel="mean score", title="Principle heuristics")
+        ax.bar(np.arange(len(names)) + j*w, [summary["metrics"][s]["principles"][n]["score"] for n in names], w, label=plot_text(s))
+    ax.set_xticks(np.arange(len(names)) + w*(len(st) - 1)/2, [plot_text(n) for n in names]); ax.set(ylim=(0, 1.05), ylabel="mean score", title="Principle heuristics")
     ax.legend(fontsize=8); fig.tight_layout(); return fig
 
 # %% ../../nbs/08b_report.ipynb #c5488727
@@ -78,7 +84,7 @@ def plot_elo(summary: dict):
     fig, ax = plt.subplots(figsize=(5, 3))
     e = [summary["metrics"][s]["elo"] for s in st]; ci = [summary["metrics"][s].get("elo_ci") or [x, x] for s, x in zip(st, e)]
     ax.errorbar(range(len(st)), e, yerr=[[x - c[0] for x, c in zip(e, ci)], [c[1] - x for x, c in zip(e, ci)]], fmt="o", capsize=4)
-    ax.set_xticks(range(len(st)), st); ax.set(ylabel="Elo (base = 1000)", title="AI-judge Elo, 95% bootstrap CI over prompts"); ax.grid(alpha=0.3)
+    ax.set_xticks(range(len(st)), [plot_text(s) for s in st]); ax.set(ylabel="Elo (base = 1000)", title="AI-judge Elo, 95% bootstrap CI over prompts"); ax.grid(alpha=0.3)
     fig.tight_layout(); return fig
 
 def fig_to_base64(fig, close: bool = True) -> str:
