@@ -5,7 +5,7 @@ V ?= .venv/bin
 install:
 	bash scripts/install.sh
 
-## Install everything, then run the whole pipeline on the embedded model (CPU, offline).
+## Install everything, then run Constitutional AI end to end on the embedded model with a known-answer check (CPU, offline).
 demo: install
 	.venv/bin/cai-workbench run --preset demo
 

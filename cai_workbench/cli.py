@@ -1,4 +1,4 @@
-"""The `cai-workbench` command: `run`, `env`, `sweep`, `compare`, `estimate` and `presets`, each expected failure one line on stderr.
+"""The `cai-workbench` command: `run`, `env`, `sweep`, `compare`, `estimate`, `plan` and `presets`, each expected failure one line on stderr.
 
 Docs: https://cai-workbench.github.io/cai-workbench/cli.html.md"""
 
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {line}", file=sys.stderr); return 2
     print(f"\n{res}\ntotal: {time.time() - t0:.0f} s")
     probe = res.results.get("probe")
-    if probe is not None and hasattr(probe, "verdict"):      # the known-answer check's verdict is the last line; a failure exits 1
-        print(probe.verdict(), flush=True)
+    if probe is not None and hasattr(probe, "verdict"):      # the known-answer check's rates per stage, then its verdict as the last line; a failure exits 1
+        print(f"\n{probe.table()}\n{probe.verdict()}", flush=True)
         if not probe.passed: return 1
     return 0

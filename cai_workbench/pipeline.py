@@ -31,7 +31,7 @@ class StageSpec:
     name: str
     module: str
     config_class: str
-    runner: str
+    runner: str                     # runner(run, config, model=..., progress=...) -> a StageResult
     inputs: tuple[str, ...] = ()    # run paths of earlier stages' outputs it may read: their fingerprints make it stale
     outputs: tuple[str, ...] = ()   # run paths it writes; checked after it runs (a later stage's inputs name these)
     needs: tuple[str, ...] | Callable = ()  # the inputs that must exist before it starts; a function of its config when that decides
@@ -275,14 +275,14 @@ def _fresh(run: Run, stage: str):
 def _mark(run: Run, stage: str, **kw):
     m = run.manifest; m["stages"].setdefault(stage, {}).update(kw); run.update_manifest(stages=m["stages"])
 
-def _run_stage(run: Run, stage: str, cfg, config: PipelineConfig, fp: dict, fresh: bool):
+def _run_stage(run: Run, stage: str, cfg, config: PipelineConfig, fp: dict, fresh: bool, progress: bool = True):
     "Run one stage with its fingerprint recorded; on failure it is marked failed, and a fresh rerun restores the old outputs."
     before = dict(run.stage_info(stage))
     _, runner = STAGES[stage].load()
     try:
         with _fresh(run, stage) if fresh else contextlib.nullcontext():
             _mark(run, stage, fingerprint=fp)
-            out, spec = runner(run, cfg, model=config.model), STAGES[stage]
+            out, spec = runner(run, cfg, model=config.model, progress=progress), STAGES[stage]
             if (missing := [rel for rel in spec.outputs if not (run.path/rel).exists()]):
                 raise RuntimeError(f"{run.path}: stage {stage} finished without writing {missing}, which its StageSpec.outputs "
                                    f"promise; a bug in {spec.module}.{spec.runner}")
@@ -331,7 +331,7 @@ def _plan(config: PipelineConfig, stages: list[str] | None, run_dir, where: str 
 
 
 # %% ../nbs/10_pipeline.ipynb #e423d7b4
-def _pipeline_stage(run: Run, i: int, stages: list[str], config: PipelineConfig, configs: dict, force: bool, tracker):
+def _pipeline_stage(run: Run, i: int, stages: list[str], config: PipelineConfig, configs: dict, force: bool, tracker, progress=True):
     "Stage `i` (from 1) of `stages`: skipped (done, unchanged: None), refused (stale, `on_stale: refuse`) or run; one console line each way."
     stage, n = stages[i - 1], len(stages)
     fp, info = current_fingerprint(run, stage, config), run.stage_info(stage)
@@ -345,7 +345,7 @@ def _pipeline_stage(run: Run, i: int, stages: list[str], config: PipelineConfig,
     note = " (forced: from scratch)" if force else f" (stale: {'; '.join(why)}; from scratch)" if why else ""
     print(f"[{i}/{n}] {stage} ...{note}", flush=True)
     t0 = time.time()
-    with tracker.stage(stage): out = _run_stage(run, stage, configs[stage], config, fp, fresh=force or bool(why))
+    with tracker.stage(stage): out = _run_stage(run, stage, configs[stage], config, fp, force or bool(why), progress)
     m = run.manifest
     info = m["stages"].setdefault(stage, {"status": "done"})
     info["summary"] = out.summary()                 # a `StageResult`, checked by `_run_stage`
@@ -365,7 +365,7 @@ def run_pipeline(
     stages: list[str] | None = None,      # override config.stages (kept in pipeline order)
     force: bool = False,                  # rerun the selected stages from scratch even if done
     where: str | None = None,             # config file name, for error messages
-    progress: bool = True,
+    progress: bool = True,                # every stage's progress bars (tqdm, trainers' bars and notebook tables)
 ) -> PipelineResult:
     """Run the selected stages in order in one run folder (locked while it runs). A done stage is skipped when its config
     and inputs are what it was built from; one whose config or inputs changed is stale: rerun from scratch (or refused,
@@ -380,7 +380,7 @@ def run_pipeline(
         from cai_workbench.core.tracking import Tracker
         tracker = stack.enter_context(Tracker(run, config.report_to, config.tracking_uri, config=config.to_dict()))  # one run = one MLflow run
         for i, stage in enumerate(stages, 1):
-            res.results[stage] = _pipeline_stage(run, i, stages, config, configs, force, tracker)
+            res.results[stage] = _pipeline_stage(run, i, stages, config, configs, force, tracker, progress)
         res.stale = stale_stages(run, config)
         for s, w in res.stale.items(): print(f"stale: {s} was built from an older {'; '.join(w)}; it reruns the next time it is selected")
         if config.s3: print(_sync(run, config.s3))

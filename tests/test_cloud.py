@@ -291,7 +291,7 @@ def test_pipeline_s3_push_and_sync_after_stage_upload_only_run_files(s3, tmp_pat
     class OneConfig(ConfigBase):
         lr: float = 1.0
 
-    def run_one(run, cfg, model="tiny"):
+    def run_one(run, cfg, model="tiny", progress=True):
         with run.stage("sft") as d:
             (d/"adapter").mkdir(exist_ok=True); (d/"adapter"/"adapter_config.json").write_text("{}")
             (d/"metrics.json").write_text("{}")

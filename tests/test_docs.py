@@ -37,6 +37,20 @@ def test_index_table_lists_every_notebook():
     assert all(f"| `{p.stem}` |" in readme_md for p in NOTEBOOKS), "README.md is stale: run `make export`"
 
 
+def test_readme_sends_a_newcomer_to_the_start_here_notebook_first():
+    "The start-here notebook (a tutorial: it exports nothing) is named before the README's first section, and it runs the experiment in order."
+    start = sorted(NBS.glob("*start_here*.ipynb"))
+    assert [p.name for p in start] == ["00_start_here.ipynb"]
+    head = (REPO/"README.md").read_text().split("\n## ", 1)[0]
+    assert "Start with `nbs/00_start_here.ipynb`" in head, "README.md's opening does not point to nbs/00_start_here.ipynb: edit nbs/index.ipynb, run `make export`"
+    nb = json.loads(start[0].read_text())
+    assert docs.exported_module(nb) is None and docs.notebook_title(nb) == "Start here"
+    src = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    calls = re.findall(r'stages=\["(\w+)"\]', src)
+    assert calls == ["critique_revision", "sft", "preferences", "reward_model", "ppo", "dpo", "evaluation", "probe"], calls
+    assert "plan(cfg, instance)" in src and "launch_stage(" in src
+
+
 def test_readme_carries_the_index_notebooks_executed_tables():
     "The benchmark tables on the home page are executed output of the index notebook; README.md shows them too."
     nb = json.loads((NBS/"index.ipynb").read_text())
@@ -125,14 +139,15 @@ def _site_nav():
 def test_nav_is_grouped_like_the_package():
     "The site's navigation: the home page first, then one section per part of the package, from each notebook's `#| default_exp`."
     pages, modules, nav = _site_nav()
-    assert not any("start_here" in s for s in pages.values()), "a start-here notebook exists: it must be the nav's first entry"
-    assert nav[0] == {"Home": "index.ipynb"} and nav[-1] == {"API reference": "api.md"}
-    sections = {k: v for d in nav[1:-1] for k, v in d.items()}
+    start = sorted(n for n, s in pages.items() if "start_here" in s)
+    assert start == ["start_here"], f"one start-here notebook (nbs/00_start_here.ipynb), first in the nav; found {start}"
+    assert nav[:2] == [{"Start here": "start_here.ipynb"}, {"Home": "index.ipynb"}] and nav[-1] == {"API reference": "api.md"}
+    sections = {k: v for d in nav[2:-1] for k, v in d.items()}
     assert list(sections)[:3] == ["Stages", "Pipeline & operations", "Studies"] and list(sections)[-1] == "Core reference"
     assert set(sections) <= set(docs.NAV_GROUPS), f"a notebook exports a module no section takes: {sections.get(docs.OTHER)}"
     files = {g: [f for e in items for f in e.values()] for g, items in sections.items()}
     where = {f.removesuffix(".ipynb"): g for g, fs in files.items() for f in fs if f.endswith(".ipynb")}
-    assert sorted(where) == sorted(n for n in pages if n != "index"), "every notebook page is in the nav exactly once"
+    assert sorted(where) == sorted(n for n in pages if n not in ("index", *start)), "every notebook page is in the nav exactly once"
     assert sum(len(fs) for fs in files.values()) == len(where) + 1                     # + the probe's link under Studies
     for name, stem in pages.items():
         mod = modules[stem]
@@ -141,7 +156,7 @@ def test_nav_is_grouped_like_the_package():
         elif mod in ("pipeline", "cli", "core.cloud", "core.tracking") or (mod or "").startswith("launch."):
             assert where[name] == "Pipeline & operations", (stem, mod)
         elif mod and mod.startswith("core."): assert where[name] == "Core reference", (stem, mod)
-        elif mod is None and name != "index": assert where[name] == "Studies", stem
+        elif mod is None and name not in ("index", *start): assert where[name] == "Studies", stem
     st = files["Stages"]   # in the order the pipeline runs them
     run_order = [f"{n}.ipynb" for n in ("critique_revision", "sft", "preferences", "reward_model", "ppo_runner", "rloo_grpo", "dpo", "evaluation", "probe")]
     assert [f for f in st if f in run_order] == run_order

@@ -23,7 +23,7 @@ class SourcesConfig(ConfigBase):
 def reader_stage(monkeypatch):
     "One fake stage whose section names prompt sources and a constitution; it records each run."
     calls = []
-    def runner(run, cfg, model="tiny"):
+    def runner(run, cfg, model="tiny", progress=True):
         with run.stage("critique_revision") as d: (d/"out.txt").write_text(cfg.prompts); calls.append(cfg.prompts)
         return types.SimpleNamespace(summary=lambda: {})
     mod = types.ModuleType("fake_reader"); mod.SourcesConfig, mod.run = SourcesConfig, runner
@@ -194,7 +194,7 @@ def test_full_disk_without_a_file_name_names_the_folder(tmp_path, reader_stage, 
     assert e.value.filename == str(tmp_path/"s.jsonl")
     monkeypatch.setattr(os, "fsync", real)
     mod = sys.modules["fake_reader"]; inner = mod.run
-    def runner(run, cfg, model="tiny"):
+    def runner(run, cfg, model="tiny", progress=True):
         with run.stage("critique_revision"): raise OSError(errno.ENOSPC, "No space left on device")
     mod.run = runner
     code, err = _cli(tmp_path, capsys, "model: tiny\nstages: [critique_revision]\n")

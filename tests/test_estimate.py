@@ -20,7 +20,7 @@ def _reference(tmp_path):
 
 def test_measured_rate_scales_with_the_work(tmp_path):
     small, ref = _reference(tmp_path)
-    big = small.replace(sft={**small.sft, "max_steps": 60}, dpo={**small.dpo, "max_steps": 4})
+    big = small.replace(sft={**small.sft, "max_steps": 10*small.sft["max_steps"]})
     e = estimate(big, "ml.g5.2xlarge", reference=ref)
     rows = {r["stage"]: r for r in e.rows}
     assert rows["sft"]["wall_s"] == pytest.approx(600.0) and rows["dpo"]["wall_s"] == pytest.approx(40.0)   # 10x the steps, 10x the time
@@ -36,6 +36,14 @@ def test_unmeasured_class_is_unknown_not_guessed(tmp_path, capsys):
     assert main(["estimate", "demo", "--instance", "ml.g5.2xlarge", "--price", "2.0"]) == 0
     out = capsys.readouterr().out
     assert "ml.g5.2xlarge at $2.0/h" in out and "sft" in out
+
+
+def test_a_stage_that_generates_and_trains_nothing_costs_no_time(capsys):
+    "The probe stage only reads the evaluation's answers: 0 tokens, 0 s, and presets that end with it (demo, probe) estimate."
+    e = estimate("probe", "ml.g5.2xlarge")
+    row = {r["stage"]: r for r in e.rows}["probe"]
+    assert (row["tokens"], row["wall_s"], row["usd"]) == (0, 0.0, 0.0) and row["rate"] == "none needed: no tokens"
+    assert main(["estimate", "demo"]) == 0 and "probe" in capsys.readouterr().out
 
 
 def test_load_rescales_a_rate_measured_under_another_load(tmp_path):

@@ -129,6 +129,10 @@ def _objects(tmp_path):
     yield "EvalResult", EvalResult({"stages": [], "metrics": {}, "n_prompts": BAD, "conclusions": {BAD: BAD}, "judge_note": BAD}, report=Path(BAD))
     yield "ProbeResult", ProbeResult({"property": BAD, "description": BAD, "passed": False, "n_prompts": 2,
                                       "stages": {"base": {"rate": 0.5, "rate_ci": [0.1, 0.9], "rate_n": 2}}})
+    from cai_workbench.launch.plan import Plan
+    yield "Plan", Plan(BAD, BAD, 1, 24.0, 0.9, BAD, 10**9, [{"stage": BAD, "peak": 3e10, "parts": {BAD: 2e10, f"judge model {BAD}": 1e10},
+                       "settings": {}, "fits": False, "fix": ({f"{BAD}.batch_size": 1}, 1e9), "tokens": 1, "wall_s": None, "usd": None,
+                       "rate": BAD}], notes=[BAD])
     env = describe_environment("cpu"); env.packages = {BAD: BAD}
     yield "EnvironmentInfo", env
     yield "Estimate", Estimate(BAD, [{"stage": BAD, "tokens": 1, "wall_s": None, "usd": None, "rate": BAD}], None, [BAD])
@@ -143,7 +147,7 @@ def test_every_repr_escapes_strings_from_data(tmp_path):
             if hasattr(obj, meth):
                 out = getattr(obj, meth)()
                 assert_inert(out, f"{name}.{meth}", html=meth == "_repr_html_"); seen.append(name)
-    assert len(set(seen)) >= 22, sorted(set(seen))
+    assert len(set(seen)) >= 23, sorted(set(seen))
 
 
 def test_pipeline_repr_shows_the_payload_as_text(tmp_path):

@@ -79,7 +79,7 @@ class FakeConfig(ConfigBase):
 
 def _fake_stage(name, reads, writes, calls):
     "A stage that records what it saw (leftover resume state, its inputs) and writes `writes` from lr + inputs."
-    def runner(run, cfg, model="tiny"):
+    def runner(run, cfg, model="tiny", progress=True):
         with run.stage(name) as d:
             leftover = (d/"partial.txt").exists()
             calls.append((name, cfg.lr, leftover))

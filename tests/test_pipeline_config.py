@@ -227,7 +227,7 @@ def test_the_manifest_records_the_values_a_stage_ran_with(tmp_path, monkeypatch)
 
     spec = STAGES["critique_revision"]
     monkeypatch.setitem(STAGES, "critique_revision", type(spec)(spec.name, spec.module, spec.config_class, "run_critique_revision"))
-    monkeypatch.setattr(type(spec), "load", lambda self: (importlib_cls(self), lambda run, cfg, model: Done()))
+    monkeypatch.setattr(type(spec), "load", lambda self: (importlib_cls(self), lambda run, cfg, model, progress: Done()))
     cfg = PipelineConfig(stages=["critique_revision"], constitution="probe", prompts="probe-train", dtype="float32",
                          critique_revision={"limit": 2})
     res = run_pipeline(cfg, run_dir=tmp_path/"r", progress=False)

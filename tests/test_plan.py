@@ -4,7 +4,7 @@ import pytest
 from cai_workbench.cli import main
 from cai_workbench.core.config import ConfigError
 from cai_workbench.launch.plan import (Shape, activation_bytes, kv_cache_bytes, logits_bytes, model_shape, parse_memory, plan,
-                                       stage_memory, trainable_bytes, weight_bytes)
+                                       sampling_bytes, stage_memory, trainable_bytes, weight_bytes)
 from cai_workbench.pipeline import load_config
 
 REAL = ["qwen2.5-1.5b", "llama3.1-8b", "m2-qwen2.5-0.5b"]
@@ -32,9 +32,24 @@ def test_memory_parts_by_hand(qwen):
     assert kv_cache_bytes(qwen, 8, 512, "bfloat16") == 2*24*2*64*8*512*2
     assert logits_bytes(qwen, 2, 100, "float32") == 2*100*V*12 and logits_bytes(qwen, 2, 100, "bfloat16") == 2*100*V*14
     assert trainable_bytes(1000) == 16000
+    assert sampling_bytes(qwen, 8) == 6*8*V*4 + V*8                           # a decoding step: 6 fp32 copies of the last logits + an int64 index
     per_layer = 6*896 + 2*128 + 4*4864                                        # no LoRA dropout
     assert activation_bytes(qwen, 2, 100, "float32", False, lora_dropout=False) == 24*per_layer*200*4 + 2*896*200*4
     assert activation_bytes(qwen, 2, 100, "float32", True, lora_dropout=False) == 24*896*200*4 + per_layer*200*4 + 2*896*200*4
+
+
+def test_lora_dropout_activations_by_hand(qwen):
+    "Measured on CPU (nbs/13c_plan): with LoRA dropout each of the 7 adapters keeps its dropped input and its mask (noise of the dtype on CPU/MPS, 1 byte on CUDA)."
+    h, kv, i, t = 896, 128, 4864, 2*100
+    keep = 4*h + 2*kv + 3*i                  # 2 residual inputs, q after RoPE, attention output; k, v; gate, up, act (frozen base linears keep no input)
+    drop = 6*h + i                           # q, k, v, o, gate, up adapters see hidden-sized inputs, down the intermediate product
+    assert activation_bytes(qwen, 2, 100, "float32", False) == 24*(keep + 2*drop)*t*4 + 2*h*t*4
+    assert activation_bytes(qwen, 2, 100, "bfloat16", False, mask_bytes=1) == 24*((keep + drop)*2 + drop)*t + 2*h*t*2
+    cfg = load_config("m2-qwen2.5-0.5b")[0]
+    sec = {"batch_size": 2, "max_length": 100, "gradient_checkpointing": False, "lora": {"dropout": 0.05}}
+    act = lambda m: next(v for k, v in m.parts().items() if "activations" in k)
+    assert act(stage_memory(cfg, "sft", "cpu", {**sec, "dtype": "float32"}, shape=qwen)) == 24*(keep + 2*drop)*t*4 + 2*h*t*4
+    assert act(stage_memory(cfg, "sft", "cuda-a10g", {**sec, "dtype": "bfloat16"}, shape=qwen)) == 24*((keep + drop)*2 + drop)*t + 2*h*t*2
 
 
 def test_four_bit_and_checkpointing_lower_the_peak(qwen):

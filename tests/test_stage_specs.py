@@ -25,7 +25,7 @@ class _Done:
 
 
 def _stage(name, writes, calls, result=_Done):
-    def runner(run, cfg, model="tiny"):
+    def runner(run, cfg, model="tiny", progress=True):
         calls.append(name)
         with run.stage(name) as d:
             for rel in writes: (run.path/rel).write_text(name)

@@ -141,8 +141,10 @@ def nonfinite_guard(stage: str):
 # %% ../../nbs/00c_guards.ipynb #c0de5g02
 def quiet_progress(trainer):
     """Keep a `transformers` trainer's progress bar but drop the dict it prints at every logging step (`{'loss': ...}`):
-    the numbers go to the stage's metrics and trackers, and the console keeps one readable line per stage."""
-    from transformers.trainer_callback import ProgressCallback
+    the numbers go to the stage's metrics and trackers, and the console keeps one readable line per stage. With `disable_tqdm`
+    (a stage's `progress=False`) it prints nothing: no bar, no notebook table, no dicts."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+    trainer.pop_callback(PrinterCallback)                   # what transformers prints instead of a bar under `disable_tqdm`
     class QuietProgress(ProgressCallback):
         def on_log(self, args, state, control, logs=None, **kw): pass
     if trainer.pop_callback(ProgressCallback) is not None: trainer.add_callback(QuietProgress())

@@ -58,7 +58,7 @@ def find_overlap(evaluated: list[dict], training: dict[str, list[dict]], thresho
         rest = []
         for i, e in enumerate(evaluated):
             if str(e["id"]) in ids: mark(i, stage, "same id")
-            elif (t := normalise(e["prompt"])) in texts: mark(i, stage, f"same text as {texts[t]!r}")
+            elif (t := normalise(e["prompt"])) in texts: mark(i, stage, "same text" + (f" as {texts[t]!r}" if texts[t] is not None else ""))
             else: rest.append(i)
         for k, (j, jac) in near_copies([evaluated[i]["prompt"] for i in rest], [r["prompt"] for r in recs], threshold).items():
             mark(rest[k], stage, f"near-copy of {recs[j].get('id')!r} {recs[j]['prompt'][:40]!r} (Jaccard {jac})")

@@ -51,6 +51,7 @@ def stage_work(stage: str, c, seed: int = 0, stages: list[str] | None = None) ->
         if steps is None: raise ConfigError(f"{stage}: max_steps=-1 (epochs) cannot be estimated before the data exists; set max_steps")
         seqs = c.batch_size*getattr(c, "gradient_accumulation_steps", 1)*(1 if stage == "sft" else 2)
         return {"tokens": steps*seqs*c.max_length, "what": f"{steps} steps x {seqs} sequences x <= {c.max_length} tokens"}
+    if stage == "probe": return {"tokens": 0, "what": "reads the evaluation's answers; scores 2 per prompt with the reward model (seconds)"}
     raise ConfigError(f"estimate: no work model for stage {stage!r}")
 
 # %% ../../nbs/13a_estimate.ipynb #5b7828b7
@@ -228,8 +229,8 @@ def estimate(config, instance_type: str = "local",
     for stage in cfg.stages:
         w = stage_work(stage, cfg.stage_config(stage), cfg.seed, cfg.stages)
         r = measured.get(stage) or ({**bench[stage], "source": f"benchmark {dclass}: {bench[stage]['source']}"} if stage in bench else None)
-        wall = _wall(w["tokens"], r, load)
+        wall = _wall(w["tokens"], r, load) if w["tokens"] else 0.0      # a stage that generates and trains nothing (the probe): 0
         usd = None if wall is None or not inst.get("usd_per_hour") else wall/3600*inst["usd_per_hour"]
         rows.append({"stage": stage, "tokens": w["tokens"], "what": w["what"], "wall_s": wall, "usd": usd,
-                     "rate": r["source"] if r else f"unknown: no measured rate for {stage} on {dclass}; run a small config there and pass reference="})
+                     "rate": r["source"] if r else "none needed: no tokens" if not w["tokens"] else f"unknown: no measured rate for {stage} on {dclass}; run a small config there and pass reference="})
     return Estimate(instance_type, rows, inst.get("usd_per_hour"), _notes(table, instance_type, over, inst, dclass, measured, load))

@@ -15,8 +15,8 @@ from .estimate import DATA, estimate, price_table, section_config
 # %% auto #0
 __all__ = ['MODEL_CONFIGS', 'GB', 'BYTES', 'TRAINING', 'PROMPT_TOKENS', 'DEFAULT_PROMPT_TOKENS', 'NF4_BYTES', 'model_config',
            'Shape', 'model_shape', 'default_dtype', 'weight_bytes', 'trainable_bytes', 'layer_activations',
-           'activation_bytes', 'logits_bytes', 'kv_cache_bytes', 'prefill_bytes', 'Memory', 'stage_section',
-           'stage_memory', 'parse_memory', 'gpu_of', 'fix_for', 'Plan', 'plan']
+           'activation_bytes', 'logits_bytes', 'kv_cache_bytes', 'sampling_bytes', 'prefill_bytes', 'Memory',
+           'stage_section', 'stage_memory', 'parse_memory', 'gpu_of', 'fix_for', 'Plan', 'plan']
 
 # %% ../../nbs/13c_plan.ipynb #e45508e1
 MODEL_CONFIGS = DATA/"model_configs"
@@ -98,15 +98,20 @@ def trainable_bytes(n: int) -> int:
     "LoRA parameters in fp32 (PEFT upcasts adapters), their gradients and AdamW's two moments: 16 bytes each."
     return 16*n
 
-def layer_activations(s: Shape, lora_dropout: bool = True) -> int:
-    "Values one decoder layer keeps per token for the backward pass: norm inputs/outputs, q/k/v, attention output, the MLP's gate/up/act/product (+ LoRA dropout copies)."
-    return 6*s.hidden + 2*s.kv_heads*s.head_dim + 4*s.intermediate + ((6*s.hidden + s.intermediate) if lora_dropout else 0)
+def layer_activations(s: Shape, lora_dropout: bool = True, mask: float = 1.0) -> float:
+    """Values one decoder layer keeps per token for LoRA's backward pass (a frozen base linear keeps no input): the two residual-stream
+    inputs, q after RoPE, k, v, the attention output, the MLP's gate/up/act; without LoRA dropout the inputs the adapters share (the two
+    norm outputs, the MLP product), with it each of the 6 + 1 adapters' dropped input and its dropout mask (`mask` values each: 1 where
+    the mask is a tensor of the activations' dtype (CPU, MPS), 1/bytes for CUDA's 1-byte mask). Measured on CPU to the value (13c_plan)."""
+    keep = 4*s.hidden + 2*s.kv_heads*s.head_dim + 3*s.intermediate
+    return keep + ((6*s.hidden + s.intermediate)*(1 + mask) if lora_dropout else 2*s.hidden + s.intermediate)
 
-def activation_bytes(s: Shape, batch: int, length: int, dtype: str, checkpointing: bool, attn: str = "sdpa", lora_dropout: bool = True) -> float:
-    "Training activations for `batch` x `length` tokens: every layer's (or, checkpointed, each layer's input + one layer's), + eager attention's scores."
+def activation_bytes(s: Shape, batch: int, length: int, dtype: str, checkpointing: bool, attn: str = "sdpa", lora_dropout: bool = True,
+                     mask_bytes: float | None = None) -> float:
+    "Training activations for `batch` x `length` tokens: every layer's (or, checkpointed, each layer's input + one layer's), + eager attention's scores; dropout masks of `mask_bytes` (default: the dtype's)."
     b, t = BYTES[dtype], batch*length
     scores = 2*s.heads*batch*length**2*b if attn == "eager" else 0         # sdpa/flash kernels keep no length x length matrix
-    per = layer_activations(s, lora_dropout)*t*b + scores
+    per = layer_activations(s, lora_dropout, 1 if mask_bytes is None else mask_bytes/b)*t*b + scores
     return (s.layers*s.hidden*t*b + per if checkpointing else s.layers*per) + 2*s.hidden*t*b
 
 def logits_bytes(s: Shape, batch: int, length: int, dtype: str, train: bool = True) -> float:
@@ -117,6 +122,10 @@ def logits_bytes(s: Shape, batch: int, length: int, dtype: str, train: bool = Tr
 def kv_cache_bytes(s: Shape, batch: int, length: int, dtype: str) -> float:
     "Keys and values of every layer for `batch` sequences of `length` tokens."
     return 2*s.layers*s.kv_heads*s.head_dim*batch*length*BYTES[dtype]
+
+def sampling_bytes(s: Shape, batch: int) -> float:
+    "A decoding step's logits work: the last token's logits in fp32 and the logits processors' copies (6 of batch x vocab measured, 13c_plan) + an int64 vocabulary index."
+    return 6*4*batch*s.vocab + 8*s.vocab
 
 def prefill_bytes(s: Shape, batch: int, length: int, dtype: str, attn: str = "sdpa") -> float:
     "The largest transient of a forward pass without gradients: one layer's MLP (gate, up, product) and its input, + eager scores."
@@ -172,11 +181,11 @@ def stage_memory(cfg, stage: str, device: str = "cuda", section: dict | None = N
     if stage == "probe": static = {f"reward model weights ({dtype})": weight_bytes(s, dtype, head=False)}
     phases = {}
     def backward(B, L, logits=True):
-        d = {f"activations ({B} x {L} tokens{', checkpointed' if gc else ''})": activation_bytes(s, B, L, dtype, gc, attn, drop)}
+        d = {f"activations ({B} x {L} tokens{', checkpointed' if gc else ''})": activation_bytes(s, B, L, dtype, gc, attn, drop, 1 if cuda else None)}
         if logits: d[f"logits ({B} x {L} x {s.vocab:,})"] = logits_bytes(s, B, L, dtype)
         return d
     def gen_(B, N=new):
-        return {f"KV cache ({B} x {P}+{N} tokens)": kv_cache_bytes(s, B, P + N, dtype), f"prefill ({B} x {P})": prefill_bytes(s, B, P, dtype, attn)}
+        return {f"KV cache ({B} x {P}+{N} tokens)": kv_cache_bytes(s, B, P + N, dtype), f"prefill ({B} x {P}) or a decoding step": max(prefill_bytes(s, B, P, dtype, attn), sampling_bytes(s, B))}
     def score(B, L): return {f"scoring logits ({B} x {L})": logits_bytes(s, B, L, dtype, train=False), "forward peak": prefill_bytes(s, B, L, dtype, attn)}
     def copy(name, what, head=True):
         if name and name != cfg.model:
@@ -303,12 +312,14 @@ class Plan:
         return "\n".join(lines + [f"refuse: {x}" for x in self.refusals()] + [f"note: {n}" for n in self.notes])
 
     def _repr_markdown_(self):
+        from cai_workbench.core.views import md_code, md_escape     # stage, model and instance names, parts, notes: escaped
         md = "| stage | peak per GPU | fits | tokens | time | $ | largest parts |\n|---|---|---|---|---|---|---|\n"
-        md += "\n".join(f"| {r['stage']} | {_gb(r['peak'])} | {'yes' if r['fits'] else '?' if r['fits'] is None else '**no**'} | {r['tokens']:,} | "
+        md += "\n".join(f"| {md_escape(r['stage'])} | {_gb(r['peak'])} | {'yes' if r['fits'] else '?' if r['fits'] is None else '**no**'} | {r['tokens']:,} | "
                         f"{'not measured' if r['wall_s'] is None else round(r['wall_s'])} | {'-' if r['usd'] is None else round(r['usd'], 2)} | "
-                        + ", ".join(f"{k} {_gb(v)}" for k, v in sorted(r["parts"].items(), key=lambda kv: -kv[1])[:3]) + " |" for r in self.rows)
-        return f"**plan** for {self.where} ({self.gpus} x {self.device}, {self.gpu_memory_gb} GB per GPU), {self.model}: {_n(self.params)} parameters\n\n{md}\n\n" + \
-               "\n".join(f"- **{x}**" for x in self.refusals()) + "\n" + "\n".join(f"- {n}" for n in self.notes)
+                        + md_escape(", ".join(f"{k} {_gb(v)}" for k, v in sorted(r["parts"].items(), key=lambda kv: -kv[1])[:3])) + " |" for r in self.rows)
+        return f"**plan** for {md_code(self.where)} ({self.gpus} x {md_code(self.device)}, {self.gpu_memory_gb} GB per GPU), {md_code(self.model)}: {_n(self.params)} parameters\n\n{md}\n\n" + \
+               "\n".join(f"- **{md_escape(x)}**" for x in self.refusals()) + "\n" + "\n".join(f"- {md_escape(n)}" for n in self.notes)
+
 
 # %% ../../nbs/13c_plan.ipynb #59c72e93
 def plan(config, instance_type: str | None = None, gpu_memory=None, device: str | None = None, usable: float = 0.9,

@@ -153,7 +153,7 @@ class SoftLabelRewardTrainer(RewardTrainer):
 
 # %% ../../nbs/05_reward_model.ipynb #572389e1
 def train_reward_model(examples: list[dict], config: RewardModelConfig, model: str = "embedded", seed: int = 0,
-                       output_dir=None) -> tuple[RewardModel, list[dict]]:
+                       output_dir=None, progress: bool = True) -> tuple[RewardModel, list[dict]]:
     "Train a LoRA reward model on `split_pairs` examples; returns it and TRL's log history."
     import tempfile
     from datasets import Dataset
@@ -174,7 +174,7 @@ def train_reward_model(examples: list[dict], config: RewardModelConfig, model: s
                                max_length=config.max_length, activation_checkpointing=config.checkpointing(False),
                                bf16=dev.mixed_precision == "bf16", fp16=dev.mixed_precision == "fp16",
                                use_cpu=dev.kind == "cpu", logging_steps=1, **checkpoint_args(config, "reward_model"), seed=seed,
-                               disable_tqdm=False, dataloader_num_workers=0)
+                               disable_tqdm=not progress, dataloader_num_workers=0)
         cols = ["prompt", "chosen", "rejected", "soft_label", "pair_weight"]
         ds = Dataset.from_list([{c: e[c] for c in cols} for e in examples])
         with quiet_library_deprecations():  # PEFT (called by TRL) and TRL read transformers' old checkpointing name
@@ -207,12 +207,13 @@ def calibration_table(diffs, targets, bins: int = 10) -> tuple[list[dict], float
     return rows, (sum(r["n"]*abs(r["pred"] - r["obs"]) for r in rows)/n if n else float("nan"))
 
 # %% ../../nbs/05_reward_model.ipynb #9d4127s1
-def evaluate_pairs(rm: RewardModel, pairs: list[dict], batch_size: int = 16, bins: int = 10, desc: str = "score pairs") -> dict:
+def evaluate_pairs(rm: RewardModel, pairs: list[dict], batch_size: int = 16, bins: int = 10, desc: str = "score pairs",
+                   progress: bool = True) -> dict:
     """Accuracy (with Wilson interval), calibration and the raw rewards of `pairs` (dicts with prompt/chosen/rejected).
     A pair with a `context` (hh-rlhf: every turn before the reply) is scored against that whole conversation."""
     prompts = [p.get("context") or p["prompt"] for p in pairs]
     both = rm.score(prompts*2, [p["chosen"] for p in pairs] + [p["rejected"] for p in pairs], batch_size=batch_size,
-                    progress=True, desc=desc)
+                    progress=progress, desc=desc)
     r_c, r_r = both[:len(pairs)], both[len(pairs):]
     k = sum(c > r for c, r in zip(r_c, r_r)); n = len(pairs)
     targets = [float(p["soft_label"]) if p.get("soft_label") is not None else 1.0 for p in pairs]
@@ -295,7 +296,7 @@ class RewardResult:
     def __repr__(self): return f"RewardResult({self.summary()})"
 
 # %% ../../nbs/05_reward_model.ipynb #90c1fes2
-def run_reward_model(run: Run, config: RewardModelConfig | None = None, model: str = "embedded") -> RewardResult:
+def run_reward_model(run: Run, config: RewardModelConfig | None = None, model: str = "embedded", progress: bool = True) -> RewardResult:
     "Train the reward model on the run's preference pairs and evaluate it into `reward_model/`."
     config = config or RewardModelConfig()
     src = Path(config.pairs) if config.pairs else run.require(
@@ -312,12 +313,12 @@ def run_reward_model(run: Run, config: RewardModelConfig | None = None, model: s
         if m.get("key") == key: return RewardResult(run.path/"reward_model", m)
     set_seed(seed); t0 = time.time()
     with run.stage("reward_model", pairs=len(pairs)) as d, atomic_dir(d) as out:
-        rm, log = train_reward_model(train, config, model, seed=seed, output_dir=d/"checkpoints")
+        rm, log = train_reward_model(train, config, model, seed=seed, output_dir=d/"checkpoints", progress=progress)
         save_adapter(rm.model, out/"adapter", base_model=model_id(rm.model), tokenizer=rm.tokenizer, kind="reward_model",
                      pairs=str(src), n_train=len(train))
         evals = {}
-        if held: evals["held-out"] = evaluate_pairs(rm, held, config.score_batch_size, config.calibration_bins, "held-out pairs")
-        if human: evals["hh-rlhf human"] = evaluate_pairs(rm, human, config.score_batch_size, config.calibration_bins, "human pairs")
+        if held: evals["held-out"] = evaluate_pairs(rm, held, config.score_batch_size, config.calibration_bins, "held-out pairs", progress)
+        if human: evals["hh-rlhf human"] = evaluate_pairs(rm, human, config.score_batch_size, config.calibration_bins, "human pairs", progress)
         if evals: plot_calibration(evals, out/"calibration.png"); plot_reward_histograms(evals, out/"histograms.png")
         losses = [h["loss"] for h in log if "loss" in h]
         sources: dict[str, int] = {}

@@ -224,13 +224,13 @@ def _trainer_cls(method: str):
     import trl
     return {"rloo": (epoch_seeded(trl.RLOOTrainer), trl.RLOOConfig), "grpo": (epoch_seeded(trl.GRPOTrainer), trl.GRPOConfig)}[method]
 
-def _trl_args(method: str, config: RLConfig, out: str, seed: int, dev):
+def _trl_args(method: str, config: RLConfig, out: str, seed: int, dev, progress: bool = True):
     _, Args = _trainer_cls(method)
     kw = dict(output_dir=out, per_device_train_batch_size=config.batch_size, num_generations=config.num_generations,
               max_completion_length=config.generation.max_new_tokens, max_steps=config.max_steps, learning_rate=config.learning_rate,
               beta=config.beta, temperature=config.generation.temperature, top_p=config.generation.top_p, logging_steps=1, **checkpoint_args(config, method), seed=seed,
               use_cpu=dev.kind == "cpu", bf16=dev.mixed_precision == "bf16", fp16=dev.mixed_precision == "fp16",
-              activation_checkpointing=config.checkpointing(False), disable_tqdm=False, log_completions=False, dataloader_num_workers=0)
+              activation_checkpointing=config.checkpointing(False), disable_tqdm=not progress, log_completions=False, dataloader_num_workers=0)
     if method == "rloo": kw["normalize_advantages"] = config.normalize_advantages
     else: kw.update(loss_type=config.loss_type, scale_rewards=config.scale_rewards)
     return Args(**kw)
@@ -256,7 +256,7 @@ def _cached(run: Run, method: str, key: dict, reward_fn) -> RLResult | None:
     return None
 
 # %% ../../nbs/06a_rloo_grpo.ipynb #c730c47f
-def _run_rl(method: str, run: Run, config: RLConfig, model: str, reward_fn: RewardFn | None, prompts) -> RLResult:
+def _run_rl(method: str, run: Run, config: RLConfig, model: str, reward_fn: RewardFn | None, prompts, progress: bool = True) -> RLResult:
     from datasets import Dataset
     seed, texts, sft, rm_dir, key = _rl_inputs(method, run, config, model, reward_fn, prompts)
     if (done := _cached(run, method, key, reward_fn)) is not None: return done
@@ -276,7 +276,7 @@ def _run_rl(method: str, run: Run, config: RLConfig, model: str, reward_fn: Rewa
         Trainer, _ = _trainer_cls(method)
         log = StepMetrics(out/"metrics.jsonl", method)
         with quiet_library_deprecations():  # PEFT (called by TRL) and TRL read transformers' old checkpointing name
-            trainer = Trainer(model=policy, reward_funcs=reward_fn, args=_trl_args(method, config, str(d/"checkpoints"), seed, dev),
+            trainer = Trainer(model=policy, reward_funcs=reward_fn, args=_trl_args(method, config, str(d/"checkpoints"), seed, dev, progress),
                               train_dataset=ds, processing_class=tok, callbacks=[log, nonfinite_guard(method)],   # checkpoints survive a kill
                               peft_config=None if sft is not None else config.lora.peft_config())
             quiet_progress(trainer).train(resume_from_checkpoint=resume_point(trainer))
@@ -295,14 +295,14 @@ def _run_rl(method: str, run: Run, config: RLConfig, model: str, reward_fn: Rewa
 
 # %% ../../nbs/06a_rloo_grpo.ipynb #77869946
 def run_rloo(run: Run, config: RLOOConfig | None = None, model: str = "embedded",
-             reward_fn: RewardFn | None = None, prompts: Sequence[str] | None = None) -> RLResult:
+             reward_fn: RewardFn | None = None, prompts: Sequence[str] | None = None, progress: bool = True) -> RLResult:
     "Train the policy with TRL's RLOO against the run's reward model; writes `rloo/`."
-    return _run_rl("rloo", run, config or RLOOConfig(), model, reward_fn, prompts)
+    return _run_rl("rloo", run, config or RLOOConfig(), model, reward_fn, prompts, progress)
 
 def run_grpo(run: Run, config: GRPOConfig | None = None, model: str = "embedded",
-             reward_fn: RewardFn | None = None, prompts: Sequence[str] | None = None) -> RLResult:
+             reward_fn: RewardFn | None = None, prompts: Sequence[str] | None = None, progress: bool = True) -> RLResult:
     "Train the policy with TRL's GRPO against the run's reward model; writes `grpo/`."
-    return _run_rl("grpo", run, config or GRPOConfig(), model, reward_fn, prompts)
+    return _run_rl("grpo", run, config or GRPOConfig(), model, reward_fn, prompts, progress)
 
 # %% ../../nbs/06a_rloo_grpo.ipynb #b393db87
 @dataclass

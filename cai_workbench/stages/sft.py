@@ -62,8 +62,8 @@ class SFTConfig(TrainModelSettings, CheckpointSettings):   # dtype / load_in_4bi
         if self.learning_rate <= 0: self.bad_field("learning_rate", "must be > 0")
 
 # %% ../../nbs/03a_sft.ipynb #c0de5s01
-def trainer_args(config: SFTConfig, output_dir, device=None, seed: int | None = None):
-    "TRL `SFTConfig` for this stage on `device` (detected when None), seeded with `seed` (default: `config.seed`, else 0)."
+def trainer_args(config: SFTConfig, output_dir, device=None, seed: int | None = None, progress: bool = True):
+    "TRL `SFTConfig` for this stage on `device` (detected when None), seeded with `seed` (default: `config.seed`, else 0); `progress`: its bar."
     import trl
     dev, seed = device or detect_device(config.device), (config.seed or 0) if seed is None else seed
     return trl.SFTConfig(output_dir=str(output_dir), max_steps=config.max_steps, num_train_epochs=config.num_train_epochs,
@@ -73,7 +73,7 @@ def trainer_args(config: SFTConfig, output_dir, device=None, seed: int | None = 
                      bf16=dev.mixed_precision == "bf16", fp16=dev.mixed_precision == "fp16",
                      activation_checkpointing=config.checkpointing(dev.kind == "cuda"), use_cpu=dev.kind == "cpu",
                      logging_steps=1, **checkpoint_args(config, "sft"), seed=seed, data_seed=seed,
-                     dataloader_num_workers=0, disable_tqdm=False)
+                     dataloader_num_workers=0, disable_tqdm=not progress)
 
 # %% ../../nbs/03a_sft.ipynb #2ddf41fd
 @dataclass
@@ -121,8 +121,7 @@ def run_sft(run: Run, config: SFTConfig | None = None, model: str = "embedded", 
     tok.padding_side = "right"                                 # training pads on the right
     with run.stage("sft", examples=len(data), model=str(model)) as d:
         t0 = time.time()
-        args = trainer_args(config, d/"checkpoints", dev, seed)    # checkpoints survive a kill (resumed below); deleted when done
-        if not progress: args.disable_tqdm = True
+        args = trainer_args(config, d/"checkpoints", dev, seed, progress)   # checkpoints survive a kill (resumed below); deleted when done
         with quiet_library_deprecations():  # PEFT (called by TRL) and TRL read transformers' old checkpointing name
             trainer = SFTTrainer(model=m, args=args, train_dataset=data, processing_class=tok,
                                  peft_config=config.lora.peft_config("CAUSAL_LM"), callbacks=[nonfinite_guard("sft")])
