@@ -15,7 +15,7 @@ from typing import Callable
 from .core.config import MIGRATIONS, ConfigBase, ConfigError, fingerprint_form, migrate_fields, set_seed
 from .core.run import Run, MissingStageError, StageResult
 
-from .core.guards import stage_fingerprint, stale_reasons, run_lock, unsafe_component
+from .core.guards import library_progress_bars, stage_fingerprint, stale_reasons, run_lock, unsafe_component
 from .core.io import name_full_disk
 from .stages.inherit import TOP_FIELDS, TRAINING_STAGES, resolve_sections, split_suffix
 from .core.run import check_run_folder
@@ -280,7 +280,7 @@ def _run_stage(run: Run, stage: str, cfg, config: PipelineConfig, fp: dict, fres
     before = dict(run.stage_info(stage))
     _, runner = STAGES[stage].load()
     try:
-        with _fresh(run, stage) if fresh else contextlib.nullcontext():
+        with _fresh(run, stage) if fresh else contextlib.nullcontext(), library_progress_bars(progress):   # progress=False: no bar
             _mark(run, stage, fingerprint=fp)
             out, spec = runner(run, cfg, model=config.model, progress=progress), STAGES[stage]
             if (missing := [rel for rel in spec.outputs if not (run.path/rel).exists()]):

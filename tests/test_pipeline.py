@@ -239,3 +239,35 @@ def test_best_of_n_evaluation_reads_the_reward_model_so_a_new_one_makes_it_stale
     (rd/"reward_model"/"adapter"/"adapter_model.safetensors").write_bytes(b"v2 retrained")
     assert P.stale_reasons(bon, fp(best_of_n=4)) == ["reward_model/adapter changed"]
     assert not P.stale_reasons(plain, fp())
+
+
+# --- progress=False: one switch for every stage (no tqdm bar, trainer bar, notebook table or library bar) -------------
+import inspect
+
+
+def test_every_stage_runner_takes_progress():
+    for name, spec in P.STAGES.items():
+        p = inspect.signature(spec.load()[1]).parameters.get("progress")
+        assert p is not None and p.default is True, f"{spec.module}.{spec.runner} takes no progress: bool = True"
+
+
+def test_progress_false_reaches_every_stage_and_prints_no_bar(tmp_path, monkeypatch, capfd):
+    "Every stage of the tiny preset plus rloo, grpo and probe, under progress=False: each runner gets it, nothing draws a bar."
+    import datasets
+    from transformers.utils import logging as tf_logging
+    cfg, where = load_config("tiny")
+    rl = {"limit": 4, "max_steps": 1, "batch_size": 2, "num_generations": 2, "generation": {"max_new_tokens": 4}}
+    cfg = PipelineConfig.from_dict({**cfg.to_dict(), "stages": list(P.STAGES), "rloo": rl, "grpo": rl}, where=where)
+    seen, real_load = {}, P.StageSpec.load
+    def load(self):
+        cls, runner = real_load(self)
+        def spy(*a, **kw): seen[self.name] = kw.get("progress", "not passed"); return runner(*a, **kw)
+        return cls, spy
+    monkeypatch.setattr(P.StageSpec, "load", load)
+    run_pipeline(cfg, run_dir=tmp_path/"run", where=where, progress=False)
+    out, err = capfd.readouterr()
+    assert seen == {s: False for s in P.STAGES}
+    assert f"[{len(P.STAGES)}/{len(P.STAGES)}] probe: done" in out           # the pipeline's own lines still print
+    for mark in ("it/s", "s/it", "%|", "examples/s", "'loss'", "<progress"):
+        assert mark not in out + err, (mark, (out + err)[:2000])
+    assert tf_logging.is_progress_bar_enabled() and datasets.is_progress_bar_enabled()   # the libraries' switches put back

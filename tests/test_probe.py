@@ -215,3 +215,14 @@ def test_failed_probe_is_loud_through_the_cli(tmp_path, capsys):
     assert main(["run", str(cfg), "--run-dir", str(run2.path)]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("probe passed")
     assert json.loads((run2.path/"manifest.json").read_text())["stages"]["probe"]["status"] == "done"
+
+
+def test_a_reward_model_without_an_interval_still_prints():
+    "No held-out answer to rank leaves the reward model's interval None: the table, the conclusions and the verdict still print."
+    from cai_workbench.stages.probe import ProbeResult
+    stage = {"rate": 0.0, "rate_ci": [0.0, 0.1], "rate_n": 8, "rate_diff": 0.0, "rate_diff_ci": [0.0, 0.0]}
+    res = ProbeResult({"passed": False, "failed": ["reward model"], "stages": {"base": stage},
+                       "reward_model": {"accuracy": None, "accuracy_ci": None, "accuracy_n": 0, "ranks": False}})
+    row = res.rows()[-1]
+    assert (row["stage"], row["95% CI"], row["n"], row["verdict"]) == ("reward model ranks", "[–]", 0, "FAIL")
+    assert any("reward model" in line and "[–]" in line for line in res.conclusions())

@@ -6,14 +6,14 @@ Docs: https://cai-workbench.github.io/cai-workbench/guards.html.md"""
 
 # %% ../../nbs/00c_guards.ipynb #1db1c6c5
 from __future__ import annotations
-import hashlib, json, math, os
+import contextlib, hashlib, json, math, os, warnings
 from pathlib import Path
 from typing import Any, Mapping
 
 # %% auto #0
 __all__ = ['LIBRARY_DEPRECATIONS', 'path_digest', 'fingerprint', 'stage_fingerprint', 'stale_reasons', 'NonFiniteError',
-           'likely_cause', 'nonfinite_guard', 'quiet_progress', 'quiet_library_deprecations', 'RunLockedError',
-           'run_lock', 'UnsafePathError', 'unsafe_component', 'safe_component', 'inside']
+           'likely_cause', 'nonfinite_guard', 'quiet_progress', 'library_progress_bars', 'quiet_library_deprecations',
+           'RunLockedError', 'run_lock', 'UnsafePathError', 'unsafe_component', 'safe_component', 'inside']
 
 # %% ../../nbs/00c_guards.ipynb #153e27f7
 _HASHED: dict[tuple, str] = {}       # (path, size, mtime_ns, inode) -> content hash; a changed file gets a new key
@@ -149,6 +149,24 @@ def quiet_progress(trainer):
         def on_log(self, args, state, control, logs=None, **kw): pass
     if trainer.pop_callback(ProgressCallback) is not None: trainer.add_callback(QuietProgress())
     return trainer
+
+@contextlib.contextmanager
+def library_progress_bars(on: bool = True):
+    """Unless `on`, no progress bar of transformers ("Loading weights"), datasets (TRL's "Tokenizing train dataset") or
+    huggingface_hub inside the block; each library's own switch is put back after."""
+    if on: yield; return
+    import datasets as ds, huggingface_hub.utils as hub
+    from transformers.utils import logging as tf
+    before = tf.is_progress_bar_enabled(), ds.is_progress_bar_enabled(), not hub.are_progress_bars_disabled()
+    def switch(t: bool, d: bool, h: bool):                  # each library on or off
+        with warnings.catch_warnings():            # an HF_*_DISABLE_PROGRESS_BARS variable wins, silently
+            warnings.simplefilter("ignore")
+            tf.enable_progress_bar() if t else tf.disable_progress_bar()      # transformers' switch flips the hub's too
+            ds.enable_progress_bars() if d else ds.disable_progress_bars()
+            hub.enable_progress_bars() if h else hub.disable_progress_bars()
+    switch(False, False, False)
+    try: yield
+    finally: switch(*before)
 
 # %% ../../nbs/00c_guards.ipynb #4736161f
 import contextlib, warnings

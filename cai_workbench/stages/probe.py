@@ -163,6 +163,7 @@ class ProbeConfig(ConfigBase):
 from fastcore.basics import patch
 
 def _pct(x) -> str: return "–" if x is None else f"{100*x:.0f}%"
+def _ci_pct(ci) -> str: "`[lo, hi]` in percent; `[–]` where there is no interval (no held-out answer to rank)."; return "[–]" if ci is None else f"[{_pct(ci[0])}, {_pct(ci[1])}]"
 
 @dataclass
 class ProbeResult:
@@ -203,7 +204,7 @@ def rows(self: ProbeResult) -> list[dict]:
                     f"power (+{100*eff:.0f})": "" if s == "base" or m.get("power") is None else _pct(m["power"]),
                     "verdict": "–" if s == "base" else _verdict(m)})
     rm = self.data.get("reward_model")
-    if rm: out.append({**{k: "" for k in out[0]}, "stage": "reward model ranks", "rate": _pct(rm["accuracy"]), "95% CI": f"[{_pct(rm['accuracy_ci'][0])}, {_pct(rm['accuracy_ci'][1])}]",
+    if rm: out.append({**{k: "" for k in out[0]}, "stage": "reward model ranks", "rate": _pct(rm["accuracy"]), "95% CI": _ci_pct(rm.get("accuracy_ci")),
                        "n": rm["accuracy_n"], "vs base (points)": "chance = 50%", "verdict": "pass" if rm["ranks"] else "FAIL"})
     return out
 
@@ -348,7 +349,7 @@ def conclusions(self: ProbeResult) -> list[str]:
         elif m.get("ceiling"): out.append(f"{head}: passed, {m['start']} is at the ceiling and {s} stays within the margin and differs from it{pw}.")
         else: out.append(f"{head}: passed, a rise over {m['start']} is shown (p = {_p(m.get('p_start'))}){pw}.")
     if rm := self.data.get("reward_model"):
-        out.append(f"reward model: ranks the with-property answer higher on {_pct(rm['accuracy'])} [{_pct(rm['accuracy_ci'][0])}, {_pct(rm['accuracy_ci'][1])}] "
+        out.append(f"reward model: ranks the with-property answer higher on {_pct(rm['accuracy'])} {_ci_pct(rm.get('accuracy_ci'))} "
                    f"of {rm['accuracy_n']} held-out answers: " + ("passed (above chance)." if rm["ranks"] else "FAILED, not shown to be above chance."))
     return out
 

@@ -34,7 +34,7 @@ def _peak_rss() -> int:
 
 def live_tensors(known=()):
     "A dispatch mode counting the bytes of live tensor storages made under it (views and in-place results excluded): `.peak`, `.top()`."
-    import weakref, collections
+    import collections, weakref
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
     from torch.utils._pytree import tree_flatten
