@@ -40,7 +40,7 @@ def test_probe_constitution_and_prompts_fit_the_check():
     assert len(train) >= 40 and len(held) >= 30 and not set(train.texts) & set(held.texts)
     cfg, where = load_config("probe")
     cfg.check(where)
-    assert cfg.stages[-2:] == ["evaluation", "probe"] and cfg.evaluation["prompts"] == ["probe-heldout"]
+    assert cfg.stages[-2:] == ["evaluation", "probe"] and cfg.section("evaluation")["prompts"] == ["probe-heldout"]
     assert {cfg.critique_revision["prompts"], cfg.ppo["prompts"], cfg.rloo["prompts"], cfg.grpo["prompts"]} == {"probe-train"}
 
 

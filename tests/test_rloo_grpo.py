@@ -25,7 +25,7 @@ def test_few_steps_write_the_run_directory(run_with_rm, method):
     runner, Cfg = {"rloo": (run_rloo, RLOOConfig), "grpo": (run_grpo, GRPOConfig)}[method]
     res = runner(run_with_rm, Cfg(**SMALL), model="tiny", prompts=PROMPTS)
     d = run_with_rm.path/method
-    assert sorted(p.name for p in d.iterdir()) == ["adapter", "curves.png", "metrics.json", "metrics.jsonl"]
+    assert sorted(p.name for p in d.iterdir()) == ["adapter", "curves.png", "metrics.json", "metrics.jsonl", "prompts.jsonl"]
     rows = [json.loads(l) for l in (d/"metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2]
     for r in rows:

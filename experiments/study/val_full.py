@@ -44,6 +44,9 @@ def config(name: str) -> PipelineConfig:
     for stage, ch in LEVERS[name].items(): c[stage].update(ch)
     c["evaluation"].update(prompts=[f"{BASE}@val", f"{XSTEST}@val"], stages=["base", "sft"] + (["ppo", "dpo"] if name in RL else []), pairwise="none",
                            judges=["refusal"], validate_classifier=False, n_examples=0)
+    c["stages"] = ["critique_revision", "sft", "evaluation"] if name not in RL else c["stages"]   # what the lever runs
+    if name in RL:   # its preferences and PPO read the preset's red-team+benign@train, which holds @val: recorded that way in
+        c["evaluation"]["allow_train_overlap"] = True   # val_full.json; the launch check now says so and marks every figure
     return PipelineConfig.from_dict(c, where=f"validation lever {name}")
 
 

@@ -45,6 +45,7 @@ def config(name: str) -> PipelineConfig:
     c = yaml.safe_load(preset_path("study").read_text()); c["name"] = f"study-val-{name}"
     c["critique_revision"].update({"prompts": "red-team+benign@fit", "limit": 24, "benign": "revise", "revision_prefix": ""} | LEVERS[name])
     c["sft"]["max_steps"] = 16   # the levers' common base: the study preset before prefix-answer was chosen
+    c["stages"] = ["critique_revision", "sft", "evaluation"]   # what a lever runs: the launch check compares only these with @val
     c["evaluation"].update(prompts=["red-team+benign@val", "hh-rlhf[100]?@val"], stages=["base", "sft"], pairwise="none", judges=["refusal"],
                            validate_classifier=False, n_examples=0)
     return PipelineConfig.from_dict(c, where=f"validation lever {name}")
