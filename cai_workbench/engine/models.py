@@ -51,6 +51,10 @@ class ModelSettings(ConfigBase):
         "The `load_model` arguments these settings give."
         return dict(dtype=self.dtype, load_in_4bit=self.load_in_4bit, attn_implementation=self.attn_implementation)
 
+# the field's type as an object, not the string "Dtype | None": a subclass's generated __init__ lives in its own module, where
+# `inspect.signature(..., eval_str=True)` (show_doc, the docs) could not resolve the name
+ModelSettings.__dataclass_fields__["dtype"].type = ModelSettings.__init__.__annotations__["dtype"] = typing.Optional[Dtype]
+
 @dataclass
 class TrainModelSettings(ModelSettings):
     "`ModelSettings` of a stage that trains, with whether activations are recomputed in the backward pass."
