@@ -6,7 +6,7 @@ Docs: https://cai-workbench.github.io/cai-workbench/pipeline.html.md"""
 
 # %% ../nbs/10_pipeline.ipynb #34aef2fc
 from __future__ import annotations
-import contextlib, errno, importlib, importlib.resources, os, shutil, time
+import contextlib, errno, importlib, importlib.resources, time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -17,7 +17,9 @@ from .core.run import Run, MissingStageError, StageResult
 
 from .core.guards import library_progress_bars, stage_fingerprint, stale_reasons, run_lock, unsafe_component
 from .core.io import name_full_disk
-from .stages.inherit import TOP_FIELDS, TRAINING_STAGES, resolve_sections, split_suffix
+from .inputs.prompts import split_suffix
+from .inputs.heldout import PROMPT_STAGES
+from .stages.inherit import TOP_FIELDS, resolve_sections
 from .core.run import check_run_folder
 
 # %% auto #0
@@ -130,7 +132,7 @@ class PipelineConfig(ConfigBase):
         """The stage's YAML section with what it inherits from the top filled in (`stages.inherit`): only fields its config class
         has and the section does not set, and the training/held-out split of a prompt source it shares with evaluation."""
         if stage not in STAGES: raise ConfigError(f"unknown stage {stage!r}; the stages are {list(STAGES)}")
-        wanted = [s for s in STAGES if s == stage or (s in self.stages and (s in TRAINING_STAGES or s == "evaluation"))]
+        wanted = [s for s in STAGES if s == stage or (s in self.stages and (s in PROMPT_STAGES or s == "evaluation"))]
         return resolve_sections({s: getattr(self, s) for s in wanted}, {k: getattr(self, k) for k in TOP_FIELDS}, self.stages,
                                 {s: STAGES[s].load()[0] for s in wanted})[stage]
 

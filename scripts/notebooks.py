@@ -58,8 +58,16 @@ def _redraws(s: str) -> str:
 _SITE = sorted({p for p in (sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"], *site.getsitepackages()) if p},
                key=len, reverse=True)
 
+_DATA_URI = re.compile(r"(data:[\w/+.-]+;base64,[A-Za-z0-9+/=]+)")
+
 def scrub(s: str, root: Path = ROOT) -> str:
-    "Text with this machine's and this run's particulars replaced by stable placeholders."
+    "Text with this machine's and this run's particulars replaced by stable placeholders; embedded `data:` URIs (an image in a repr) kept whole."
+    if "base64," in s:
+        parts = _DATA_URI.split(s)   # odd indices: the URIs
+        return "".join(x if i % 2 else _scrub(x, root) for i, x in enumerate(parts))
+    return _scrub(s, root)
+
+def _scrub(s: str, root: Path = ROOT) -> str:
     s = _redraws(_ANSI.sub("", s))
     for sp in _SITE: s = s.replace(sp, "<site-packages>")
     tmp = re.escape(os.path.realpath(tempfile.gettempdir()))

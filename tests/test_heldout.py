@@ -10,7 +10,8 @@ from cai_workbench.core.io import read_json
 from cai_workbench.core.run import Run
 from cai_workbench.engine.embedded import TINY
 from cai_workbench.engine.generator import GenerationConfig
-from cai_workbench.inputs.heldout import HeldOutError, record_prompts, split_records
+from cai_workbench.inputs.heldout import HeldOutError, record_prompts
+from cai_workbench.inputs.prompts import split_records
 from cai_workbench.inputs.prompts import load_prompts
 from cai_workbench.pipeline import PipelineConfig, run_pipeline
 from cai_workbench.stages import evaluation as E

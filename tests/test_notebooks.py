@@ -127,3 +127,13 @@ def test_nbdev_clean_keeps_outputs():
           "outputs": [{"output_type": "execute_result", "execution_count": 3, "data": {"text/plain": "1"}, "metadata": {}}]}]}
     clean_nb(nb, clear_all=cfg["clear_all"])
     assert nb["cells"][0]["outputs"][0]["data"] == {"text/plain": "1"}
+
+
+def test_scrub_keeps_an_embedded_image_whole():
+    "A repr that embeds a PNG as a data: URI keeps every byte of it; the text around it is still scrubbed."
+    import base64
+    payload = base64.b64encode(bytes(range(256)) * 8).decode()
+    payload = payload[:100] + "/0x7fab12cd+12s+" + payload[100:]      # base64 that looks like an address and a duration
+    s = f"took 12.5 s at 0x7f00aa11bb22 ![loss](data:image/png;base64,{payload})"
+    out = run_notebooks.scrub(s)
+    assert f"data:image/png;base64,{payload})" in out and "0x7f00aa11bb22" not in out

@@ -169,7 +169,7 @@ def library_progress_bars(on: bool = True):
     finally: switch(*before)
 
 # %% ../../nbs/00c_guards.ipynb #4736161f
-import contextlib, warnings
+import contextlib
 
 LIBRARY_DEPRECATIONS = (r"`is_gradient_checkpointing` is deprecated",)  # raised when PEFT/TRL read the old name; our code uses `is_activation_checkpointing`
 

@@ -11,25 +11,22 @@ from pathlib import Path
 
 from ..core.config import ConfigError
 from ..core.io import iter_jsonl, write_jsonl
-from .data_filters import NEAR_SHINGLE, NEAR_THRESHOLD, near_copies, normalise, shingles
-from .prompts import PromptError, PromptSet, load_prompts, split_records
+from .data_filters import NEAR_THRESHOLD, near_copies, normalise
+from .prompts import PromptError, PromptSet, load_prompts
 
 # %% auto #0
-__all__ = ['TRAINING_STAGES', 'READ_FILE', 'HeldOutError', 'group_of', 'evaluation_prompts', 'find_overlap', 'overlap_message',
-           'stage_reads', 'check_overlap', 'check_config', 'record_prompts', 'run_training_prompts', 'check_run']
+__all__ = ['TRAINING_STAGES', 'PROMPT_STAGES', 'READ_FILE', 'HeldOutError', 'evaluation_prompts', 'find_overlap',
+           'overlap_message', 'stage_reads', 'check_overlap', 'check_config', 'record_prompts', 'run_training_prompts',
+           'check_run']
 
 # %% ../../nbs/01c_heldout.ipynb #26687118
 TRAINING_STAGES = ("critique_revision", "sft", "preferences", "reward_model", "ppo", "rloo", "grpo", "dpo")
+PROMPT_STAGES = ("critique_revision", "preferences", "ppo", "rloo", "grpo")   # those that read a prompt source of their own
 READ_FILE = "prompts.jsonl"                             # <stage>/prompts.jsonl: the prompts a training stage read
 
 class HeldOutError(ConfigError):
     "Evaluation prompts that training read, or a training stage whose prompts are unknown."
 
-
-# %% ../../nbs/01c_heldout.ipynb #ac25f045
-def group_of(r: dict) -> str:
-    "What the split hashes: the record's `group` (an XSTest focus word, an hh-rlhf opening), else its id (`prompts.split_records`)."
-    return str(r.get("group") or r["id"])
 
 # %% ../../nbs/01c_heldout.ipynb #232ac318
 def evaluation_prompts(sources, limit: int | None = None, seed: int = 0) -> PromptSet:
@@ -74,11 +71,9 @@ def overlap_message(rows: list[dict], n: int, where: str) -> str:
             "evaluation.allow_train_overlap: true to run anyway with every figure marked")
 
 # %% ../../nbs/01c_heldout.ipynb #35ea313f
-_OWN = ("critique_revision", "preferences", "ppo", "rloo", "grpo")   # the stages that load a prompt source of their own
-
 def stage_reads(stage: str, cfg, seed: int = 0) -> list[dict]:
     "The prompt records training stage `stage` with config `cfg` reads (at run seed `seed`); [] for a stage that reads earlier stages' files."
-    src = getattr(cfg, "prompts", None) if stage in _OWN else None
+    src = getattr(cfg, "prompts", None) if stage in PROMPT_STAGES else None
     if stage == "preferences" and "sampled" not in getattr(cfg, "sources", ()): src = None
     if not src: return []
     recs = list(load_prompts(src, limit=cfg.limit, seed=seed if cfg.seed is None else cfg.seed))

@@ -19,7 +19,8 @@ from ..core.views import esc
 __all__ = ['LABELS', 'SHARED_DATA', 'HH_RLHF_PROMPTS', 'BUILTIN_PROMPT_SETS', 'SPLITS', 'HELDOUT_SHARE', 'VAL_SHARE',
            'PromptError', 'PromptSet', 'shared_data_dir', 'shared_path', 'split_transcript', 'PairList',
            'resolve_data_path', 'builtin_prompt_sets', 'load_prompts', 'load_hh_rlhf_pairs', 'prompt_texts',
-           'in_heldout', 'split_of_id', 'optional_skips', 'split_records', 'prompt_source_files']
+           'in_heldout', 'split_of_id', 'split_suffix', 'without_split', 'source_names', 'optional_skips', 'group_of',
+           'split_records', 'prompt_source_files']
 
 # %% ../../nbs/01a_prompts.ipynb #a718f390
 LABELS = ("harmful", "benign")
@@ -283,7 +284,7 @@ def load_prompts(source: str | Path | Iterable = "demo", # built-in name, file p
                  ) -> PromptSet:
     "Load a prompt set from any supported source as a `PromptSet`."
     if label not in LABELS: raise PromptError(f"label must be one of {list(LABELS)}, got {label!r}")
-    if isinstance(source, str) and ("+" in source or _split_of(source) or _PART.match(source).group(2, 3) != (None, "")):
+    if isinstance(source, str) and ("+" in source or split_suffix(source) or _PART.match(source).group(2, 3) != (None, "")):
         return _combined(source, limit, seed, label)
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise PromptError(f"limit must be a positive integer or None, got {limit!r}")
@@ -340,19 +341,25 @@ def split_of_id(prompt_id: str) -> tuple[str, ...]:
     v = int(hashlib.sha256(f"val|{prompt_id}".encode()).hexdigest()[:8], 16) < VAL_SHARE*16**8
     return ("train", "val" if v else "fit")
 
-def _split_of(source: str) -> str | None:
-    head, sep, tail = source.rpartition("@")
+def split_suffix(spec: str) -> str | None:
+    "The `@train`/`@heldout`/`@fit`/`@val` suffix of a prompt spec, or None (`me@example.txt` has none)."
+    head, sep, tail = str(spec).rpartition("@")
     return tail if sep and head and tail in SPLITS else None
 
+def without_split(spec: str) -> str: "`spec` without its split suffix."; return spec.rpartition("@")[0] if split_suffix(spec) else spec
+
 # %% ../../nbs/01a_prompts.ipynb #a4f97644
-_PART = re.compile(r"^(.*?)(?:\[(\d+)\])?(\??)$")
+_PART = re.compile(r"^(.*?)(?:\[(\d+)\])?(\??)$")   # one '+' part: name, [N], ?
+
+def source_names(spec: str) -> set[str]:
+    "The sources a prompt spec reads: its `+` parts without `[N]`, `?` or the split suffix (`red-team[20]+demo?@train` -> red-team, demo)."
+    return {_PART.match(p.strip()).group(1) for p in without_split(str(spec)).split("+") if p.strip()}
 
 def optional_skips(source) -> list[str]:
     "The optional parts (`name?`) of a prompt spec whose data is absent, with why: what `load_prompts` leaves out."
     if not isinstance(source, str): return []
-    base = source.rpartition("@")[0] if _split_of(source) else source
     out = []
-    for part in base.split("+"):
+    for part in without_split(source).split("+"):
         name, _, opt = _PART.match(part.strip()).groups()
         if not opt: continue
         if name == "hh-rlhf" and shared_path(HH_RLHF_PROMPTS) is None: out.append(f"{part.strip()}: no {HH_RLHF_PROMPTS} in the reference data")
@@ -369,17 +376,18 @@ def _part(part: str, seed: int, label: str) -> list[dict]:
         warnings.warn(f"prompts: {why[0]}; left out"); return []
     return list(load_prompts(name, limit=int(n) if n else None, seed=seed, label=label))
 
+def group_of(r: dict) -> str: "What the split hashes: the record's `group` (an XSTest focus word, an hh-rlhf opening), else its id."; return str(r.get("group") or r["id"])
+
 def split_records(recs: list[dict], split: str) -> tuple[list[dict], int]:
     "The records in `split` by group (`group`, else id: a group never straddles it); `heldout` less near-copies of a train record, and their count."
-    side = {s: [r for r in recs if s in split_of_id(str(r.get("group") or r["id"]))] for s in {"train", split}}
+    side = {s: [r for r in recs if s in split_of_id(group_of(r))] for s in {"train", split}}
     from cai_workbench.inputs.data_filters import near_copies
     near = near_copies([r["prompt"] for r in side[split]], [r["prompt"] for r in side["train"]]) if split == "heldout" else {}
     return [r for i, r in enumerate(side[split]) if i not in near], len(near)
 
 def _combined(source: str, limit, seed, label) -> PromptSet:
     "Several '+'-joined sources as one set, optionally one split of it."
-    split = _split_of(source)
-    base = source.rpartition("@")[0] if split else source
+    split, base = split_suffix(source), without_split(source)
     recs = [r for part in base.split("+") for r in _part(part.strip(), seed, label)]
     recs, dropped = split_records(recs, split) if split else (recs, 0)
     if not recs: raise PromptError(f"{source}: no prompts in this split")
@@ -389,17 +397,12 @@ def _combined(source: str, limit, seed, label) -> PromptSet:
 # %% ../../nbs/01a_prompts.ipynb #c0de5pf1
 def prompt_source_files(source) -> list[Path]:
     "The local files and folders a prompt spec reads (every `+` part, `name[N]`, `name?`, `@split`, `hh-rlhf:<path>`, `hf:<folder>`); built-ins and hub datasets are none."
-    if isinstance(source, Path): source = str(source)
-    if not isinstance(source, str): return []
-    base = source.rpartition("@")[0] if _split_of(source) else source
     out = []
-    for part in base.split("+"):
+    for part in without_split(str(source)).split("+") if isinstance(source, (str, Path)) else ():
         name = _PART.match(part.strip()).group(1)
         if name in BUILTIN_PROMPT_SETS or name == "hh-rlhf": continue
         if name.startswith("hh-rlhf:"): p = resolve_data_path(name[len("hh-rlhf:"):])
-        elif name.startswith("hf:"):
-            spec = name[3:]
-            p = Path(spec.rsplit(":", 1)[0] if ":" in spec and "/" not in spec.rsplit(":", 1)[1] else spec)
+        elif name.startswith("hf:"): spec = name[3:]; p = Path(spec.rsplit(":", 1)[0] if ":" in spec and "/" not in spec.rsplit(":", 1)[1] else spec)
         else: p = resolve_data_path(name)
         try:
             if p.exists() and p not in out: out.append(p)

@@ -6,11 +6,11 @@ Docs: https://cai-workbench.github.io/cai-workbench/plan.html.md"""
 
 # %% ../../nbs/13c_plan.ipynb #44143d15
 from __future__ import annotations
-import itertools, json, math, re
-from dataclasses import dataclass, field, replace
+import itertools, json, re
+from dataclasses import dataclass, field
 
 from ..core.config import ConfigError
-from .estimate import DATA, estimate, price_table, section_config
+from .estimate import DATA, estimate, price_table
 
 # %% auto #0
 __all__ = ['MODEL_CONFIGS', 'GB', 'BYTES', 'TRAINING', 'PROMPT_TOKENS', 'DEFAULT_PROMPT_TOKENS', 'NF4_BYTES', 'model_config',

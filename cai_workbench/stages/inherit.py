@@ -6,32 +6,20 @@ Docs: https://cai-workbench.github.io/cai-workbench/inherit.html.md"""
 
 # %% ../../nbs/10b_inherit.ipynb #1b0a0003
 from __future__ import annotations
-import re
 from dataclasses import MISSING, fields
 
-from ..inputs.prompts import SPLITS
+from ..inputs.heldout import PROMPT_STAGES
+from ..inputs.prompts import source_names, split_suffix, without_split
 
 # %% auto #0
-__all__ = ['MODEL_SETTINGS', 'TOP_FIELDS', 'TRAINING_STAGES', 'split_suffix', 'without_split', 'with_split', 'source_names',
-           'training_spec', 'heldout_parts', 'inherited', 'split_shared_sources', 'resolve_sections']
+__all__ = ['MODEL_SETTINGS', 'TOP_FIELDS', 'with_split', 'training_spec', 'heldout_parts', 'inherited', 'split_shared_sources',
+           'resolve_sections']
 
 # %% ../../nbs/10b_inherit.ipynb #1b0a0006
 MODEL_SETTINGS = ("dtype", "load_in_4bit", "gradient_checkpointing", "attn_implementation")
 TOP_FIELDS = ("constitution", "prompts", "eval_prompts") + MODEL_SETTINGS
-TRAINING_STAGES = ("critique_revision", "preferences", "ppo", "rloo", "grpo")   # the stages that train on a prompt source
-_PART = re.compile(r"^(.*?)(?:\[(\d+)\])?(\??)$")                            # name, [N], ? of one '+' part (as `prompts.load_prompts`)
 
-def split_suffix(spec: str) -> str | None:
-    "The `@train`/`@heldout`/`@fit`/`@val` suffix of a prompt spec, or None."
-    head, sep, tail = str(spec).rpartition("@")
-    return tail if sep and head and tail in SPLITS else None
-
-def without_split(spec: str) -> str: "`spec` without its split suffix."; return spec.rpartition("@")[0] if split_suffix(spec) else spec
 def with_split(spec: str, split: str) -> str: "`spec@split`, unless `spec` names a split already (an explicit suffix wins)."; return spec if split_suffix(spec) else f"{spec}@{split}"
-
-def source_names(spec: str) -> set[str]:
-    "The sources a prompt spec reads: its `+` parts without `[N]`, `?` or the split suffix (`red-team[20]+demo?@train` -> red-team, demo)."
-    return {_PART.match(p.strip()).group(1) for p in without_split(str(spec)).split("+") if p.strip()}
 
 def training_spec(prompts) -> str:
     "Top-level `prompts` as the one source a training stage reads: a list is joined with `+`."
@@ -49,7 +37,7 @@ def inherited(stage: str, names: set[str], top: dict) -> dict:
         ev = top.get("eval_prompts")
         if ev is None and top.get("prompts") is not None: ev = heldout_parts(top["prompts"])
         if ev is not None: out["prompts"] = [ev] if isinstance(ev, str) else list(ev)
-    elif "prompts" in names and stage in TRAINING_STAGES and top.get("prompts") is not None:
+    elif "prompts" in names and stage in PROMPT_STAGES and top.get("prompts") is not None:
         out["prompts"] = training_spec(top["prompts"])
     return out
 
@@ -75,7 +63,7 @@ def resolve_sections(sections: dict[str, dict], top: dict, stages: list[str], cl
         sec, names = dict(sections.get(s) or {}), {f.name for f in fields(cls) if f.init}
         out[s] = {**sec, **{k: v for k, v in inherited(s, names, top).items() if k not in sec}}
     src = lambda s: out[s]["prompts"] if "prompts" in out[s] else _default(classes[s], "prompts")
-    train = {s: p for s in TRAINING_STAGES if s in stages and s in classes and isinstance(p := src(s), str)}
+    train = {s: p for s in PROMPT_STAGES if s in stages and s in classes and isinstance(p := src(s), str)}
     ev = src("evaluation") if "evaluation" in stages and "evaluation" in classes else None
     ev = [ev] if isinstance(ev, str) else list(ev) if ev else None
     train2, ev2 = split_shared_sources(train, ev)
