@@ -325,7 +325,7 @@ def _plan(config: PipelineConfig, stages: list[str] | None, run_dir, where: str 
     configs = {s: config.stage_config(s, where) for s in stages}     # all checked before anything runs
     if "evaluation" in configs:     # held out: evaluation's prompts against every training stage's, before any model loads
         from cai_workbench.inputs.heldout import check_config
-        check_config({**{s: config.stage_config(s, where) for s in config.stages}, **configs}, config.seed, where or "config")
+        check_config({**{s: config.stage_config(s, where) for s in config.stages if s not in configs}, **configs}, config.seed, where or "config")
     path = Path(run_dir) if run_dir else Path(config.runs_dir)/config.name
     if path.exists() and not path.is_dir(): raise NotADirectoryError(errno.ENOTDIR, "is a file, not a run folder", str(path))
     check_run_folder(path)                                            # a user's own non-empty folder is not taken over

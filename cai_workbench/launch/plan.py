@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from ..core.config import ConfigError
 from .estimate import DATA, estimate, price_table
+from ..stages.inherit import MODEL_SETTINGS
 
 # %% auto #0
 __all__ = ['MODEL_CONFIGS', 'GB', 'BYTES', 'TRAINING', 'PROMPT_TOKENS', 'DEFAULT_PROMPT_TOKENS', 'NF4_BYTES', 'model_config',
@@ -147,10 +148,9 @@ class Memory:
         return {**self.static, **{f"{top[0]}: {k}": v for k, v in top[1].items()}}
 
 def stage_section(cfg, stage: str) -> dict:
-    "The stage's section with the inherited top-level values filled in (`PipelineConfig.section`; the top-level model settings otherwise)."
-    if hasattr(cfg, "section"): sec = cfg.section(stage)
-    else: sec = dict(getattr(cfg, stage) or {})
-    for k in ("dtype", "load_in_4bit", "gradient_checkpointing", "attn_implementation"):
+    "The stage's resolved section (`PipelineConfig.section`), with the top-level model settings also where its class has no such field."
+    sec = cfg.section(stage)
+    for k in MODEL_SETTINGS:
         if sec.get(k) is None and getattr(cfg, k, None) is not None: sec[k] = getattr(cfg, k)
     return sec
 
